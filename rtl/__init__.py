@@ -1,0 +1,1 @@
+"""Synthesizable Amaranth components of smtni."""

@@ -1,0 +1,146 @@
+"""Every wire, descriptor and memory format of smtni, in one place.
+
+The RTL builds its signals from these layouts; the behavioural model and the testbenches pack and
+unpack Python integers through the same layouts with :class:`Codec`, never through hand-written bit
+positions. A format change made here reaches all three.
+
+Bit order follows :mod:`amaranth.lib.data`: the first field of a ``StructLayout`` occupies the least
+significant bits. A multi-flit format (the message header) is sent least significant flit first,
+and a flit's bytes are little-endian, so byte ``i`` of a message is bits ``8*i .. 8*i+7`` of the
+concatenated flit data.
+"""
+
+from amaranth.lib import data, enum
+
+__all__ = [
+    "FLIT_DATA_BITS", "FLIT_BYTES", "NODE_BITS", "MAX_NODES", "ENDPOINT_BITS", "LENGTH_BITS",
+    "MAX_PAYLOAD_BYTES", "HEADER_FLITS", "TRAILER_FLITS",
+    "Flit", "MessageKind", "MessageHeader", "Trailer", "Codec",
+]
+
+
+#: Link payload width; a message is a whole number of flits.
+FLIT_DATA_BITS = 64
+FLIT_BYTES = FLIT_DATA_BITS // 8
+#: Node numbers are this wide, which bounds a system to 16 nodes.
+NODE_BITS = 4
+MAX_NODES = 1 << NODE_BITS
+#: Endpoint numbers within a node (DESIGN default: 8 endpoints; the field allows 16).
+ENDPOINT_BITS = 4
+#: Payload length in bytes; the largest message carries 2 KiB.
+LENGTH_BITS = 12
+MAX_PAYLOAD_BYTES = 2048
+
+
+Flit = data.StructLayout({
+    "data": FLIT_DATA_BITS,
+    "last": 1,           # marks the final flit of a message
+})
+
+
+class MessageKind(enum.Enum, shape=4):
+    """What a message asks of the receiving NI."""
+    #: Zero-copy write of the payload into the receiver's window at ``remote_va``.
+    PUT = 0
+
+
+#: The first flits of every message. ``dst_node`` sits in the first flit so that the Fabric routes
+#: on the first flit alone.
+MessageHeader = data.StructLayout({
+    # flit 0
+    "dst_node":     NODE_BITS,
+    "src_node":     NODE_BITS,
+    "dst_endpoint": ENDPOINT_BITS,
+    "kind":         MessageKind,
+    "notify":       1,
+    "reserved0":    3,
+    "length":       LENGTH_BITS,   # payload bytes, a multiple of FLIT_BYTES
+    "seq":          16,            # per (source, destination) sequence number
+    "key":          16,            # receive window key
+    # flit 1
+    "remote_va":    48,
+    "reserved1":    16,
+    # flit 2
+    "metadata":     64,            # opaque to the NI, handed to the receiver
+})
+
+#: The last flit of every message: CRC-32 (Ethernet polynomial, reflected, as ``zlib.crc32`` and
+#: ``amaranth.lib.crc.catalog.CRC32_ETHERNET``) over the header and payload bytes.
+Trailer = data.StructLayout({
+    "crc":      32,
+    "reserved": 32,
+})
+
+HEADER_FLITS = MessageHeader.size // FLIT_DATA_BITS
+TRAILER_FLITS = Trailer.size // FLIT_DATA_BITS
+
+assert MessageHeader.size == HEADER_FLITS * FLIT_DATA_BITS
+assert Trailer.size == TRAILER_FLITS * FLIT_DATA_BITS
+assert MessageHeader["dst_node"].offset + NODE_BITS <= FLIT_DATA_BITS, "routing needs flit 0 only"
+assert MAX_PAYLOAD_BYTES < (1 << LENGTH_BITS)
+
+
+class Codec:
+    """Pack and unpack Python integers through the field offsets of a layout.
+
+    The field table is computed once, so packing costs a few shifts per field: cheap enough for
+    testbenches that pack every flit.
+
+    Parameters
+    ----------
+    layout : :class:`amaranth.lib.data.Layout` or shape-castable
+        The format. Fields whose shape is an :class:`amaranth.lib.enum.Enum` unpack to members.
+    """
+
+    def __init__(self, layout):
+        self._layout = data.Layout.cast(layout)
+        self._fields = {}
+        for name, field in self._layout:
+            shape = field.shape
+            enum_type = shape if isinstance(shape, type) and issubclass(shape, enum.Enum) else None
+            self._fields[name] = (field.offset, field.width, enum_type)
+
+    @property
+    def layout(self):
+        return self._layout
+
+    @property
+    def width(self):
+        return self._layout.size
+
+    def pack(self, **values):
+        """Return the integer holding ``values``; fields not named are zero.
+
+        Raises
+        ------
+        :exc:`ValueError`
+            If a field name is unknown or a value does not fit its field.
+        """
+        bits = 0
+        for name, value in values.items():
+            try:
+                offset, width, _ = self._fields[name]
+            except KeyError:
+                raise ValueError(f"unknown field {name!r}; the fields are "
+                                 f"{', '.join(self._fields)}") from None
+            value = int(value.value if isinstance(value, enum.Enum) else value)
+            if not 0 <= value < (1 << width):
+                raise ValueError(f"field {name!r} is {width} bits wide; {value:#x} does not fit")
+            bits |= value << offset
+        return bits
+
+    def unpack(self, bits):
+        """Return a dict of every field of ``bits``; enum fields become enum members."""
+        bits = int(bits)
+        if not 0 <= bits < (1 << self._layout.size):
+            raise ValueError(f"{bits:#x} is wider than the {self._layout.size}-bit layout")
+        result = {}
+        for name, (offset, width, enum_type) in self._fields.items():
+            value = (bits >> offset) & ((1 << width) - 1)
+            result[name] = enum_type(value) if enum_type is not None else value
+        return result
+
+    def field(self, bits, name):
+        """Return one field of ``bits`` as an integer."""
+        offset, width, _ = self._fields[name]
+        return (int(bits) >> offset) & ((1 << width) - 1)

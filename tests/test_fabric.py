@@ -1,0 +1,143 @@
+import pytest
+
+from behavioral.fabric import FabricModel
+from behavioral.message import FLIT, Message
+from rtl.fabric import Fabric
+from tests.sim import run
+
+
+def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
+    """Run ``dut`` for ``cycles``; return per-output lists of (cycle, data, last) and the inputs'
+    acceptance cycles. ``sends`` maps an input port to a list of (data, last) flits."""
+    queues = {port: list(flits) for port, flits in sends.items()}
+    outputs = {port: [] for port in range(dut.nodes)}
+    accepted = {port: [] for port in range(dut.nodes)}
+
+    async def bench(ctx):
+        for cycle in range(cycles):
+            for port, stream in enumerate(dut.inputs):
+                queue = queues.get(port)
+                ctx.set(stream.valid, bool(queue))
+                if queue:
+                    ctx.set(stream.payload.as_value(), FLIT.pack(data=queue[0][0], last=queue[0][1]))
+            for port, stream in enumerate(dut.outputs):
+                ctx.set(stream.ready, ready(cycle, port))
+            for port, stream in enumerate(dut.inputs):
+                if ctx.get(stream.valid) and ctx.get(stream.ready):
+                    queues[port].pop(0)
+                    accepted[port].append(cycle)
+            for port, stream in enumerate(dut.outputs):
+                if ctx.get(stream.valid) and ctx.get(stream.ready):
+                    flit = FLIT.unpack(ctx.get(stream.payload.as_value()))
+                    outputs[port].append((cycle, flit["data"], bool(flit["last"])))
+            await ctx.tick()
+
+    run(dut, bench)
+    return outputs, accepted
+
+
+def messages_of(outputs, port):
+    """Split an output's flits into messages at ``last``."""
+    messages, current = [], []
+    for _, data, last in outputs[port]:
+        current.append((data, last))
+        if last:
+            messages.append(current)
+            current = []
+    assert not current, "an output stopped in the middle of a message"
+    return messages
+
+
+@pytest.mark.parametrize("link_latency", [0, 2])
+def test_routes_by_destination_with_fixed_latency(link_latency):
+    dut = Fabric(nodes=4, link_latency=link_latency)
+    message = Message(dst_node=2, src_node=1, payload=bytes(range(24)))
+    outputs, accepted = drive(dut, {1: message.flits()}, cycles=20)
+    assert messages_of(outputs, 2) == [message.flits()]
+    assert all(not outputs[port] for port in (0, 1, 3))
+    assert outputs[2][0][0] - accepted[1][0] == 1 + link_latency
+    # No bubbles: one flit per cycle in and out.
+    assert accepted[1] == list(range(accepted[1][0], accepted[1][0] + len(message.flits())))
+    cycles_out = [cycle for cycle, _, _ in outputs[2]]
+    assert cycles_out == list(range(cycles_out[0], cycles_out[0] + len(message.flits())))
+
+
+def test_unknown_destination_dropped_whole_and_counted():
+    dut = Fabric(nodes=3, link_latency=1)
+    bad = Message(dst_node=7, src_node=0, payload=bytes(16))
+    good = Message(dst_node=1, src_node=0, seq=1, payload=bytes(8))
+    outputs, _ = drive(dut, {0: bad.flits() + good.flits() + bad.flits()}, cycles=30)
+    assert messages_of(outputs, 1) == [good.flits()]
+    assert not outputs[0] and not outputs[2]
+
+
+def test_drop_counter_counts_each_dropped_message():
+    dut = Fabric(nodes=2, link_latency=0)
+    bad = Message(dst_node=5, src_node=1).flits()
+    counts = []
+
+    async def bench(ctx):
+        for flits in (bad, bad, bad):
+            for data, last in flits:
+                ctx.set(dut.inputs[1].valid, 1)
+                ctx.set(dut.inputs[1].payload.as_value(), FLIT.pack(data=data, last=last))
+                assert ctx.get(dut.inputs[1].ready)
+                await ctx.tick()
+            counts.append(ctx.get(dut.dropped))
+
+    run(dut, bench)
+    assert counts == [1, 2, 3]
+
+
+def test_wormhole_keeps_messages_contiguous_under_contention():
+    dut = Fabric(nodes=4, link_latency=1)
+    model = FabricModel(4)
+    sends = {}
+    for src in range(4):
+        flits = []
+        for seq in range(3):
+            message = Message(dst_node=0, src_node=src, seq=seq, payload=bytes([src, seq]) * 4 * (seq + 1))
+            flits += message.flits()
+            model.sent(src, message.flits())
+        sends[src] = flits
+    outputs, _ = drive(dut, sends, cycles=200, ready=lambda cycle, port: cycle % 3 != 0)
+    for message in messages_of(outputs, 0):
+        model.delivered(0, message)
+    assert model.finish(dropped_count=0) == []
+    # Round robin: the first four messages come from four different inputs.
+    firsts = [Message.from_flits(m).src_node for m in messages_of(outputs, 0)[:4]]
+    assert sorted(firsts) == [0, 1, 2, 3]
+
+
+def test_backpressure_holds_flits():
+    dut = Fabric(nodes=2, link_latency=2)
+    message = Message(dst_node=0, src_node=1, payload=bytes(range(64)))
+    outputs, _ = drive(dut, {1: message.flits()}, cycles=60, ready=lambda cycle, port: cycle >= 30)
+    assert messages_of(outputs, 0) == [message.flits()]
+    assert outputs[0][0][0] == 30
+
+
+@pytest.mark.parametrize("cycles_per_flit", [2, 5])
+def test_rate_limiter_spaces_flits(cycles_per_flit):
+    dut = Fabric(nodes=2, link_latency=1, cycles_per_flit=cycles_per_flit)
+    message = Message(dst_node=1, src_node=0, payload=bytes(32))
+    outputs, _ = drive(dut, {0: message.flits()}, cycles=100)
+    cycles_out = [cycle for cycle, _, _ in outputs[1]]
+    assert messages_of(outputs, 1) == [message.flits()]
+    assert {b - a for a, b in zip(cycles_out, cycles_out[1:])} == {cycles_per_flit}
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(nodes=1), "nodes must be between 2 and 16, not 1"),
+    (dict(nodes=17), "nodes must be between 2 and 16, not 17"),
+    (dict(link_latency=-1), "link_latency"),
+    (dict(cycles_per_flit=0), "cycles_per_flit"),
+])
+def test_rejects_bad_parameters(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        Fabric(**kwargs)
+
+
+def test_rejects_non_integer_parameter():
+    with pytest.raises(TypeError, match="nodes must be an integer, not '4'"):
+        Fabric(nodes="4")
