@@ -33,7 +33,7 @@ class RoundRobinArbiter(wiring.Component):
         Ignored while ``valid`` is low.
     """
 
-    def __init__(self, *, count):
+    def __init__(self, *, count=4):
         self._count = check_int(self, "count", count, 1, 64)
         super().__init__({
             "requests": In(count),

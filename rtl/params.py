@@ -1,6 +1,6 @@
 """Checking of elaboration parameters, shared by every component."""
 
-__all__ = ["check_int"]
+__all__ = ["check_int", "silence_unused"]
 
 
 def check_int(component, name, value, low, high):
@@ -16,5 +16,11 @@ def check_int(component, name, value, low, high):
         error = ValueError(f"{name} must be between {low} and {high}, not {value}")
     else:
         return value
-    component._MustUse__silence = True
+    silence_unused(component)
     raise error
+
+
+def silence_unused(component):
+    """Mark ``component`` so that Amaranth does not warn when it is never elaborated (it was built
+    only to check its parameters, or its constructor failed)."""
+    component._MustUse__silence = True

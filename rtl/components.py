@@ -1,0 +1,61 @@
+"""The components that stand alone: each has its own Verilog and its own testbench."""
+
+import inspect
+
+from amaranth.back import verilog
+
+from .arbiter import RoundRobinArbiter
+from .fabric import Fabric
+from .params import silence_unused
+
+__all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
+
+#: Name used on the command line and as the Verilog top module -> component class.
+COMPONENTS = {
+    "fabric": Fabric,
+    "arbiter": RoundRobinArbiter,
+}
+
+
+def _component_class(name):
+    try:
+        return COMPONENTS[name]
+    except KeyError:
+        raise ValueError(f"unknown component {name!r}; choose one of "
+                         f"{', '.join(sorted(COMPONENTS))}") from None
+
+
+def parameters(name):
+    """Return the elaboration parameters of component ``name`` with their defaults."""
+    signature = inspect.signature(_component_class(name).__init__)
+    return {param.name: param.default for param in signature.parameters.values()
+            if param.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def elaborate(name, params=None):
+    """Return component ``name`` built with ``params`` (a dict; missing ones take defaults).
+
+    Raises
+    ------
+    :exc:`ValueError`
+        If the component or a parameter name is unknown, or a value is out of range.
+    :exc:`TypeError`
+        If a value has the wrong type.
+    """
+    params = dict(params or {})
+    known = parameters(name)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(f"{name} has no parameter {unknown[0]!r}; its parameters are "
+                         f"{', '.join(f'{key}={value}' for key, value in known.items())}")
+    return _component_class(name)(**params)
+
+
+def check(name, params=None):
+    """Raise as :func:`elaborate` does if ``params`` do not build component ``name``."""
+    silence_unused(elaborate(name, params))
+
+
+def to_verilog(name, params=None):
+    """Return the Verilog of component ``name``; the top module is called ``name``."""
+    return verilog.convert(elaborate(name, params), name=name, emit_src=False)
