@@ -17,7 +17,7 @@ class RoundRobinArbiter(wiring.Component):
     Parameters
     ----------
     count : int
-        Number of requesters, at least 1.
+        Number of requesters, 2 to 64.
 
     Members
     -------
@@ -34,7 +34,7 @@ class RoundRobinArbiter(wiring.Component):
     """
 
     def __init__(self, *, count=4):
-        self._count = check_int(self, "count", count, 1, 64)
+        self._count = check_int(self, "count", count, 2, 64)
         super().__init__({
             "requests": In(count),
             "grant": Out(range(count)),
@@ -66,8 +66,5 @@ class RoundRobinArbiter(wiring.Component):
 
         # Move the pointer past an accepted grant.
         with m.If(self.advance & self.valid):
-            if count == 1:
-                m.d.sync += pointer.eq(0)
-            else:
-                m.d.sync += pointer.eq(Mux(self.grant == count - 1, 0, self.grant + 1))
+            m.d.sync += pointer.eq(Mux(self.grant == count - 1, 0, self.grant + 1))
         return m

@@ -1,6 +1,7 @@
 """Testbench of the Fabric: stream drivers on every port, the reference model as scoreboard."""
 
 import random
+import time
 from functools import partial
 
 import cocotb
@@ -74,6 +75,7 @@ class FabricTB:
                        ready_percent=ready_percent, rng=random.Random(f"{seed}-out{port}"))
             for port in range(self.nodes)]
         self.start_cycle = 0
+        self._start_wall = None
 
     async def start(self):
         """Start the clock, reset the Fabric and start the drivers."""
@@ -85,6 +87,7 @@ class FabricTB:
             cocotb.start_soon(driver.run())
         await RisingEdge(self.dut.clk)
         self.start_cycle = cycle()
+        self._start_wall = time.perf_counter()
 
     def message(self, src, dst, payload_bytes):
         """Return a message from ``src`` to ``dst`` with the next sequence number and random
@@ -130,7 +133,11 @@ class FabricTB:
     def figures(self):
         """Return the per-port figures of the run so far."""
         cycles = cycle() - self.start_cycle
+        wall_s = time.perf_counter() - self._start_wall
         return {
+            "sim": self.sim,
+            "wall_s": round(wall_s, 3),
+            "cycles_per_s": round(cycles / wall_s) if wall_s else 0,
             "nodes": self.nodes,
             "link_latency": self.link_latency,
             "cycles_per_flit": self.cycles_per_flit,

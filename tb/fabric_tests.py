@@ -1,27 +1,18 @@
 """cocotb tests of the Fabric (run them with ``smtni sim fabric``).
 
-Knobs (``--param NAME=VALUE``): ``messages`` per input, ``max_payload_bytes``, ``ready_percent``
-and ``idle_percent`` for the random-traffic test, ``drop_percent`` for messages to nodes that do
-not exist.
+The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenches`.
 """
 
 import cocotb
 
 from .fabric_tb import FabricTB
 from .runner import record_result, testbench_params
-
-OPTIONS = {
-    "messages": 60,
-    "max_payload_bytes": 128,
-    "ready_percent": 70,
-    "idle_percent": 20,
-    "drop_percent": 5,
-}
+from .testbenches import TESTBENCHES
 
 
 def _options():
     _, options, _ = testbench_params()
-    return {**OPTIONS, **options}
+    return {**TESTBENCHES["fabric"].options, **options}
 
 
 def _seed(name):
@@ -37,7 +28,7 @@ async def random_traffic(dut, backpressure):
     bubbles and, optionally, random output backpressure: each message arrives once, whole,
     contiguous, in order per (source, destination); dropped ones are counted."""
     options = _options()
-    name = f"random_traffic[backpressure={backpressure}]"
+    name = f"random_traffic/backpressure={backpressure}"
     tb = FabricTB(dut, seed=_seed(name),
                   ready_percent=options["ready_percent"] if backpressure else 100,
                   idle_percent=options["idle_percent"] if backpressure else 0)

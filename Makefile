@@ -1,0 +1,51 @@
+# smtni: `make demo` and `make test` set up what they need by themselves.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SIM    ?= verilator
+TB     ?= fabric
+COMPONENT ?= fabric
+JOBS   ?= 2
+
+.PHONY: setup test demo verilog sim waves bench clean
+
+## setup: create .venv and install smtni with its tools (idempotent; fast once done)
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v iverilog >/dev/null || { apt-get update -qq && apt-get install -y -qq iverilog; }
+	@command -v make >/dev/null && command -v g++ >/dev/null && command -v perl >/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq make g++ perl; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+## test: the whole suite (unit tests, cocotb on Icarus and Verilator, Verilog lint, CLI)
+test: setup
+	$(BIN)/python -m pytest -n $(JOBS) $(PYTEST_ARGS)
+
+## demo: the Fabric under random traffic on Verilator: a table and a waveform
+demo: setup
+	$(BIN)/smtni demo
+
+## verilog: write sim_build/verilog/$(COMPONENT).v (NODES=n to set the node count)
+verilog: setup
+	$(BIN)/smtni verilog $(COMPONENT) $(if $(NODES),--nodes $(NODES))
+
+## sim: run testbench $(TB) on $(SIM) with a waveform (SEED=n to replay)
+sim: setup
+	$(BIN)/smtni sim $(TB) --sim $(SIM) --waves $(if $(SEED),--seed $(SEED))
+
+## waves: list the signals of FILE, or tabulate SIGNALS in it
+waves: setup
+	$(BIN)/smtni waves $(FILE) $(if $(SIGNALS),--signals $(SIGNALS))
+
+## bench: cycles/s of the Fabric testbench and of a bare clock loop on both simulators
+bench: setup
+	$(BIN)/python -m tb.bench
+
+clean:
+	rm -rf sim_build/icarus sim_build/verilator sim_build/verilog

@@ -1,0 +1,38 @@
+"""The cocotb testbenches that ``smtni sim`` runs, with their knobs and defaults."""
+
+from dataclasses import dataclass
+
+__all__ = ["Testbench", "TESTBENCHES", "get_testbench"]
+
+
+@dataclass(frozen=True)
+class Testbench:
+    """A component's cocotb test module and the testbench knobs it accepts (name -> default)."""
+    component: str
+    module: str
+    options: dict
+    summary: str
+
+
+TESTBENCHES = {
+    "fabric": Testbench(
+        component="fabric",
+        module="tb.fabric_tests",
+        options={
+            "messages": 60,            # messages per input in the random-traffic test
+            "max_payload_bytes": 128,  # random payloads are 0..this many bytes
+            "ready_percent": 70,       # output ready probability under backpressure
+            "idle_percent": 20,        # input bubble probability under backpressure
+            "drop_percent": 5,         # share of messages sent to nodes that do not exist
+        },
+        summary="random all-to-all traffic, full contention, no-contention rate and latency"),
+}
+
+
+def get_testbench(name):
+    """Return the testbench called ``name``; raise :exc:`ValueError` naming the choices."""
+    try:
+        return TESTBENCHES[name]
+    except KeyError:
+        raise ValueError(f"unknown testbench {name!r}; choose one of "
+                         f"{', '.join(sorted(TESTBENCHES))}") from None
