@@ -1,0 +1,81 @@
+"""The smtni command line: what it prints, its exit status, and one-line errors on bad input."""
+
+import pytest
+
+from tb import cli, runner
+
+
+def smtni(capsys, *argv):
+    status = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, *fragments):
+    assert status == 2
+    assert err.count("\n") == 1 and err.startswith("smtni: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_verilog_list(capsys):
+    status, out, _ = smtni(capsys, "verilog", "--list")
+    assert status == 0
+    assert "fabric" in out and "nodes=2" in out and "arbiter" in out
+
+
+def test_verilog_writes_file_with_nodes_shorthand(capsys, tmp_path):
+    status, out, _ = smtni(capsys, "verilog", "fabric", "--nodes", "3", "-o", str(tmp_path))
+    assert status == 0
+    text = (tmp_path / "fabric.v").read_text()
+    assert out.strip() == str(tmp_path / "fabric.v")
+    assert "module fabric(" in text and "inputs__2__valid" in text and "inputs__3__" not in text
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["verilog", "fabrik"], ["unknown component 'fabrik'", "fabric"]),
+    (["verilog", "fabric", "--param", "nodes=17"], ["nodes must be between 2 and 16, not 17"]),
+    (["verilog", "fabric", "--param", "nodes=four"], ["nodes='four'", "integer"]),
+    (["verilog", "fabric", "--param", "speed=3"], ["unknown parameter 'speed'", "nodes=2"]),
+    (["verilog", "fabric", "--param", "nodes"], ["'nodes' is not NAME=VALUE"]),
+    (["verilog", "arbiter", "--nodes", "3"], ["unknown parameter 'nodes'"]),
+    (["verilog"], ["--list"]),
+    (["sim", "fabrc"], ["unknown testbench 'fabrc'"]),
+    (["sim", "fabric", "--sim", "xsim"], ["invalid choice: 'xsim'"]),
+    (["sim", "fabric", "--param", "messages=lots"], ["messages='lots'"]),
+    (["sim", "fabric", "--param", "nodes=1"], ["nodes must be between 2 and 16, not 1"]),
+    (["waves", "/no/such/file.vcd"], ["/no/such/file.vcd"]),
+    (["frobnicate"], ["invalid choice: 'frobnicate'"]),
+])
+def test_bad_input_is_one_line_and_status_2(capsys, argv, fragments):
+    status, _, err = smtni(capsys, *argv)
+    assert_one_line_error(status, err, *fragments)
+
+
+def test_sim_passes_prints_seed_summary_and_waveform(capsys):
+    status, out, _ = smtni(capsys, "sim", "fabric", "--sim", "icarus", "--seed", "7",
+                           "--param", "messages=6", "--test", "full_contention", "--waves")
+    assert status == 0, out
+    assert "seed 7" in out
+    assert "PASS  full_contention" in out and "PASS: 1 passed, 0 failed" in out
+    wave = out.split("waveform: ")[1].strip()
+    assert wave.endswith("fabric.vcd") and open(wave).read(200).strip()
+
+
+def test_sim_failure_exits_1(capsys, monkeypatch, tmp_path):
+    failed = runner.RunResult(passed=False, tests={"random_traffic": "FAIL"}, seed=3,
+                              log=tmp_path / "sim.log", waves=None)
+    monkeypatch.setattr(runner, "run", lambda *args, **kwargs: failed)
+    status, out, _ = smtni(capsys, "sim", "fabric", "--sim", "icarus", "--seed", "3")
+    assert status == 1
+    assert "FAIL  random_traffic" in out and "FAIL: 0 passed, 1 failed" in out
+
+
+def test_demo_prints_table(capsys):
+    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--nodes", "2",
+                           "--messages", "10")
+    assert status == 0, out
+    assert "flits/cycle out" in out and "worst wait (cycles)" in out
+    assert "0 scoreboard mismatches" in out
+    assert out.split("waveform: ")[1].strip().endswith("fabric.vcd")
