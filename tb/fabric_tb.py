@@ -13,7 +13,7 @@ from behavioral.message import FLIT, HEADER, Message, flit_value
 from rtl.layouts import FLIT_BYTES, MAX_NODES
 
 from .runner import CLOCK_PERIOD_NS, testbench_params
-from .stream import StreamSink, StreamSource, cycle
+from .stream import StreamPorts, cycle
 
 __all__ = ["FabricTB"]
 
@@ -37,8 +37,8 @@ class _PortStats:
 
 
 class FabricTB:
-    """Owns the clock, reset, a :class:`~tb.stream.StreamSource` per input, a
-    :class:`~tb.stream.StreamSink` per output and the :class:`~behavioral.fabric.FabricModel`
+    """Owns the clock, reset, a stream source per input and a stream sink per output (one
+    :class:`~tb.stream.StreamPorts` group) and the :class:`~behavioral.fabric.FabricModel`
     scoreboard. The Fabric's parameters come from the run (:func:`tb.runner.testbench_params`).
 
     Parameters
@@ -66,13 +66,14 @@ class FabricTB:
         self._head_cycle = {}        # (src, dst, seq) -> cycle its first flit entered
         self._in_flits = [[] for _ in range(self.nodes)]
         self._out_flits = [[] for _ in range(self.nodes)]
+        self.ports = StreamPorts(dut.clk)
         self.sources = [
-            StreamSource(dut, f"inputs__{port}", dut.clk, on_accept=partial(self._accepted, port),
-                         idle_percent=idle_percent, rng=random.Random(f"{seed}-in{port}"))
+            self.ports.source(dut, f"inputs__{port}", on_accept=partial(self._accepted, port),
+                              idle_percent=idle_percent, rng=random.Random(f"{seed}-in{port}"))
             for port in range(self.nodes)]
         self.sinks = [
-            StreamSink(dut, f"outputs__{port}", dut.clk, on_receive=partial(self._received, port),
-                       ready_percent=ready_percent, rng=random.Random(f"{seed}-out{port}"))
+            self.ports.sink(dut, f"outputs__{port}", on_receive=partial(self._received, port),
+                            ready_percent=ready_percent, rng=random.Random(f"{seed}-out{port}"))
             for port in range(self.nodes)]
         self.start_cycle = 0
         self._start_wall = None
@@ -83,8 +84,7 @@ class FabricTB:
         self.dut.rst.value = 1
         await ClockCycles(self.dut.clk, 2)
         self.dut.rst.value = 0
-        for driver in self.sources + self.sinks:
-            cocotb.start_soon(driver.run())
+        cocotb.start_soon(self.ports.run())
         await RisingEdge(self.dut.clk)
         self.start_cycle = cycle()
         self._start_wall = time.perf_counter()

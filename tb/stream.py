@@ -1,132 +1,194 @@
 """cocotb drivers for :mod:`amaranth.lib.stream` ports, bound by Amaranth's port names.
 
 A stream member ``name`` of a component appears in its Verilog as ``name__payload``,
-``name__valid`` and ``name__ready``. Both drivers sample at the rising clock edge (values read right
-after :class:`~cocotb.triggers.RisingEdge` are those the flip-flops saw) and sleep while their port
-has no work, so an idle port costs no Python per cycle.
+``name__valid`` and ``name__ready``. Drivers do not run a coroutine each: a :class:`StreamPorts`
+group services all of its drivers from one coroutine, waking once per rising clock edge while any
+driver has work and not at all while every port is idle. Values read right after the
+:class:`~cocotb.triggers.RisingEdge` are those the flip-flops sampled at that edge, so a transfer
+is seen exactly when the design sees it.
+
+Sources follow the stream rules: once ``valid`` is raised it stays until the transfer, with the
+payload stable. Cycle numbers are rising-edge numbers (simulation time runs 1 ns per cycle).
 """
 
 import random
 from collections import deque
 
 from cocotb.simtime import get_sim_time
-from cocotb.triggers import Event, ReadOnly, RisingEdge
+from cocotb.triggers import Event, First, ReadOnly, RisingEdge
 
-__all__ = ["StreamSource", "StreamSink", "cycle"]
+__all__ = ["StreamPorts", "StreamSource", "StreamSink", "cycle"]
 
 
 def cycle():
-    """Return the number of the latest rising clock edge (simulation time runs 1 ns per cycle)."""
+    """Return the number of the latest rising clock edge."""
     return int(get_sim_time("ns"))
 
 
-class StreamSource:
-    """Drive payloads into a stream sink port of the design.
+class StreamPorts:
+    """A group of stream drivers on one clock, serviced by one coroutine.
 
     Parameters
     ----------
-    dut : cocotb handle
-    name : str
-        Stream member name, e.g. ``"inputs__0"``.
     clock : cocotb handle
-    on_accept : callable, optional
-        ``on_accept(payload, offered_cycle, accepted_cycle)`` after each transfer; cycles are
-        numbers of rising edges, ``offered_cycle`` the first edge at which the payload was ready.
-    idle_percent : int
-        Chance, per cycle, of holding ``valid`` low although a payload is ready (bubbles).
-    rng : :class:`random.Random`, optional
-        Source of the bubbles; required when ``idle_percent`` is not zero.
     """
 
-    def __init__(self, dut, name, clock, *, on_accept=None, idle_percent=0, rng=None):
+    def __init__(self, clock):
+        self._clock = clock
+        self._sources = []
+        self._sinks = []
+        self._work = Event()
+
+    def source(self, dut, name, **kwargs):
+        """Add and return a :class:`StreamSource` on stream member ``name``."""
+        driver = StreamSource(dut, name, self, **kwargs)
+        self._sources.append(driver)
+        return driver
+
+    def sink(self, dut, name, **kwargs):
+        """Add and return a :class:`StreamSink` on stream member ``name``."""
+        driver = StreamSink(dut, name, **kwargs)
+        self._sinks.append(driver)
+        return driver
+
+    def wake(self):
+        """Tell the group that a driver has new work."""
+        self._work.set()
+
+    async def run(self):
+        """Service the drivers; start it with :func:`cocotb.start_soon`."""
+        edge = RisingEdge(self._clock)
+        settled = ReadOnly()
+        for sink in self._sinks:
+            sink.idle()
+        while True:
+            if not any(source.busy for source in self._sources):
+                await settled
+                if not any(sink.offered() for sink in self._sinks):
+                    await self._sleep()
+                    continue
+            await edge
+            now = cycle()
+            for source in self._sources:
+                source.edge(now)
+            for sink in self._sinks:
+                sink.edge(now)
+
+    async def _sleep(self):
+        """Sleep until a source gets work or a sink's ``valid`` rises."""
+        self._work.clear()
+        await First(self._work.wait(), *(RisingEdge(sink.valid) for sink in self._sinks))
+
+
+class StreamSource:
+    """Drive payloads into a stream sink port of the design. Made by :meth:`StreamPorts.source`.
+
+    Parameters
+    ----------
+    on_accept : callable, optional
+        ``on_accept(payload, offered_cycle, accepted_cycle)`` after each transfer;
+        ``offered_cycle`` is the first edge at which the payload was valid.
+    idle_percent : int
+        Chance of a bubble (``valid`` low for a cycle) before each payload.
+    rng : :class:`random.Random`, optional
+        Source of the bubbles.
+    """
+
+    def __init__(self, dut, name, group, *, on_accept=None, idle_percent=0, rng=None):
         self._payload = getattr(dut, f"{name}__payload")
         self._valid = getattr(dut, f"{name}__valid")
         self._ready = getattr(dut, f"{name}__ready")
-        self._clock = clock
+        self._group = group
         self._on_accept = on_accept
         self._idle = idle_percent / 100
         self._rng = rng or random.Random(0)
         self._queue = deque()
-        self._not_empty = Event()
+        self._offered = None          # edge at which the head payload first shows, while valid
+        self._valid_now = False
         self._empty = Event()
         self._empty.set()
         self._valid.value = 0
 
     def send(self, payloads):
-        """Queue ``payloads`` (integers) for transmission."""
+        """Queue ``payloads`` (integers); the first goes out at the next edge if the port is free."""
         self._queue.extend(payloads)
         if self._queue:
             self._empty.clear()
-            self._not_empty.set()
+            if self._offered is None:
+                self._present(cycle() + 1)
+            self._group.wake()
 
     def __len__(self):
         return len(self._queue)
+
+    @property
+    def busy(self):
+        return bool(self._queue)
 
     async def wait_empty(self):
         """Return once every queued payload has been taken."""
         await self._empty.wait()
 
-    async def run(self):
-        """Driver loop; start it with :func:`cocotb.start_soon`."""
-        edge = RisingEdge(self._clock)
-        while True:
-            if not self._queue:
-                self._valid.value = 0
-                self._empty.set()
-                self._not_empty.clear()
-                await self._not_empty.wait()
-            offered = cycle() + 1      # the first edge that can take it
-            head = self._queue[0]
-            self._payload.value = head
-            while True:
-                show = not self._idle or self._rng.random() >= self._idle
-                self._valid.value = show
-                await edge
-                if show and self._ready.value:
-                    break
-            self._queue.popleft()
+    def edge(self, now):
+        # A payload presented during this time step first shows at the next edge.
+        if self._offered is not None and self._offered <= now and self._ready.value:
+            payload = self._queue.popleft()
             if self._on_accept is not None:
-                self._on_accept(head, offered, cycle())
+                self._on_accept(payload, self._offered, now)
+            self._offered = None
+        if self._offered is None:
+            self._present(now + 1)
+
+    def _present(self, at):
+        if self._queue and (not self._idle or self._rng.random() >= self._idle):
+            self._payload.value = self._queue[0]
+            self._offered = at
+            if not self._valid_now:
+                self._valid.value = self._valid_now = True
+        else:
+            if self._valid_now:
+                self._valid.value = self._valid_now = False
+            if not self._queue:
+                self._empty.set()
 
 
 class StreamSink:
-    """Take payloads from a stream source port of the design.
+    """Take payloads from a stream source port of the design. Made by :meth:`StreamPorts.sink`.
 
     Parameters
     ----------
-    dut, name, clock
-        As for :class:`StreamSource`.
     on_receive : callable
         ``on_receive(payload, cycle)`` for each transfer.
     ready_percent : int
         Chance, per cycle, that ``ready`` is high (100: never any backpressure).
     rng : :class:`random.Random`, optional
-        Source of the backpressure; required when ``ready_percent`` is below 100.
+        Source of the backpressure.
     """
 
-    def __init__(self, dut, name, clock, *, on_receive, ready_percent=100, rng=None):
+    def __init__(self, dut, name, *, on_receive, ready_percent=100, rng=None):
         self._payload = getattr(dut, f"{name}__payload")
-        self._valid = getattr(dut, f"{name}__valid")
+        self.valid = getattr(dut, f"{name}__valid")
         self._ready = getattr(dut, f"{name}__ready")
-        self._clock = clock
         self._on_receive = on_receive
         self._ready_chance = ready_percent / 100
         self._rng = rng or random.Random(0)
+        self._ready_now = False
         self._ready.value = 0
 
-    async def run(self):
-        """Monitor loop; start it with :func:`cocotb.start_soon`."""
-        edge = RisingEdge(self._clock)
-        settled = ReadOnly()
-        rising_valid = RisingEdge(self._valid)
-        self._ready.value = 1
-        while True:
-            await edge
-            if self._valid.value and self._ready.value:
-                self._on_receive(int(self._payload.value), cycle())
-            if self._ready_chance < 1:
-                self._ready.value = self._rng.random() < self._ready_chance
-            await settled
-            if not self._valid.value:
-                # Nothing offered: sleep until the design raises valid.
-                await rising_valid
+    def idle(self):
+        """Drive ``ready`` for the first cycle."""
+        self._set_ready()
+
+    def offered(self):
+        """Return whether the design offers a payload now (read in the settled phase)."""
+        return bool(self.valid.value)
+
+    def edge(self, now):
+        if self._ready_now and self.valid.value:
+            self._on_receive(int(self._payload.value), now)
+        if self._ready_chance < 1:
+            self._set_ready()
+
+    def _set_ready(self):
+        self._ready_now = self._ready_chance >= 1 or self._rng.random() < self._ready_chance
+        self._ready.value = self._ready_now
