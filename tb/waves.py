@@ -160,8 +160,9 @@ class Waves:
         """Return the signals that any of ``patterns`` matches, in the order of :attr:`signals`.
 
         A pattern is a case-sensitive glob (``*``, ``?``, ``[...]``) matched against the full
-        name, the variable name without its scopes, and any dotted tail of the full name. A
-        pattern without glob characters also matches anywhere inside the full name.
+        name and against every part of it that follows a dot, so ``inputs__?__valid`` or
+        ``fabric.*valid`` match ``top.fabric.inputs__0__valid``. A pattern without glob
+        characters also matches anywhere inside the full name.
 
         Raises
         ------
@@ -182,8 +183,8 @@ class Waves:
     def _matches(self, name, pattern):
         if not any(char in pattern for char in _GLOB_CHARS) and pattern in name:
             return True
-        return (fnmatchcase(name, pattern) or fnmatchcase(self._leaves[name], pattern)
-                or fnmatchcase(name, "*." + pattern))
+        # The tail glob also matches the name without its scopes, dots of struct views included.
+        return fnmatchcase(name, pattern) or fnmatchcase(name, "*." + pattern)
 
     def _check_names(self, signals):
         if isinstance(signals, str):
@@ -217,8 +218,8 @@ class Waves:
         """Check a window in ns; return its bounds as exact ns (None when open)."""
         low, high = _exact_ns("start", start), _exact_ns("end", end)
         if low is not None and high is not None and low > high:
-            raise WavesError(f"start time {start} ns is after end time {end} ns; give a start "
-                             "no later than the end")
+            raise WavesError(f"start time {_number(low)} ns is after end time {_number(high)} ns; "
+                             "give a start no later than the end")
         return low, high
 
     # Values ----------------------------------------------------------------------------------
@@ -421,7 +422,7 @@ def _exact_ns(what, value):
         raise WavesError(f"{what} time {value!r} is not a number of ns; "
                          "give a number such as 120 or 120.5") from None
     if exact < 0:
-        raise WavesError(f"{what} time {value} ns is negative; times start at 0 ns")
+        raise WavesError(f"{what} time {_number(exact)} ns is negative; times start at 0 ns")
     return exact
 
 

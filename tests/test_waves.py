@@ -1,3 +1,5 @@
+from fractions import Fraction
+
 import pytest
 import vcdvcd
 
@@ -48,20 +50,49 @@ SIGNALS = [
     "top.fabric.inputs__0__valid",
     "top.fabric.rst",
 ]
-CLK, DATA, VALID = "top.fabric.clk", "top.fabric.inputs__0__payload.data", "top.fabric.inputs__0__valid"
+CLK, VALID = "top.fabric.clk", "top.fabric.inputs__0__valid"
+DATA = "top.fabric.inputs__0__payload.data"
 
 
 def write_vcd(path, *, timescale="1ps", ticks_per_ps=1, escape=""):
-    """Write the test waveform; a time step of ``1/ticks_per_ps`` ps must match ``timescale``."""
+    """Write the test waveform; ``ticks_per_ps`` must match ``timescale``."""
     changes = {t: list(lines) for t, lines in CHANGES.items()}
     for t in range(0, END_PS + 1, 500):
         changes.setdefault(t, []).append(f"{t // 500 % 2}!")
     lines = [DECLARATIONS.format(timescale=timescale, escape=escape)]
     for t in sorted(changes):
-        lines.append(f"#{t * ticks_per_ps}")
+        lines.append(f"#{t * ticks_per_ps}")    # str(Fraction(5)) is "5"
         lines.extend(["$dumpvars", *changes[t], "$end"] if t == 0 else changes[t])
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+# One flag, named by the identifier code "#9" that a cut line "...1#9" could pass for a timestamp,
+# changing at 0.3 ns (not a binary fraction), with a glitch at 0.5 ns that settles unchanged.
+FLAG_VCD = """\
+$timescale 1ps $end
+$scope module top $end
+$var wire 1 #9 flag $end
+$upscope $end
+$enddefinitions $end
+#0
+0#9
+#300
+1#9
+#500
+0#9
+1#9
+#700
+0#9
+"""
+FLAG = "top.flag"
+
+
+@pytest.fixture
+def flag(tmp_path):
+    path = tmp_path / "flag.vcd"
+    path.write_text(FLAG_VCD)
+    return Waves(path)
 
 
 @pytest.fixture
@@ -89,7 +120,8 @@ def test_drops_backslash_of_escaped_names_and_still_reads_them(tmp_path):
     assert waves.transitions([DATA], end=2) == [(0, DATA, "x"), (2, DATA, "0x2a")]
 
 
-@pytest.mark.parametrize("timescale, ticks_per_ps", [("1ns", 0.001), ("10ps", 0.1), ("1 fs", 1000)])
+@pytest.mark.parametrize("timescale, ticks_per_ps",
+                         [("100ps", Fraction(1, 100)), ("10 ps", Fraction(1, 10)), ("1fs", 1000)])
 def test_converts_times_to_ns(tmp_path, timescale, ticks_per_ps):
     waves = Waves(write_vcd(tmp_path / "t.vcd", timescale=timescale, ticks_per_ps=ticks_per_ps))
     assert waves.end_time == 5
@@ -100,6 +132,11 @@ def test_converts_times_to_ns(tmp_path, timescale, ticks_per_ps):
 def test_finds_end_time_beyond_the_first_chunk_read_from_the_end(vcd, monkeypatch):
     monkeypatch.setattr(waves_module, "_TAIL_CHUNK", 8)
     assert Waves(vcd).end_time == 5
+
+
+def test_end_time_ignores_a_cut_line_that_looks_like_a_timestamp(flag, monkeypatch):
+    monkeypatch.setattr(waves_module, "_TAIL_CHUNK", 3)     # the first read is "#9\n"
+    assert flag.end_time == 0.7
 
 
 # Selection -------------------------------------------------------------------------------------
@@ -176,8 +213,18 @@ def test_later_window_reads_further_into_the_file(waves):
                                                    (4, VALID, "0")]
 
 
+def test_transitions_keep_the_settled_value_of_a_glitch(flag):
+    assert flag.transitions([FLAG]) == [(0, FLAG, "0"), (0.3, FLAG, "1"), (0.7, FLAG, "0")]
+
+
+def test_window_bounds_are_exact_decimal_ns(flag):
+    # 0.3 is just below 3/10 as a binary float: taken as such, it would drop the change at 300 ps.
+    assert flag.transitions([FLAG], end=0.3) == [(0, FLAG, "0"), (0.3, FLAG, "1")]
+    assert flag.transitions([FLAG], start=0.3) == [(0.3, FLAG, "1"), (0.7, FLAG, "0")]
+
+
 @pytest.mark.parametrize("start, end, message", [
-    (5, 2, "start time 5 ns is after end time 2 ns"),
+    (5.0, 2, "start time 5 ns is after end time 2 ns"),
     (-1, None, "start time -1 ns is negative"),
     (None, -0.5, "end time -0.5 ns is negative"),
     ("soon", None, "start time 'soon' is not a number"),
@@ -214,12 +261,16 @@ def test_table_names_columns_below_the_shared_scope(waves):
     assert lines[1].split() == ["time", "arbiter0.grant", "clk"]
 
 
-def test_table_of_empty_window_says_so(waves):
-    assert waves.table([VALID], start=0, end=1.5).splitlines()[2:] == ["0     0"]
-    lines = Waves(waves.path).table([VALID], start=0, end=0.4).splitlines()
-    assert lines[2].split() == ["0", "0"]
-    lines = waves.table(["top.fabric.rst"], start=0.2, end=0.3).splitlines()
-    assert lines[2].split() == ["0.2", "1"]
+def test_table_keeps_struct_view_names_whole(waves):
+    lines = waves.table([DATA, "top.fabric.inputs__0__payload.last"], end=0).splitlines()
+    assert "scope top.fabric:" in lines[0]
+    assert lines[1].split() == ["time", "inputs__0__payload.data", "inputs__0__payload.last"]
+
+
+def test_table_starts_with_the_state_at_window_start(waves):
+    lines = waves.table(["top.fabric.rst", CLK], start=0.2, end=1).splitlines()
+    assert [line.split() for line in lines[2:]] == [["0.2", "1", "0"], ["0.5", ".", "1"],
+                                                    ["1", "0", "0"]]
 
 
 def test_reads_values_once_for_table_and_plot(waves, tmp_path, monkeypatch):
@@ -233,7 +284,7 @@ def test_reads_values_once_for_table_and_plot(waves, tmp_path, monkeypatch):
     monkeypatch.setattr(vcdvcd, "VCDVCD", counting)
     waves.table([CLK, VALID])
     waves.plot([CLK, VALID], tmp_path / "w.png", start=1, end=3)
-    assert len(parses) == 1
+    assert len(parses) == 1 and parses[0]["signals"]
 
 
 # Plot ------------------------------------------------------------------------------------------
@@ -265,16 +316,16 @@ def test_folder_is_refused(tmp_path):
         Waves(tmp_path)
 
 
-@pytest.mark.parametrize("content", [
-    b"time,clk\n0,1\n",
-    b"\x89PNG\r\n\x1a\n\x00\x00binary",
-    b"$date today $end\n$enddefinitions $end\n#0\n",
-    b"$timescale 1ps $end\n$scope module top $end\n$var wire 2 ! x $end\n$enddefinitions $end\n"
-    b"#zero\n",
+@pytest.mark.parametrize("content, reason", [
+    (b"time,clk\n0,1\n", r"it does not start with a \$ declaration"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00binary", r"it does not start with a \$ declaration"),
+    (b"$date today $end\n$enddefinitions $end\n#0\n", r"it declares no signals \(\$var\)"),
+    (b"$timescale 1ps $end\n$scope module top $end\n$var wire 2 ! x $end\n$enddefinitions $end\n"
+     b"#zero\n", "ValueError: "),
 ])
-def test_non_vcd_file_is_refused(tmp_path, content):
+def test_non_vcd_file_is_refused(tmp_path, content, reason):
     path = tmp_path / "bad.vcd"
     path.write_bytes(content)
-    with pytest.raises(WavesError, match=f"^'{path}' is not a VCD file: "):
+    with pytest.raises(WavesError, match=f"^'{path}' is not a VCD file: {reason}"):
         waves = Waves(path)
         waves.transitions(waves.signals)
