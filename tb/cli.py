@@ -171,8 +171,8 @@ def _print_demo_table(figures):
     print(f"\nFabric, {figures['nodes']} nodes, link latency {figures['link_latency']} cycles, "
           f"1 flit per {figures['cycles_per_flit']} cycle(s); random traffic with bubbles "
           f"and backpressure on {figures['sim']}\n")
-    header = ("port", "msgs in", "flits in", "msgs out", "flits out", "flits/cycle out",
-              "worst wait (cycles)")
+    header = ("node", "msgs sent", "flits sent", "msgs received", "flits received",
+              "flits/cycle received", "worst head wait (cycles)")
     rows = [(p["port"], p["messages_in"], p["flits_in"], p["messages_out"], p["flits_out"],
              f"{p['throughput_flits_per_cycle']:.3f}", p["worst_wait_cycles"])
             for p in figures["ports"]]

@@ -76,6 +76,6 @@ def test_demo_prints_table(capsys):
     status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--nodes", "2",
                            "--messages", "10")
     assert status == 0, out
-    assert "flits/cycle out" in out and "worst wait (cycles)" in out
+    assert "flits/cycle received" in out and "worst head wait (cycles)" in out
     assert "0 scoreboard mismatches" in out
     assert out.split("waveform: ")[1].strip().endswith("fabric.vcd")
