@@ -27,6 +27,7 @@ class FabricModel:
     def __init__(self, nodes):
         self.nodes = nodes
         self._expected = {}              # (input, output) -> deque of flit tuples
+        self._delivered = set()          # flit tuples already delivered
         self.expected_drops = 0
         self.sent_messages = 0
         self.delivered_messages = 0
@@ -61,16 +62,20 @@ class FabricModel:
                                    f"(src {message.src_node}, seq {message.seq})")
             return
         queue = self._expected.get((message.src_node, port))
-        if not queue:
-            self.mismatches.append(f"output {port}: unexpected or duplicate message "
+        if flits in self._delivered and (not queue or flits not in queue):
+            self.mismatches.append(f"output {port}: duplicate of src {message.src_node} "
+                                   f"seq {message.seq}")
+        elif not queue:
+            self.mismatches.append(f"output {port}: unexpected message "
                                    f"src {message.src_node} seq {message.seq}")
         elif queue[0] != flits:
             self.mismatches.append(f"output {port}: src {message.src_node} seq {message.seq} "
                                    f"arrived out of order or altered")
             if flits in queue:
                 queue.remove(flits)
+                self._delivered.add(flits)
         else:
-            queue.popleft()
+            self._delivered.add(queue.popleft())
 
     def outstanding(self):
         """Return the number of messages sent but not yet delivered."""

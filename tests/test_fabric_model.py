@@ -5,7 +5,8 @@ from behavioral.message import Message
 
 
 def message(src, dst, seq, size=16):
-    return Message(dst_node=dst, src_node=src, seq=seq, payload=bytes([seq]) * size).flits()
+    return Message(dst_node=dst, src_node=src, seq=seq, payload=bytes([src, seq]) * (size // 2),
+                   metadata=src << 8 | seq).flits()
 
 
 def test_in_order_delivery_is_clean():
@@ -39,6 +40,6 @@ def test_interleaved_flits_are_caught():
     a, b = message(0, 1, 0), message(1, 1, 0)
     model.sent(0, a)
     model.sent(1, b)
-    mixed = a[:2] + b[2:3] + a[3:]
+    mixed = a[:3] + b[3:4] + a[4:]
     model.delivered(1, mixed)
     assert any("malformed or interleaved" in p for p in model.mismatches)
