@@ -7,6 +7,7 @@ from amaranth.back import verilog
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
 from .params import silence_unused
+from .tlb import NITLB
 
 __all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
 
@@ -14,6 +15,7 @@ __all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
 COMPONENTS = {
     "fabric": Fabric,
     "arbiter": RoundRobinArbiter,
+    "tlb": NITLB,
 }
 
 

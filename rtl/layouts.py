@@ -15,7 +15,11 @@ from amaranth.lib import data, enum
 __all__ = [
     "FLIT_DATA_BITS", "FLIT_BYTES", "NODE_BITS", "MAX_NODES", "ENDPOINT_BITS", "LENGTH_BITS",
     "MAX_PAYLOAD_BYTES", "HEADER_FLITS", "TRAILER_FLITS",
-    "Flit", "MessageKind", "MessageHeader", "Trailer", "Codec",
+    "VA_BITS", "PA_BITS", "PAGE_BITS", "VPN_BITS", "PPN_BITS", "KEY_BITS", "ASID_BITS",
+    "Flit", "MessageKind", "MessageHeader", "Trailer",
+    "TlbPermissions", "TlbStatus", "TlbResponse", "TlbOp",
+    "tlb_entry_layout", "tlb_lookup_layout", "tlb_command_layout",
+    "Codec",
 ]
 
 
@@ -30,6 +34,16 @@ ENDPOINT_BITS = 4
 #: Payload length in bytes; the largest message carries 2 KiB.
 LENGTH_BITS = 12
 MAX_PAYLOAD_BYTES = 2048
+#: Virtual addresses (per process) and physical addresses (per node); 4 KiB pages.
+VA_BITS = 48
+PA_BITS = 32
+PAGE_BITS = 12
+VPN_BITS = VA_BITS - PAGE_BITS
+PPN_BITS = PA_BITS - PAGE_BITS
+#: A receive window's key, carried in every message to it.
+KEY_BITS = 16
+#: Address-space identifiers (the NI TLB's default; the width is a parameter of the TLB).
+ASID_BITS = 8
 
 
 Flit = data.StructLayout({
@@ -56,9 +70,9 @@ MessageHeader = data.StructLayout({
     "reserved0":    3,
     "length":       LENGTH_BITS,   # payload bytes, a multiple of FLIT_BYTES
     "seq":          16,            # per (source, destination) sequence number
-    "key":          16,            # receive window key
+    "key":          KEY_BITS,      # receive window key
     # flit 1
-    "remote_va":    48,
+    "remote_va":    VA_BITS,
     "reserved1":    16,
     # flit 2
     "metadata":     64,            # opaque to the NI, handed to the receiver
@@ -70,6 +84,81 @@ Trailer = data.StructLayout({
     "crc":      32,
     "reserved": 32,
 })
+
+
+
+# NI TLB -----------------------------------------------------------------------------------------
+
+#: What a translation allows: the NI reading the page to send it (DMA send from the owner's
+#: memory), and remote nodes writing it (receive window).
+TlbPermissions = data.StructLayout({
+    "local_read":   1,
+    "remote_write": 1,
+})
+
+
+class TlbStatus(enum.Enum, shape=2):
+    """Outcome of an NI TLB lookup; exactly one per request."""
+    #: A valid entry of the ASID maps the page and grants the access; ``ppn`` is its frame.
+    HIT = 0
+    #: No valid entry maps the page for the ASID: the OS is asked to fill, the requester waits.
+    MISS = 1
+    #: The page is mapped but the entry does not grant the access (local read or remote write).
+    PERMISSION_FAULT = 2
+    #: The page is mapped and writable remotely, but the message's key is not the window's.
+    KEY_FAULT = 3
+
+
+TlbResponse = data.StructLayout({
+    "status": TlbStatus,
+    "ppn":    PPN_BITS,      # the frame on HIT, zero otherwise
+})
+
+
+class TlbOp(enum.Enum, shape=2):
+    """NI TLB management commands (from the OS port)."""
+    #: Map (asid, vpn) to ppn with permissions and key; replaces an entry of the same page.
+    FILL = 0
+    #: Remove the entry of (asid, vpn), if any.
+    INVALIDATE = 1
+    #: Remove every entry of asid.
+    INVALIDATE_ASID = 2
+    #: Remove every entry.
+    INVALIDATE_ALL = 3
+
+
+def tlb_entry_layout(asid_bits=ASID_BITS):
+    """Return the layout of one NI TLB entry for ``asid_bits``-wide ASIDs."""
+    return data.StructLayout({
+        "valid": 1,
+        "asid":  asid_bits,
+        "vpn":   VPN_BITS,
+        "ppn":   PPN_BITS,
+        "perm":  TlbPermissions,
+        "key":   KEY_BITS,
+    })
+
+
+def tlb_lookup_layout(asid_bits=ASID_BITS):
+    """Return the layout of an NI TLB lookup request (``key`` is checked on receive only)."""
+    return data.StructLayout({
+        "asid": asid_bits,
+        "va":   VA_BITS,
+        "key":  KEY_BITS,
+    })
+
+
+def tlb_command_layout(asid_bits=ASID_BITS):
+    """Return the layout of an NI TLB management command; fields an op does not use are ignored."""
+    return data.StructLayout({
+        "op":   TlbOp,
+        "asid": asid_bits,
+        "vpn":  VPN_BITS,
+        "ppn":  PPN_BITS,
+        "perm": TlbPermissions,
+        "key":  KEY_BITS,
+    })
+
 
 HEADER_FLITS = MessageHeader.size // FLIT_DATA_BITS
 TRAILER_FLITS = Trailer.size // FLIT_DATA_BITS
@@ -89,7 +178,8 @@ class Codec:
     Parameters
     ----------
     layout : :class:`amaranth.lib.data.Layout` or shape-castable
-        The format. Fields whose shape is an :class:`amaranth.lib.enum.Enum` unpack to members.
+        The format. Fields whose shape is an :class:`amaranth.lib.enum.Enum` unpack to members;
+        fields that are layouts themselves pack from and unpack to dicts (or pack from ints).
     """
 
     def __init__(self, layout):
@@ -97,8 +187,13 @@ class Codec:
         self._fields = {}
         for name, field in self._layout:
             shape = field.shape
-            enum_type = shape if isinstance(shape, type) and issubclass(shape, enum.Enum) else None
-            self._fields[name] = (field.offset, field.width, enum_type)
+            if isinstance(shape, type) and issubclass(shape, enum.Enum):
+                kind = shape
+            elif isinstance(shape, data.Layout):
+                kind = Codec(shape)
+            else:
+                kind = None
+            self._fields[name] = (field.offset, field.width, kind)
 
     @property
     def layout(self):
@@ -110,6 +205,8 @@ class Codec:
 
     def pack(self, **values):
         """Return the integer holding ``values``; fields not named are zero.
+
+        A value may be an integer, an enum member, or a dict for a field that is a layout.
 
         Raises
         ------
@@ -123,21 +220,30 @@ class Codec:
             except KeyError:
                 raise ValueError(f"unknown field {name!r}; the fields are "
                                  f"{', '.join(self._fields)}") from None
-            value = int(value.value if isinstance(value, enum.Enum) else value)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, dict):
+                value = self._fields[name][2].pack(**value)
+            value = int(value)
             if not 0 <= value < (1 << width):
                 raise ValueError(f"field {name!r} is {width} bits wide; {value:#x} does not fit")
             bits |= value << offset
         return bits
 
     def unpack(self, bits):
-        """Return a dict of every field of ``bits``; enum fields become enum members."""
+        """Return a dict of every field of ``bits``; enum fields become enum members and layout
+        fields dicts."""
         bits = int(bits)
         if not 0 <= bits < (1 << self._layout.size):
             raise ValueError(f"{bits:#x} is wider than the {self._layout.size}-bit layout")
         result = {}
-        for name, (offset, width, enum_type) in self._fields.items():
+        for name, (offset, width, kind) in self._fields.items():
             value = (bits >> offset) & ((1 << width) - 1)
-            result[name] = enum_type(value) if enum_type is not None else value
+            if isinstance(kind, Codec):
+                value = kind.unpack(value)
+            elif kind is not None:
+                value = kind(value)
+            result[name] = value
         return result
 
     def field(self, bits, name):

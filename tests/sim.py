@@ -1,5 +1,6 @@
 """Shared helpers for unit tests in the Amaranth simulator."""
 
+from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
 __all__ = ["run", "stream_put", "stream_get"]
@@ -15,9 +16,9 @@ def run(dut, *testbenches, deadline_cycles=100_000):
 
 
 async def stream_put(ctx, stream, payload):
-    """Offer ``payload`` on ``stream`` until the sink takes it."""
+    """Offer ``payload`` (an integer, or what the payload's shape accepts) until the sink takes it."""
     ctx.set(stream.valid, 1)
-    ctx.set(stream.payload, payload)
+    ctx.set(Value.cast(stream.payload) if isinstance(payload, int) else stream.payload, payload)
     await ctx.tick().until(stream.ready)
     ctx.set(stream.valid, 0)
 

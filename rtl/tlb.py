@@ -1,0 +1,233 @@
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (PAGE_BITS, VPN_BITS, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
+                      tlb_entry_layout, tlb_lookup_layout)
+from .params import check_int
+
+__all__ = ["NITLB"]
+
+
+class _LookupPipeline:
+    """The registers of one lookup port, kept on the component so that a proof can name them."""
+
+    def __init__(self, name, entries, asid_bits):
+        # Stage 1: which entries map the page, and which of those grant the access.
+        self.s1_valid = Signal(name=f"{name}_s1_valid")
+        self.s1_asid = Signal(asid_bits, name=f"{name}_s1_asid")
+        self.s1_vpn = Signal(VPN_BITS, name=f"{name}_s1_vpn")
+        self.s1_match = Signal(entries, name=f"{name}_s1_match")
+        self.s1_permitted = Signal(entries, name=f"{name}_s1_permitted")
+        self.s1_key_ok = Signal(entries, name=f"{name}_s1_key_ok")
+        # Output: the response, and the entry a HIT came from.
+        self.out_asid = Signal(asid_bits, name=f"{name}_out_asid")
+        self.out_vpn = Signal(VPN_BITS, name=f"{name}_out_vpn")
+        self.out_entry = Signal(entries, name=f"{name}_out_entry")
+
+
+class NITLB(wiring.Component):
+    """NI TLB: fully associative, ASID-tagged translation with permission and key checks.
+
+    Two lookup ports, TX (the send engine: the sender's ASID and a VA it wants to read, needs
+    ``local_read``) and RX (the receive engine: the endpoint's ASID, the remote VA and the
+    message's key, needs ``remote_write`` and the entry's key), each a request stream and a
+    response stream (:data:`rtl.layouts.TlbResponse`). Every request gets exactly one response,
+    in order: :attr:`TlbStatus.HIT` with the PPN, :attr:`TlbStatus.MISS`, or a fault
+    (:attr:`TlbStatus.PERMISSION_FAULT` is checked before :attr:`TlbStatus.KEY_FAULT`).
+
+    Timing: a port takes one request per cycle; its response is valid two cycles after the cycle
+    of the request's transfer (registered match vector, registered response). The request payload
+    feeds the comparators directly, so the requester should drive it from a register. A response
+    not taken stalls its port; the other port is unaffected.
+
+    Management (the ``mgmt`` stream, :data:`rtl.layouts.tlb_command_layout`): FILL, INVALIDATE
+    (asid, vpn), INVALIDATE_ASID and INVALIDATE_ALL. A command is taken every other cycle at most
+    and completes at the second clock edge after its transfer: lookups answered from then on see
+    it. A lookup in flight whose entry is written (filled or invalidated) before its response is
+    taken answers MISS instead of HIT, so once an invalidation has completed no response, not
+    even one already waiting, hits the removed translation.
+
+    FILL of a page the ASID already maps rewrites that entry, so no two valid entries ever map
+    the same (asid, vpn). Otherwise FILL takes the lowest-numbered free entry; when every entry
+    is valid it replaces entries in round-robin order (a victim pointer that advances by one at
+    each replacement, so the oldest-replaced entry goes first).
+
+    Parameters
+    ----------
+    entries : int
+        Number of entries, 2 to 64.
+    asid_bits : int
+        ASID width, 1 to 16.
+
+    Members
+    -------
+    tx_request : In(stream.Signature(tlb_lookup_layout(asid_bits)))
+    tx_response : Out(stream.Signature(TlbResponse))
+    rx_request : In(stream.Signature(tlb_lookup_layout(asid_bits)))
+    rx_response : Out(stream.Signature(TlbResponse))
+    mgmt : In(stream.Signature(tlb_command_layout(asid_bits)))
+    """
+
+    def __init__(self, *, entries=32, asid_bits=8):
+        self._entries = check_int(self, "entries", entries, 2, 64)
+        self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, 16)
+        lookup = stream.Signature(tlb_lookup_layout(asid_bits))
+        response = stream.Signature(TlbResponse)
+        super().__init__({
+            "tx_request": In(lookup),
+            "tx_response": Out(response),
+            "rx_request": In(lookup),
+            "rx_response": Out(response),
+            "mgmt": In(stream.Signature(tlb_command_layout(asid_bits))),
+        })
+        self.table = [Signal(tlb_entry_layout(asid_bits), name=f"entry{i}")
+                      for i in range(entries)]
+        #: Entries written (filled or cleared) at the coming clock edge.
+        self.write_mask = Signal(entries)
+        self.tx = _LookupPipeline("tx", entries, asid_bits)
+        self.rx = _LookupPipeline("rx", entries, asid_bits)
+
+    @property
+    def entries(self):
+        return self._entries
+
+    @property
+    def asid_bits(self):
+        return self._asid_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        self._management(m)
+        self._lookup(m, self.tx, self.tx_request, self.tx_response, remote=False)
+        self._lookup(m, self.rx, self.rx_request, self.rx_response, remote=True)
+        return m
+
+    def _management(self, m):
+        entries, table = self._entries, self.table
+        command = Signal(tlb_command_layout(self._asid_bits))
+        command_valid = Signal()
+        new_entry = Signal(tlb_entry_layout(self._asid_bits))
+        victim = Signal(range(entries))
+
+        # Take a command when the previous one has been decoded: its writes then land before the
+        # next command compares against the table.
+        m.d.comb += self.mgmt.ready.eq(~command_valid)
+        m.d.sync += command_valid.eq(self.mgmt.valid & self.mgmt.ready)
+        with m.If(self.mgmt.ready):
+            m.d.sync += command.eq(self.mgmt.payload)
+
+        # Decode: which entries the command hits, and where a fill goes.
+        same_page = Cat(entry.valid & (entry.asid == command.asid) & (entry.vpn == command.vpn)
+                        for entry in table)
+        same_asid = Cat(entry.valid & (entry.asid == command.asid) for entry in table)
+        free = Cat(~entry.valid for entry in table)
+        lowest_free = Signal(entries)
+        m.d.comb += lowest_free.eq(free & (~free + 1))
+        fill_target = Signal(entries)
+        with m.If(same_page.any()):
+            m.d.comb += fill_target.eq(same_page)
+        with m.Elif(free.any()):
+            m.d.comb += fill_target.eq(lowest_free)
+        with m.Else():
+            m.d.comb += fill_target.eq(1 << victim)
+
+        # Register the writes; the table changes at the following edge.
+        with m.If(command_valid):
+            with m.Switch(command.op):
+                with m.Case(TlbOp.FILL):
+                    m.d.sync += self.write_mask.eq(fill_target)
+                    with m.If(~same_page.any() & ~free.any()):
+                        m.d.sync += victim.eq(Mux(victim == entries - 1, 0, victim + 1))
+                with m.Case(TlbOp.INVALIDATE):
+                    m.d.sync += self.write_mask.eq(same_page)
+                with m.Case(TlbOp.INVALIDATE_ASID):
+                    m.d.sync += self.write_mask.eq(same_asid)
+                with m.Case(TlbOp.INVALIDATE_ALL):
+                    m.d.sync += self.write_mask.eq(Const(-1, entries))
+            m.d.sync += [
+                new_entry.valid.eq(command.op == TlbOp.FILL),
+                new_entry.asid.eq(command.asid),
+                new_entry.vpn.eq(command.vpn),
+                new_entry.ppn.eq(command.ppn),
+                new_entry.perm.eq(command.perm),
+                new_entry.key.eq(command.key),
+            ]
+        with m.Else():
+            m.d.sync += self.write_mask.eq(0)
+
+        # Write the table.
+        for index, entry in enumerate(table):
+            with m.If(self.write_mask[index]):
+                m.d.sync += entry.eq(new_entry)
+
+    def _lookup(self, m, pipe, request, response, *, remote):
+        table = self.table
+        out_status = Signal(TlbStatus)
+        out_ppn = Signal.like(response.payload.ppn)
+        advance = Signal()
+
+        # The whole port moves when its response register is free or being taken.
+        m.d.comb += [
+            advance.eq(~response.valid | response.ready),
+            request.ready.eq(advance),
+            response.payload.status.eq(out_status),
+            response.payload.ppn.eq(out_ppn),
+        ]
+
+        # Stage 1: compare the request against every entry. An entry written at this edge drops
+        # out, here and while the port is stalled, so a lookup never answers from a rewritten
+        # entry.
+        vpn = request.payload.va[PAGE_BITS:]
+        match = Cat(entry.valid & (entry.asid == request.payload.asid) & (entry.vpn == vpn)
+                    for entry in table)
+        if remote:
+            permitted = Cat(entry.perm.remote_write for entry in table)
+            key_ok = Cat(entry.key == request.payload.key for entry in table)
+        else:
+            permitted = Cat(entry.perm.local_read for entry in table)
+            key_ok = Const(-1, len(table))
+        with m.If(advance):
+            m.d.sync += [
+                pipe.s1_valid.eq(request.valid),
+                pipe.s1_asid.eq(request.payload.asid),
+                pipe.s1_vpn.eq(vpn),
+                pipe.s1_match.eq(match & ~self.write_mask),
+                pipe.s1_permitted.eq(permitted),
+                pipe.s1_key_ok.eq(key_ok),
+            ]
+        with m.Else():
+            m.d.sync += pipe.s1_match.eq(pipe.s1_match & ~self.write_mask)
+
+        # Output: status and frame of the (single) live match.
+        live = Signal.like(pipe.s1_match)
+        m.d.comb += live.eq(pipe.s1_match & ~self.write_mask)
+        status = Signal(TlbStatus)
+        with m.If(~live.any()):
+            m.d.comb += status.eq(TlbStatus.MISS)
+        with m.Elif(~(live & pipe.s1_permitted).any()):
+            m.d.comb += status.eq(TlbStatus.PERMISSION_FAULT)
+        with m.Elif(~(live & pipe.s1_key_ok).any()):
+            m.d.comb += status.eq(TlbStatus.KEY_FAULT)
+        with m.Else():
+            m.d.comb += status.eq(TlbStatus.HIT)
+        ppn = 0
+        for index, entry in enumerate(table):
+            ppn = ppn | Mux(live[index], entry.ppn, 0)
+        hit = status == TlbStatus.HIT
+        with m.If(advance):
+            m.d.sync += [
+                response.valid.eq(pipe.s1_valid),
+                out_status.eq(status),
+                out_ppn.eq(Mux(hit, ppn, 0)),
+                pipe.out_entry.eq(Mux(hit, live, 0)),
+                pipe.out_asid.eq(pipe.s1_asid),
+                pipe.out_vpn.eq(pipe.s1_vpn),
+            ]
+        with m.Elif((pipe.out_entry & self.write_mask).any()):
+            # The entry of a waiting HIT is being rewritten: the answer becomes MISS.
+            m.d.sync += [
+                out_status.eq(TlbStatus.MISS),
+                out_ppn.eq(0),
+                pipe.out_entry.eq(0),
+            ]
