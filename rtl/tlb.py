@@ -137,8 +137,6 @@ class NITLB(wiring.Component):
             with m.Switch(command.op):
                 with m.Case(TlbOp.FILL):
                     m.d.sync += self.write_mask.eq(fill_target)
-                    with m.If(~same_page.any() & ~free.any()):
-                        m.d.sync += victim.eq(Mux(victim == entries - 1, 0, victim + 1))
                 with m.Case(TlbOp.INVALIDATE):
                     m.d.sync += self.write_mask.eq(same_page)
                 with m.Case(TlbOp.INVALIDATE_ASID):
@@ -155,6 +153,9 @@ class NITLB(wiring.Component):
             ]
         with m.Else():
             m.d.sync += self.write_mask.eq(0)
+        replacing = command_valid & (command.op == TlbOp.FILL) & ~same_page.any() & ~free.any()
+        with m.If(replacing):
+            m.d.sync += victim.eq(Mux(victim == entries - 1, 0, victim + 1))
 
         # Write the table.
         for index, entry in enumerate(table):

@@ -1,16 +1,18 @@
-"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo.
+"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo, synthesize.
 
-Exit status: 0 on success, 1 when a simulation fails, 2 on bad input (one line on stderr).
+Exit status: 0 on success, 1 when a simulation or a synthesis tool fails, 2 on bad input (one line
+on stderr).
 """
 
 import argparse
+import json
 import random
 import sys
 from pathlib import Path
 
 from rtl import components
 
-from . import runner
+from . import runner, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main"]
@@ -186,6 +188,48 @@ def _print_demo_table(figures):
           f"simulated at {figures['cycles_per_s']} cycles/s\n")
 
 
+# synth ---------------------------------------------------------------------------------------
+
+def cmd_synth(args):
+    params = _component_params(args.component, args.param)
+    _check(args.component, params)
+    result = synth.synthesize(args.component, params, device=args.device, freq_mhz=args.freq)
+    _print_synth_report(result)
+    if args.json:
+        try:
+            Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+        except OSError as error:
+            raise UsageError(f"cannot write --json {args.json}: {error.strerror}") from None
+    return 0
+
+
+def _print_synth_report(result):
+    params = ", ".join(f"{k}={v}" for k, v in result["params"].items())
+    lut_cell = synth.DEVICES[result["device"]].lut_cell
+    fmax, target = result["fmax_mhz"], result["target_mhz"]
+    print(f"{result['component']} ({params}) on {result['device']}")
+    print(f"  LUTs        {result['luts']:>7}  ({lut_cell})")
+    print(f"  FFs         {result['ffs']:>7}")
+    print(f"  RAM blocks  {result['ram_blocks']:>7}  (+ {result['lut_rams']} LUT RAMs)")
+    if fmax is None:
+        print("  Fmax           none  (no register-to-register path)")
+    else:
+        verdict = "met" if fmax >= target else "missed"
+        print(f"  Fmax        {fmax:>7.1f}  MHz, target {target:g} MHz {verdict}")
+    print(f"Yosys {result['yosys_s']:.1f} s, nextpnr {result['nextpnr_s']:.1f} s; "
+          f"logs in {result['workdir']}")
+
+
+def _mhz(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive frequency in MHz")
+    return value
+
+
 # main ----------------------------------------------------------------------------------------
 
 def _parser():
@@ -232,6 +276,19 @@ def _parser():
     demo.add_argument("--messages", type=int, default=200, help="messages per node (default 200)")
     demo.add_argument("--no-waves", action="store_true", help="do not write a waveform")
     demo.set_defaults(func=cmd_demo)
+
+    synth_ = commands.add_parser("synth", help="synthesize a component: LUTs, FFs, RAMs, Fmax",
+                                 description="Synthesize with Yosys, place and route with "
+                                 "nextpnr, and report the resources and the Fmax of clk.")
+    synth_.add_argument("component", help=f"one of {', '.join(sorted(components.COMPONENTS))}")
+    synth_.add_argument("--device", choices=synth.DEVICES, default="ecp5-25k",
+                        help="FPGA (default: ecp5-25k)")
+    synth_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="elaboration parameter (repeatable)")
+    synth_.add_argument("--freq", type=_mhz, metavar="MHZ",
+                        help=f"target frequency (default: {synth.DEFAULT_FREQ_MHZ})")
+    synth_.add_argument("--json", metavar="OUT", help="also write the figures to OUT as JSON")
+    synth_.set_defaults(func=cmd_synth)
     return parser
 
 
@@ -248,7 +305,7 @@ def main(argv=None):
     except UsageError as error:
         print(f"smtni: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:       # a simulator build failed
+    except RuntimeError as error:       # a simulator build or a synthesis tool failed
         print(f"smtni: {error}", file=sys.stderr)
         return 1
 
