@@ -2,7 +2,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (PAGE_BITS, VPN_BITS, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
+from .layouts import (PAGE_BITS, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
                       tlb_entry_layout, tlb_lookup_layout)
 from .params import check_int
 
@@ -12,17 +12,13 @@ __all__ = ["NITLB"]
 class _LookupPipeline:
     """The registers of one lookup port, kept on the component so that a proof can name them."""
 
-    def __init__(self, name, entries, asid_bits):
+    def __init__(self, name, entries):
         # Stage 1: which entries map the page, and which of those grant the access.
         self.s1_valid = Signal(name=f"{name}_s1_valid")
-        self.s1_asid = Signal(asid_bits, name=f"{name}_s1_asid")
-        self.s1_vpn = Signal(VPN_BITS, name=f"{name}_s1_vpn")
         self.s1_match = Signal(entries, name=f"{name}_s1_match")
         self.s1_permitted = Signal(entries, name=f"{name}_s1_permitted")
         self.s1_key_ok = Signal(entries, name=f"{name}_s1_key_ok")
         # Output: the response, and the entry a HIT came from.
-        self.out_asid = Signal(asid_bits, name=f"{name}_out_asid")
-        self.out_vpn = Signal(VPN_BITS, name=f"{name}_out_vpn")
         self.out_entry = Signal(entries, name=f"{name}_out_entry")
 
 
@@ -85,8 +81,8 @@ class NITLB(wiring.Component):
                       for i in range(entries)]
         #: Entries written (filled or cleared) at the coming clock edge.
         self.write_mask = Signal(entries)
-        self.tx = _LookupPipeline("tx", entries, asid_bits)
-        self.rx = _LookupPipeline("rx", entries, asid_bits)
+        self.tx = _LookupPipeline("tx", entries)
+        self.rx = _LookupPipeline("rx", entries)
 
     @property
     def entries(self):
@@ -103,6 +99,11 @@ class NITLB(wiring.Component):
         self._lookup(m, self.rx, self.rx_request, self.rx_response, remote=True)
         return m
 
+    @staticmethod
+    def _maps(entry, asid, vpn):
+        """Return whether ``entry`` is the valid translation of page ``vpn`` of ``asid``."""
+        return entry.valid & (entry.asid == asid) & (entry.vpn == vpn)
+
     def _management(self, m):
         entries, table = self._entries, self.table
         command = Signal(tlb_command_layout(self._asid_bits))
@@ -118,8 +119,7 @@ class NITLB(wiring.Component):
             m.d.sync += command.eq(self.mgmt.payload)
 
         # Decode: which entries the command hits, and where a fill goes.
-        same_page = Cat(entry.valid & (entry.asid == command.asid) & (entry.vpn == command.vpn)
-                        for entry in table)
+        same_page = Cat(self._maps(entry, command.asid, command.vpn) for entry in table)
         same_asid = Cat(entry.valid & (entry.asid == command.asid) for entry in table)
         free = Cat(~entry.valid for entry in table)
         lowest_free = Signal(entries)
@@ -180,8 +180,7 @@ class NITLB(wiring.Component):
         # out, here and while the port is stalled, so a lookup never answers from a rewritten
         # entry.
         vpn = request.payload.va[PAGE_BITS:]
-        match = Cat(entry.valid & (entry.asid == request.payload.asid) & (entry.vpn == vpn)
-                    for entry in table)
+        match = Cat(self._maps(entry, request.payload.asid, vpn) for entry in table)
         if remote:
             permitted = Cat(entry.perm.remote_write for entry in table)
             key_ok = Cat(entry.key == request.payload.key for entry in table)
@@ -191,8 +190,6 @@ class NITLB(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 pipe.s1_valid.eq(request.valid),
-                pipe.s1_asid.eq(request.payload.asid),
-                pipe.s1_vpn.eq(vpn),
                 pipe.s1_match.eq(match & ~self.write_mask),
                 pipe.s1_permitted.eq(permitted),
                 pipe.s1_key_ok.eq(key_ok),
@@ -222,8 +219,6 @@ class NITLB(wiring.Component):
                 out_status.eq(status),
                 out_ppn.eq(Mux(hit, ppn, 0)),
                 pipe.out_entry.eq(Mux(hit, live, 0)),
-                pipe.out_asid.eq(pipe.s1_asid),
-                pipe.out_vpn.eq(pipe.s1_vpn),
             ]
         with m.Elif((pipe.out_entry & self.write_mask).any()):
             # The entry of a waiting HIT is being rewritten: the answer becomes MISS.
