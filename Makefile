@@ -7,9 +7,10 @@ STAMP  := $(VENV)/.installed
 SIM    ?= verilator
 TB     ?= fabric
 COMPONENT ?= fabric
+DEVICE ?= ecp5-25k
 JOBS   ?= 2
 
-.PHONY: setup test demo verilog sim waves bench clean
+.PHONY: setup test demo verilog sim waves formal synth bench clean
 
 ## setup: create .venv and install smtni with its tools (idempotent; fast once done)
 setup: $(STAMP)
@@ -43,9 +44,17 @@ sim: setup
 waves: setup
 	$(BIN)/smtni waves $(FILE) $(if $(SIGNALS),--signals $(SIGNALS))
 
+## formal: prove the NI TLB's properties (k-induction); a broken variant must fail
+formal: setup
+	$(BIN)/python -m tb.formal
+
+## synth: LUTs, FFs, RAM blocks and Fmax of $(COMPONENT) on $(DEVICE) (NODES=n as for verilog)
+synth: setup
+	$(BIN)/smtni synth $(COMPONENT) --device $(DEVICE) $(if $(NODES),--param nodes=$(NODES))
+
 ## bench: cycles/s of the Fabric testbench and of a bare clock loop on both simulators
 bench: setup
 	$(BIN)/python -m tb.bench
 
 clean:
-	rm -rf sim_build/icarus sim_build/verilator sim_build/verilog
+	rm -rf sim_build/icarus sim_build/verilator sim_build/verilog sim_build/synth sim_build/formal

@@ -210,24 +210,23 @@ def _print_synth_report(result):
     print(f"{result['component']} ({params}) on {result['device']}")
     print(f"  LUTs        {result['luts']:>7}  ({lut_cell})")
     print(f"  FFs         {result['ffs']:>7}")
-    print(f"  RAM blocks  {result['ram_blocks']:>7}  (+ {result['lut_rams']} LUT RAMs)")
+    print(f"  RAM blocks  {result['ram_blocks']:>7}  (and {result['lut_rams']} LUT RAMs)")
     if fmax is None:
         print("  Fmax           none  (no register-to-register path)")
     else:
         verdict = "met" if fmax >= target else "missed"
-        print(f"  Fmax        {fmax:>7.1f}  MHz, target {target:g} MHz {verdict}")
+        print(f"  Fmax        {fmax:>7.1f}  MHz (target {target:g} MHz: {verdict})")
     print(f"Yosys {result['yosys_s']:.1f} s, nextpnr {result['nextpnr_s']:.1f} s; "
           f"logs in {result['workdir']}")
 
 
 def _mhz(text):
     try:
-        value = float(text)
+        if float(text) > 0:
+            return float(text)
     except ValueError:
-        value = None
-    if value is None or not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive frequency in MHz")
-    return value
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a positive frequency in MHz")
 
 
 # main ----------------------------------------------------------------------------------------
@@ -277,18 +276,18 @@ def _parser():
     demo.add_argument("--no-waves", action="store_true", help="do not write a waveform")
     demo.set_defaults(func=cmd_demo)
 
-    synth_ = commands.add_parser("synth", help="synthesize a component: LUTs, FFs, RAMs, Fmax",
+    synthesis = commands.add_parser("synth", help="synthesize a component: LUTs, FFs, RAMs, Fmax",
                                  description="Synthesize with Yosys, place and route with "
                                  "nextpnr, and report the resources and the Fmax of clk.")
-    synth_.add_argument("component", help=f"one of {', '.join(sorted(components.COMPONENTS))}")
-    synth_.add_argument("--device", choices=synth.DEVICES, default="ecp5-25k",
+    synthesis.add_argument("component", help=f"one of {', '.join(sorted(components.COMPONENTS))}")
+    synthesis.add_argument("--device", choices=synth.DEVICES, default="ecp5-25k",
                         help="FPGA (default: ecp5-25k)")
-    synth_.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+    synthesis.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="elaboration parameter (repeatable)")
-    synth_.add_argument("--freq", type=_mhz, metavar="MHZ",
-                        help=f"target frequency (default: {synth.DEFAULT_FREQ_MHZ})")
-    synth_.add_argument("--json", metavar="OUT", help="also write the figures to OUT as JSON")
-    synth_.set_defaults(func=cmd_synth)
+    synthesis.add_argument("--freq", type=_mhz, metavar="MHZ",
+                        help=f"target frequency in MHz (default: {synth.DEFAULT_FREQ_MHZ})")
+    synthesis.add_argument("--json", metavar="OUT", help="also write the figures to OUT as JSON")
+    synthesis.set_defaults(func=cmd_synth)
     return parser
 
 

@@ -27,7 +27,7 @@ from cocotb_tools.runner import Icarus, Verilator, VerilatorControlFile
 from rtl import components
 
 __all__ = ["SIMULATORS", "SIM_BUILD", "Build", "RunResult", "build", "run", "verilator_root",
-           "write_verilog", "testbench_params", "record_result"]
+           "write_verilog", "digest", "locked", "testbench_params", "record_result"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_BUILD = PROJECT_ROOT / "sim_build"
@@ -85,14 +85,15 @@ def _runner(sim):
     return runner
 
 
-def _digest(text):
+def digest(text):
+    """Return the SHA-256 hex digest of ``text``; folder names use its first ten digits."""
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _rtl_digest():
     """Digest of everything the Verilog depends on: the RTL source and the Amaranth version."""
     sources = sorted((PROJECT_ROOT / "rtl").glob("*.py"))
-    return _digest(amaranth.__version__ + "".join(path.read_text() for path in sources))
+    return digest(amaranth.__version__ + "".join(path.read_text() for path in sources))
 
 
 def write_verilog(name, params, path):
@@ -110,7 +111,7 @@ def write_verilog(name, params, path):
 
 
 @contextlib.contextmanager
-def _locked(directory):
+def locked(directory):
     """Hold an exclusive lock on ``directory`` so that parallel test workers build it once."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as lock:
@@ -145,14 +146,14 @@ def build(component, params=None, *, sim="verilator"):
     full_params = {**components.parameters(component), **(params or {})}
     components.check(component, full_params)     # before any work
     key = json.dumps(full_params, sort_keys=True)
-    directory = SIM_BUILD / sim / f"{component}-{_digest(key)[:10]}"
-    with _locked(directory):
+    directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}"
+    with locked(directory):
         stamp = directory / "verilog.stamp"
         source = directory / f"{component}.v"
-        digest = _rtl_digest() + key
-        if not source.exists() or not stamp.exists() or stamp.read_text() != digest:
+        expected = _rtl_digest() + key
+        if not source.exists() or not stamp.exists() or stamp.read_text() != expected:
             write_verilog(component, full_params, source)
-            stamp.write_text(digest)
+            stamp.write_text(expected)
         (directory / "params.json").write_text(key + "\n")
         sources = [source]
         if sim == "verilator":
