@@ -111,10 +111,11 @@ def write_verilog(name, params, path):
 
 
 @contextlib.contextmanager
-def locked(directory):
-    """Hold an exclusive lock on ``directory`` so that parallel test workers build it once."""
+def locked(directory, name=".lock"):
+    """Hold the exclusive lock ``name`` in ``directory``, so that parallel processes build or
+    use it one after the other."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
+    with open(directory / name, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -186,8 +187,15 @@ def run(build, module, *, seed, waves=False, options=None, label="sim", only=Non
 
     ``options`` are the testbench's knobs, handed to the tests (see :func:`testbench_params`).
     ``only`` runs just the tests whose name contains that text. The simulator output goes to
-    ``run-<label>/sim.log`` (and to the terminal when ``echo``).
+    ``run-<label>/sim.log`` (and to the terminal when ``echo``). Runs with the same label on the
+    same build wait for each other.
     """
+    with locked(build.directory, f".run-{label}.lock"):
+        return _run(build, module, seed=seed, waves=waves, options=options, label=label,
+                    only=only, echo=echo)
+
+
+def _run(build, module, *, seed, waves, options, label, only, echo):
     test_dir = build.directory / f"run-{label}"
     if test_dir.exists():
         shutil.rmtree(test_dir)
