@@ -2,7 +2,7 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (PAGE_BITS, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
+from .layouts import (PAGE_BITS, PPN_BITS, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
                       tlb_entry_layout, tlb_lookup_layout)
 from .params import check_int
 
@@ -13,13 +13,19 @@ class _LookupPipeline:
     """The registers of one lookup port, kept on the component so that a proof can name them."""
 
     def __init__(self, name, entries):
-        # Stage 1: which entries map the page, and which of those grant the access.
+        # Stage 1: the entries that map the page, those of them that permit the access, and
+        # those that also hold the key (the HIT); and the entries written since the compare.
         self.s1_valid = Signal(name=f"{name}_s1_valid")
         self.s1_match = Signal(entries, name=f"{name}_s1_match")
         self.s1_permitted = Signal(entries, name=f"{name}_s1_permitted")
-        self.s1_key_ok = Signal(entries, name=f"{name}_s1_key_ok")
-        # Output: the response, and the entry a HIT came from.
+        self.s1_granted = Signal(entries, name=f"{name}_s1_granted")
+        self.s1_written = Signal(entries, name=f"{name}_s1_written")
+        # Output: the answer as decided, the entry it came from, and whether that entry has been
+        # written since the compare (then the answer is MISS).
+        self.out_status = Signal(TlbStatus, name=f"{name}_out_status")
+        self.out_ppn = Signal(PPN_BITS, name=f"{name}_out_ppn")
         self.out_entry = Signal(entries, name=f"{name}_out_entry")
+        self.out_stale = Signal(name=f"{name}_out_stale")
 
 
 class NITLB(wiring.Component):
@@ -38,9 +44,9 @@ class NITLB(wiring.Component):
     not taken stalls its port; the other port is unaffected.
 
     Management (the ``mgmt`` stream, :data:`rtl.layouts.tlb_command_layout`): FILL, INVALIDATE
-    (asid, vpn), INVALIDATE_ASID and INVALIDATE_ALL. A command is taken every other cycle at most
-    and completes at the second clock edge after its transfer: lookups answered from then on see
-    it. A lookup in flight whose entry is written (filled or invalidated) before its response is
+    (asid, vpn), INVALIDATE_ASID and INVALIDATE_ALL. A command is taken every third cycle at most
+    (compare, decide, write) and completes :attr:`MGMT_LATENCY` clock edges after its transfer:
+    lookups whose request is taken after that see it. A lookup in flight whose entry is written (filled or invalidated) before its response is
     taken answers MISS instead of HIT, so once an invalidation has completed no response, not
     even one already waiting, hits the removed translation.
 
@@ -64,6 +70,9 @@ class NITLB(wiring.Component):
     rx_response : Out(stream.Signature(TlbResponse))
     mgmt : In(stream.Signature(tlb_command_layout(asid_bits)))
     """
+
+    #: Clock edges from a management command's transfer to the edge at which the table changes.
+    MGMT_LATENCY = 3
 
     def __init__(self, *, entries=32, asid_bits=8):
         self._entries = check_int(self, "entries", entries, 2, 64)
@@ -108,33 +117,43 @@ class NITLB(wiring.Component):
         entries, table = self._entries, self.table
         command = Signal(tlb_command_layout(self._asid_bits))
         command_valid = Signal()
+        decoded = Signal(tlb_command_layout(self._asid_bits))
+        decoded_valid = Signal()
+        same_page = Signal(entries)
+        same_asid = Signal(entries)
+        free = Signal(entries)
         new_entry = Signal(tlb_entry_layout(self._asid_bits))
         victim = Signal(range(entries))
 
-        # Take a command when the previous one has been decoded: its writes then land before the
+        # Take a command once the previous one has been decoded: its writes then land before the
         # next command compares against the table.
-        m.d.comb += self.mgmt.ready.eq(~command_valid)
+        m.d.comb += self.mgmt.ready.eq(~command_valid & ~decoded_valid)
         m.d.sync += command_valid.eq(self.mgmt.valid & self.mgmt.ready)
         with m.If(self.mgmt.ready):
             m.d.sync += command.eq(self.mgmt.payload)
 
-        # Decode: which entries the command hits, and where a fill goes.
-        same_page = Cat(self._maps(entry, command.asid, command.vpn) for entry in table)
-        same_asid = Cat(entry.valid & (entry.asid == command.asid) for entry in table)
-        free = Cat(~entry.valid for entry in table)
+        # Compare: which entries the command names, and which are free.
+        m.d.sync += [
+            decoded_valid.eq(command_valid),
+            decoded.eq(command),
+            same_page.eq(Cat(self._maps(entry, command.asid, command.vpn) for entry in table)),
+            same_asid.eq(Cat(entry.valid & (entry.asid == command.asid) for entry in table)),
+            free.eq(Cat(~entry.valid for entry in table)),
+        ]
+
+        # Decide the writes: a fill rewrites the page's entry, else takes the lowest free entry,
+        # else the victim's.
         lowest_free = Signal(entries)
-        m.d.comb += lowest_free.eq(free & (~free + 1))
         fill_target = Signal(entries)
+        m.d.comb += lowest_free.eq(free & (~free + 1))
         with m.If(same_page.any()):
             m.d.comb += fill_target.eq(same_page)
         with m.Elif(free.any()):
             m.d.comb += fill_target.eq(lowest_free)
         with m.Else():
             m.d.comb += fill_target.eq(1 << victim)
-
-        # Register the writes; the table changes at the following edge.
-        with m.If(command_valid):
-            with m.Switch(command.op):
+        with m.If(decoded_valid):
+            with m.Switch(decoded.op):
                 with m.Case(TlbOp.FILL):
                     m.d.sync += self.write_mask.eq(fill_target)
                 with m.Case(TlbOp.INVALIDATE):
@@ -144,16 +163,16 @@ class NITLB(wiring.Component):
                 with m.Case(TlbOp.INVALIDATE_ALL):
                     m.d.sync += self.write_mask.eq(Const(-1, entries))
             m.d.sync += [
-                new_entry.valid.eq(command.op == TlbOp.FILL),
-                new_entry.asid.eq(command.asid),
-                new_entry.vpn.eq(command.vpn),
-                new_entry.ppn.eq(command.ppn),
-                new_entry.perm.eq(command.perm),
-                new_entry.key.eq(command.key),
+                new_entry.valid.eq(decoded.op == TlbOp.FILL),
+                new_entry.asid.eq(decoded.asid),
+                new_entry.vpn.eq(decoded.vpn),
+                new_entry.ppn.eq(decoded.ppn),
+                new_entry.perm.eq(decoded.perm),
+                new_entry.key.eq(decoded.key),
             ]
         with m.Else():
             m.d.sync += self.write_mask.eq(0)
-        replacing = command_valid & (command.op == TlbOp.FILL) & ~same_page.any() & ~free.any()
+        replacing = decoded_valid & (decoded.op == TlbOp.FILL) & ~same_page.any() & ~free.any()
         with m.If(replacing):
             m.d.sync += victim.eq(Mux(victim == entries - 1, 0, victim + 1))
 
@@ -164,21 +183,19 @@ class NITLB(wiring.Component):
 
     def _lookup(self, m, pipe, request, response, *, remote):
         table = self.table
-        out_status = Signal(TlbStatus)
-        out_ppn = Signal.like(response.payload.ppn)
         advance = Signal()
 
-        # The whole port moves when its response register is free or being taken.
+        # The whole port moves when its response register is free or being taken. An answer
+        # from an entry written since the compare is MISS: the write is tracked beside the
+        # pipeline instead of through it, which keeps it off the compare and decide paths.
         m.d.comb += [
             advance.eq(~response.valid | response.ready),
             request.ready.eq(advance),
-            response.payload.status.eq(out_status),
-            response.payload.ppn.eq(out_ppn),
+            response.payload.status.eq(Mux(pipe.out_stale, TlbStatus.MISS, pipe.out_status)),
+            response.payload.ppn.eq(Mux(pipe.out_stale, 0, pipe.out_ppn)),
         ]
 
-        # Stage 1: compare the request against every entry. An entry written at this edge drops
-        # out, here and while the port is stalled, so a lookup never answers from a rewritten
-        # entry.
+        # Stage 1: compare the request against every entry.
         vpn = request.payload.va[PAGE_BITS:]
         match = Cat(self._maps(entry, request.payload.asid, vpn) for entry in table)
         if remote:
@@ -190,40 +207,35 @@ class NITLB(wiring.Component):
         with m.If(advance):
             m.d.sync += [
                 pipe.s1_valid.eq(request.valid),
-                pipe.s1_match.eq(match & ~self.write_mask),
-                pipe.s1_permitted.eq(permitted),
-                pipe.s1_key_ok.eq(key_ok),
+                pipe.s1_match.eq(match),
+                pipe.s1_permitted.eq(match & permitted),
+                pipe.s1_granted.eq(match & permitted & key_ok),
+                pipe.s1_written.eq(self.write_mask),
             ]
         with m.Else():
-            m.d.sync += pipe.s1_match.eq(pipe.s1_match & ~self.write_mask)
+            m.d.sync += pipe.s1_written.eq(pipe.s1_written | self.write_mask)
 
-        # Output: status and frame of the (single) live match.
-        live = Signal.like(pipe.s1_match)
-        m.d.comb += live.eq(pipe.s1_match & ~self.write_mask)
+        # Output: decide the answer of the (single) matching entry.
         status = Signal(TlbStatus)
-        with m.If(~live.any()):
+        with m.If(~pipe.s1_match.any()):
             m.d.comb += status.eq(TlbStatus.MISS)
-        with m.Elif(~(live & pipe.s1_permitted).any()):
+        with m.Elif(~pipe.s1_permitted.any()):
             m.d.comb += status.eq(TlbStatus.PERMISSION_FAULT)
-        with m.Elif(~(live & pipe.s1_key_ok).any()):
+        with m.Elif(~pipe.s1_granted.any()):
             m.d.comb += status.eq(TlbStatus.KEY_FAULT)
         with m.Else():
             m.d.comb += status.eq(TlbStatus.HIT)
         ppn = 0
         for index, entry in enumerate(table):
-            ppn = ppn | Mux(live[index], entry.ppn, 0)
-        hit = status == TlbStatus.HIT
+            ppn = ppn | Mux(pipe.s1_granted[index], entry.ppn, 0)
         with m.If(advance):
             m.d.sync += [
                 response.valid.eq(pipe.s1_valid),
-                out_status.eq(status),
-                out_ppn.eq(Mux(hit, ppn, 0)),
-                pipe.out_entry.eq(Mux(hit, live, 0)),
+                pipe.out_status.eq(status),
+                pipe.out_ppn.eq(ppn),
+                pipe.out_entry.eq(pipe.s1_match),
+                pipe.out_stale.eq((pipe.s1_match & (pipe.s1_written | self.write_mask)).any()),
             ]
-        with m.Elif((pipe.out_entry & self.write_mask).any()):
-            # The entry of a waiting HIT is being rewritten: the answer becomes MISS.
-            m.d.sync += [
-                out_status.eq(TlbStatus.MISS),
-                out_ppn.eq(0),
-                pipe.out_entry.eq(0),
-            ]
+        with m.Else():
+            m.d.sync += pipe.out_stale.eq(pipe.out_stale
+                                          | (pipe.out_entry & self.write_mask).any())

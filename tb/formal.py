@@ -7,8 +7,9 @@ management command, any backpressure, every cycle) and states, for both lookup p
    request's page, grants the access (local read on TX, remote write on RX) and, on RX, holds the
    request's key; the PPN returned is that entry's.
 2. *Isolation after invalidation.* For any page (a, v) chosen by the solver: once an INVALIDATE of
-   (a, v), an INVALIDATE_ASID of a or an INVALIDATE_ALL has completed (the second clock edge after
-   the command's transfer), no response for (a, v) is a HIT until a FILL of (a, v) has completed.
+   (a, v), an INVALIDATE_ASID of a or an INVALIDATE_ALL has completed (``NITLB.MGMT_LATENCY``
+   clock edges after the command's transfer), no response for (a, v) is a HIT until a FILL of
+   (a, v) has completed.
 3. *Exactly one response, on time.* Every response answers an outstanding request, in order;
    at most two are outstanding per port; a request whose port was never stalled gets its
    response valid after the next clock edge (two cycles after the request's cycle).
@@ -107,15 +108,16 @@ class TLBProof(wiring.Component):
             | ((command.op == TlbOp.INVALIDATE_ASID) & (command.asid == target_asid))
             | (command.op == TlbOp.INVALIDATE_ALL))
         fills = taken & (command.op == TlbOp.FILL) & on_page
-        invalidate_stage, fill_stage = Signal(2), Signal(2)
+        latency = tlb.MGMT_LATENCY
+        invalidate_stage, fill_stage = Signal(latency), Signal(latency)
         blocked = Signal()
         m.d.sync += [
-            invalidate_stage.eq(Cat(invalidates, invalidate_stage[0])),
-            fill_stage.eq(Cat(fills, fill_stage[0])),
+            invalidate_stage.eq(Cat(invalidates, invalidate_stage[:-1])),
+            fill_stage.eq(Cat(fills, fill_stage[:-1])),
         ]
-        with m.If(invalidate_stage[1]):
+        with m.If(invalidate_stage[-1]):
             m.d.sync += blocked.eq(1)
-        with m.Elif(fill_stage[1]):
+        with m.Elif(fill_stage[-1]):
             m.d.sync += blocked.eq(0)
         # While blocked the table holds no translation of the target page.
         for entry in tlb.table:
@@ -171,25 +173,30 @@ class TLBProof(wiring.Component):
         head = slots[0]
         s1_request = Signal(layout, name=f"{name}_s1_request")    # the request in stage 1
         m.d.comb += s1_request.eq(Mux(response.valid, slots[1].as_value(), slots[0].as_value()))
+        m.d.comb += [
+            Assert((pipe.s1_permitted & ~pipe.s1_match) == 0),
+            Assert((pipe.s1_granted & ~pipe.s1_permitted) == 0),
+        ]
         for index, entry in enumerate(tlb.table):
-            # A match in stage 1 is a live entry of the stage's request; its checks are current.
-            with m.If(pipe.s1_valid & pipe.s1_match[index]):
+            # An entry matched in stage 1 and not written since maps the stage's request, and
+            # the stage's checks of it are current.
+            with m.If(pipe.s1_valid & pipe.s1_match[index] & ~pipe.s1_written[index]):
+                permitted = entry.perm.remote_write if remote else entry.perm.local_read
                 m.d.comb += [
                     Assert(tlb._maps(entry, s1_request.asid, s1_request.va[PAGE_BITS:])),
-                    Assert(pipe.s1_permitted[index]
-                           == (entry.perm.remote_write if remote else entry.perm.local_read)),
+                    Assert(pipe.s1_permitted[index] == permitted),
+                    Assert(pipe.s1_granted[index] == self._grants(entry, remote, s1_request.key)),
                 ]
-                if remote:
-                    m.d.comb += Assert(pipe.s1_key_ok[index] == (entry.key == s1_request.key))
-            # A HIT waiting in the response register comes from a live entry that grants it.
-            with m.If(response.valid & pipe.out_entry[index]):
-                m.d.comb += [
-                    Assert(response.payload.status == TlbStatus.HIT),
-                    Assert(tlb._maps(entry, head.asid, head.va[PAGE_BITS:])),
-                    Assert(self._grants(entry, remote, head.key)),
-                    Assert(entry.ppn == response.payload.ppn),
-                ]
-        with m.If(response.valid & (response.payload.status == TlbStatus.HIT)):
+            # A fresh answer in the response register comes from an entry of the request's page;
+            # a HIT from one that grants it, with its frame.
+            with m.If(response.valid & pipe.out_entry[index] & ~pipe.out_stale):
+                m.d.comb += Assert(tlb._maps(entry, head.asid, head.va[PAGE_BITS:]))
+                with m.If(pipe.out_status == TlbStatus.HIT):
+                    m.d.comb += [
+                        Assert(self._grants(entry, remote, head.key)),
+                        Assert(entry.ppn == pipe.out_ppn),
+                    ]
+        with m.If(response.valid & ~pipe.out_stale & (pipe.out_status == TlbStatus.HIT)):
             m.d.comb += Assert(pipe.out_entry.any())
 
         # Property 1, as the requester sees it: a HIT is a translation the table grants.

@@ -8,29 +8,36 @@ repeats the synthesis by hand.
 
 Top-level ports
 ---------------
+The component is synthesized inside a wrapper that puts a flip-flop on each of its ports but the
+clock and reset, so that paths from a port into the logic (the NI TLB compares its requests
+straight from the port) and from the logic to a port are timed as the register-to-register
+paths they are in a system, where the neighbour drives and samples them from registers. The
+wrapper's flip-flops are not counted: the component stays a module of its own through
+synthesis (``-noflatten``; ``hierarchy.json``), its cells are counted there, and then the design
+is flattened for place and route.
+
 A component has more port bits than a package has pins: a 2-node Fabric has 302, the ECP5-25k
-in CABGA256 197 user IOs, the iCE40-HX8K in CT256 206. So after synthesis every port but ``clk``
-and ``rst`` becomes an internal wire (Yosys ``delete -port``) and nextpnr gives it no IO buffer
-and no pin: inputs are left undriven, outputs unloaded. No pass runs after that, and nextpnr
-does not remove logic, so every cell Yosys made for the component is placed and routed and
-counted. A path from an undriven wire or to an unloaded one has no start or end point, so the
-timing analysis sees only register-to-register paths, which is what Fmax reports. ``clk`` keeps
-its pin so that nextpnr puts it on a global clock network as in a real design, with the
-network's delay and skew in Fmax (nextpnr-ecp5 leaves a clock of very few loads, such as the
-arbiter's two, on general routing). ``rst`` keeps its pin too; its paths start at an IO and are
-not part of Fmax. nextpnr-ecp5's ``--out-of-context`` would drop the IO buffers as well, but it
-skips global clock routing, which made the 2-node Fabric's Fmax 5 % higher, and nextpnr-ice40
-has no such option.
+in CABGA256 197 user IOs, the iCE40-HX8K in CT256 206. So after synthesis every wrapper port but
+``clk`` and ``rst`` becomes an internal wire (Yosys ``delete -port``) and nextpnr gives it no IO
+buffer and no pin. No pass runs after that, and nextpnr does not remove logic, so every cell
+Yosys made is placed and routed. ``clk`` keeps its pin so that nextpnr puts it on a global clock
+network as in a real design, with the network's delay and skew in Fmax (nextpnr-ecp5 leaves a
+clock of very few loads, such as the arbiter's two, on general routing). ``rst`` keeps its pin
+too; its paths start at an IO and are not part of Fmax. nextpnr-ecp5's ``--out-of-context``
+would drop the IO buffers as well, but it skips global clock routing, which made the 2-node
+Fabric's Fmax 5 % higher, and nextpnr-ice40 has no such option.
 
 Figures
 -------
 ``luts``
-    LUT4 sites that nextpnr's packer used, from its utilization report. ECP5: ``TRELLIS_COMB``:
+    LUT4 sites that nextpnr's packer used, from its utilization report (the port flip-flops use
+    none). ECP5: ``TRELLIS_COMB``:
     the LUT4s, both halves of every ``CCU2C`` carry cell and the route-through LUTs nextpnr adds.
     iCE40: ``ICESTORM_LC``: every logic cell has one LUT4, and a flip-flop alone still takes its
     cell's LUT as a pass-through.
 ``ffs``, ``ram_blocks``, ``lut_rams``
-    Cells in Yosys's netlist, which nextpnr places one for one: flip-flops (``TRELLIS_FF``,
+    Cells of the component (and its submodules) in Yosys's netlist, which nextpnr places one
+    for one: flip-flops (``TRELLIS_FF``,
     ``SB_DFF*``), block RAMs (``DP16KD``, ``SB_RAM40_4K*``) and, on ECP5, 16x4-bit distributed
     RAMs (``TRELLIS_DPR16X4``, whose LUTs are also in ``luts``).
 ``fmax_mhz``
@@ -48,6 +55,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from amaranth import Elaboratable, Module, Signal, Value
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
 from rtl import components
 
 from . import runner
@@ -56,6 +67,8 @@ __all__ = ["DEVICES", "DEFAULT_FREQ_MHZ", "Device", "synthesize"]
 
 #: Target frequency of nextpnr's timing-driven placement and routing when none is given.
 DEFAULT_FREQ_MHZ = 100
+#: Name prefix of the flip-flops the flow puts on the component's ports.
+PORT_FLOP_PREFIX = "port_flop__"
 
 
 @dataclass(frozen=True)
@@ -129,10 +142,14 @@ def synthesize(component, params=None, *, device="ecp5-25k", freq_mhz=None, work
     workdir = Path(workdir)
     part = DEVICES[device]
     with runner.locked(workdir):
-        runner.write_verilog(component, full_params, workdir / f"{component}.v")
+        _write_registered_verilog(component, full_params, workdir / f"{component}.v")
         (workdir / "synth.ys").write_text(
             f"read_verilog {component}.v\n"
-            f"synth_{part.family} -top {component}\n"
+            # Keep the component a module of its own so that its cells can be counted apart
+            # from the port flip-flops.
+            f"synth_{part.family} -top {component} -noflatten\n"
+            "write_json hierarchy.json\n"
+            "flatten\n"
             # The ports but clk and rst become wires: see "Top-level ports" above.
             f"delete -port {component}/w:* {component}/w:clk {component}/w:rst %u %d\n"
             "write_json synth.json\n")
@@ -141,9 +158,13 @@ def synthesize(component, params=None, *, device="ecp5-25k", freq_mhz=None, work
                          [*part.nextpnr_args, "--json", "synth.json", "--freq", f"{freq_mhz:g}",
                           "--timing-allow-fail", "--report", "report.json"],
                          workdir / "nextpnr.log")
-        netlist = json.loads((workdir / "synth.json").read_text())
+        hierarchy = json.loads((workdir / "hierarchy.json").read_text())
         report = json.loads((workdir / "report.json").read_text())
-    cells = [cell["type"] for cell in netlist["modules"][component]["cells"].values()]
+    # Amaranth gives every instance its own module, named below the component's.
+    inner = f"{component}.component"
+    cells = [cell["type"] for name, module in hierarchy["modules"].items()
+             if name == inner or name.startswith(inner + ".")
+             for cell in module["cells"].values()]
     fmax = [figures["achieved"] for domain, figures in report.get("fmax", {}).items()
             if _CLK_DOMAIN.search(domain)]
     return {
@@ -160,6 +181,44 @@ def synthesize(component, params=None, *, device="ecp5-25k", freq_mhz=None, work
         "nextpnr_s": nextpnr_s,
         "workdir": str(workdir),
     }
+
+
+class _RegisteredPorts(Elaboratable):
+    """``component`` with a flip-flop on every port but the clock and reset.
+
+    The component's port-to-register and register-to-port paths then start or end at a
+    flip-flop, so the timing analysis covers them: a component whose requests feed its logic
+    straight from the port (as the NI TLB's comparators do) is timed as if its requester drove
+    them from a register, which is what a real requester does.
+    """
+
+    def __init__(self, component):
+        self.component = component
+        self.ports = []
+        self._pairs = []
+        for path, member, value in component.signature.flatten(component):
+            name = "__".join(map(str, path))
+            outer = Signal(Value.cast(value).shape(), name=name)
+            flop = Signal(Value.cast(value).shape(), name=f"{PORT_FLOP_PREFIX}{name}")
+            self.ports.append(outer)
+            self._pairs.append((member.flow, Value.cast(value), outer, flop))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.component = self.component
+        for flow, inner, outer, flop in self._pairs:
+            if flow == wiring.In:
+                m.d.sync += flop.eq(outer)
+                m.d.comb += inner.eq(flop)
+            else:
+                m.d.sync += flop.eq(inner)
+                m.d.comb += outer.eq(flop)
+        return m
+
+
+def _write_registered_verilog(component, params, path):
+    wrapper = _RegisteredPorts(components.elaborate(component, params))
+    path.write_text(verilog.convert(wrapper, name=component, ports=wrapper.ports, emit_src=False))
 
 
 def _count(cell_types, prefixes):

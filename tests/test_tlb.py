@@ -13,7 +13,7 @@ RW = {"local_read": 1, "remote_write": 1}
 async def command(ctx, dut, op, **fields):
     """Issue a management command and wait until it has completed."""
     await stream_put(ctx, dut.mgmt, Codec(dut.mgmt.payload.shape()).pack(op=op, **fields))
-    await ctx.tick().repeat(2)
+    await ctx.tick().repeat(dut.MGMT_LATENCY)
 
 
 async def lookup(ctx, dut, port, asid, va, key=0):
