@@ -56,11 +56,40 @@ def verilator_root():
 
 
 class _Icarus(Icarus):
-    """Icarus runner that writes VCD, which every simulator here can produce, instead of FST."""
+    """Icarus runner for Amaranth's Verilog.
+
+    It compiles in Verilog-2005 mode, not in cocotb's SystemVerilog mode: Yosys's Verilog runs
+    each ``always @*`` block once at time zero through a register initialized where it is
+    declared, which is an event in Verilog-2005 but not in SystemVerilog, where a block whose
+    inputs never change would leave its outputs at X. cocotb's waveform module is SystemVerilog,
+    so builds carry their own (:data:`_VCD_MODULE`), which writes a VCD when the run is given
+    ``+vcd=PATH``.
+    """
+
+    def _build_command(self):
+        return [["-g2005" if arg == "-g2012" else arg for arg in cmd]
+                for cmd in super()._build_command()]
 
     def _test_command(self):
-        return [["-vcd" if arg == "-fst" else arg for arg in cmd]
-                for cmd in super()._test_command()]
+        cmds = super()._test_command()
+        if any(arg.startswith("+vcd=") for arg in self.plusargs):
+            # "-none" would switch every $dumpvars off.
+            cmds = [[arg for arg in cmd if arg != "-none"] for cmd in cmds]
+        return cmds
+
+
+_VCD_MODULE = """\
+// Writes a VCD of the whole design when the simulation is given +vcd=PATH.
+module smtni_vcd;
+  reg [8*4096-1:0] path;
+  initial begin
+    if ($value$plusargs("vcd=%s", path)) begin
+      $dumpfile(path);
+      $dumpvars(0, {top});
+    end
+  end
+endmodule
+"""
 
 
 class _Verilator(Verilator):
@@ -102,8 +131,10 @@ def write_verilog(name, params, path):
     The file is left untouched (and keeps its timestamp) when its content would not change, so
     simulators see no reason to rebuild.
     """
-    path = Path(path)
-    text = components.to_verilog(name, params)
+    return _write_if_changed(Path(path), components.to_verilog(name, params))
+
+
+def _write_if_changed(path, text):
     if not path.exists() or path.read_text() != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -156,15 +187,20 @@ def build(component, params=None, *, sim="verilator"):
             write_verilog(component, full_params, source)
             stamp.write_text(expected)
         (directory / "params.json").write_text(key + "\n")
-        sources = [source]
+        sources, build_args = [source], []
         if sim == "verilator":
             verilator_root()
             sources.append(VerilatorControlFile(LINT_WAIVERS))
+        else:
+            sources.append(_write_if_changed(directory / "smtni_vcd.v",
+                                             _VCD_MODULE.format(top=component)))
+            build_args = ["-s", "smtni_vcd"]
         runner = _runner(sim)
         log = directory / "build.log"
         try:
             runner.build(sources=sources, hdl_toplevel=component, build_dir=directory,
-                         waves=True, timescale=("1ns", "1ps"), log_file=log)
+                         build_args=build_args, waves=sim == "verilator",
+                         timescale=("1ns", "1ps"), log_file=log)
         except (RuntimeError, SystemExit) as error:
             raise RuntimeError(f"{sim} build of {component} failed ({error}); see {log}") from None
     return Build(sim, component, full_params, directory)
@@ -204,7 +240,7 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
     results_xml = test_dir / "results.xml"
     log = test_dir / "sim.log"
     wave_file = test_dir / f"{build.component}.vcd"
-    plusargs = [f"+dumpfile_path={wave_file}"] if waves and build.sim == "icarus" else []
+    plusargs = [f"+vcd={wave_file}"] if waves and build.sim == "icarus" else []
     env = {
         _PARAMS_ENV: json.dumps({"rtl": build.params, "tb": dict(options or {}),
                                  "sim": build.sim}),
@@ -218,7 +254,8 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
     try:
         runner.test(test_module=module, hdl_toplevel=build.component, hdl_toplevel_lang="verilog",
                     build_dir=build.directory,
-                    test_dir=test_dir, seed=seed, waves=waves, plusargs=plusargs,
+                    test_dir=test_dir, seed=seed, waves=waves and build.sim == "verilator",
+                    plusargs=plusargs,
                     extra_env=env, results_xml=str(results_xml),
                     test_filter=re.escape(only) if only else None,
                     timescale=("1ns", "1ps"), log_file=None if echo else log)

@@ -26,6 +26,17 @@ TESTBENCHES = {
             "drop_percent": 5,         # share of messages sent to nodes that do not exist
         },
         summary="random all-to-all traffic, full contention, no-contention rate and latency"),
+    "tlb": Testbench(
+        component="tlb",
+        module="tb.tlb_tests",
+        options={
+            "lookups": 5000,           # lookups per port in the random test
+            "command_percent": 30,     # chance of a management command per lookup pair
+            "ready_percent": 70,       # response ready probability under backpressure
+            "idle_percent": 20,        # request bubble probability under backpressure
+        },
+        summary="random fills, invalidations and lookups against the model; rate, latency, "
+                "replacement"),
 }
 
 
