@@ -46,7 +46,8 @@ class Fabric(wiring.Component):
     outputs : Out(stream.Signature(Flit)).array(nodes)
         Flits from the fabric to node ``o``.
     dropped : Out(32)
-        Messages dropped for an unknown destination node since reset (wraps).
+        Messages dropped for an unknown destination node since reset (wraps); a drop is counted
+        two cycles after its last flit's transfer.
     """
 
     def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1):
@@ -145,7 +146,12 @@ class Fabric(wiring.Component):
                     mid_drop[i].eq(drop[i]),
                 ]
             dropped_now.append(port.valid & port.ready & port.payload.last & drop[i])
-        m.d.sync += self.dropped.eq(self.dropped + sum(dropped_now))
+        # Count a cycle later, so that the counter's carry chain is not on the routing path.
+        dropped_last_cycle = Signal(nodes)
+        m.d.sync += [
+            dropped_last_cycle.eq(Cat(dropped_now)),
+            self.dropped.eq(self.dropped + sum(dropped_last_cycle)),
+        ]
 
         # Links: rate limiter at the switch register, then the latency stages.
         for output, link in enumerate(links):

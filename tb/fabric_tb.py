@@ -122,7 +122,7 @@ class FabricTB:
                     f"{sum(len(s) for s in self.sources)} flits not taken, "
                     f"{self.model.outstanding()} messages not delivered")
             await ClockCycles(self.dut.clk, 16)
-        await ClockCycles(self.dut.clk, 2)   # let the drop counter settle
+        await ClockCycles(self.dut.clk, 4)   # let the drop counter settle
 
     def check(self):
         """Fail on every mismatch the scoreboard found; return the mismatch count (zero)."""

@@ -83,6 +83,8 @@ def test_drop_counter_counts_each_dropped_message():
                 ctx.set(dut.inputs[1].payload.as_value(), FLIT.pack(data=data, last=last))
                 assert ctx.get(dut.inputs[1].ready)
                 await ctx.tick()
+            ctx.set(dut.inputs[1].valid, 0)
+            await ctx.tick()        # the counter counts a cycle after the last flit
             counts.append(ctx.get(dut.dropped))
 
     run(dut, bench)
