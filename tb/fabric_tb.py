@@ -1,19 +1,16 @@
 """Testbench of the Fabric: stream drivers on every port, the reference model as scoreboard."""
 
 import random
-import time
 from functools import partial
 
-import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from behavioral.fabric import FabricModel
 from behavioral.message import FLIT, HEADER, Message, flit_value
 from rtl.layouts import FLIT_BYTES, MAX_NODES
 
-from .runner import CLOCK_PERIOD_NS, testbench_params
-from .stream import StreamPorts, cycle
+from .component_tb import ComponentTB
+from .stream import cycle
 
 __all__ = ["FabricTB"]
 
@@ -36,10 +33,9 @@ class _PortStats:
         return self.flits / cycles if cycles else 0.0
 
 
-class FabricTB:
-    """Owns the clock, reset, a stream source per input and a stream sink per output (one
-    :class:`~tb.stream.StreamPorts` group) and the :class:`~behavioral.fabric.FabricModel`
-    scoreboard. The Fabric's parameters come from the run (:func:`tb.runner.testbench_params`).
+class FabricTB(ComponentTB):
+    """A stream source per input, a stream sink per output and the
+    :class:`~behavioral.fabric.FabricModel` scoreboard, on a :class:`~tb.component_tb.ComponentTB`.
 
     Parameters
     ----------
@@ -51,12 +47,10 @@ class FabricTB:
     """
 
     def __init__(self, dut, *, seed, ready_percent=100, idle_percent=0):
-        rtl, self.options, self.sim = testbench_params()
-        self.dut = dut
-        self.nodes = rtl["nodes"]
-        self.link_latency = rtl["link_latency"]
-        self.cycles_per_flit = rtl["cycles_per_flit"]
-        self.rng = random.Random(seed)
+        super().__init__(dut, seed=seed)
+        self.nodes = self.params["nodes"]
+        self.link_latency = self.params["link_latency"]
+        self.cycles_per_flit = self.params["cycles_per_flit"]
         self.model = FabricModel(self.nodes)
         self.inputs = [_PortStats() for _ in range(self.nodes)]
         self.outputs = [_PortStats() for _ in range(self.nodes)]
@@ -66,7 +60,6 @@ class FabricTB:
         self._head_cycle = {}        # (src, dst, seq) -> cycle its first flit entered
         self._in_flits = [[] for _ in range(self.nodes)]
         self._out_flits = [[] for _ in range(self.nodes)]
-        self.ports = StreamPorts(dut.clk)
         self.sources = [
             self.ports.source(dut, f"inputs__{port}", on_accept=partial(self._accepted, port),
                               idle_percent=idle_percent, rng=random.Random(f"{seed}-in{port}"))
@@ -75,19 +68,6 @@ class FabricTB:
             self.ports.sink(dut, f"outputs__{port}", on_receive=partial(self._received, port),
                             ready_percent=ready_percent, rng=random.Random(f"{seed}-out{port}"))
             for port in range(self.nodes)]
-        self.start_cycle = 0
-        self._start_wall = None
-
-    async def start(self):
-        """Start the clock, reset the Fabric and start the drivers."""
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        cocotb.start_soon(self.ports.run())
-        await RisingEdge(self.dut.clk)
-        self.start_cycle = cycle()
-        self._start_wall = time.perf_counter()
 
     def message(self, src, dst, payload_bytes):
         """Return a message from ``src`` to ``dst`` with the next sequence number and random
@@ -132,16 +112,13 @@ class FabricTB:
 
     def figures(self):
         """Return the per-port figures of the run so far."""
-        cycles = cycle() - self.start_cycle
-        wall_s = time.perf_counter() - self._start_wall
+        speed = self.speed()
+        cycles = speed["cycles"]
         return {
-            "sim": self.sim,
-            "wall_s": round(wall_s, 3),
-            "cycles_per_s": round(cycles / wall_s) if wall_s else 0,
+            **speed,
             "nodes": self.nodes,
             "link_latency": self.link_latency,
             "cycles_per_flit": self.cycles_per_flit,
-            "cycles": cycles,
             "messages": self.model.sent_messages,
             "delivered": self.model.delivered_messages,
             "dropped": self.model.expected_drops,

@@ -5,20 +5,9 @@ The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenche
 
 import cocotb
 
+from .component_tb import knobs, seed_for
 from .fabric_tb import FabricTB
-from .runner import record_result, testbench_params
-from .testbenches import TESTBENCHES
-
-
-def _options():
-    _, options, _ = testbench_params()
-    return {**TESTBENCHES["fabric"].options, **options}
-
-
-def _seed(name):
-    seed = cocotb.RANDOM_SEED
-    cocotb.log.info("seed %d (replay with --seed %d)", seed, seed)
-    return f"{seed}-{name}"
+from .runner import record_result
 
 
 @cocotb.test()
@@ -27,9 +16,9 @@ async def random_traffic(dut, backpressure):
     """Every input sends random messages to every node (and some to no node), with random
     bubbles and, optionally, random output backpressure: each message arrives once, whole,
     contiguous, in order per (source, destination); dropped ones are counted."""
-    options = _options()
+    options = knobs("fabric")
     name = f"random_traffic/backpressure={backpressure}"
-    tb = FabricTB(dut, seed=_seed(name),
+    tb = FabricTB(dut, seed=seed_for(name),
                   ready_percent=options["ready_percent"] if backpressure else 100,
                   idle_percent=options["idle_percent"] if backpressure else 0)
     await tb.start()
@@ -49,8 +38,8 @@ async def random_traffic(dut, backpressure):
 async def full_contention(dut):
     """Every input sends to node 0 at once: round robin serves each waiting input within
     ``nodes`` messages."""
-    options = _options()
-    tb = FabricTB(dut, seed=_seed("full_contention"))
+    options = knobs("fabric")
+    tb = FabricTB(dut, seed=seed_for("full_contention"))
     await tb.start()
     per_input = max(4, options["messages"] // 4)
     for src in range(tb.nodes):
@@ -75,8 +64,8 @@ async def no_contention_rate(dut):
     """Input i sends to node i+1 (a permutation), outputs always ready: each port carries one
     flit every ``cycles_per_flit`` cycles without a gap, and a first flit crosses in
     ``1 + link_latency`` cycles (target: at most 2 + link latency)."""
-    options = _options()
-    tb = FabricTB(dut, seed=_seed("no_contention_rate"))
+    options = knobs("fabric")
+    tb = FabricTB(dut, seed=seed_for("no_contention_rate"))
     await tb.start()
     for src in range(tb.nodes):
         for _ in range(max(4, options["messages"] // 4)):

@@ -8,21 +8,18 @@ taken.
 """
 
 import random
-import time
 from collections import deque
 from functools import partial
 
-import cocotb
-from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles
 
 from behavioral.tlb import TLBModel
 from rtl.layouts import (PAGE_BITS, Codec, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
                          tlb_lookup_layout)
 from rtl.tlb import NITLB
 
-from .runner import CLOCK_PERIOD_NS, testbench_params
-from .stream import StreamPorts, cycle
+from .component_tb import ComponentTB
+from .stream import cycle
 
 __all__ = ["TLBTB"]
 
@@ -30,9 +27,9 @@ RESPONSE = Codec(TlbResponse)
 PORTS = ("tx", "rx")
 
 
-class TLBTB:
-    """Owns clock, reset, a source per request and management port, a sink per response port,
-    and the timed scoreboard. Parameters come from the run (:func:`tb.runner.testbench_params`).
+class TLBTB(ComponentTB):
+    """A source per request and management port, a sink per response port and the timed
+    scoreboard, on a :class:`~tb.component_tb.ComponentTB`.
 
     Parameters
     ----------
@@ -44,11 +41,9 @@ class TLBTB:
     """
 
     def __init__(self, dut, *, seed, ready_percent=100, idle_percent=0):
-        rtl, self.options, self.sim = testbench_params()
-        self.dut = dut
-        self.entries = rtl["entries"]
-        self.asid_bits = rtl["asid_bits"]
-        self.rng = random.Random(seed)
+        super().__init__(dut, seed=seed)
+        self.entries = self.params["entries"]
+        self.asid_bits = self.params["asid_bits"]
         self.lookup_codec = Codec(tlb_lookup_layout(self.asid_bits))
         self.command_codec = Codec(tlb_command_layout(self.asid_bits))
         self.model = TLBModel(self.entries, self.asid_bits)
@@ -61,7 +56,6 @@ class TLBTB:
         self._pending_writes = deque()          # (landing edge, command fields)
         self._last_write = [-1] * self.entries   # edge of each entry's latest write
         self._expected = {port: deque() for port in PORTS}
-        self.ports = StreamPorts(dut.clk)
         self.mgmt = self.ports.source(dut, "mgmt", on_accept=self._command_taken)
         self.requests = {
             port: self.ports.source(dut, f"{port}_request",
@@ -75,19 +69,6 @@ class TLBTB:
                                   ready_percent=ready_percent,
                                   rng=random.Random(f"{seed}-{port}-response"))
             for port in PORTS}
-        self.start_cycle = 0
-        self._start_wall = None
-
-    async def start(self):
-        """Start the clock, reset the TLB and start the drivers."""
-        cocotb.start_soon(Clock(self.dut.clk, CLOCK_PERIOD_NS, unit="ns").start())
-        self.dut.rst.value = 1
-        await ClockCycles(self.dut.clk, 2)
-        self.dut.rst.value = 0
-        cocotb.start_soon(self.ports.run())
-        await RisingEdge(self.dut.clk)
-        self.start_cycle = cycle()
-        self._start_wall = time.perf_counter()
 
     # Stimulus -------------------------------------------------------------------------------
 
@@ -117,13 +98,9 @@ class TLBTB:
                                      + "; ".join(self.mismatches[:5]))
 
     def figures(self):
-        cycles = cycle() - self.start_cycle
-        wall_s = time.perf_counter() - self._start_wall
         latencies = sorted({l for port in PORTS for l in self.latencies[port]})
         return {
-            "sim": self.sim, "entries": self.entries, "asid_bits": self.asid_bits,
-            "cycles": cycles, "wall_s": round(wall_s, 3),
-            "cycles_per_s": round(cycles / wall_s) if wall_s else 0,
+            **self.speed(), "entries": self.entries, "asid_bits": self.asid_bits,
             "lookups": sum(len(self.latencies[port]) for port in PORTS),
             "answers": dict(self.counts), "latency_cycles": latencies,
             "mismatches": len(self.mismatches),

@@ -8,22 +8,11 @@ from cocotb.triggers import ClockCycles
 
 from rtl.layouts import TlbOp, TlbStatus
 
-from .runner import record_result, testbench_params
-from .testbenches import TESTBENCHES
+from .component_tb import knobs, seed_for
+from .runner import record_result
 from .tlb_tb import PORTS, TLBTB
 
 RW = {"local_read": 1, "remote_write": 1}
-
-
-def _options():
-    _, options, _ = testbench_params()
-    return {**TESTBENCHES["tlb"].options, **options}
-
-
-def _seed(name):
-    seed = cocotb.RANDOM_SEED
-    cocotb.log.info("seed %d (replay with --seed %d)", seed, seed)
-    return f"{seed}-{name}"
 
 
 @cocotb.test()
@@ -31,9 +20,9 @@ def _seed(name):
 async def random_sequences(dut, backpressure):
     """Fills, invalidations of every kind and lookups on both ports at once (hits, misses,
     faults, other ASIDs, wrong keys, lookups racing invalidations), against the model."""
-    options = _options()
+    options = knobs("tlb")
     name = f"random_sequences/backpressure={backpressure}"
-    tb = TLBTB(dut, seed=_seed(name),
+    tb = TLBTB(dut, seed=seed_for(name),
                ready_percent=options["ready_percent"] if backpressure else 100,
                idle_percent=options["idle_percent"] if backpressure else 0)
     await tb.start()
@@ -59,7 +48,7 @@ async def random_sequences(dut, backpressure):
 async def rate_and_latency(dut):
     """Back-to-back lookups on both ports with the responses always taken: one lookup per cycle
     per port, each answered two cycles after its request (taken at the second edge after)."""
-    tb = TLBTB(dut, seed=_seed("rate_and_latency"))
+    tb = TLBTB(dut, seed=seed_for("rate_and_latency"))
     await tb.start()
     tb.command(TlbOp.FILL, asid=1, vpn=0x42, ppn=0x777, perm=RW, key=5)
     await ClockCycles(dut.clk, 8)
@@ -81,7 +70,7 @@ async def rate_and_latency(dut):
 async def replacement_when_full(dut):
     """Filling more pages than entries replaces entries round robin, oldest replaced first, as
     the model predicts; refilling a mapped page rewrites it in place."""
-    tb = TLBTB(dut, seed=_seed("replacement_when_full"))
+    tb = TLBTB(dut, seed=seed_for("replacement_when_full"))
     await tb.start()
     extra = tb.entries // 2 + 1
     for vpn in range(tb.entries + extra):
