@@ -80,7 +80,8 @@ class Message:
         flits = list(flits)
         if len(flits) < HEADER_FLITS + 1:
             raise MessageError(f"{len(flits)} flits are too few for a message")
-        header = sum(data << (FLIT_DATA_BITS * i) for i, (data, _) in enumerate(flits[:HEADER_FLITS]))
+        header = sum(data << (FLIT_DATA_BITS * i)
+                     for i, (data, _) in enumerate(flits[:HEADER_FLITS]))
         try:
             fields = HEADER.unpack(header)
         except ValueError as error:

@@ -46,9 +46,10 @@ class NITLB(wiring.Component):
     Management (the ``mgmt`` stream, :data:`rtl.layouts.tlb_command_layout`): FILL, INVALIDATE
     (asid, vpn), INVALIDATE_ASID and INVALIDATE_ALL. A command is taken every third cycle at most
     (compare, decide, write) and completes :attr:`MGMT_LATENCY` clock edges after its transfer:
-    lookups whose request is taken after that see it. A lookup in flight whose entry is written (filled or invalidated) before its response is
-    taken answers MISS instead of HIT, so once an invalidation has completed no response, not
-    even one already waiting, hits the removed translation.
+    lookups whose request is taken after that see it. A lookup in flight whose entry is written
+    (filled or invalidated) after its compare and before its response is taken answers MISS, so
+    once an invalidation has completed no response, not even one already waiting, hits the
+    removed translation.
 
     FILL of a page the ASID already maps rewrites that entry, so no two valid entries ever map
     the same (asid, vpn). Otherwise FILL takes the lowest-numbered free entry; when every entry

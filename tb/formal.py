@@ -254,7 +254,8 @@ proof.il
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tb.formal", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tb.formal",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--depth", type=int, default=PROOF_DEPTH, help="induction depth")
     args = parser.parse_args(argv)
     failed = False

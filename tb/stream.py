@@ -110,7 +110,7 @@ class StreamSource:
         self._valid.value = 0
 
     def send(self, payloads):
-        """Queue ``payloads`` (integers); the first goes out at the next edge if the port is free."""
+        """Queue ``payloads`` (integers); the first shows at the next edge if the port is free."""
         self._queue.extend(payloads)
         if self._queue:
             self._empty.clear()

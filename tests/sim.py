@@ -16,7 +16,7 @@ def run(dut, *testbenches, deadline_cycles=100_000):
 
 
 async def stream_put(ctx, stream, payload):
-    """Offer ``payload`` (an integer, or what the payload's shape accepts) until the sink takes it."""
+    """Offer ``payload`` (an integer, or what its shape accepts) until the sink takes it."""
     ctx.set(stream.valid, 1)
     ctx.set(Value.cast(stream.payload) if isinstance(payload, int) else stream.payload, payload)
     await ctx.tick().until(stream.ready)

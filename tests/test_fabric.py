@@ -19,7 +19,8 @@ def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
                 queue = queues.get(port)
                 ctx.set(stream.valid, bool(queue))
                 if queue:
-                    ctx.set(stream.payload.as_value(), FLIT.pack(data=queue[0][0], last=queue[0][1]))
+                    data, last = queue[0]
+                    ctx.set(stream.payload.as_value(), FLIT.pack(data=data, last=last))
             for port, stream in enumerate(dut.outputs):
                 ctx.set(stream.ready, ready(cycle, port))
             for port, stream in enumerate(dut.inputs):
@@ -98,7 +99,8 @@ def test_wormhole_keeps_messages_contiguous_under_contention():
     for src in range(4):
         flits = []
         for seq in range(3):
-            message = Message(dst_node=0, src_node=src, seq=seq, payload=bytes([src, seq]) * 4 * (seq + 1))
+            message = Message(dst_node=0, src_node=src, seq=seq,
+                              payload=bytes([src, seq]) * 4 * (seq + 1))
             flits += message.flits()
             model.sent(src, message.flits())
         sends[src] = flits

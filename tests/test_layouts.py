@@ -9,7 +9,8 @@ from rtl.layouts import FLIT_DATA_BITS, HEADER_FLITS, Codec, Flit, MessageHeader
 
 def test_codec_round_trip_matches_amaranth_const():
     fields = dict(dst_node=3, src_node=12, dst_endpoint=7, kind=MessageKind.PUT, notify=1,
-                  length=2048, seq=0xBEEF, key=0x1234, remote_va=0xFFFF_1234_5678, metadata=2**64 - 1)
+                  length=2048, seq=0xBEEF, key=0x1234, remote_va=0xFFFF_1234_5678,
+                  metadata=2**64 - 1)
     bits = HEADER.pack(**fields)
     assert bits == MessageHeader.const(fields).as_bits()
     unpacked = HEADER.unpack(bits)

@@ -159,7 +159,8 @@ def test_random_against_model(seed):
                 op = rng.choice([TlbOp.FILL] * 6 + [TlbOp.INVALIDATE] * 2
                                 + [TlbOp.INVALIDATE_ASID, TlbOp.INVALIDATE_ALL])
                 fields = dict(asid=asid, vpn=vpn, ppn=rng.randrange(1 << 20),
-                              perm={"local_read": rng.randrange(2), "remote_write": rng.randrange(2)},
+                              perm={"local_read": rng.randrange(2),
+                                    "remote_write": rng.randrange(2)},
                               key=rng.randrange(3))
                 await command(ctx, dut, op, **fields)
                 model.execute(op, **fields)
