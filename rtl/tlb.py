@@ -8,20 +8,37 @@ from .params import check_int
 
 __all__ = ["NITLB"]
 
+# The low VPN bits, compared apart from the tag (valid, ASID, the rest of the VPN): 16 bit pairs,
+# three LUT4 levels, and the tag with the access checks no deeper.
+_LOW_VPN_BITS = 32
+
 
 class _LookupPipeline:
-    """The registers of one lookup port, kept on the component so that a proof can name them."""
+    """The registers of one lookup port and what is decoded from them, kept on the component so
+    that a proof can name them."""
 
     def __init__(self, name, entries):
-        # Stage 1: the entries that map the page, those of them that permit the access, and
-        # those that also hold the key (the HIT); and the entries written since the compare.
+        self.name = name
+        # Stage 1, the compare in two halves (see NITLB._maps_halves): the entries whose low VPN
+        # bits are the page's, those whose tag is the request's, those of them that permit the
+        # access, and those that also hold the key; and the entries written since the compare.
         self.s1_valid = Signal(name=f"{name}_s1_valid")
+        self.s1_low = Signal(entries, name=f"{name}_s1_low")
+        self.s1_tag = Signal(entries, name=f"{name}_s1_tag")
+        self.s1_tag_permitted = Signal(entries, name=f"{name}_s1_tag_permitted")
+        self.s1_tag_granted = Signal(entries, name=f"{name}_s1_tag_granted")
+        self.s1_written = Signal(entries, name=f"{name}_s1_written")
+        # Their ANDs, decoded by the output stage: the entries that map the page, those of them
+        # that permit the access, and those that also hold the key (the HIT).
         self.s1_match = Signal(entries, name=f"{name}_s1_match")
         self.s1_permitted = Signal(entries, name=f"{name}_s1_permitted")
         self.s1_granted = Signal(entries, name=f"{name}_s1_granted")
-        self.s1_written = Signal(entries, name=f"{name}_s1_written")
-        # Output: the answer as decided, the entry it came from, and whether that entry has been
-        # written since the compare (then the answer is MISS).
+        # Output: whether any entry matched, permitted and granted (the answer as decided,
+        # decoded to ``out_status`` beside the response), the PPN, the entry it came from, and
+        # whether that entry has been written since the compare (then the answer is MISS).
+        self.out_matched = Signal(name=f"{name}_out_matched")
+        self.out_permitted = Signal(name=f"{name}_out_permitted")
+        self.out_granted = Signal(name=f"{name}_out_granted")
         self.out_status = Signal(TlbStatus, name=f"{name}_out_status")
         self.out_ppn = Signal(PPN_BITS, name=f"{name}_out_ppn")
         self.out_entry = Signal(entries, name=f"{name}_out_entry")
@@ -39,9 +56,10 @@ class NITLB(wiring.Component):
     (:attr:`TlbStatus.PERMISSION_FAULT` is checked before :attr:`TlbStatus.KEY_FAULT`).
 
     Timing: a port takes one request per cycle; its response is valid two cycles after the cycle
-    of the request's transfer (registered match vector, registered response). The request payload
-    feeds the comparators directly, so the requester should drive it from a register. A response
-    not taken stalls its port; the other port is unaffected.
+    of the request's transfer (the compare registered in two halves per entry, then the response
+    registered, but for one LUT level that applies the staleness and decodes the status). The
+    request payload feeds the comparators directly, so the requester should drive it from a
+    register. A response not taken stalls its port; the other port is unaffected.
 
     Management (the ``mgmt`` stream, :data:`rtl.layouts.tlb_command_layout`): FILL, INVALIDATE
     (asid, vpn), INVALIDATE_ASID and INVALIDATE_ALL. A command is taken every third cycle at most
@@ -110,9 +128,18 @@ class NITLB(wiring.Component):
         return m
 
     @staticmethod
-    def _maps(entry, asid, vpn):
+    def _maps_halves(entry, asid, vpn):
+        """Return the two terms whose AND says whether ``entry`` is the valid translation of page
+        ``vpn`` of ``asid``: the tag (valid, ASID, top VPN bits) and the low VPN bits."""
+        low = _LOW_VPN_BITS
+        return (entry.valid & (entry.asid == asid) & (entry.vpn[low:] == vpn[low:]),
+                entry.vpn[:low] == vpn[:low])
+
+    @classmethod
+    def _maps(cls, entry, asid, vpn):
         """Return whether ``entry`` is the valid translation of page ``vpn`` of ``asid``."""
-        return entry.valid & (entry.asid == asid) & (entry.vpn == vpn)
+        tag, low = cls._maps_halves(entry, asid, vpn)
+        return tag & low
 
     def _management(self, m):
         entries, table = self._entries, self.table
@@ -120,9 +147,10 @@ class NITLB(wiring.Component):
         command_valid = Signal()
         decoded = Signal(tlb_command_layout(self._asid_bits))
         decoded_valid = Signal()
-        same_page = Signal(entries)
+        same_page_tag = Signal(entries)
+        same_page_low = Signal(entries)
         same_asid = Signal(entries)
-        free = Signal(entries)
+        lowest_free = Signal(entries)
         new_entry = Signal(tlb_entry_layout(self._asid_bits))
         victim = Signal(range(entries))
 
@@ -133,23 +161,34 @@ class NITLB(wiring.Component):
         with m.If(self.mgmt.ready):
             m.d.sync += command.eq(self.mgmt.payload)
 
-        # Compare: which entries the command names, and which are free.
+        # Compare: which entries the command names, and which free entry is the lowest. As for
+        # a lookup (see _lookup), the page compare is registered in halves, in a module of its
+        # own: the command register fans out to every entry like a request.
+        compare = m.submodules.mgmt_compare = Module()
+        halves = [self._maps_halves(entry, command.asid, command.vpn) for entry in table]
+        page_tag = Signal(entries)
+        page_low = Signal(entries)
+        compare.d.comb += [
+            page_tag.eq(Cat(tag for tag, _ in halves)),
+            page_low.eq(Cat(low for _, low in halves)),
+        ]
+        free = Cat(~entry.valid for entry in table)
         m.d.sync += [
             decoded_valid.eq(command_valid),
             decoded.eq(command),
-            same_page.eq(Cat(self._maps(entry, command.asid, command.vpn) for entry in table)),
+            same_page_tag.eq(page_tag),
+            same_page_low.eq(page_low),
             same_asid.eq(Cat(entry.valid & (entry.asid == command.asid) for entry in table)),
-            free.eq(Cat(~entry.valid for entry in table)),
+            lowest_free.eq(free & (~free + 1)),
         ]
 
         # Decide the writes: a fill rewrites the page's entry, else takes the lowest free entry,
         # else the victim's.
-        lowest_free = Signal(entries)
+        same_page = same_page_tag & same_page_low
         fill_target = Signal(entries)
-        m.d.comb += lowest_free.eq(free & (~free + 1))
         with m.If(same_page.any()):
             m.d.comb += fill_target.eq(same_page)
-        with m.Elif(free.any()):
+        with m.Elif(lowest_free.any()):
             m.d.comb += fill_target.eq(lowest_free)
         with m.Else():
             m.d.comb += fill_target.eq(1 << victim)
@@ -173,7 +212,8 @@ class NITLB(wiring.Component):
             ]
         with m.Else():
             m.d.sync += self.write_mask.eq(0)
-        replacing = decoded_valid & (decoded.op == TlbOp.FILL) & ~same_page.any() & ~free.any()
+        replacing = (decoded_valid & (decoded.op == TlbOp.FILL) & ~same_page.any()
+                     & ~lowest_free.any())
         with m.If(replacing):
             m.d.sync += victim.eq(Mux(victim == entries - 1, 0, victim + 1))
 
@@ -195,48 +235,93 @@ class NITLB(wiring.Component):
             response.payload.status.eq(Mux(pipe.out_stale, TlbStatus.MISS, pipe.out_status)),
             response.payload.ppn.eq(Mux(pipe.out_stale, 0, pipe.out_ppn)),
         ]
+        # The status, from the three flags the output stage registers (see below): with the
+        # staleness, four inputs per bit, the one LUT level the response had anyway.
+        with m.If(~pipe.out_matched):
+            m.d.comb += pipe.out_status.eq(TlbStatus.MISS)
+        with m.Elif(~pipe.out_permitted):
+            m.d.comb += pipe.out_status.eq(TlbStatus.PERMISSION_FAULT)
+        with m.Elif(~pipe.out_granted):
+            m.d.comb += pipe.out_status.eq(TlbStatus.KEY_FAULT)
+        with m.Else():
+            m.d.comb += pipe.out_status.eq(TlbStatus.HIT)
 
-        # Stage 1: compare the request against every entry.
+        # Stage 1: compare the request against every entry. The halves of the compare are
+        # registered apart, each a LUT level shallower than the whole; the access checks ride on
+        # the tag half, and the output stage ANDs the halves in its first LUT level. The compare
+        # is a module of its own, as are the output stage's parts: ABC maps each module's logic
+        # for the depth of that module's deepest path and trades the slack of shallower paths
+        # for LUTs, so in the TLB's module these cones (whose inputs cross the table on the
+        # longest wires) would be deepened to the depth of the management's decode.
+        compare = m.submodules[f"{pipe.name}_compare"] = Module()
         vpn = request.payload.va[PAGE_BITS:]
-        match = Cat(self._maps(entry, request.payload.asid, vpn) for entry in table)
+        halves = [self._maps_halves(entry, request.payload.asid, vpn) for entry in table]
+        low = Signal(len(table))
+        tag = Signal(len(table))
         if remote:
             permitted = Cat(entry.perm.remote_write for entry in table)
             key_ok = Cat(entry.key == request.payload.key for entry in table)
         else:
             permitted = Cat(entry.perm.local_read for entry in table)
             key_ok = Const(-1, len(table))
+        tag_permitted = Signal(len(table))
+        tag_granted = Signal(len(table))
+        compare.d.comb += [
+            low.eq(Cat(low for _, low in halves)),
+            tag.eq(Cat(tag for tag, _ in halves)),
+            tag_permitted.eq(tag & permitted),
+            tag_granted.eq(tag & permitted & key_ok),
+        ]
         with m.If(advance):
             m.d.sync += [
                 pipe.s1_valid.eq(request.valid),
-                pipe.s1_match.eq(match),
-                pipe.s1_permitted.eq(match & permitted),
-                pipe.s1_granted.eq(match & permitted & key_ok),
+                pipe.s1_low.eq(low),
+                pipe.s1_tag.eq(tag),
+                pipe.s1_tag_permitted.eq(tag_permitted),
+                pipe.s1_tag_granted.eq(tag_granted),
                 pipe.s1_written.eq(self.write_mask),
             ]
         with m.Else():
             m.d.sync += pipe.s1_written.eq(pipe.s1_written | self.write_mask)
 
-        # Output: decide the answer of the (single) matching entry.
-        status = Signal(TlbStatus)
-        with m.If(~pipe.s1_match.any()):
-            m.d.comb += status.eq(TlbStatus.MISS)
-        with m.Elif(~pipe.s1_permitted.any()):
-            m.d.comb += status.eq(TlbStatus.PERMISSION_FAULT)
-        with m.Elif(~pipe.s1_granted.any()):
-            m.d.comb += status.eq(TlbStatus.KEY_FAULT)
-        with m.Else():
-            m.d.comb += status.eq(TlbStatus.HIT)
-        ppn = 0
+        # Output: decide the answer of the (single) matching entry. The stage registers only
+        # whether any entry matched, permitted and granted, a LUT level less than the status.
+        decide = m.submodules[f"{pipe.name}_decide"] = Module()
+        decide.d.comb += [
+            pipe.s1_match.eq(pipe.s1_low & pipe.s1_tag),
+            pipe.s1_permitted.eq(pipe.s1_low & pipe.s1_tag_permitted),
+            pipe.s1_granted.eq(pipe.s1_low & pipe.s1_tag_granted),
+        ]
+        any_match, any_permitted, any_granted = Signal(), Signal(), Signal()
+        decide.d.comb += [
+            any_match.eq(pipe.s1_match.any()),
+            any_permitted.eq(pipe.s1_permitted.any()),
+            any_granted.eq(pipe.s1_granted.any()),
+        ]
+        granted_ppn = 0
         for index, entry in enumerate(table):
-            ppn = ppn | Mux(pipe.s1_granted[index], entry.ppn, 0)
+            granted_ppn = granted_ppn | Mux(pipe.s1_granted[index], entry.ppn, 0)
+        # The PPN mux apart from the decide, which then makes each entry's select once: inside
+        # it, ABC would fold the AND of the halves into every PPN bit (a thousand LUTs more).
+        ppn = Signal(PPN_BITS)
+        ppn_mux = m.submodules[f"{pipe.name}_ppn"] = Module()
+        ppn_mux.d.comb += ppn.eq(granted_ppn)
         with m.If(advance):
             m.d.sync += [
                 response.valid.eq(pipe.s1_valid),
-                pipe.out_status.eq(status),
+                pipe.out_matched.eq(any_match),
+                pipe.out_permitted.eq(any_permitted),
+                pipe.out_granted.eq(any_granted),
                 pipe.out_ppn.eq(ppn),
                 pipe.out_entry.eq(pipe.s1_match),
-                pipe.out_stale.eq((pipe.s1_match & (pipe.s1_written | self.write_mask)).any()),
             ]
-        with m.Else():
-            m.d.sync += pipe.out_stale.eq(pipe.out_stale
-                                          | (pipe.out_entry & self.write_mask).any())
+
+        # Whether the answer's entry has been written since the compare: a module of its own,
+        # so that its OR of every entry is mapped as a tree (inside the decide it was mapped as
+        # a chain), and it ANDs the halves itself, in the LUT that takes the entry's writes.
+        track = m.submodules[f"{pipe.name}_stale"] = Module()
+        stale = Signal()
+        written = pipe.s1_low & pipe.s1_tag & (pipe.s1_written | self.write_mask)
+        track.d.comb += stale.eq(Mux(advance, written.any(),
+                                     pipe.out_stale | (pipe.out_entry & self.write_mask).any()))
+        m.d.sync += pipe.out_stale.eq(stale)

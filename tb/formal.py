@@ -51,8 +51,8 @@ class NoASIDCompare(NITLB):
     """A deliberately broken NI TLB that ignores the ASID: the proof must fail on it."""
 
     @staticmethod
-    def _maps(entry, asid, vpn):
-        return entry.valid & (entry.vpn == vpn)
+    def _maps_halves(entry, asid, vpn):
+        return NITLB._maps_halves(entry, entry.asid, vpn)
 
 
 class TLBProof(wiring.Component):
@@ -174,6 +174,8 @@ class TLBProof(wiring.Component):
         s1_request = Signal(layout, name=f"{name}_s1_request")    # the request in stage 1
         m.d.comb += s1_request.eq(Mux(response.valid, slots[1].as_value(), slots[0].as_value()))
         m.d.comb += [
+            Assert((pipe.s1_tag_permitted & ~pipe.s1_tag) == 0),
+            Assert((pipe.s1_tag_granted & ~pipe.s1_tag_permitted) == 0),
             Assert((pipe.s1_permitted & ~pipe.s1_match) == 0),
             Assert((pipe.s1_granted & ~pipe.s1_permitted) == 0),
         ]
@@ -196,6 +198,9 @@ class TLBProof(wiring.Component):
                         Assert(self._grants(entry, remote, head.key)),
                         Assert(entry.ppn == pipe.out_ppn),
                     ]
+        # The output stage's flags nest as the vectors they reduce do.
+        m.d.comb += Assert((~pipe.out_granted | pipe.out_permitted)
+                           & (~pipe.out_permitted | pipe.out_matched))
         with m.If(response.valid & ~pipe.out_stale & (pipe.out_status == TlbStatus.HIT)):
             m.d.comb += Assert(pipe.out_entry.any())
 
