@@ -105,15 +105,12 @@ class StreamSource:
         self._queue = deque()
         self._offered = None          # edge at which the head payload first shows, while valid
         self._valid_now = False
-        self._empty = Event()
-        self._empty.set()
         self._valid.value = 0
 
     def send(self, payloads):
         """Queue ``payloads`` (integers); the first shows at the next edge if the port is free."""
         self._queue.extend(payloads)
         if self._queue:
-            self._empty.clear()
             if self._offered is None:
                 self._present(cycle() + 1)
             self._group.wake()
@@ -124,10 +121,6 @@ class StreamSource:
     @property
     def busy(self):
         return bool(self._queue)
-
-    async def wait_empty(self):
-        """Return once every queued payload has been taken."""
-        await self._empty.wait()
 
     def edge(self, now):
         # A payload presented during this time step first shows at the next edge.
@@ -148,8 +141,6 @@ class StreamSource:
         else:
             if self._valid_now:
                 self._valid.value = self._valid_now = False
-            if not self._queue:
-                self._empty.set()
 
 
 class StreamSink:

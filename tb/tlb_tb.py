@@ -116,11 +116,9 @@ class TLBTB(ComponentTB):
                 self._last_write[index] = landing
 
     def _command_taken(self, payload, offered, accepted):
-        fields = self.command_codec.unpack(payload)
         self.counts["commands"] += 1
-        self._pending_writes.append((accepted + NITLB.MGMT_LATENCY, {
-            "op": fields["op"], "asid": fields["asid"], "vpn": fields["vpn"],
-            "ppn": fields["ppn"], "perm": fields["perm"], "key": fields["key"]}))
+        self._pending_writes.append((accepted + NITLB.MGMT_LATENCY,
+                                     self.command_codec.unpack(payload)))
 
     def _request_taken(self, port, payload, offered, accepted):
         self._apply_writes(accepted)
