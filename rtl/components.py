@@ -6,6 +6,7 @@ from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
+from .msgbuf import MessageBuffer
 from .params import silence_unused
 from .tlb import NITLB
 
@@ -16,6 +17,7 @@ COMPONENTS = {
     "fabric": Fabric,
     "arbiter": RoundRobinArbiter,
     "tlb": NITLB,
+    "msgbuf": MessageBuffer,
 }
 
 

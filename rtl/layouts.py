@@ -19,6 +19,9 @@ __all__ = [
     "Flit", "MessageKind", "MessageHeader", "Trailer",
     "TlbPermissions", "TlbStatus", "TlbResponse", "TlbOp",
     "tlb_entry_layout", "tlb_lookup_layout", "tlb_command_layout",
+    "LINE_BYTES", "LINE_WORDS", "LINE_ADDR_BITS",
+    "MsgBufTxOp", "msgbuf_tx_command_layout", "msgbuf_line_index_layout", "WordBeat",
+    "RxLineRequest", "RxFillBeat", "LineRequest", "LineBeat", "CohResponse", "MemWriteBeat",
     "Codec",
 ]
 
@@ -158,6 +161,91 @@ def tlb_command_layout(asid_bits=ASID_BITS):
         "perm": TlbPermissions,
         "key":  KEY_BITS,
     })
+
+
+
+# Message buffer ---------------------------------------------------------------------------------
+
+#: A cache line: the unit of the message buffer, of coherence and of DRAM transfers.
+LINE_BYTES = 64
+LINE_WORDS = LINE_BYTES // FLIT_BYTES
+#: Physical line addresses (a physical address without its offset in the line).
+LINE_ADDR_BITS = PA_BITS - (LINE_BYTES.bit_length() - 1)
+
+
+class MsgBufTxOp(enum.Enum, shape=2):
+    """Operations on a message-buffer line staged for sending (the ``tx_cmd`` port)."""
+    #: Write one word of the line (PIO payload, descriptor, or DMA-prefetched data).
+    WRITE = 0
+    #: Read one word of the line for transmission; answered on ``tx_data``, in order.
+    READ = 1
+    #: Return the line to the free pool.
+    FREE = 2
+
+
+def msgbuf_line_index_layout(lines):
+    """Return the layout naming one of ``lines`` message-buffer lines."""
+    return data.StructLayout({"line": range(lines)})
+
+
+def msgbuf_tx_command_layout(lines):
+    """Return the layout of a ``tx_cmd`` operation on one of ``lines`` message-buffer lines."""
+    return data.StructLayout({
+        "op":   MsgBufTxOp,
+        "line": range(lines),
+        "word": range(LINE_WORDS),
+        "data": FLIT_DATA_BITS,     # WRITE only
+    })
+
+
+#: One word read out of a line (``tx_data``, and the read data of ``mem_read``).
+WordBeat = data.StructLayout({
+    "data": FLIT_DATA_BITS,
+    "last": 1,                  # the word is the line's last (word LINE_WORDS - 1)
+})
+
+#: Announces an arriving line to the message buffer (``rx_line``): which physical line, and which
+#: of its words the fill that follows on ``rx_data`` writes (bit ``i``: word ``i``).
+RxLineRequest = data.StructLayout({
+    "addr":  LINE_ADDR_BITS,
+    "words": LINE_WORDS,
+})
+
+#: One word of an arriving line (``rx_data``); ``last`` marks the fill's final beat.
+RxFillBeat = data.StructLayout({
+    "word": range(LINE_WORDS),
+    "data": FLIT_DATA_BITS,
+    "last": 1,
+})
+
+#: A probe by physical line address (``mc_lookup``, ``ni_read``, ``coh_req``, ``mem_read``).
+LineRequest = data.StructLayout({
+    "addr": LINE_ADDR_BITS,
+})
+
+#: The answer to a probe (``mc_data``, ``ni_data``): a miss is one beat with ``hit`` low and
+#: ``last`` high; a hit is the line's words in order, ``last`` on the final one.
+LineBeat = data.StructLayout({
+    "hit":  1,
+    "data": FLIT_DATA_BITS,
+    "last": 1,
+})
+
+#: The core caches' answer to a coherence request (``coh_resp``): one beat with ``dirty`` low when
+#: no cache held the line dirty (every copy is gone); else the dirty line's words in order, with
+#: ``dirty`` high, ``last`` on the final one.
+CohResponse = data.StructLayout({
+    "dirty": 1,
+    "data":  FLIT_DATA_BITS,
+    "last":  1,
+})
+
+#: A line written back to memory (``mem_write``): its words in order, each carrying the address.
+MemWriteBeat = data.StructLayout({
+    "addr": LINE_ADDR_BITS,
+    "data": FLIT_DATA_BITS,
+    "last": 1,
+})
 
 
 HEADER_FLITS = MessageHeader.size // FLIT_DATA_BITS

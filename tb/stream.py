@@ -38,6 +38,7 @@ class StreamPorts:
         self._sources = []
         self._sinks = []
         self._work = Event()
+        self._after_edge = []
 
     def source(self, dut, name, **kwargs):
         """Add and return a :class:`StreamSource` on stream member ``name``."""
@@ -51,6 +52,10 @@ class StreamPorts:
         self._sinks.append(driver)
         return driver
 
+    def after_edge(self, action):
+        """Call ``action(cycle)`` at every serviced edge, after every driver has seen it."""
+        self._after_edge.append(action)
+
     def wake(self):
         """Tell the group that a driver has new work."""
         self._work.set()
@@ -63,20 +68,27 @@ class StreamPorts:
             sink.idle()
         while True:
             if not any(source.busy for source in self._sources):
+                # Work queued from here on (by a coroutine this edge woke) sets the event again.
+                self._work.clear()
                 await settled
-                if not any(sink.offered() for sink in self._sinks):
+                if not (any(source.busy for source in self._sources)
+                        or any(sink.offered() for sink in self._sinks)):
                     await self._sleep()
                     continue
             await edge
+            # What the design gives at an edge was decided before the edge; what it takes at the
+            # edge, on the state before it. So results come first: a line that leaves the
+            # design at an edge is gone for a request taken at that edge.
             now = cycle()
-            for source in self._sources:
-                source.edge(now)
             for sink in self._sinks:
                 sink.edge(now)
+            for source in self._sources:
+                source.edge(now)
+            for action in self._after_edge:
+                action(now)
 
     async def _sleep(self):
         """Sleep until a source gets work or a sink's ``valid`` rises."""
-        self._work.clear()
         await First(self._work.wait(), *(RisingEdge(sink.valid) for sink in self._sinks))
 
 

@@ -37,6 +37,16 @@ TESTBENCHES = {
         },
         summary="random fills, invalidations and lookups against the model; rate, latency, "
                 "replacement"),
+    "msgbuf": Testbench(
+        component="msgbuf",
+        module="tb.msgbuf_tests",
+        options={
+            "operations": 100_000,     # random operations over the two random tests
+            "ready_percent": 70,       # probe answer and write-back ready probability
+            "max_message_lines": 32,   # the measurement's largest message, in lines
+        },
+        summary="random arrivals, core loads and stores, NI reads and TX staging against a "
+                "flat reference memory; fill rate; the message cache's effect on DRAM traffic"),
 }
 
 

@@ -1,0 +1,593 @@
+from amaranth import *
+from amaranth.lib import enum, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (FLIT_DATA_BITS, LINE_ADDR_BITS, LINE_WORDS, CohResponse, LineBeat,
+                      LineRequest, MemWriteBeat, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
+                      msgbuf_line_index_layout, msgbuf_tx_command_layout)
+from .params import check_int
+
+__all__ = ["MessageBuffer", "LineState"]
+
+
+class LineState(enum.Enum, shape=2):
+    """What a message-buffer line holds."""
+    #: Nothing; it can be allocated.
+    FREE = 0
+    #: A message being staged for sending (``tx_*`` ports).
+    TX = 1
+    #: An arriving line, allocated but not yet complete: invisible to readers.
+    FILL = 2
+    #: A complete arriving line, dirty, owned by the buffer, tagged by its physical line address.
+    RX = 3
+
+
+class _AgeQueue(Elaboratable):
+    """The RX lines from oldest to newest: a collapsing queue of line indices.
+
+    One push (at the tail) and one removal (from anywhere) per cycle. A removed index must be in
+    the queue; the slots behind it move up by one.
+    """
+
+    def __init__(self, depth, lines):
+        self.depth = depth
+        self.push = Signal()
+        self.push_line = Signal(range(lines))
+        self.remove = Signal()
+        self.remove_line = Signal(range(lines))
+        self.head = Signal(range(lines))
+        self.count = Signal(range(depth + 1))
+        self.slots = [Signal(range(lines), name=f"age{i}") for i in range(depth)]
+
+    def elaborate(self, platform):
+        m = Module()
+        slots = self.slots
+        # Slots at or behind the removed one take their successor's index.
+        removed_here = Signal(self.depth)
+        behind = Signal(self.depth)
+        m.d.comb += removed_here.eq(Cat((slot == self.remove_line) & (index < self.count)
+                                        for index, slot in enumerate(slots)))
+        for index in range(self.depth):
+            m.d.comb += behind[index].eq(self.remove & (removed_here[:index + 1] != 0))
+        tail = Signal(range(self.depth + 1))
+        m.d.comb += [
+            self.head.eq(slots[0]),
+            tail.eq(self.count - self.remove),
+        ]
+        m.d.sync += self.count.eq(self.count + self.push - self.remove)
+        for index, slot in enumerate(slots):
+            with m.If(self.push & (tail == index)):
+                m.d.sync += slot.eq(self.push_line)
+            if index + 1 < self.depth:
+                with m.Elif(behind[index]):
+                    m.d.sync += slot.eq(slots[index + 1])
+        return m
+
+
+class _WritePort(Elaboratable):
+    """Who writes the data RAM this cycle: the fill's arriving words first, then the prepared
+    line's merge data (the RX side); the RX side and TX writes alternate when both wait."""
+
+    def __init__(self, write, lines):
+        self._write = write
+        self.requesters = {}
+        for name in ("fill", "merge", "tx"):
+            self.requesters[name] = (Signal(name=f"{name}_write"),
+                                     Signal(range(lines * LINE_WORDS), name=f"{name}_write_addr"),
+                                     Signal(FLIT_DATA_BITS, name=f"{name}_write_data"),
+                                     Signal(name=f"{name}_write_granted"))
+
+    def request(self, name, valid, addr, data):
+        """Return the statements that ask for the port, and the signal that grants it."""
+        want, want_addr, want_data, granted = self.requesters[name]
+        return [want.eq(valid), want_addr.eq(addr), want_data.eq(data)], granted
+
+    def elaborate(self, platform):
+        m = Module()
+        fill, merge, tx = (self.requesters[name] for name in ("fill", "merge", "tx"))
+        tx_first = Signal()
+        rx_side = fill[0] | merge[0]
+        m.d.comb += [
+            tx[3].eq(tx[0] & (~rx_side | tx_first)),
+            fill[3].eq(fill[0] & ~tx[3]),
+            merge[3].eq(merge[0] & ~fill[0] & ~tx[3]),
+        ]
+        with m.If(rx_side & tx[0]):
+            m.d.sync += tx_first.eq(~tx_first)
+        for want, addr, data, granted in (fill, merge, tx):
+            with m.If(granted):
+                m.d.comb += [self._write.en.eq(1), self._write.addr.eq(addr),
+                             self._write.data.eq(data)]
+        return m
+
+
+def _popcount(bits):
+    """Return the number of set bits of ``bits``, added as a balanced tree."""
+    terms = list(bits)
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
+
+
+class _Prep(enum.Enum, shape=3):
+    """States of the RX preparation: making a line ready for an arriving fill."""
+    IDLE = 0
+    COH_REQ = 1     # ask the core caches to give the line up
+    COH_WAIT = 2    # take their answer (and dirty data, merged under the fill)
+    MEM_REQ = 3     # a partial fill of a line no cache had dirty: read the rest from memory
+    MEM_WAIT = 4
+    READY = 5       # prepared; waits for the fill engine
+
+
+class _Client(enum.Enum, shape=2):
+    """Who the line reader serves."""
+    LOOKUP = 0      # mc_lookup: an L1 miss of the core
+    WRITE_BACK = 1  # capacity: the oldest RX line goes to memory
+    NI_READ = 2     # the NI reading a buffered line
+
+
+class MessageBuffer(wiring.Component):
+    """Message buffer: staging for outgoing messages and a cache of arriving ones, beside the L2.
+
+    ``lines`` lines of :data:`rtl.layouts.LINE_BYTES` in a data RAM (one write port, a read port
+    for transmission and one for the line reader) with a tag and a :class:`LineState` per line.
+    At most ``tx_lines`` lines are staging sends at a time, at most ``lines - tx_lines`` are RX
+    lines, so neither side can starve the other of lines.
+
+    **TX staging.** ``tx_alloc`` offers a free line (the lowest-numbered) while fewer than
+    ``tx_lines`` are staged; taking it makes the line TX. ``tx_cmd`` writes a word, reads one
+    (answered on ``tx_data`` one cycle after the transfer, in order) or frees the line. An
+    operation on a line that is not TX changes nothing (a READ answers zero) and counts in
+    ``bad_tx_ops``.
+
+    **RX fill.** An arriving line is announced on ``rx_line`` (physical line address and the
+    words the fill writes) and its words follow on ``rx_data``. Announcements are prepared one
+    ahead of the fill in progress, so a line's coherence round trip overlaps the previous line's
+    words: the buffer takes a line per 8 cycles of arriving data. Preparing a line:
+
+    * a line already RX is reused (merged into; it becomes the newest), with no coherence
+      request: the buffer owns it;
+    * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
+      core's caches to give it up. ``coh_resp`` answers, with the line's data if a cache held it
+      dirty; that data is kept under the words the fill does not write. A partial fill of a line
+      no cache held dirty reads the rest from memory (``mem_read``, ``mem_read_data``);
+    * when the buffer holds ``lines - tx_lines`` RX lines, the announcement waits for a write-back.
+
+    The buffer orders a line's coherence request against the probes of that line: a probe taken
+    before the request's transfer misses (the caches still own the line), one taken after waits
+    until the fill's last word, which makes the line RX (the newest in age), and then hits. The
+    caches' side of the bargain: a request for a line whose miss has already had its probe taken
+    is answered after that miss completes (and takes the line away again); a miss whose probe
+    has not been taken yet is no reason to wait, as its probe will hit.
+
+    **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
+    answer a miss one cycle after the request's transfer, and a hit with the line's words from
+    two cycles after, one per cycle when taken. A ``mc_lookup`` hit hands the line over: when its
+    last word is taken, the line is FREE. ``ni_read`` leaves it.
+
+    **Write-back.** When more than ``rx_lines`` lines are RX, or an announcement waits for a line,
+    the oldest RX line is written to memory on ``mem_write``; it is FREE when its last word is
+    taken, so memory has it before anyone can miss on it. ``rx_lines = 0`` turns the cache off:
+    each arriving line goes to memory as soon as it is complete.
+
+    The line reader serves one probe or write-back at a time: a waiting write-back that an
+    announcement needs first, then ``mc_lookup``, then write-back, then ``ni_read``. The write
+    port serves arriving words, then coherence and memory data, alternating with TX writes when
+    both wait.
+
+    Parameters
+    ----------
+    lines : int
+        Lines in the buffer, 4 to 256.
+    tx_lines : int
+        Most lines staging sends at a time, 1 to ``lines - 2``.
+    rx_lines : int
+        RX lines kept before the oldest is written back, 0 to ``lines - tx_lines``.
+
+    Members
+    -------
+    tx_alloc : Out(stream.Signature(msgbuf_line_index_layout(lines)))
+    tx_cmd : In(stream.Signature(msgbuf_tx_command_layout(lines)))
+    tx_data : Out(stream.Signature(WordBeat))
+    rx_line : In(stream.Signature(RxLineRequest))
+    rx_data : In(stream.Signature(RxFillBeat))
+    coh_req : Out(stream.Signature(LineRequest))
+    coh_resp : In(stream.Signature(CohResponse))
+    mc_lookup : In(stream.Signature(LineRequest))
+    mc_data : Out(stream.Signature(LineBeat))
+    ni_read : In(stream.Signature(LineRequest))
+    ni_data : Out(stream.Signature(LineBeat))
+    mem_write : Out(stream.Signature(MemWriteBeat))
+    mem_read : Out(stream.Signature(LineRequest))
+    mem_read_data : In(stream.Signature(WordBeat))
+    bad_tx_ops : Out(16)
+        TX operations on lines that were not TX (saturating).
+    """
+
+    def __init__(self, *, lines=64, tx_lines=16, rx_lines=48):
+        self._lines = check_int(self, "lines", lines, 4, 256)
+        self._tx_lines = check_int(self, "tx_lines", tx_lines, 1, lines - 2)
+        self._rx_lines = check_int(self, "rx_lines", rx_lines, 0, lines - tx_lines)
+        line_request = stream.Signature(LineRequest)
+        line_beat = stream.Signature(LineBeat)
+        super().__init__({
+            "tx_alloc": Out(stream.Signature(msgbuf_line_index_layout(lines))),
+            "tx_cmd": In(stream.Signature(msgbuf_tx_command_layout(lines))),
+            "tx_data": Out(stream.Signature(WordBeat)),
+            "rx_line": In(stream.Signature(RxLineRequest)),
+            "rx_data": In(stream.Signature(RxFillBeat)),
+            "coh_req": Out(line_request),
+            "coh_resp": In(stream.Signature(CohResponse)),
+            "mc_lookup": In(line_request),
+            "mc_data": Out(line_beat),
+            "ni_read": In(line_request),
+            "ni_data": Out(line_beat),
+            "mem_write": Out(stream.Signature(MemWriteBeat)),
+            "mem_read": Out(line_request),
+            "mem_read_data": In(stream.Signature(WordBeat)),
+            "bad_tx_ops": Out(16),
+        })
+        self.state = Array(Signal(LineState, name=f"state{i}") for i in range(lines))
+        self.tag = Array(Signal(LINE_ADDR_BITS, name=f"tag{i}") for i in range(lines))
+
+    @property
+    def lines(self):
+        return self._lines
+
+    @property
+    def tx_lines(self):
+        return self._tx_lines
+
+    @property
+    def rx_lines(self):
+        return self._rx_lines
+
+    def elaborate(self, platform):
+        m = Module()
+        lines = self._lines
+        m.submodules.ram = ram = Memory(shape=FLIT_DATA_BITS, depth=lines * LINE_WORDS, init=[])
+        m.submodules.ages = ages = _AgeQueue(lines - self._tx_lines, lines)
+        m.submodules.write = write = _WritePort(ram.write_port(), lines)
+        self._states = {state: Signal(lines, name=f"lines_{state.name.lower()}")
+                        for state in LineState}
+        for state, vector in self._states.items():
+            m.d.comb += vector.eq(Cat(line_state == state for line_state in self.state))
+        reader = _ReaderView(lines)
+        prep = _PrepView(lines)
+        self._tx(m, write, ram.read_port())
+        self._rx(m, write, ages, reader, prep)
+        self._reader(m, ram.read_port(), ages, reader, prep)
+        return m
+
+    # Shared per-line facts ----------------------------------------------------------------------
+
+    def _in_state(self, state):
+        """Return the vector of lines in ``state`` (one signal per state, made once)."""
+        return self._states[state]
+
+    @staticmethod
+    def _index(m, one_hot, name):
+        """Return the index of the set bit of ``one_hot`` (at most one is set; 0 if none)."""
+        index = Signal(range(len(one_hot)), name=name)
+        m.d.comb += index.eq(Cat(Cat(one_hot[bit] for bit in range(len(one_hot))
+                                     if bit >> position & 1).any()
+                                 for position in range(len(index))))
+        return index
+
+    @classmethod
+    def _lowest(cls, m, vector, name):
+        """Return the index of the lowest set bit of ``vector``."""
+        lowest = Signal(len(vector), name=f"{name}_one_hot")
+        m.d.comb += lowest.eq(vector & (~vector + 1))
+        return cls._index(m, lowest, name)
+
+    @classmethod
+    def _highest(cls, m, vector, name):
+        """Return the index of the highest set bit of ``vector``."""
+        reversed_vector = Cat(vector[bit] for bit in reversed(range(len(vector))))
+        highest = Signal(len(vector), name=f"{name}_one_hot")
+        m.d.comb += highest.eq(reversed_vector & (~reversed_vector + 1))
+        return cls._index(m, Cat(highest[bit] for bit in reversed(range(len(vector)))), name)
+
+    @staticmethod
+    def _set(m, registers, index, value):
+        """Set ``registers[index]`` to ``value`` at the clock edge: one compare per register,
+        where an :class:`Array` store would give every register a case per index."""
+        for number, register in enumerate(registers):
+            with m.If(index == number):
+                m.d.sync += register.eq(value)
+
+    def _matches(self, m, addr, name):
+        """Return the lines whose tag is ``addr`` and that hold an arriving line (FILL or RX)."""
+        match = Signal(self._lines, name=name)
+        arriving = self._in_state(LineState.FILL) | self._in_state(LineState.RX)
+        m.d.comb += match.eq(Cat(tag == addr for tag in self.tag) & arriving)
+        return match
+
+    # TX staging ---------------------------------------------------------------------------------
+
+    def _tx(self, m, write, read):
+        tx_used = Signal(range(self._lines + 1))
+        m.d.comb += tx_used.eq(_popcount(self._in_state(LineState.TX)))
+
+        # Allocation: the lowest free line while the quota allows (a free line then exists:
+        # RX never holds more than lines - tx_lines).
+        free_line = self._lowest(m, self._in_state(LineState.FREE), "tx_free_line")
+        m.d.comb += [
+            self.tx_alloc.valid.eq(tx_used < self._tx_lines),
+            self.tx_alloc.payload.line.eq(free_line),
+        ]
+        with m.If(self.tx_alloc.valid & self.tx_alloc.ready):
+            self._set(m, self.state, free_line, LineState.TX)
+
+        # Operations on staged lines. A READ's word is the read port's output register, held
+        # while tx_data is not taken.
+        command = self.tx_cmd.payload
+        own = Signal()
+        m.d.comb += own.eq((self._in_state(LineState.TX)
+                            & Cat(command.line == line for line in range(self._lines))).any())
+        statements, granted = write.request(
+            "tx", self.tx_cmd.valid & (command.op == MsgBufTxOp.WRITE) & own,
+            Cat(command.word, command.line), command.data)
+        m.d.comb += statements
+        with m.Switch(command.op):
+            with m.Case(MsgBufTxOp.WRITE):
+                m.d.comb += self.tx_cmd.ready.eq(~own | granted)
+            with m.Case(MsgBufTxOp.READ):
+                m.d.comb += self.tx_cmd.ready.eq(~self.tx_data.valid | self.tx_data.ready)
+            with m.Default():
+                m.d.comb += self.tx_cmd.ready.eq(1)
+        taken = self.tx_cmd.valid & self.tx_cmd.ready
+        reading = taken & (command.op == MsgBufTxOp.READ)
+        zero = Signal()
+        m.d.comb += [
+            read.addr.eq(Cat(command.word, command.line)),
+            read.en.eq(reading),
+            self.tx_data.payload.data.eq(Mux(zero, 0, read.data)),
+        ]
+        with m.If(reading):
+            m.d.sync += [
+                self.tx_data.valid.eq(1),
+                self.tx_data.payload.last.eq(command.word == LINE_WORDS - 1),
+                zero.eq(~own),
+            ]
+        with m.Elif(self.tx_data.ready):
+            m.d.sync += self.tx_data.valid.eq(0)
+        with m.If(taken & (command.op == MsgBufTxOp.FREE) & own):
+            self._set(m, self.state, command.line, LineState.FREE)
+        with m.If(taken & ~own & (self.bad_tx_ops != 0xFFFF)):
+            m.d.sync += self.bad_tx_ops.eq(self.bad_tx_ops + 1)
+
+    # RX: preparing announced lines, and filling them ------------------------------------------
+
+    def _rx(self, m, write, ages, reader, prep):
+        lines = self._lines
+        rx_used = prep.rx_used
+        m.d.comb += rx_used.eq(_popcount(self._in_state(LineState.FILL)
+                                         | self._in_state(LineState.RX)))
+        state = prep.state
+        words = Signal(LINE_WORDS)
+        dirty = Signal()
+        merge_word = Signal(range(LINE_WORDS))
+
+        # Taking an announcement: reuse the RX line of the address unless the line reader has it
+        # (or takes it, or removes a line from the age queue, this cycle); wait while a fill of
+        # the address is prepared or in progress; else allocate, if RX may use another line.
+        announced = self.rx_line.payload
+        match = self._matches(m, announced.addr, "rx_match")
+        match_line = self._index(m, match, "rx_match_line")
+        free_line = self._highest(m, self._in_state(LineState.FREE), "rx_free_line")
+        reusable = Signal()
+        may_allocate = Signal()
+        m.d.comb += [
+            reusable.eq((match & self._in_state(LineState.RX)).any()
+                        & ~(reader.busy & (reader.line == match_line))
+                        & ~(reader.start & (reader.start_line == match_line))
+                        & ~reader.removes),
+            may_allocate.eq(rx_used < lines - self._tx_lines),
+            prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid & ~match.any()
+                                   & ~may_allocate),
+        ]
+        with m.If(state == _Prep.IDLE):
+            m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
+        with m.If(self.rx_line.valid & self.rx_line.ready):
+            m.d.sync += [prep.addr.eq(announced.addr), words.eq(announced.words), dirty.eq(0),
+                         merge_word.eq(0)]
+            with m.If(match.any()):
+                m.d.comb += [ages.remove.eq(1), ages.remove_line.eq(match_line)]
+                m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
+                self._set(m, self.state, match_line, LineState.FILL)
+            with m.Else():
+                m.d.sync += [state.eq(_Prep.COH_REQ), prep.line.eq(free_line)]
+                self._set(m, self.state, free_line, LineState.FILL)
+                self._set(m, self.tag, free_line, announced.addr)
+
+        # Coherence, then memory for a partial line no cache had dirty. Their words are written
+        # only where the fill will not write.
+        m.d.comb += [self.coh_req.payload.addr.eq(prep.addr),
+                     self.mem_read.payload.addr.eq(prep.addr),
+                     prep.before_coherence.eq(state == _Prep.COH_REQ)]
+        keep = ~(words & Cat(merge_word == word for word in range(LINE_WORDS))).any()
+        merge_valid = Signal()
+        merge_data = Signal(FLIT_DATA_BITS)
+        statements, merge_granted = write.request("merge", merge_valid & keep,
+                                                  Cat(merge_word, prep.line), merge_data)
+        m.d.comb += statements
+        with m.If(state == _Prep.COH_REQ):
+            m.d.comb += self.coh_req.valid.eq(1)
+            with m.If(self.coh_req.ready):
+                m.d.sync += state.eq(_Prep.COH_WAIT)
+        with m.Elif(state == _Prep.COH_WAIT):
+            beat = self.coh_resp.payload
+            m.d.comb += [merge_valid.eq(self.coh_resp.valid & beat.dirty),
+                         merge_data.eq(beat.data),
+                         self.coh_resp.ready.eq(~(beat.dirty & keep) | merge_granted)]
+            with m.If(self.coh_resp.valid & self.coh_resp.ready):
+                m.d.sync += [merge_word.eq(merge_word + 1), dirty.eq(dirty | beat.dirty)]
+                with m.If(beat.last):
+                    complete = beat.dirty | dirty | words.all()
+                    m.d.sync += [state.eq(Mux(complete, _Prep.READY, _Prep.MEM_REQ)),
+                                 merge_word.eq(0)]
+        with m.Elif(state == _Prep.MEM_REQ):
+            m.d.comb += self.mem_read.valid.eq(1)
+            with m.If(self.mem_read.ready):
+                m.d.sync += state.eq(_Prep.MEM_WAIT)
+        with m.Elif(state == _Prep.MEM_WAIT):
+            beat = self.mem_read_data.payload
+            m.d.comb += [merge_valid.eq(self.mem_read_data.valid),
+                         merge_data.eq(beat.data),
+                         self.mem_read_data.ready.eq(~keep | merge_granted)]
+            with m.If(self.mem_read_data.valid & self.mem_read_data.ready):
+                m.d.sync += merge_word.eq(merge_word + 1)
+                with m.If(beat.last):
+                    m.d.sync += state.eq(_Prep.READY)
+
+        # Filling: the prepared line passes to the fill as the fill's previous line completes.
+        filling = Signal()
+        fill_line = Signal(range(lines))
+        word = self.rx_data.payload
+        statements, fill_granted = write.request("fill", filling & self.rx_data.valid,
+                                                 Cat(word.word, fill_line), word.data)
+        m.d.comb += [*statements, self.rx_data.ready.eq(filling & fill_granted)]
+        completes = self.rx_data.valid & self.rx_data.ready & word.last
+        with m.If(completes):
+            m.d.comb += [ages.push.eq(1), ages.push_line.eq(fill_line)]
+            m.d.sync += filling.eq(0)
+            self._set(m, self.state, fill_line, LineState.RX)
+        with m.If((~filling | completes) & (state == _Prep.READY)):
+            m.d.sync += [filling.eq(1), fill_line.eq(prep.line), state.eq(_Prep.IDLE)]
+
+    # The line reader: probes and write-backs ------------------------------------------------
+
+    def _reader(self, m, read, ages, reader, prep):
+        client = Signal(_Client)
+        hit = Signal()
+        addr = Signal(LINE_ADDR_BITS)
+        word = Signal(range(LINE_WORDS + 1))
+        out_valid = Signal()
+        out_last = Signal()
+
+        outputs = {_Client.LOOKUP: self.mc_data, _Client.WRITE_BACK: self.mem_write,
+                   _Client.NI_READ: self.ni_data}
+        out_ready = Signal()
+        for who, port in outputs.items():
+            with m.If(client == who):
+                m.d.comb += [port.valid.eq(out_valid), out_ready.eq(port.ready)]
+        for port in (self.mc_data, self.ni_data):
+            m.d.comb += [port.payload.hit.eq(hit), port.payload.last.eq(out_last),
+                         port.payload.data.eq(Mux(hit, read.data, 0))]
+        m.d.comb += [self.mem_write.payload.addr.eq(addr),
+                     self.mem_write.payload.data.eq(read.data),
+                     self.mem_write.payload.last.eq(out_last)]
+        taken = out_valid & out_ready
+        done = taken & out_last
+
+        # The last word taken: a handed-over or written-back line is free at the clock edge, and
+        # the reader may start its next job in the same cycle.
+        leaving = Signal(self._lines)
+        with m.If(done):
+            m.d.sync += reader.busy.eq(0)
+            with m.If(hit & (client != _Client.NI_READ)):
+                m.d.comb += [reader.removes.eq(1), ages.remove.eq(1),
+                             ages.remove_line.eq(reader.line),
+                             leaving.eq(Cat(reader.line == index
+                                            for index in range(self._lines)))]
+                self._set(m, self.state, reader.line, LineState.FREE)
+        # The age queue as it is after this cycle's removal.
+        count = Signal.like(ages.count)
+        head = Signal.like(ages.head)
+        rx_used = Signal.like(prep.rx_used)
+        m.d.comb += [
+            count.eq(ages.count - reader.removes),
+            rx_used.eq(prep.rx_used - reader.removes),
+            head.eq(Mux(reader.removes & (ages.slots[0] == reader.line),
+                        ages.slots[1], ages.slots[0])),
+        ]
+
+        # What may start: a probe that hits an RX line, or misses (a line whose coherence request
+        # has been sent and whose fill has not completed makes the probe wait); a write-back of
+        # the oldest RX line, when RX holds more than rx_lines lines, or all its lines but one
+        # are in use (so that an announcement finds a line), or an announcement waits for one.
+        def classify(request, name):
+            match = Signal(self._lines, name=f"{name}_match")
+            m.d.comb += match.eq(self._matches(m, request.payload.addr, f"{name}_tag_match")
+                                 & ~leaving)
+            line = self._index(m, match, f"{name}_line")
+            rx_hit = Signal(name=f"{name}_hit")
+            blocked = Signal(name=f"{name}_blocked")
+            before_coherence = prep.before_coherence & (prep.line == line)
+            m.d.comb += [
+                rx_hit.eq((match & self._in_state(LineState.RX)).any()),
+                blocked.eq(match.any() & ~rx_hit & ~before_coherence),
+            ]
+            return request.valid & ~blocked, rx_hit, line
+
+        lookup_go, lookup_hit, lookup_line = classify(self.mc_lookup, "lookup")
+        ni_go, ni_hit, ni_line = classify(self.ni_read, "ni_read")
+        write_back = Signal()
+        capacity = self._lines - self._tx_lines
+        m.d.comb += write_back.eq((count != 0) & (
+            (count > self._rx_lines) | (rx_used >= capacity - 1)
+            | prep.waits_for_line))
+        start_client = Signal(_Client)
+        start_hit = Signal()
+        start_addr = Signal(LINE_ADDR_BITS)
+
+        def start(who, line, line_hit, line_addr):
+            m.d.comb += [reader.start.eq(1), start_client.eq(who), reader.start_line.eq(line),
+                         start_hit.eq(line_hit), start_addr.eq(line_addr)]
+
+        with m.If(~reader.busy | done):
+            with m.If(prep.waits_for_line & write_back):
+                start(_Client.WRITE_BACK, head, 1, self.tag[head])
+            with m.Elif(lookup_go):
+                m.d.comb += self.mc_lookup.ready.eq(1)
+                start(_Client.LOOKUP, lookup_line, lookup_hit, self.mc_lookup.payload.addr)
+            with m.Elif(write_back):
+                start(_Client.WRITE_BACK, head, 1, self.tag[head])
+            with m.Elif(ni_go):
+                m.d.comb += self.ni_read.ready.eq(1)
+                start(_Client.NI_READ, ni_line, ni_hit, self.ni_read.payload.addr)
+
+        # A job's first beat shows the cycle after its start: a miss, or the line's first word,
+        # read as the job starts. The other words follow out of the read port's output register,
+        # which holds while its word is not taken.
+        advance = reader.busy & hit & (word != LINE_WORDS) & (~out_valid | taken)
+        m.d.comb += [
+            read.addr.eq(Mux(reader.start, Cat(C(0, 3), reader.start_line),
+                             Cat(word[:3], reader.line))),
+            read.en.eq(Mux(reader.start, start_hit, advance)),
+        ]
+        with m.If(taken):
+            m.d.sync += out_valid.eq(0)
+        with m.If(reader.start):
+            m.d.sync += [reader.busy.eq(1), client.eq(start_client), hit.eq(start_hit),
+                         reader.line.eq(reader.start_line), addr.eq(start_addr),
+                         word.eq(1), out_valid.eq(1), out_last.eq(~start_hit)]
+        with m.Elif(advance):
+            m.d.sync += [out_valid.eq(1), out_last.eq(word == LINE_WORDS - 1), word.eq(word + 1)]
+
+
+class _ReaderView:
+    """The line reader's signals that the RX preparation consults."""
+
+    def __init__(self, lines):
+        self.busy = Signal(name="reader_busy")
+        self.line = Signal(range(lines), name="reader_line")
+        self.start = Signal(name="reader_start")
+        self.start_line = Signal(range(lines), name="reader_start_line")
+        self.removes = Signal(name="reader_removes")
+
+
+class _PrepView:
+    """The RX preparation's signals that the line reader consults."""
+
+    def __init__(self, lines):
+        self.state = Signal(_Prep, name="prep_state")
+        self.line = Signal(range(lines), name="prep_line")
+        self.addr = Signal(LINE_ADDR_BITS, name="prep_addr")
+        self.before_coherence = Signal(name="prep_before_coherence")
+        self.rx_used = Signal(range(lines + 1), name="rx_used")
+        self.waits_for_line = Signal(name="prep_waits_for_line")
