@@ -56,7 +56,7 @@ class _Probe:
     hit: bool = False
     words: list = field(default_factory=list)
     done: Event = field(default_factory=Event)
-    cycles: int = 0                 # from issue to the answer's last word
+    beat_cycles: list = field(default_factory=list)   # the edge of each beat taken
 
 
 class MessageBufferTB(ComponentTB):
@@ -231,12 +231,12 @@ class MessageBufferTB(ComponentTB):
         probe = self._probes[kind][0]
         beat = LINE_BEAT.unpack(payload)
         probe.hit = bool(beat["hit"])
+        probe.beat_cycles.append(cycle())
         if probe.hit:
             probe.words.append(beat["data"])
         if not beat["last"]:
             return None
         self._probes[kind].popleft()
-        probe.cycles = cycle() - probe.issued
         if probe.hit != probe.held:
             self._mismatch(f"{kind} probe of line {probe.line:#x}: "
                            f"{'hit' if probe.hit else 'miss'}, but the buffer "
@@ -252,7 +252,10 @@ class MessageBufferTB(ComponentTB):
         if probe.hit:
             self._mismatch(self.model.take(probe.line))
         self.counts["mc_hits" if probe.hit else "mc_misses"] += 1
-        self.hierarchy.complete(probe.access, probe.words if probe.hit else None, probe.cycles)
+        # The load's word reaches the L1 with its beat (a miss: with the single beat).
+        word = probe.access.pa % LINE_BYTES // 8 if probe.hit else 0
+        self.hierarchy.complete(probe.access, probe.words if probe.hit else None,
+                                probe.beat_cycles[word] - probe.issued)
         self._performed(probe.access)
         self._probe_taken.discard(probe.line)
         if probe.line in self._deferred:
