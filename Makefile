@@ -10,7 +10,7 @@ COMPONENT ?= fabric
 DEVICE ?= ecp5-25k
 JOBS   ?= 2
 
-.PHONY: setup test demo verilog sim waves formal synth bench clean
+.PHONY: setup test demo verilog sim waves formal synth bench experiments clean
 
 ## setup: create .venv and install smtni with its tools (idempotent; fast once done)
 setup: $(STAMP)
@@ -55,6 +55,10 @@ synth: setup
 ## bench: cycles/s of the Fabric testbench and of a bare clock loop on both simulators
 bench: setup
 	$(BIN)/python -m tb.bench
+
+## experiments: the message cache's effect on DRAM traffic and load latency, buffer on and off
+experiments: setup
+	$(BIN)/python -m tb.msgcache --sim $(SIM)
 
 clean:
 	rm -rf sim_build/icarus sim_build/verilator sim_build/verilog sim_build/synth sim_build/formal

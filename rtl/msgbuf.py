@@ -163,19 +163,22 @@ class MessageBuffer(wiring.Component):
     has not been taken yet is no reason to wait, as its probe will hit.
 
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
-    answer a miss one cycle after the request's transfer, and a hit with the line's words from
-    two cycles after, one per cycle when taken. A ``mc_lookup`` hit hands the line over: when its
-    last word is taken, the line is FREE. ``ni_read`` leaves it.
+    answer from the cycle after the request's transfer: a miss as one beat, a hit with the line's
+    words, one per cycle while taken. A ``mc_lookup`` hit hands the line over: when its last
+    word is taken, the line is FREE. ``ni_read`` leaves it.
 
-    **Write-back.** When more than ``rx_lines`` lines are RX, or an announcement waits for a line,
-    the oldest RX line is written to memory on ``mem_write``; it is FREE when its last word is
-    taken, so memory has it before anyone can miss on it. ``rx_lines = 0`` turns the cache off:
-    each arriving line goes to memory as soon as it is complete.
+    **Write-back.** The oldest RX line is written to memory on ``mem_write`` when more than
+    ``rx_lines`` lines are RX, or when all of RX's ``lines - tx_lines`` lines but one are in use
+    (so that the next announcement finds a line without waiting), or when an announcement waits
+    for a line. The line is FREE when its last word is taken, so memory has it before anyone can
+    miss on it. ``rx_lines = 0`` turns the cache off: each arriving line goes to memory as soon
+    as it is complete.
 
-    The line reader serves one probe or write-back at a time: a waiting write-back that an
-    announcement needs first, then ``mc_lookup``, then write-back, then ``ni_read``. The write
-    port serves arriving words, then coherence and memory data, alternating with TX writes when
-    both wait.
+    The line reader serves one probe or write-back at a time and starts the next in the cycle
+    the last word of one is taken, so write-backs keep up with a line per 8 cycles. Its order of
+    priority: a write-back that an announcement waits for, ``mc_lookup``, any other write-back,
+    ``ni_read``. The write port serves arriving words, then coherence and memory data, alternating with TX
+    writes when both wait.
 
     Parameters
     ----------
