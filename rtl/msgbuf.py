@@ -102,15 +102,6 @@ class _WritePort(Elaboratable):
         return m
 
 
-def _popcount(bits):
-    """Return the number of set bits of ``bits``, added as a balanced tree."""
-    terms = list(bits)
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
-
-
 class _Prep(enum.Enum, shape=3):
     """States of the RX preparation: making a line ready for an arriving fill."""
     IDLE = 0
@@ -312,8 +303,8 @@ class MessageBuffer(wiring.Component):
     # TX staging ---------------------------------------------------------------------------------
 
     def _tx(self, m, write, read):
-        tx_used = Signal(range(self._lines + 1))
-        m.d.comb += tx_used.eq(_popcount(self._in_state(LineState.TX)))
+        # Lines in TX, counted as they are allocated and freed.
+        tx_used = Signal(range(self._tx_lines + 1))
 
         # Allocation: the lowest free line while the quota allows (a free line then exists:
         # RX never holds more than lines - tx_lines).
@@ -358,7 +349,10 @@ class MessageBuffer(wiring.Component):
             ]
         with m.Elif(self.tx_data.ready):
             m.d.sync += self.tx_data.valid.eq(0)
-        with m.If(taken & (command.op == MsgBufTxOp.FREE) & own):
+        allocated = self.tx_alloc.valid & self.tx_alloc.ready
+        freed = taken & (command.op == MsgBufTxOp.FREE) & own
+        m.d.sync += tx_used.eq(tx_used + allocated - freed)
+        with m.If(freed):
             self._set(m, self.state, command.line, LineState.FREE)
         with m.If(taken & ~own & (self.bad_tx_ops != 0xFFFF)):
             m.d.sync += self.bad_tx_ops.eq(self.bad_tx_ops + 1)
@@ -368,8 +362,6 @@ class MessageBuffer(wiring.Component):
     def _rx(self, m, write, ages, reader, prep):
         lines = self._lines
         rx_used = prep.rx_used
-        m.d.comb += rx_used.eq(_popcount(self._in_state(LineState.FILL)
-                                         | self._in_state(LineState.RX)))
         state = prep.state
         words = Signal(LINE_WORDS)
         dirty = Signal()
@@ -390,9 +382,10 @@ class MessageBuffer(wiring.Component):
                         & ~(reader.start & (reader.start_line == match_line))
                         & ~reader.removes),
             may_allocate.eq(rx_used < lines - self._tx_lines),
-            prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid & ~match.any()
-                                   & ~may_allocate),
         ]
+        # Registered: the write-back it asks for starts a cycle later, off the compare's path.
+        m.d.sync += prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid
+                                           & ~match.any() & ~may_allocate)
         with m.If(state == _Prep.IDLE):
             m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
         with m.If(self.rx_line.valid & self.rx_line.ready):
@@ -403,6 +396,7 @@ class MessageBuffer(wiring.Component):
                 m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
                 self._set(m, self.state, match_line, LineState.FILL)
             with m.Else():
+                m.d.comb += prep.allocates.eq(1)
                 m.d.sync += [state.eq(_Prep.COH_REQ), prep.line.eq(free_line)]
                 self._set(m, self.state, free_line, LineState.FILL)
                 self._set(m, self.tag, free_line, announced.addr)
@@ -502,6 +496,7 @@ class MessageBuffer(wiring.Component):
         count = Signal.like(ages.count)
         head = Signal.like(ages.head)
         rx_used = Signal.like(prep.rx_used)
+        m.d.sync += prep.rx_used.eq(prep.rx_used + prep.allocates - reader.removes)
         m.d.comb += [
             count.eq(ages.count - reader.removes),
             rx_used.eq(prep.rx_used - reader.removes),
@@ -592,5 +587,7 @@ class _PrepView:
         self.line = Signal(range(lines), name="prep_line")
         self.addr = Signal(LINE_ADDR_BITS, name="prep_addr")
         self.before_coherence = Signal(name="prep_before_coherence")
+        #: Lines in FILL or RX, counted as they are allocated and freed.
         self.rx_used = Signal(range(lines + 1), name="rx_used")
+        self.allocates = Signal(name="prep_allocates")
         self.waits_for_line = Signal(name="prep_waits_for_line")
