@@ -36,7 +36,6 @@ class _AgeQueue(Elaboratable):
         self.push_line = Signal(range(lines))
         self.remove = Signal()
         self.remove_line = Signal(range(lines))
-        self.head = Signal(range(lines))
         self.count = Signal(range(depth + 1))
         self.slots = [Signal(range(lines), name=f"age{i}") for i in range(depth)]
 
@@ -51,10 +50,7 @@ class _AgeQueue(Elaboratable):
         for index in range(self.depth):
             m.d.comb += behind[index].eq(self.remove & (removed_here[:index + 1] != 0))
         tail = Signal(range(self.depth + 1))
-        m.d.comb += [
-            self.head.eq(slots[0]),
-            tail.eq(self.count - self.remove),
-        ]
+        m.d.comb += tail.eq(self.count - self.remove)
         m.d.sync += self.count.eq(self.count + self.push - self.remove)
         for index, slot in enumerate(slots):
             with m.If(self.push & (tail == index)):
@@ -494,7 +490,7 @@ class MessageBuffer(wiring.Component):
                 self._set(m, self.state, reader.line, LineState.FREE)
         # The age queue as it is after this cycle's removal.
         count = Signal.like(ages.count)
-        head = Signal.like(ages.head)
+        head = Signal(range(self._lines))
         rx_used = Signal.like(prep.rx_used)
         m.d.sync += prep.rx_used.eq(prep.rx_used + prep.allocates - reader.removes)
         m.d.comb += [

@@ -1,0 +1,396 @@
+"""Unit tests of the message buffer (rtl/msgbuf.py) in the Amaranth simulator."""
+
+import random
+
+import pytest
+
+from rtl.layouts import (Codec, CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest,
+                         WordBeat, msgbuf_tx_command_layout)
+from rtl.msgbuf import MessageBuffer
+from tests.sim import run, stream_get, stream_put
+
+LINE_REQUEST = Codec(LineRequest)
+ANNOUNCEMENT = Codec(RxLineRequest)
+FILL_BEAT = Codec(RxFillBeat)
+COH_BEAT = Codec(CohResponse)
+WORD_BEAT = Codec(WordBeat)
+FULL = 0xFF
+MISS = [(0, 0, 1)]
+# The top nibble of a test word says where it came from.
+FILLED, REFILLED, DIRTY, MEMORY = 0xF, 0xA, 0xD, 0xE
+A, B, C, D, E, F = 0x1000, 0x2345, 0x3ABC, 0x0042, 0x0ABCD, 0x3FFFFFF
+# Every test's testbenches are done well before this many cycles.
+DEADLINE = 600
+
+
+def small_buffer(rx_lines=3):
+    return MessageBuffer(lines=8, tx_lines=2, rx_lines=rx_lines)
+
+
+def words_of(source, addr):
+    """Return a line's 8 words, each naming its source, line address and position."""
+    return [source << 56 | addr << 8 | word for word in range(8)]
+
+
+def merged(under, over, mask):
+    """Return the line holding ``over`` in the words of ``mask``, ``under`` elsewhere."""
+    return [over[word] if mask >> word & 1 else under[word] for word in range(8)]
+
+
+def hit(words):
+    """Return the beats (hit, data, last) of a probe hitting a line that holds ``words``."""
+    return [(1, data, int(word == 7)) for word, data in enumerate(words)]
+
+
+def written(addr, words):
+    """Return the beats (addr, data, last) of the write-back of ``words`` at ``addr``."""
+    return [(addr, data, int(word == 7)) for word, data in enumerate(words)]
+
+
+def transfer(port):
+    return port.valid & port.ready
+
+
+def written_back(dut):
+    return transfer(dut.mem_write) & dut.mem_write.payload.last
+
+
+def tracer(log, **exprs):
+    """Return a testbench appending to ``log``, at every clock edge, the values of ``exprs``."""
+    async def testbench(ctx):
+        async for _, _, *values in ctx.tick().sample(*exprs.values()):
+            log.append(dict(zip(exprs, values)))
+    return testbench
+
+
+def edges(log, name):
+    """Return the clock edges of ``log`` at which ``name`` held."""
+    return [edge for edge, row in enumerate(log) if row[name]]
+
+
+async def ticks_until(ctx, condition):
+    """Return how many clock edges pass until one at which ``condition`` holds."""
+    ticks = 1
+    while not (await ctx.tick().sample(condition))[2]:
+        ticks += 1
+    return ticks
+
+
+async def serve(ctx, port):
+    """Take one payload from ``port`` for a testbench that runs until the simulation's deadline:
+    :func:`stream_get` waits with ``until``, which raises when its coroutine is closed there."""
+    ctx.set(port.ready, 1)
+    valid = False
+    while not valid:
+        _, _, valid, payload = await ctx.tick().sample(port.valid, port.payload)
+    ctx.set(port.ready, 0)
+    return payload
+
+
+async def put_line(ctx, port, codec, beats):
+    """Send ``beats`` (dicts of fields) on ``port``, ``last`` set on the final one."""
+    for index, fields in enumerate(beats):
+        await stream_put(ctx, port, codec.pack(**fields, last=index == len(beats) - 1))
+
+
+class Neighbours:
+    """The buffer's surroundings: the core caches answer coherence requests (with the words of
+    ``dirty[addr]``, else clean), memory answers reads (with the :data:`MEMORY` words of the
+    line) and takes write-backs at once. Each records what the buffer asked of it."""
+
+    def __init__(self, dut, dirty=None):
+        self.dut = dut
+        self.dirty = dirty or {}
+        self.coherence, self.reads, self.writes = [], [], []
+
+    @property
+    def testbenches(self):
+        return self.caches, self.memory_reads, self.memory_writes
+
+    async def caches(self, ctx):
+        while True:
+            addr = (await serve(ctx, self.dut.coh_req)).addr
+            self.coherence.append(addr)
+            beats = [dict(dirty=1, data=data) for data in self.dirty.get(addr, ())]
+            await put_line(ctx, self.dut.coh_resp, COH_BEAT, beats or [{}])
+
+    async def memory_reads(self, ctx):
+        while True:
+            addr = (await serve(ctx, self.dut.mem_read)).addr
+            self.reads.append(addr)
+            await put_line(ctx, self.dut.mem_read_data, WORD_BEAT,
+                           [dict(data=data) for data in words_of(MEMORY, addr)])
+
+    async def memory_writes(self, ctx):
+        while True:
+            beat = await serve(ctx, self.dut.mem_write)
+            self.writes.append((beat.addr, beat.data, beat.last))
+
+
+async def announce(ctx, dut, addr, mask=FULL):
+    await stream_put(ctx, dut.rx_line, ANNOUNCEMENT.pack(addr=addr, words=mask))
+
+
+async def send_fill(ctx, dut, words, mask=FULL):
+    """Send the words of ``mask`` on ``rx_data``, in order."""
+    await put_line(ctx, dut.rx_data, FILL_BEAT,
+                   [dict(word=word, data=words[word]) for word in range(8) if mask >> word & 1])
+
+
+async def fill(ctx, dut, addr, words, mask=FULL):
+    await announce(ctx, dut, addr, mask)
+    await send_fill(ctx, dut, words, mask)
+
+
+async def probe(ctx, dut, port, addr):
+    """Return the beats (hit, data, last) answering a probe of ``addr`` on ``port``
+    (``"mc_lookup"`` or ``"ni_read"``)."""
+    await stream_put(ctx, getattr(dut, port), LINE_REQUEST.pack(addr=addr))
+    answer = dut.mc_data if port == "mc_lookup" else dut.ni_data
+    beats = []
+    while not beats or not beats[-1][2]:
+        beat = await stream_get(ctx, answer)
+        beats.append((beat.hit, beat.data, beat.last))
+    return beats
+
+
+async def allocate(ctx, dut):
+    return (await stream_get(ctx, dut.tx_alloc)).line
+
+
+async def tx_command(ctx, dut, op, line, word=0, data=0):
+    command = Codec(msgbuf_tx_command_layout(dut.lines))
+    await stream_put(ctx, dut.tx_cmd, command.pack(op=op, line=line, word=word, data=data))
+
+
+async def tx_read(ctx, dut, line, word):
+    """Return (data, last) of a READ of ``word`` of ``line``."""
+    await tx_command(ctx, dut, MsgBufTxOp.READ, line, word)
+    beat = await stream_get(ctx, dut.tx_data)
+    return beat.data, beat.last
+
+
+def test_tx_staging(seed):
+    """Allocation, writes in any order, reads, freeing; operations on lines that are not TX."""
+    rng = random.Random(seed)
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    staged = {line: [rng.getrandbits(64) for _ in range(8)] for line in (0, 1)}
+    others = range(2, 8)
+    results = {}
+
+    async def bench(ctx):
+        results["allocated"] = [await allocate(ctx, dut), await allocate(ctx, dut)]
+        results["beyond_quota"] = ctx.get(dut.tx_alloc.valid)
+        for line, word in rng.sample([(line, word) for line in staged for word in range(8)], 16):
+            await tx_command(ctx, dut, MsgBufTxOp.WRITE, line, word, staged[line][word])
+        results["read"] = {line: [await tx_read(ctx, dut, line, word) for word in range(8)]
+                           for line in staged}
+        await tx_command(ctx, dut, MsgBufTxOp.FREE, 0)
+        results["read_freed"] = await tx_read(ctx, dut, 0, 7)
+        results["reallocated"] = await allocate(ctx, dut)
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        for line in others:
+            await tx_command(ctx, dut, MsgBufTxOp.WRITE, line, 7, (1 << 64) - 1)
+        results["read_others"] = [await tx_read(ctx, dut, line, 7) for line in others]
+        for line in others:
+            await tx_command(ctx, dut, MsgBufTxOp.FREE, line)
+        results["bad_tx_ops"] = ctx.get(dut.bad_tx_ops)
+        results["rx"] = await probe(ctx, dut, "ni_read", A)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    expected = {
+        "allocated": [0, 1], "beyond_quota": 0,
+        "read": {line: [(data, int(word == 7)) for word, data in enumerate(words)]
+                 for line, words in staged.items()},
+        "read_freed": (0, 1), "reallocated": 0, "read_others": [(0, 1)] * len(others),
+        "bad_tx_ops": 1 + 3 * len(others), "rx": hit(words_of(FILLED, A)),
+    }
+    assert results == expected, f"seed {seed}"
+
+
+def test_full_fill_then_probes():
+    """ni_read leaves a line; a mc_lookup hit hands it over, so the next probes miss."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    ports = ["ni_read", "ni_read", "mc_lookup", "mc_lookup", "ni_read"]
+    answers = []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        answers.extend([await probe(ctx, dut, port, A) for port in ports])
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert answers == [hit(words_of(FILLED, A))] * 3 + [MISS] * 2
+    assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A], [], [])
+
+
+@pytest.mark.parametrize("dirty", [False, True], ids=["clean", "dirty"])
+def test_partial_fill(dirty):
+    """Words 2..4 filled: the rest comes from a dirty cache line, else from memory."""
+    mask = 0b0001_1100
+    dut = small_buffer()
+    neighbours = Neighbours(dut, {A: words_of(DIRTY, A)} if dirty else {})
+    answers = []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    under = words_of(DIRTY if dirty else MEMORY, A)
+    assert answers == [hit(merged(under, words_of(FILLED, A), mask))]
+    assert (neighbours.coherence, neighbours.reads) == ([A], [] if dirty else [A])
+
+
+def test_fill_of_a_held_line_merges_without_coherence():
+    mask = 0b1010_0101
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    answers = []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        await fill(ctx, dut, A, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+    assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A], [], [])
+
+
+def test_next_line_is_prepared_while_one_fills():
+    """Announcements run one ahead of the words: full lines take a word per cycle, and a line's
+    memory and dirty words wait while the fill in progress has the write port."""
+    mask = 0b0001_1100
+    announced = {A: FULL, B: FULL, C: mask, D: mask}
+    dut = small_buffer(rx_lines=4)
+    neighbours = Neighbours(dut, {D: words_of(DIRTY, D)})
+    log, answers = [], []
+
+    async def announcer(ctx):
+        for addr, words in announced.items():
+            await announce(ctx, dut, addr, words)
+
+    async def filler(ctx):
+        for addr, words in announced.items():
+            await send_fill(ctx, dut, words_of(FILLED, addr), words)
+        answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in announced])
+
+    trace = tracer(log, word=transfer(dut.rx_data))
+    run(dut, announcer, filler, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    first = edges(log, "word")[0]
+    assert edges(log, "word")[:16] == list(range(first, first + 16))
+    assert answers == [hit(words_of(FILLED, A)), hit(words_of(FILLED, B)),
+                       hit(merged(words_of(MEMORY, C), words_of(FILLED, C), mask)),
+                       hit(merged(words_of(DIRTY, D), words_of(FILLED, D), mask))]
+    assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A, B, C, D], [C], [])
+
+
+def test_write_back_of_the_oldest_line():
+    """Three lines kept: the fourth fill writes the first back, from the cycle after it; a line
+    handed over leaves the middle of the age order."""
+    dut = small_buffer(rx_lines=3)
+    neighbours = Neighbours(dut)
+    results = {}
+
+    async def bench(ctx):
+        for addr in (A, B, C, D):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        results["ticks"] = await ticks_until(ctx, written_back(dut))
+        results["probes"] = [await probe(ctx, dut, port, addr) for port, addr in
+                             (("mc_lookup", A), ("ni_read", B), ("mc_lookup", C), ("ni_read", D))]
+        for addr in (E, F):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await ticks_until(ctx, written_back(dut))
+        results["held"] = [await probe(ctx, dut, "ni_read", addr) for addr in (B, D, E, F)]
+        await ctx.tick().repeat(20)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert results == {
+        "ticks": 9,
+        "probes": [MISS, hit(words_of(FILLED, B)), hit(words_of(FILLED, C)),
+                   hit(words_of(FILLED, D))],
+        "held": [MISS, *[hit(words_of(FILLED, addr)) for addr in (D, E, F)]],
+    }
+    assert neighbours.writes == written(A, words_of(FILLED, A)) + written(B, words_of(FILLED, B))
+
+
+def test_no_lines_kept_writes_each_line_back_at_once():
+    """Each line's write-back starts the cycle after its fill; a probe offered meanwhile waits
+    and misses."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut)
+    results = []
+
+    async def bench(ctx):
+        for addr, port in ((A, "mc_lookup"), (B, "ni_read")):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+            ticks = await ticks_until(ctx, transfer(dut.mem_write))
+            results.append((ticks, await probe(ctx, dut, port, addr)))
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert results == [(2, MISS), (2, MISS)]
+    assert neighbours.writes == written(A, words_of(FILLED, A)) + written(B, words_of(FILLED, B))
+
+
+def test_probe_waits_for_a_fill_after_coherence():
+    """A mc_lookup offered once the coherence answer is in is taken the cycle after the fill's
+    last word, and hits; until then, no answer."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    coherence_done = transfer(dut.coh_resp) & dut.coh_resp.payload.last
+    log, answers = [], []
+
+    async def filler(ctx):
+        await announce(ctx, dut, A)
+        await ticks_until(ctx, coherence_done)
+        await ctx.tick().repeat(6)
+        await send_fill(ctx, dut, words_of(FILLED, A))
+
+    async def prober(ctx):
+        await ticks_until(ctx, coherence_done)
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    trace = tracer(log, coherence=coherence_done, offered=dut.mc_lookup.valid,
+                   taken=transfer(dut.mc_lookup), answer=dut.mc_data.valid,
+                   filled=transfer(dut.rx_data) & dut.rx_data.payload.last)
+    run(dut, filler, prober, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    coherence, = edges(log, "coherence")
+    filled, = edges(log, "filled")
+    assert filled == coherence + 14
+    assert edges(log, "offered") == list(range(coherence + 1, filled + 2))
+    assert edges(log, "taken") == [filled + 1]
+    assert edges(log, "answer")[0] == filled + 2
+    assert answers == [hit(words_of(FILLED, A))]
+
+
+def test_probe_hit_latency():
+    """The first word is taken at the edge after the request's, the others on the next 7."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    trace = tracer(log, request=transfer(dut.mc_lookup), word=transfer(dut.mc_data))
+    run(dut, bench, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    request, = edges(log, "request")
+    assert edges(log, "word") == list(range(request + 1, request + 9))
+    assert answers == [hit(words_of(FILLED, A))]
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(lines=3), ValueError, "lines must be between 4 and 256, not 3"),
+    (dict(tx_lines=0), ValueError, "tx_lines must be between 1 and 62, not 0"),
+    (dict(lines=8, tx_lines=7), ValueError, "tx_lines must be between 1 and 6, not 7"),
+    (dict(lines=8, tx_lines=2, rx_lines=7), ValueError, "rx_lines must be between 0 and 6, not 7"),
+    (dict(lines=8.0), TypeError, "lines must be an integer, not 8.0"),
+    (dict(rx_lines=True), TypeError, "rx_lines must be an integer, not True"),
+])
+def test_rejects_bad_parameters(kwargs, error, message):
+    with pytest.raises(error) as raised:
+        MessageBuffer(**kwargs)
+    assert str(raised.value) == message
