@@ -363,9 +363,11 @@ class MessageBuffer(wiring.Component):
         dirty = Signal()
         merge_word = Signal(range(LINE_WORDS))
 
-        # Taking an announcement: reuse the RX line of the address unless the line reader has it
-        # (or takes it, or removes a line from the age queue, this cycle); wait while a fill of
-        # the address is prepared or in progress; else allocate, if RX may use another line.
+        # Taking an announcement: reuse the RX line of the address unless the line reader has it,
+        # or streams a line it will free, or may start a job this cycle (decided from the
+        # reader's registers and its requests' valid alone, so that neither decision waits for
+        # the other's compare); wait while a fill of the address is prepared or in progress;
+        # else allocate, if RX may use another line.
         announced = self.rx_line.payload
         match = self._matches(m, announced.addr, "rx_match")
         match_line = self._index(m, match, "rx_match_line")
@@ -375,8 +377,7 @@ class MessageBuffer(wiring.Component):
         m.d.comb += [
             reusable.eq((match & self._in_state(LineState.RX)).any()
                         & ~(reader.busy & (reader.line == match_line))
-                        & ~(reader.start & (reader.start_line == match_line))
-                        & ~reader.removes),
+                        & ~reader.frees & ~reader.may_start),
             may_allocate.eq(rx_used < lines - self._tx_lines),
         ]
         # Registered: the write-back it asks for starts a cycle later, off the compare's path.
@@ -525,6 +526,11 @@ class MessageBuffer(wiring.Component):
         m.d.comb += write_back.eq((count != 0) & (
             (count > self._rx_lines) | (rx_used >= capacity - 1)
             | prep.waits_for_line))
+        m.d.comb += [
+            reader.frees.eq(reader.busy & hit & (client != _Client.NI_READ)),
+            reader.may_start.eq((~reader.busy | done) & (self.mc_lookup.valid
+                                                         | self.ni_read.valid | write_back)),
+        ]
         start_client = Signal(_Client)
         start_hit = Signal()
         start_addr = Signal(LINE_ADDR_BITS)
@@ -573,6 +579,8 @@ class _ReaderView:
         self.start = Signal(name="reader_start")
         self.start_line = Signal(range(lines), name="reader_start_line")
         self.removes = Signal(name="reader_removes")
+        self.frees = Signal(name="reader_frees")          # streams a line it will free
+        self.may_start = Signal(name="reader_may_start")  # may start a job this cycle
 
 
 class _PrepView:
