@@ -385,11 +385,14 @@ class MessageBuffer(wiring.Component):
                                            & ~match.any() & ~may_allocate)
         with m.If(state == _Prep.IDLE):
             m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
+        # A reused line leaves the age queue at the next clock edge: the queue's removal is then
+        # off the compare's path. Meanwhile no write-back starts, so the line cannot be chosen.
+        m.d.sync += prep.unqueue.eq(0)
         with m.If(self.rx_line.valid & self.rx_line.ready):
             m.d.sync += [prep.addr.eq(announced.addr), words.eq(announced.words), dirty.eq(0),
                          merge_word.eq(0)]
             with m.If(match.any()):
-                m.d.comb += [ages.remove.eq(1), ages.remove_line.eq(match_line)]
+                m.d.sync += [prep.unqueue.eq(1), prep.unqueue_line.eq(match_line)]
                 m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
                 self._set(m, self.state, match_line, LineState.FILL)
             with m.Else():
@@ -484,11 +487,14 @@ class MessageBuffer(wiring.Component):
         with m.If(done):
             m.d.sync += reader.busy.eq(0)
             with m.If(hit & (client != _Client.NI_READ)):
-                m.d.comb += [reader.removes.eq(1), ages.remove.eq(1),
-                             ages.remove_line.eq(reader.line),
+                m.d.comb += [reader.removes.eq(1),
                              leaving.eq(Cat(reader.line == index
                                             for index in range(self._lines)))]
                 self._set(m, self.state, reader.line, LineState.FREE)
+        # The age queue's removal: the reader's, or a reused line's (never both: a line is reused
+        # only while the reader cannot start a job, and a job that frees lasts 8 cycles).
+        m.d.comb += [ages.remove.eq(reader.removes | prep.unqueue),
+                     ages.remove_line.eq(Mux(prep.unqueue, prep.unqueue_line, reader.line))]
         # The age queue as it is after this cycle's removal.
         count = Signal.like(ages.count)
         head = Signal(range(self._lines))
@@ -523,7 +529,7 @@ class MessageBuffer(wiring.Component):
         ni_go, ni_hit, ni_line = classify(self.ni_read, "ni_read")
         write_back = Signal()
         capacity = self._lines - self._tx_lines
-        m.d.comb += write_back.eq((count != 0) & (
+        m.d.comb += write_back.eq((count != 0) & ~prep.unqueue & (
             (count > self._rx_lines) | (rx_used >= capacity - 1)
             | prep.waits_for_line))
         m.d.comb += [
@@ -594,4 +600,6 @@ class _PrepView:
         #: Lines in FILL or RX, counted as they are allocated and freed.
         self.rx_used = Signal(range(lines + 1), name="rx_used")
         self.allocates = Signal(name="prep_allocates")
+        self.unqueue = Signal(name="prep_unqueue")      # a reused line leaves the age queue
+        self.unqueue_line = Signal(range(lines), name="prep_unqueue_line")
         self.waits_for_line = Signal(name="prep_waits_for_line")

@@ -143,7 +143,10 @@ class MessageBufferTB(ComponentTB):
         self._fills.append((line, words))
 
     def _announced(self, payload, offered, accepted):
-        self.model.announce(RX_LINE.field(payload, "addr"))
+        line = RX_LINE.field(payload, "addr")
+        if line in self.model:
+            self.counts["merges"] += 1       # into a line the buffer holds
+        self.model.announce(line)
 
     def _fill_word(self, payload, offered, accepted):
         if not RX_FILL.field(payload, "last"):

@@ -112,7 +112,7 @@ async def random_operations(dut, backpressure):
     exercised = ["mc_misses", "write_backs", "partial_fills", "coherence_dirty", "memory_reads",
                  "level_l1", "level_l2", "level_dram"]
     if tb.rx_lines:     # with no lines kept, a probe rarely finds one
-        exercised += ["mc_hits", "ni_hits"]
+        exercised += ["mc_hits", "ni_hits", "merges"]
     for kind in exercised:
         assert counts[kind], f"the run never exercised {kind}: {dict(counts)}"
     record_result(name, tb.figures())
