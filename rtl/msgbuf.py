@@ -368,8 +368,17 @@ class MessageBuffer(wiring.Component):
         # reader's registers and its requests' valid alone, so that neither decision waits for
         # the other's compare); wait while a fill of the address is prepared or in progress;
         # else allocate, if RX may use another line.
+        # The tag compare is registered while the announcement waits (its payload is stable);
+        # the decision ANDs it with the lines' states now. Tags change only when an announcement
+        # is taken, after which the next one is compared afresh.
         announced = self.rx_line.payload
-        match = self._matches(m, announced.addr, "rx_match")
+        compared = Signal(lines, name="rx_compared")
+        fresh = Signal(name="rx_compared_fresh")
+        match = Signal(lines, name="rx_match")
+        m.d.sync += [compared.eq(Cat(tag == announced.addr for tag in self.tag)),
+                     fresh.eq(self.rx_line.valid & ~self.rx_line.ready)]
+        m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
+                                         | self._in_state(LineState.RX)))
         match_line = self._index(m, match, "rx_match_line")
         free_line = self._highest(m, self._in_state(LineState.FREE), "rx_free_line")
         reusable = Signal()
@@ -381,9 +390,9 @@ class MessageBuffer(wiring.Component):
             may_allocate.eq(rx_used < lines - self._tx_lines),
         ]
         # Registered: the write-back it asks for starts a cycle later, off the compare's path.
-        m.d.sync += prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid
+        m.d.sync += prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid & fresh
                                            & ~match.any() & ~may_allocate)
-        with m.If(state == _Prep.IDLE):
+        with m.If((state == _Prep.IDLE) & fresh):
             m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
         # A reused line leaves the age queue at the next clock edge: the queue's removal is then
         # off the compare's path. Meanwhile no write-back starts, so the line cannot be chosen.
