@@ -364,6 +364,11 @@ class MessageBufferTB(ComponentTB):
                     f"requests outstanding")
             await ClockCycles(self.dut.clk, 16)
 
+    async def write_backs_done(self):
+        """Wait until the buffer holds no more than ``rx_lines`` lines."""
+        while len(self.model) > self.rx_lines:
+            await ClockCycles(self.dut.clk, 8)
+
     def check(self):
         """Fail on every mismatch the scoreboard found."""
         assert not self.mismatches, (f"{len(self.mismatches)} mismatches, first: "

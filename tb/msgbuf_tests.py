@@ -4,7 +4,7 @@ The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenche
 """
 
 import cocotb
-from cocotb.triggers import ClockCycles
+from cocotb.triggers import ClockCycles, with_timeout
 
 from behavioral.memory import MemoryHierarchy
 from rtl.layouts import LINE_BYTES, LINE_WORDS, MsgBufTxOp
@@ -82,7 +82,7 @@ async def _sender(tb, count, rng):
 @cocotb.parametrize(backpressure=[False, True])
 async def random_operations(dut, backpressure):
     """Arriving lines (full and partial), core loads and stores through small caches, NI reads
-    and TX staging at once, over twice as many lines as the buffer keeps: every read of anyone
+    and TX staging at once, over four times as many lines as the buffer keeps: every read of anyone
     returns the last value written by anyone, write-backs go oldest first."""
     options = knobs("msgbuf")
     name = f"random_operations/backpressure={backpressure}"
@@ -90,22 +90,31 @@ async def random_operations(dut, backpressure):
                          ready_percent=options["ready_percent"] if backpressure else 100)
     await tb.start()
     # More lines than the buffer keeps and the L1 holds.
-    region = [REGION_BASE + line for line in range(max(2 * (tb.lines - tb.tx_lines), 48))]
+    region = [REGION_BASE + line for line in range(max(4 * (tb.lines - tb.tx_lines), 48))]
     operations = options["operations"] // 2
     shares = {"core": 0.55 * operations / 2, "fills": 0.25 * operations,
               "ni": 0.08 * operations, "tx": 0.12 * operations}
     rng = tb.rng
-    tasks = [cocotb.start_soon(_core_thread(tb, region, int(shares["core"]), rng)),
-             cocotb.start_soon(_core_thread(tb, region, int(shares["core"]), rng)),
-             cocotb.start_soon(_arrivals(tb, region, int(shares["fills"]), rng)),
-             cocotb.start_soon(_ni_reads(tb, region, int(shares["ni"]), rng)),
-             cocotb.start_soon(_sender(tb, int(shares["tx"]), rng))]
-    for task in tasks:
-        await task
+    workload = [_core_thread(tb, region, int(shares["core"]), rng),
+                _core_thread(tb, region, int(shares["core"]), rng),
+                _arrivals(tb, region, int(shares["fills"]), rng),
+                _ni_reads(tb, region, int(shares["ni"]), rng),
+                _sender(tb, int(shares["tx"]), rng)]
+
+    async def everything():
+        for task in [cocotb.start_soon(part) for part in workload]:
+            await task
+
+    # A design that stops answering fails the test instead of hanging it (a run takes about
+    # 6 cycles per operation).
+    await with_timeout(everything(), 100 * operations + 10_000, "ns")
     await tb.drain(timeout_cycles=10_000)
     # Every line, read as the NI would, holds what was last written to it.
-    for line in region:
-        await tb.ni_read_line(line)
+    async def sweep():
+        for line in region:
+            await tb.ni_read_line(line)
+
+    await with_timeout(sweep(), 100 * len(region), "ns")
     tb.check()
     counts = tb.counts
     assert int(dut.bad_tx_ops.value) == tb.bad_tx_ops, (int(dut.bad_tx_ops.value), tb.bad_tx_ops)
@@ -153,14 +162,13 @@ async def message_cache_effect(dut):
         for line in lines:
             tb.fill(line, {word: line << 8 | word for word in range(LINE_WORDS)})
         await tb.drain(timeout_cycles=1000 * k)
-        while len(tb.model) > tb.rx_lines:      # write-backs still streaming
-            await ClockCycles(dut.clk, 8)
+        await with_timeout(tb.write_backs_done(), 100 * k, "ns")
         arrival = dict(tb.hierarchy.counters)
         tb.hierarchy.reset_counters()
         first_loads, total = [], 0
         for line in lines:
             for word in range(LINE_WORDS):
-                access = await tb.access(line * LINE_BYTES + word * 8)
+                access = await with_timeout(tb.access(line * LINE_BYTES + word * 8), 1000, "ns")
                 total += access.cycles
                 if word == 0:
                     first_loads.append(access.cycles)
