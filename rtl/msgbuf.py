@@ -130,7 +130,8 @@ class MessageBuffer(wiring.Component):
     ``bad_tx_ops``.
 
     **RX fill.** An arriving line is announced on ``rx_line`` (physical line address and the
-    words the fill writes) and its words follow on ``rx_data``. Announcements are prepared one
+    words the fill writes; taken one cycle after it is offered at the earliest, as its tag
+    compare is registered) and its words follow on ``rx_data``. Announcements are prepared one
     ahead of the fill in progress, so a line's coherence round trip overlaps the previous line's
     words: the buffer takes a line per 8 cycles of arriving data. Preparing a line:
 
@@ -150,8 +151,9 @@ class MessageBuffer(wiring.Component):
     has not been taken yet is no reason to wait, as its probe will hit.
 
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
-    answer from the cycle after the request's transfer: a miss as one beat, a hit with the line's
-    words, one per cycle while taken. A ``mc_lookup`` hit hands the line over: when its last
+    are taken one cycle after they are offered at the earliest (the tag compare is registered
+    while a probe waits), and answer from the cycle after their transfer: a miss as one beat, a
+    hit with the line's words, one per cycle while taken. A ``mc_lookup`` hit hands the line over: when its last
     word is taken, the line is FREE. ``ni_read`` leaves it.
 
     **Write-back.** The oldest RX line is written to memory on ``mem_write`` when more than
@@ -288,13 +290,6 @@ class MessageBuffer(wiring.Component):
         for number, register in enumerate(registers):
             with m.If(index == number):
                 m.d.sync += register.eq(value)
-
-    def _matches(self, m, addr, name):
-        """Return the lines whose tag is ``addr`` and that hold an arriving line (FILL or RX)."""
-        match = Signal(self._lines, name=name)
-        arriving = self._in_state(LineState.FILL) | self._in_state(LineState.RX)
-        m.d.comb += match.eq(Cat(tag == addr for tag in self.tag) & arriving)
-        return match
 
     # TX staging ---------------------------------------------------------------------------------
 
@@ -521,9 +516,17 @@ class MessageBuffer(wiring.Component):
         # the oldest RX line, when RX holds more than rx_lines lines, or all its lines but one
         # are in use (so that an announcement finds a line), or an announcement waits for one.
         def classify(request, name):
+            # As for announcements, the tag compare is registered while the probe waits; the
+            # decision takes the lines' states of the moment (a tag written since is that of a
+            # line allocated a cycle ago, which a probe misses anyway: its coherence request
+            # cannot have been sent yet).
+            compared = Signal(self._lines, name=f"{name}_compared")
+            fresh = Signal(name=f"{name}_compared_fresh")
             match = Signal(self._lines, name=f"{name}_match")
-            m.d.comb += match.eq(self._matches(m, request.payload.addr, f"{name}_tag_match")
-                                 & ~leaving)
+            m.d.sync += [compared.eq(Cat(tag == request.payload.addr for tag in self.tag)),
+                         fresh.eq(request.valid & ~request.ready)]
+            m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
+                                             | self._in_state(LineState.RX)) & ~leaving)
             line = self._index(m, match, f"{name}_line")
             rx_hit = Signal(name=f"{name}_hit")
             blocked = Signal(name=f"{name}_blocked")
@@ -532,7 +535,7 @@ class MessageBuffer(wiring.Component):
                 rx_hit.eq((match & self._in_state(LineState.RX)).any()),
                 blocked.eq(match.any() & ~rx_hit & ~before_coherence),
             ]
-            return request.valid & ~blocked, rx_hit, line
+            return request.valid & fresh & ~blocked, rx_hit, line
 
         lookup_go, lookup_hit, lookup_line = classify(self.mc_lookup, "lookup")
         ni_go, ni_hit, ni_line = classify(self.ni_read, "ni_read")
