@@ -6,7 +6,9 @@ from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
+from .locktable import LockTable
 from .msgbuf import MessageBuffer
+from .notifier import Notifier
 from .params import silence_unused
 from .tlb import NITLB
 
@@ -18,6 +20,8 @@ COMPONENTS = {
     "arbiter": RoundRobinArbiter,
     "tlb": NITLB,
     "msgbuf": MessageBuffer,
+    "locktable": LockTable,
+    "notifier": Notifier,
 }
 
 

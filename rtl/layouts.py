@@ -22,6 +22,12 @@ __all__ = [
     "LINE_BYTES", "LINE_WORDS", "LINE_ADDR_BITS",
     "MsgBufTxOp", "msgbuf_tx_command_layout", "msgbuf_line_index_layout", "WordBeat",
     "RxLineRequest", "RxFillBeat", "LineRequest", "LineBeat", "CohResponse", "MemWriteBeat",
+    "THREAD_BITS", "CONTEXT_BITS", "MAX_CONTEXTS",
+    "LockOp", "LockStatus", "LockRequest", "LockResponse", "LockSignal", "LockReleased",
+    "LockOsReason", "LockOsEvent", "Residency",
+    "NotifyMode", "NotifierEndpoint", "NotifierContext", "NotifierCommandOp",
+    "notifier_command_layout", "Completion", "NotifyEventKind", "NotifyEvent",
+    "HandlerReturnOp", "HandlerReturn", "NotifyOsReason", "NotifyOsEvent",
     "Codec",
 ]
 
@@ -245,6 +251,203 @@ MemWriteBeat = data.StructLayout({
     "addr": LINE_ADDR_BITS,
     "data": FLIT_DATA_BITS,
     "last": 1,
+})
+
+
+# Lock table and notifier --------------------------------------------------------------------------
+
+#: Threads are named by an OS-wide thread number this wide (the core's contexts hold threads).
+THREAD_BITS = 8
+#: SMT contexts of a core (DESIGN default 4, at most 8).
+CONTEXT_BITS = 3
+MAX_CONTEXTS = 1 << CONTEXT_BITS
+
+
+class LockOp(enum.Enum, shape=2):
+    """Core-side lock-table operations (the ``request`` port of the LockTable).
+
+    A lock is named by (ASID, virtual address) and is either a mutex (ACQUIRE, RELEASE) or a
+    notification lock (WAIT here, SIGNAL from the NI); its first operation decides which."""
+    #: Take the mutex, or park the thread until it is handed over (first come, first served).
+    ACQUIRE = 0
+    #: Give the mutex up; the oldest parked thread gets it.
+    RELEASE = 1
+    #: Consume a signal: at once if one is remembered, else park until the lock is signalled.
+    WAIT = 2
+
+
+class LockStatus(enum.Enum, shape=3):
+    """The answer to a core-side lock operation; exactly one per request."""
+    #: ACQUIRE took the mutex, RELEASE gave it up, or WAIT consumed a remembered signal.
+    GRANTED = 0
+    #: The thread is parked; a ``released`` event (or, if it is not resident, the OS) follows.
+    BLOCKED = 1
+    #: No free lock entry or waiter slot: nothing changed; retry later or take the OS path.
+    FULL = 2
+    #: RELEASE of a mutex the thread does not hold: nothing changed.
+    NOT_OWNER = 3
+    #: A mutex operation on a notification lock, or WAIT on a mutex: nothing changed.
+    WRONG_KIND = 4
+
+
+LockRequest = data.StructLayout({
+    "op":     LockOp,
+    "asid":   ASID_BITS,
+    "addr":   VA_BITS,
+    "thread": THREAD_BITS,      # the requesting thread
+})
+
+LockResponse = data.StructLayout({
+    "status": LockStatus,
+    "thread": THREAD_BITS,      # the requesting thread, echoed
+})
+
+#: The NI's side of the lock table: a message arrived for the notification lock (asid, addr).
+LockSignal = data.StructLayout({
+    "asid": ASID_BITS,
+    "addr": VA_BITS,
+})
+
+#: A parked thread may go on (it holds the mutex, or consumed a signal); sent to the core for a
+#: resident thread, naming the context it is in.
+LockReleased = data.StructLayout({
+    "context": CONTEXT_BITS,
+    "thread":  THREAD_BITS,
+})
+
+
+class LockOsReason(enum.Enum, shape=1):
+    """Why the lock table hands an event to the OS."""
+    #: A parked thread was released while it is not resident: the OS makes it runnable.
+    NOT_RESIDENT = 0
+    #: A SIGNAL named a mutex: it changed nothing.
+    BAD_SIGNAL = 1
+
+
+LockOsEvent = data.StructLayout({
+    "reason": LockOsReason,
+    "thread": THREAD_BITS,      # NOT_RESIDENT only
+    "asid":   ASID_BITS,
+    "addr":   VA_BITS,
+})
+
+#: Which thread an SMT context holds (written by the OS when it schedules or evicts a thread).
+Residency = data.StructLayout({
+    "context":  CONTEXT_BITS,
+    "resident": 1,              # low: the context holds no thread
+    "thread":   THREAD_BITS,
+})
+
+
+class NotifyMode(enum.Enum, shape=2):
+    """How an endpoint's arrivals reach user code."""
+    #: Nothing: the receiver polls its completion ring.
+    NONE = 0
+    #: SIGNAL the endpoint's notification lock in the lock table.
+    LOCK = 1
+    #: Make the endpoint's resident thread branch to its handler.
+    BRANCH = 2
+    #: Start the handler as a new thread on a free (or evictable) SMT context.
+    SPAWN = 3
+
+
+#: One entry of the Notifier's endpoint table, written by the OS.
+NotifierEndpoint = data.StructLayout({
+    "mode":       NotifyMode,
+    "asid":       ASID_BITS,
+    "thread":     THREAD_BITS,  # BRANCH: the thread redirected; SPAWN: the thread started
+    "lock":       VA_BITS,      # LOCK: the lock signalled (in ``asid``)
+    "handler_pc": VA_BITS,      # BRANCH, SPAWN
+    "stack":      VA_BITS,      # SPAWN: the new thread's stack pointer
+})
+
+#: One entry of the Notifier's context table: what an SMT context holds.
+NotifierContext = data.StructLayout({
+    "busy":      1,             # the context holds a thread
+    "evictable": 1,             # the OS allows SPAWN to evict that thread
+    "thread":    THREAD_BITS,
+})
+
+
+class NotifierCommandOp(enum.Enum, shape=1):
+    """Notifier management commands (from the OS port)."""
+    WRITE_ENDPOINT = 0
+    WRITE_CONTEXT = 1
+
+
+def notifier_command_layout(endpoints, contexts):
+    """Return the layout of a Notifier management command for ``endpoints`` endpoints and
+    ``contexts`` contexts; ``index`` names the endpoint or context written."""
+    return data.StructLayout({
+        "op":       NotifierCommandOp,
+        "index":    range(max(endpoints, contexts)),
+        "endpoint": NotifierEndpoint,
+        "context":  NotifierContext,
+    })
+
+
+#: A message's completion entry has been written: notify endpoint ``endpoint``; ``entry`` is the
+#: entry's virtual address, handed to the handler.
+Completion = data.StructLayout({
+    "endpoint": ENDPOINT_BITS,
+    "entry":    VA_BITS,
+})
+
+
+class NotifyEventKind(enum.Enum, shape=1):
+    """What the Notifier asks of the core."""
+    #: Context ``context`` (running ``thread``) branches to ``pc`` with ``entry``.
+    BRANCH = 0
+    #: Context ``context`` starts ``thread`` at ``pc`` with stack ``sp`` and ``entry``; if
+    #: ``evict`` is set, the thread it held (``evicted``) is first saved for the OS.
+    SPAWN = 1
+
+
+NotifyEvent = data.StructLayout({
+    "kind":     NotifyEventKind,
+    "evict":    1,
+    "context":  CONTEXT_BITS,
+    "thread":   THREAD_BITS,
+    "evicted":  THREAD_BITS,
+    "endpoint": ENDPOINT_BITS,
+    "pc":       VA_BITS,
+    "sp":       VA_BITS,
+    "entry":    VA_BITS,
+})
+
+
+class HandlerReturnOp(enum.Enum, shape=1):
+    """What the core tells the Notifier when notified code ends."""
+    #: The BRANCH handler of ``endpoint`` returned to the interrupted thread.
+    RETURN = 0
+    #: The thread in ``context`` exited: the context is free.
+    EXIT = 1
+
+
+HandlerReturn = data.StructLayout({
+    "op":       HandlerReturnOp,
+    "endpoint": ENDPOINT_BITS,
+    "context":  CONTEXT_BITS,
+})
+
+
+class NotifyOsReason(enum.Enum, shape=2):
+    """Why the Notifier hands an arrival to the OS (which delivers it later)."""
+    #: BRANCH to a thread that is in no context.
+    NOT_RESIDENT = 0
+    #: BRANCH while the handler runs and the endpoint's queue is full.
+    QUEUE_OVERFLOW = 1
+    #: SPAWN with no free and no evictable context.
+    NO_CONTEXT = 2
+    #: A completion named an endpoint the Notifier does not have.
+    BAD_ENDPOINT = 3
+
+
+NotifyOsEvent = data.StructLayout({
+    "reason":   NotifyOsReason,
+    "endpoint": ENDPOINT_BITS,
+    "thread":   THREAD_BITS,
+    "entry":    VA_BITS,
 })
 
 

@@ -6,6 +6,7 @@ from amaranth.lib.wiring import In, Out
 from .layouts import (FLIT_DATA_BITS, LINE_ADDR_BITS, LINE_WORDS, CohResponse, LineBeat,
                       LineRequest, MemWriteBeat, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
                       msgbuf_line_index_layout, msgbuf_tx_command_layout)
+from .onehot import highest, index_of, lowest, set_indexed
 from .params import check_int
 
 __all__ = ["MessageBuffer", "LineState"]
@@ -259,38 +260,6 @@ class MessageBuffer(wiring.Component):
         """Return the vector of lines in ``state`` (one signal per state, made once)."""
         return self._states[state]
 
-    @staticmethod
-    def _index(m, one_hot, name):
-        """Return the index of the set bit of ``one_hot`` (at most one is set; 0 if none)."""
-        index = Signal(range(len(one_hot)), name=name)
-        m.d.comb += index.eq(Cat(Cat(one_hot[bit] for bit in range(len(one_hot))
-                                     if bit >> position & 1).any()
-                                 for position in range(len(index))))
-        return index
-
-    @classmethod
-    def _lowest(cls, m, vector, name):
-        """Return the index of the lowest set bit of ``vector``."""
-        lowest = Signal(len(vector), name=f"{name}_one_hot")
-        m.d.comb += lowest.eq(vector & (~vector + 1))
-        return cls._index(m, lowest, name)
-
-    @classmethod
-    def _highest(cls, m, vector, name):
-        """Return the index of the highest set bit of ``vector``."""
-        reversed_vector = Cat(vector[bit] for bit in reversed(range(len(vector))))
-        highest = Signal(len(vector), name=f"{name}_one_hot")
-        m.d.comb += highest.eq(reversed_vector & (~reversed_vector + 1))
-        return cls._index(m, Cat(highest[bit] for bit in reversed(range(len(vector)))), name)
-
-    @staticmethod
-    def _set(m, registers, index, value):
-        """Set ``registers[index]`` to ``value`` at the clock edge: one compare per register,
-        where an :class:`Array` store would give every register a case per index."""
-        for number, register in enumerate(registers):
-            with m.If(index == number):
-                m.d.sync += register.eq(value)
-
     # TX staging ---------------------------------------------------------------------------------
 
     def _tx(self, m, write, read):
@@ -299,13 +268,13 @@ class MessageBuffer(wiring.Component):
 
         # Allocation: the lowest free line while the quota allows (a free line then exists:
         # RX never holds more than lines - tx_lines).
-        free_line = self._lowest(m, self._in_state(LineState.FREE), "tx_free_line")
+        free_line = lowest(m, self._in_state(LineState.FREE), "tx_free_line")
         m.d.comb += [
             self.tx_alloc.valid.eq(tx_used < self._tx_lines),
             self.tx_alloc.payload.line.eq(free_line),
         ]
         with m.If(self.tx_alloc.valid & self.tx_alloc.ready):
-            self._set(m, self.state, free_line, LineState.TX)
+            set_indexed(m, self.state, free_line, LineState.TX)
 
         # Operations on staged lines. A READ's word is the read port's output register, held
         # while tx_data is not taken.
@@ -344,7 +313,7 @@ class MessageBuffer(wiring.Component):
         freed = taken & (command.op == MsgBufTxOp.FREE) & own
         m.d.sync += tx_used.eq(tx_used + allocated - freed)
         with m.If(freed):
-            self._set(m, self.state, command.line, LineState.FREE)
+            set_indexed(m, self.state, command.line, LineState.FREE)
         with m.If(taken & ~own & (self.bad_tx_ops != 0xFFFF)):
             m.d.sync += self.bad_tx_ops.eq(self.bad_tx_ops + 1)
 
@@ -374,8 +343,8 @@ class MessageBuffer(wiring.Component):
                      fresh.eq(self.rx_line.valid & ~self.rx_line.ready)]
         m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
                                          | self._in_state(LineState.RX)))
-        match_line = self._index(m, match, "rx_match_line")
-        free_line = self._highest(m, self._in_state(LineState.FREE), "rx_free_line")
+        match_line = index_of(m, match, "rx_match_line")
+        free_line = highest(m, self._in_state(LineState.FREE), "rx_free_line")
         reusable = Signal()
         may_allocate = Signal()
         m.d.comb += [
@@ -398,12 +367,12 @@ class MessageBuffer(wiring.Component):
             with m.If(match.any()):
                 m.d.sync += [prep.unqueue.eq(1), prep.unqueue_line.eq(match_line)]
                 m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
-                self._set(m, self.state, match_line, LineState.FILL)
+                set_indexed(m, self.state, match_line, LineState.FILL)
             with m.Else():
                 m.d.comb += prep.allocates.eq(1)
                 m.d.sync += [state.eq(_Prep.COH_REQ), prep.line.eq(free_line)]
-                self._set(m, self.state, free_line, LineState.FILL)
-                self._set(m, self.tag, free_line, announced.addr)
+                set_indexed(m, self.state, free_line, LineState.FILL)
+                set_indexed(m, self.tag, free_line, announced.addr)
 
         # Coherence, then memory for a partial line no cache had dirty. Their words are written
         # only where the fill will not write.
@@ -456,7 +425,7 @@ class MessageBuffer(wiring.Component):
         with m.If(completes):
             m.d.comb += [ages.push.eq(1), ages.push_line.eq(fill_line)]
             m.d.sync += filling.eq(0)
-            self._set(m, self.state, fill_line, LineState.RX)
+            set_indexed(m, self.state, fill_line, LineState.RX)
         with m.If((~filling | completes) & (state == _Prep.READY)):
             m.d.sync += [filling.eq(1), fill_line.eq(prep.line), state.eq(_Prep.IDLE)]
 
@@ -494,7 +463,7 @@ class MessageBuffer(wiring.Component):
                 m.d.comb += [reader.removes.eq(1),
                              leaving.eq(Cat(reader.line == index
                                             for index in range(self._lines)))]
-                self._set(m, self.state, reader.line, LineState.FREE)
+                set_indexed(m, self.state, reader.line, LineState.FREE)
         # The age queue's removal: the reader's, or a reused line's (never both: a line is reused
         # only while the reader cannot start a job, and a job that frees lasts 8 cycles).
         m.d.comb += [ages.remove.eq(reader.removes | prep.unqueue),
@@ -527,7 +496,7 @@ class MessageBuffer(wiring.Component):
                          fresh.eq(request.valid & ~request.ready)]
             m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
                                              | self._in_state(LineState.RX)) & ~leaving)
-            line = self._index(m, match, f"{name}_line")
+            line = index_of(m, match, f"{name}_line")
             rx_hit = Signal(name=f"{name}_hit")
             blocked = Signal(name=f"{name}_blocked")
             before_coherence = prep.before_coherence & (prep.line == line)
