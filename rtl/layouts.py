@@ -23,10 +23,10 @@ __all__ = [
     "MsgBufTxOp", "msgbuf_tx_command_layout", "msgbuf_line_index_layout", "WordBeat",
     "RxLineRequest", "RxFillBeat", "LineRequest", "LineBeat", "CohResponse", "MemWriteBeat",
     "THREAD_BITS", "CONTEXT_BITS", "MAX_CONTEXTS",
-    "LockOp", "LockStatus", "LockRequest", "LockResponse", "LockSignal", "LockReleased",
+    "LOCK_SIGNAL_RESERVE", "LockOp", "LockKind", "LockStatus", "LockRequest", "LockResponse", "LockSignal", "LockReleased",
     "LockOsReason", "LockOsEvent", "Residency",
     "NotifyMode", "NotifierEndpoint", "NotifierContext", "NotifierCommandOp",
-    "notifier_command_layout", "Completion", "NotifyEventKind", "NotifyEvent",
+    "notifier_command_layout", "NOTIFIER_COUNTERS", "Completion", "NotifyEventKind", "NotifyEvent",
     "HandlerReturnOp", "HandlerReturn", "NotifyOsReason", "NotifyOsEvent",
     "Codec",
 ]
@@ -263,6 +263,11 @@ CONTEXT_BITS = 3
 MAX_CONTEXTS = 1 << CONTEXT_BITS
 
 
+#: Lock-table entries that core-side operations may not take: kept for SIGNAL, so that a SIGNAL
+#: waits for a free entry only while that many locks hold remembered signals nobody waited for.
+LOCK_SIGNAL_RESERVE = 1
+
+
 class LockOp(enum.Enum, shape=2):
     """Core-side lock-table operations (the ``request`` port of the LockTable).
 
@@ -274,6 +279,14 @@ class LockOp(enum.Enum, shape=2):
     RELEASE = 1
     #: Consume a signal: at once if one is remembered, else park until the lock is signalled.
     WAIT = 2
+
+
+class LockKind(enum.Enum, shape=1):
+    """What a lock entry is, decided by the operation that allocated it."""
+    #: ACQUIRE and RELEASE: one owner at a time, parked threads handed the lock in order.
+    MUTEX = 0
+    #: WAIT (core) and SIGNAL (NI): a count of remembered signals, parked threads woken in order.
+    EVENT = 1
 
 
 class LockStatus(enum.Enum, shape=3):
@@ -384,6 +397,11 @@ def notifier_command_layout(endpoints, contexts):
         "endpoint": NotifierEndpoint,
         "context":  NotifierContext,
     })
+
+
+#: The Notifier's counters, one per path an arrival can take, and of returns that matched no
+#: handler (``count_<name>`` members of :class:`rtl.notifier.Notifier`).
+NOTIFIER_COUNTERS = ("none", "lock", "branch", "queued", "spawn", "evict", "os", "bad_returns")
 
 
 #: A message's completion entry has been written: notify endpoint ``endpoint``; ``entry`` is the

@@ -1,22 +1,14 @@
 from amaranth import *
-from amaranth.lib import enum, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (ASID_BITS, MAX_CONTEXTS, THREAD_BITS, VA_BITS, LockOp, LockOsEvent,
-                      LockOsReason, LockReleased, LockRequest, LockResponse, LockSignal,
-                      LockStatus, Residency)
+from .layouts import (ASID_BITS, LOCK_SIGNAL_RESERVE, MAX_CONTEXTS, THREAD_BITS, VA_BITS, LockKind,
+                      LockOp, LockOsEvent, LockOsReason, LockReleased, LockRequest, LockResponse,
+                      LockSignal, LockStatus, Residency)
 from .onehot import index_of, lowest, select, set_indexed
 from .params import check_int
 
-__all__ = ["LockTable", "LockKind"]
-
-
-class LockKind(enum.Enum, shape=1):
-    """What a lock entry is, decided by the operation that allocated it."""
-    #: ACQUIRE and RELEASE: one owner at a time, parked threads handed the lock in order.
-    MUTEX = 0
-    #: WAIT (core) and SIGNAL (NI): a count of remembered signals, parked threads woken in order.
-    EVENT = 1
+__all__ = ["LockTable"]
 
 
 class LockTable(wiring.Component):
@@ -38,6 +30,8 @@ class LockTable(wiring.Component):
 
     A mutex operation on a notification lock, or WAIT on a mutex, is WRONG_KIND; an operation
     that needs an entry or a waiter slot when none is free is FULL. Neither changes anything.
+    Core-side operations leave the last :data:`rtl.layouts.LOCK_SIGNAL_RESERVE` free entries to
+    SIGNAL: locks the core fills the table with cannot hold up the NI's SIGNALs.
 
     **NI side** (``signal``): SIGNAL wakes the oldest thread parked on the lock, or is
     remembered (the count rises), so a later WAIT returns at once: no wake-up is ever lost. A
@@ -184,9 +178,17 @@ class LockTable(wiring.Component):
                                       for c in range(self._contexts)))
         head_context = lowest(m, holds_head, "head_context")
 
-        # Free entry and free waiter slot: the lowest.
-        free_entry_any, free_slot_any = Signal(), Signal()
-        m.d.comb += [free_entry_any.eq(~in_use.all()), free_slot_any.eq(~parked.all())]
+        # Free entry and free waiter slot: the lowest. Core-side operations leave the last
+        # LOCK_SIGNAL_RESERVE free entries to SIGNAL.
+        free_entry_any, spare_entry, free_slot_any = Signal(), Signal(), Signal()
+        free_entries = Signal(entries)
+        m.d.comb += [free_entries.eq(~in_use), free_entry_any.eq(free_entries.any()),
+                     free_slot_any.eq(~parked.all())]
+        spare = free_entries
+        for _ in range(LOCK_SIGNAL_RESERVE):
+            # Clearing the lowest set bit leaves the entries beyond it.
+            spare = spare & (spare - 1)
+        m.d.comb += spare_entry.eq(spare.any())
         free_entry = lowest(m, ~in_use, "free_entry")
         free_slot = lowest(m, ~parked, "free_slot")
 
@@ -217,7 +219,7 @@ class LockTable(wiring.Component):
         with m.Elif(use_request):
             m.d.comb += take.eq(1)
             self._request(m, request.op, hit, hit_kind, hit_owner == request.thread, hit_waiting,
-                          hit_count, free_entry_any, free_slot_any,
+                          hit_count, spare_entry, free_slot_any,
                           status=status, allocate=allocate, new_kind=new_kind, free=free,
                           pop=pop, push=push, count_down=count_down, hand_over=hand_over)
 
@@ -307,7 +309,7 @@ class LockTable(wiring.Component):
         return m
 
     @staticmethod
-    def _request(m, op, hit, hit_kind, is_owner, hit_waiting, hit_count, free_entry_any,
+    def _request(m, op, hit, hit_kind, is_owner, hit_waiting, hit_count, spare_entry,
                  free_slot_any, *, status, allocate, new_kind, free, pop, push, count_down,
                  hand_over):
         """Decide a core-side operation (see the class description)."""
@@ -320,7 +322,7 @@ class LockTable(wiring.Component):
                 m.d.comb += [status.eq(Mux(free_slot_any, LockStatus.BLOCKED,
                                            LockStatus.FULL)),
                              push.eq(free_slot_any)]
-            with m.Elif(free_entry_any):
+            with m.Elif(spare_entry):
                 m.d.comb += [status.eq(LockStatus.GRANTED), allocate.eq(1),
                              new_kind.eq(LockKind.MUTEX)]
             with m.Else():
@@ -343,7 +345,7 @@ class LockTable(wiring.Component):
                 m.d.comb += [status.eq(Mux(free_slot_any, LockStatus.BLOCKED,
                                            LockStatus.FULL)),
                              push.eq(free_slot_any)]
-            with m.Elif(free_entry_any & free_slot_any):
+            with m.Elif(spare_entry & free_slot_any):
                 m.d.comb += [status.eq(LockStatus.BLOCKED), allocate.eq(1),
                              new_kind.eq(LockKind.EVENT), push.eq(1)]
             with m.Else():

@@ -154,8 +154,8 @@ class MessageBuffer(wiring.Component):
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
     are taken one cycle after they are offered at the earliest (the tag compare is registered
     while a probe waits), and answer from the cycle after their transfer: a miss as one beat, a
-    hit with the line's words, one per cycle while taken. A ``mc_lookup`` hit hands the line over: when its last
-    word is taken, the line is FREE. ``ni_read`` leaves it.
+    hit with the line's words, one per cycle while taken. A ``mc_lookup`` hit hands the line
+    over: when its last word is taken, the line is FREE. ``ni_read`` leaves it.
 
     **Write-back.** The oldest RX line is written to memory on ``mem_write`` when more than
     ``rx_lines`` lines are RX, or when all of RX's ``lines - tx_lines`` lines but one are in use
@@ -167,8 +167,8 @@ class MessageBuffer(wiring.Component):
     The line reader serves one probe or write-back at a time and starts the next in the cycle
     the last word of one is taken, so write-backs keep up with a line per 8 cycles. Its order of
     priority: a write-back that an announcement waits for, ``mc_lookup``, any other write-back,
-    ``ni_read``. The write port serves arriving words, then coherence and memory data, alternating with TX
-    writes when both wait.
+    ``ni_read``. The write port serves arriving words, then coherence and memory data,
+    alternating with TX writes when both wait.
 
     Parameters
     ----------

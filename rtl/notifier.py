@@ -2,19 +2,14 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (ENDPOINT_BITS, MAX_CONTEXTS, VA_BITS, Completion, HandlerReturn,
-                      HandlerReturnOp, LockSignal, NotifierCommandOp, NotifierContext,
-                      NotifierEndpoint, NotifyEvent, NotifyEventKind, NotifyMode, NotifyOsEvent,
-                      NotifyOsReason, notifier_command_layout)
+from .layouts import (ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, VA_BITS, Completion,
+                      HandlerReturn, HandlerReturnOp, LockSignal, NotifierCommandOp,
+                      NotifierContext, NotifierEndpoint, NotifyEvent, NotifyEventKind, NotifyMode,
+                      NotifyOsEvent, NotifyOsReason, notifier_command_layout)
 from .onehot import lowest, select
 from .params import check_int
 
-__all__ = ["Notifier", "COUNTERS"]
-
-#: The Notifier's counters, one per path an arrival can take (``count_<name>`` members), and of
-#: returns that matched no handler.
-COUNTERS = ("none", "lock", "branch", "queued", "spawn", "evict", "os", "bad_returns")
-
+__all__ = ["Notifier"]
 
 class Notifier(wiring.Component):
     """Applies the receiving endpoint's notification mode to each completed message.
@@ -86,7 +81,7 @@ class Notifier(wiring.Component):
             "event": Out(stream.Signature(NotifyEvent)),
             "signal": Out(stream.Signature(LockSignal)),
             "os": Out(stream.Signature(NotifyOsEvent)),
-            **{f"count_{name}": Out(32) for name in COUNTERS},
+            **{f"count_{name}": Out(32) for name in NOTIFIER_COUNTERS},
         })
 
     @property
@@ -177,7 +172,7 @@ class Notifier(wiring.Component):
         branch, spawn, evict, signal, push, pop, to_os = (Signal(name=name) for name in (
             "branch", "spawn", "evict", "do_signal", "push", "pop", "to_os"))
         reason = Signal(NotifyOsReason)
-        counted = {name: Signal(name=f"counted_{name}") for name in COUNTERS}
+        counted = {name: Signal(name=f"counted_{name}") for name in NOTIFIER_COUNTERS}
         target = Signal(range(max(contexts, 2)))
         with m.If(use_return & (ret.op == HandlerReturnOp.RETURN)):
             with m.If(~known | ~busy_handler):

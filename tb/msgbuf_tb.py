@@ -378,7 +378,7 @@ class MessageBufferTB(ComponentTB):
         counts = self.counts
         operations = sum(counts[kind] for kind in ("loads", "stores", "fills", "ni_hits",
                                                    "ni_misses", "tx_ops"))
-        return {**self.speed(), "operations": operations, "lines": self.lines, "tx_lines": self.tx_lines,
-                "rx_lines": self.rx_lines, "counts": dict(sorted(self.counts.items())),
-                "hierarchy": dict(self.hierarchy.counters),
+        return {**self.speed(), "operations": operations, "lines": self.lines,
+                "tx_lines": self.tx_lines, "rx_lines": self.rx_lines,
+                "counts": dict(sorted(self.counts.items())), "hierarchy": dict(self.hierarchy.counters),
                 "held_at_end": len(self.model), "mismatches": len(self.mismatches)}

@@ -39,6 +39,7 @@ class StreamPorts:
         self._sinks = []
         self._work = Event()
         self._after_edge = []
+        self._busy = []
 
     def source(self, dut, name, **kwargs):
         """Add and return a :class:`StreamSource` on stream member ``name``."""
@@ -52,9 +53,16 @@ class StreamPorts:
         self._sinks.append(driver)
         return driver
 
-    def after_edge(self, action):
-        """Call ``action(cycle)`` at every serviced edge, after every driver has seen it."""
+    def after_edge(self, action, *, busy=None):
+        """Call ``action(cycle)`` at every serviced edge, after every driver has seen it.
+
+        ``busy``, a callable, keeps the group waking at every edge while it returns true (a
+        model that works every cycle); call :meth:`wake` when it turns true from outside the
+        group's edges.
+        """
         self._after_edge.append(action)
+        if busy is not None:
+            self._busy.append(busy)
 
     def wake(self):
         """Tell the group that a driver has new work."""
@@ -67,12 +75,11 @@ class StreamPorts:
         for sink in self._sinks:
             sink.idle()
         while True:
-            if not any(source.busy for source in self._sources):
+            if not self._working():
                 # Work queued from here on (by a coroutine this edge woke) sets the event again.
                 self._work.clear()
                 await settled
-                if not (any(source.busy for source in self._sources)
-                        or any(sink.offered() for sink in self._sinks)):
+                if not (self._working() or any(sink.offered() for sink in self._sinks)):
                     await self._sleep()
                     continue
             await edge
@@ -86,6 +93,10 @@ class StreamPorts:
                 source.edge(now)
             for action in self._after_edge:
                 action(now)
+
+    def _working(self):
+        return (any(source.busy for source in self._sources)
+                or any(busy() for busy in self._busy))
 
     async def _sleep(self):
         """Sleep until a source gets work or a sink's ``valid`` rises."""

@@ -47,6 +47,26 @@ TESTBENCHES = {
         },
         summary="random arrivals, core loads and stores, NI reads and TX staging against a "
                 "flat reference memory; fill rate; the message cache's effect on DRAM traffic"),
+    "locktable": Testbench(
+        component="locktable",
+        module="tb.locktable_tests",
+        options={
+            "operations": 20_000,      # random operations per random test
+            "interleavings": 10_000,   # WAIT/SIGNAL pairs raced by the core model and the NI side
+            "ready_percent": 70,       # output ready probability under backpressure
+        },
+        summary="random operations against the model; threads of the core model contending for "
+                "mutexes and racing WAIT against SIGNAL; non-resident wake-ups; latency"),
+    "notifier": Testbench(
+        component="notifier",
+        module="tb.notifier_tests",
+        options={
+            "arrivals": 5_000,         # completions in the random test
+            "ready_percent": 70,       # output ready probability under backpressure
+        },
+        summary="every mode against the model with the core and OS models: BRANCH into a "
+                "computing thread, queued arrivals, SPAWN free/evict/OS, non-resident targets; "
+                "latency per mode"),
 }
 
 

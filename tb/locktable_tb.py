@@ -1,0 +1,191 @@
+"""Testbench of the LockTable: stream drivers on its six ports and the reference model as
+scoreboard.
+
+The table takes one operation per cycle, so the drivers see every operation it takes, in order
+(:meth:`StreamSource` reports each transfer); the scoreboard applies each to
+:class:`behavioral.locktable.LockTableModel` as it is taken and checks the table's answers and
+wake-ups, port by port, in order, against the model's.
+"""
+
+from collections import deque
+
+from cocotb.triggers import ClockCycles
+
+from behavioral.locktable import LockTableModel
+from rtl.layouts import (Codec, LockOp, LockOsEvent, LockReleased, LockRequest, LockResponse,
+                         LockSignal, Residency)
+
+from .component_tb import ComponentTB
+from .stream import cycle
+
+__all__ = ["LockTableTB"]
+
+REQUEST, RESPONSE = Codec(LockRequest), Codec(LockResponse)
+SIGNAL, RELEASED, OS_EVENT = Codec(LockSignal), Codec(LockReleased), Codec(LockOsEvent)
+RESIDENCY = Codec(Residency)
+OUTPUTS = ("response", "released", "os")
+
+
+class LockTableTB(ComponentTB):
+    """Sources on ``request``, ``signal`` and ``residency``, sinks on the three outputs, and the
+    scoreboard, on a :class:`~tb.component_tb.ComponentTB`.
+
+    Callbacks ``on_response(fields, cycle)``, ``on_released(fields, cycle)`` and
+    ``on_os(fields, cycle)`` (settable attributes) see every checked output, for the core and
+    OS models that drive the table.
+
+    Parameters
+    ----------
+    dut : cocotb handle of the ``locktable`` top module
+    seed : int or str
+    ready_percent : int
+        Backpressure on the three outputs, see :mod:`tb.stream`.
+    """
+
+    def __init__(self, dut, *, seed, ready_percent=100):
+        super().__init__(dut, seed=seed)
+        self.model = LockTableModel(**self.params)
+        self.mismatches = []
+        self.counts = {"requests": 0, "signals": 0, "residency": 0,
+                       **{name: 0 for name in OUTPUTS}}
+        self.statuses = {}
+        self.signal_waits = []              # cycles each SIGNAL waited to be taken
+        self.on_response = self.on_released = self.on_os = None
+        self._expected = {name: deque() for name in OUTPUTS}
+        self.request = self.ports.source(dut, "request", on_accept=self._request_taken)
+        self.signal = self.ports.source(dut, "signal", on_accept=self._signal_taken)
+        self.residency = self.ports.source(dut, "residency", on_accept=self._residency_taken)
+        for name in OUTPUTS:
+            self.ports.sink(dut, name, on_receive=getattr(self, f"_{name}_taken"),
+                            ready_percent=ready_percent, rng=self.rng)
+
+    # Stimulus -----------------------------------------------------------------------------------
+
+    def lock_request(self, op, asid, addr, thread):
+        """Queue a core-side operation (``op`` a :class:`~rtl.layouts.LockOp`)."""
+        self.request.send([REQUEST.pack(op=op, asid=asid, addr=addr, thread=thread)])
+
+    def lock_signal(self, asid, addr):
+        """Queue a SIGNAL from the NI side."""
+        self.signal.send([SIGNAL.pack(asid=asid, addr=addr)])
+
+    def set_residency(self, context, resident, thread):
+        """Queue a residency write: ``context`` holds ``thread`` (or nothing)."""
+        self.residency.send([RESIDENCY.pack(context=context, resident=resident, thread=thread)])
+
+    @property
+    def outstanding(self):
+        """Operations queued or results expected and not yet seen."""
+        return (len(self.request) + len(self.signal) + len(self.residency)
+                + sum(map(len, self._expected.values())))
+
+    async def drain(self, timeout_cycles):
+        """Wait until every queued operation is taken and every result seen."""
+        deadline = cycle() + timeout_cycles
+        while self.outstanding:
+            if cycle() >= deadline:
+                raise AssertionError(f"the lock table did not finish within {timeout_cycles} "
+                                     f"cycles: {self.outstanding} operations or results "
+                                     f"outstanding; {len(self.signal)} SIGNALs held")
+            await ClockCycles(self.dut.clk, 4)
+
+    def check(self):
+        """Fail on every mismatch the scoreboard found, and on a count the table disagrees with."""
+        used = (int(self.dut.entries_used.value), int(self.dut.waiters_used.value))
+        model = (self.params["entries"] - self.model.free_entries,
+                 self.params["waiters"] - self.model.free_waiters)
+        if used != model:
+            self.mismatches.append(f"entries/waiters used: table {used}, model {model}")
+        assert not self.mismatches, (f"{len(self.mismatches)} mismatches, first: "
+                                     + "; ".join(self.mismatches[:5]))
+
+    def figures(self):
+        return {**self.speed(), **self.params, "counts": dict(self.counts),
+                "statuses": dict(self.statuses), "mismatches": len(self.mismatches),
+                "signal_wait_max": max(self.signal_waits, default=0)}
+
+    # Scoreboard ---------------------------------------------------------------------------------
+
+    def _expect(self, result):
+        for name, fields in (("released", result.released), ("os", result.os_event)):
+            if fields is not None:
+                self._expected[name].append(fields)
+
+    def _request_taken(self, payload, offered, accepted):
+        self.counts["requests"] += 1
+        request = REQUEST.unpack(payload)
+        result = self.model.request(request["op"], request["asid"], request["addr"],
+                                    request["thread"])
+        self._expected["response"].append({"status": result.status,
+                                           "thread": request["thread"]})
+        self._expect(result)
+
+    def _signal_taken(self, payload, offered, accepted):
+        self.counts["signals"] += 1
+        self.signal_waits.append(accepted - offered)
+        signal = SIGNAL.unpack(payload)
+        result = self.model.signal(signal["asid"], signal["addr"])
+        if result is None:
+            self.mismatches.append(f"SIGNAL {signal} taken at {accepted}: the model holds it")
+        else:
+            self._expect(result)
+
+    def _residency_taken(self, payload, offered, accepted):
+        self.counts["residency"] += 1
+        fields = RESIDENCY.unpack(payload)
+        self.model.residency(fields["context"], fields["resident"], fields["thread"])
+
+    def _check_output(self, name, fields, when):
+        self.counts[name] += 1
+        if not self._expected[name]:
+            self.mismatches.append(f"{name} {fields} at {when}: none expected")
+            return False
+        expected = self._expected[name].popleft()
+        if fields != expected:
+            self.mismatches.append(f"{name} at {when}: got {fields}, expected {expected}")
+            return False
+        return True
+
+    def _response_taken(self, payload, when):
+        fields = RESPONSE.unpack(payload)
+        self.statuses[fields["status"].name] = self.statuses.get(fields["status"].name, 0) + 1
+        if self._check_output("response", fields, when) and self.on_response:
+            self.on_response(fields, when)
+
+    def _released_taken(self, payload, when):
+        fields = RELEASED.unpack(payload)
+        if self._check_output("released", fields, when) and self.on_released:
+            self.on_released(fields, when)
+
+    def _os_taken(self, payload, when):
+        fields = OS_EVENT.unpack(payload)
+        if self._check_output("os", fields, when) and self.on_os:
+            self.on_os(fields, when)
+
+    # Random workload ----------------------------------------------------------------------------
+
+    def random_operation(self, mutexes, events, threads):
+        """Queue one random operation on ``mutexes`` or ``events`` ((asid, addr) pairs): mostly
+        ACQUIRE and RELEASE (by the owner, usually) on mutexes and WAIT and SIGNAL on events, a
+        few on the wrong kind; now and then a residency change."""
+        roll = self.rng.random()
+        wrong = self.rng.random() < 0.03
+        if roll < 0.3:
+            asid, addr = self.rng.choice(events if wrong else mutexes)
+            owner = self.model.owner(asid, addr)
+            if self.rng.random() < 0.5:
+                thread = owner if owner is not None and self.rng.random() < 0.8 else None
+                op = LockOp.RELEASE
+            else:
+                thread, op = None, LockOp.ACQUIRE
+            self.lock_request(op, asid, addr, self.rng.choice(threads) if thread is None
+                              else thread)
+        elif roll < 0.97:
+            asid, addr = self.rng.choice(mutexes if wrong else events)
+            if self.rng.random() < 0.45:
+                self.lock_request(LockOp.WAIT, asid, addr, self.rng.choice(threads))
+            else:
+                self.lock_signal(asid, addr)
+        else:
+            context = self.rng.randrange(self.params["contexts"])
+            self.set_residency(context, self.rng.random() < 0.9, self.rng.choice(threads))
