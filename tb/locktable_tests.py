@@ -6,9 +6,12 @@ The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenche
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from rtl.layouts import LockKind, LockOp
+from behavioral.core import Acquire, Compute, Load, Release, Store, Wait
+from rtl.layouts import LockKind, LockOp, LockStatus
 
 from .component_tb import knobs, seed_for
+from .core_driver import CoreDriver
+from .locktable_tb import SIGNAL as SIGNAL_CODEC
 from .locktable_tb import LockTableTB
 from .runner import record_result
 from .stream import cycle
@@ -96,3 +99,201 @@ async def rate_and_signal_latency(dut):
     assert latency <= 2, f"SIGNAL offered at {offered}, released taken at {woken[0]}"
     record_result("rate_and_signal_latency",
                   {**tb.figures(), "signal_to_released_cycles": latency})
+
+
+class _CoreLockPort:
+    """The core's lock port on the table's ``request`` stream."""
+
+    def __init__(self, tb):
+        self._tb = tb
+
+    def request(self, op, asid, addr, thread):
+        self._tb.lock_request(op, asid, addr, thread)
+
+
+def _core_on_table(tb, **os_params):
+    """Return a :class:`~tb.core_driver.CoreDriver` whose core and OS drive the lock table."""
+    driver = CoreDriver(tb.ports, tb.dut.clk, lock_port=_CoreLockPort(tb),
+                        on_residency=lambda context, resident, thread, evictable:
+                        tb.set_residency(context, resident, thread),
+                        core_params={"contexts": tb.params["contexts"]},
+                        os_params={"switch_cycles": 20, "deliver_cycles": 30,
+                                   "spawn_cycles": 40, **os_params})
+
+    def answer(fields, when):
+        driver.sync()
+        driver.core.lock_response(fields["thread"], fields["status"])
+
+    def released(fields, when):
+        driver.sync()
+        driver.core.lock_released(fields["context"], fields["thread"])
+
+    def to_os(fields, when):
+        driver.sync()
+        driver.os.lock_event(fields)
+
+    tb.on_response, tb.on_released, tb.on_os = answer, released, to_os
+    return driver
+
+
+async def _run_threads(tb, driver, threads, timeout_cycles):
+    """Wait until every thread of ``threads`` (Thread objects) has exited."""
+    deadline = cycle() + timeout_cycles
+    while not all(thread.exited for thread in threads):
+        if cycle() >= deadline:
+            stuck = [thread for thread in threads if not thread.exited]
+            raise AssertionError(f"{len(stuck)} threads had not finished after "
+                                 f"{timeout_cycles} cycles: {stuck[:4]}")
+        await ClockCycles(tb.dut.clk, 64)
+    await tb.drain(timeout_cycles=1000)
+
+
+@cocotb.test()
+@cocotb.parametrize(oversubscribed=[False, True])
+async def mutex_contention(dut, oversubscribed):
+    """Threads of the core model take turns in a critical section guarded by one mutex:
+    never two inside at once, the shared counter exact, and the mutex handed over in the order
+    the threads parked. Oversubscribed: more threads than contexts, so the OS preempts parked
+    threads and hand-overs to them go through the OS."""
+    name = f"mutex_contention/oversubscribed={oversubscribed}"
+    tb = LockTableTB(dut, seed=seed_for(name))
+    driver = _core_on_table(tb, tick_cycles=400)
+    await tb.start()
+    rng, asid, lock, counter_pa = tb.rng, 3, 0x4000_0000, 0x1000
+    inside, parked_order, handed_order = [], [], []
+    tb_answer = tb.on_response
+
+    def answer(fields, when):
+        if fields["status"] is LockStatus.BLOCKED:
+            parked_order.append(fields["thread"])
+        tb_answer(fields, when)
+    tb.on_response = answer
+    tb_released = tb.on_released
+
+    def released(fields, when):
+        handed_order.append(fields["thread"])
+        tb_released(fields, when)
+    tb.on_released = released
+    tb_os = tb.on_os
+
+    def to_os(fields, when):
+        handed_order.append(fields["thread"])
+        tb_os(fields, when)
+    tb.on_os = to_os
+
+    def worker(tid, rounds):
+        for _ in range(rounds):
+            status = yield Acquire(lock)
+            assert status in (LockStatus.GRANTED, None), f"thread {tid}: {status}"
+            assert not inside, f"thread {tid} entered while {inside} is inside"
+            inside.append(tid)
+            value = yield Load(counter_pa)
+            yield Compute(rng.randrange(1, 12))
+            yield Store(counter_pa, value + 1)
+            inside.remove(tid)
+            assert (yield Release(lock)) is LockStatus.GRANTED
+            yield Compute(rng.randrange(0, 30))
+
+    count = tb.params["contexts"] + (2 if oversubscribed else 0)
+    rounds = 60
+    threads = [driver.os.create_thread(tid, asid, worker(tid, rounds)) for tid in range(count)]
+    driver.wake()
+    await _run_threads(tb, driver, threads, timeout_cycles=4000 * rounds * count)
+    tb.check()
+    assert driver.core.memory.load(counter_pa)[0] == rounds * count
+    assert handed_order == parked_order, (parked_order, handed_order)
+    figures = {**tb.figures(), "threads": count, "rounds": rounds,
+               "hand_overs": len(handed_order), "os": dict(driver.os.counters)}
+    assert figures["hand_overs"] > rounds, figures
+    if oversubscribed:
+        assert figures["counts"]["os"] and driver.os.counters["preemptions"], figures
+    record_result(name, figures)
+
+
+@cocotb.test()
+@cocotb.parametrize(oversubscribed=[False, True])
+async def wait_against_signal(dut, oversubscribed):
+    """Threads of the core model WAIT on their notification locks while the NI side SIGNALs
+    them at random moments, often in the same cycle as a WAIT: every thread wakes exactly once
+    per SIGNAL (never before the SIGNAL is taken: no spurious wake-up; never missing one: no
+    lost wake-up), and the table ends empty. Oversubscribed: more threads than contexts, so
+    wake-ups of preempted threads go through the OS."""
+    options = knobs("locktable")
+    name = f"wait_against_signal/oversubscribed={oversubscribed}"
+    tb = LockTableTB(dut, seed=seed_for(name))
+    driver = _core_on_table(tb, tick_cycles=300)
+    await tb.start()
+    rng, asid = tb.rng, 5
+    count = tb.params["contexts"] + (2 if oversubscribed else 0)
+    locks = [0x7000_0000 + 64 * tid for tid in range(count)]
+    total = options["interleavings"] // (2 if oversubscribed else 1)
+    targets = [rng.randrange(count) for _ in range(total)]
+    signalled = [0] * count             # SIGNALs the table has taken, per lock
+    woken = [0] * count
+    tb_signal_taken = tb.signal._on_accept
+
+    def signal_taken(payload, offered, accepted):
+        signalled[locks.index(SIGNAL_CODEC.field(payload, "addr"))] += 1
+        tb_signal_taken(payload, offered, accepted)
+    tb.signal._on_accept = signal_taken
+
+    def waiter(tid, waits):
+        for _ in range(waits):
+            status = yield Wait(locks[tid])
+            woken[tid] += 1
+            assert status in (LockStatus.GRANTED, None), f"thread {tid}: {status}"
+            assert woken[tid] <= signalled[tid], (f"thread {tid} woke {woken[tid]} times on "
+                                                  f"{signalled[tid]} SIGNALs")
+            yield Compute(rng.choice((1, 1, 2, 5, 20)))
+
+    threads = [driver.os.create_thread(tid, asid, waiter(tid, targets.count(tid)))
+               for tid in range(count)]
+    driver.wake()
+    same_cycle = 0
+    for target in targets:
+        tb.lock_signal(asid, locks[target])
+        same_cycle += len(tb.request) > 0
+        await ClockCycles(dut.clk, rng.choice((1, 1, 2, 3, 8, 30)))
+    await _run_threads(tb, driver, threads, timeout_cycles=2000 * total)
+    tb.check()
+    assert woken == signalled == [targets.count(tid) for tid in range(count)], (woken, signalled)
+    assert tb.model.free_entries == tb.params["entries"], "remembered SIGNALs left over"
+    figures = {**tb.figures(), "threads": count, "interleavings": total,
+               "signal_with_request_waiting": same_cycle, "os": dict(driver.os.counters)}
+    if oversubscribed:
+        assert figures["counts"]["os"], figures
+    record_result(name, figures)
+
+
+@cocotb.test()
+async def wake_latency(dut):
+    """A thread parked in WAIT: cycles from the SIGNAL offered to the table to the thread's
+    first instruction (the lock table's share of LOCK-mode notification latency)."""
+    tb = LockTableTB(dut, seed=seed_for("wake_latency"))
+    driver = _core_on_table(tb)
+    await tb.start()
+    lock, rounds = 0x5000, 32
+
+    def waiter():
+        for _ in range(rounds):
+            yield Wait(lock)
+            yield Compute(4)
+
+    thread = driver.os.create_thread(9, 1, waiter())
+    driver.wake()
+    latencies = []
+    for _ in range(rounds):
+        await ClockCycles(dut.clk, 100)           # parked by now
+        tb.lock_signal(1, lock)
+        offered = cycle() + 1
+        before = len(driver.resumes)
+        while len(driver.resumes) == before:
+            await ClockCycles(dut.clk, 1)
+        tid, first, reason = driver.resumes[-1]
+        assert (tid, reason) == (9, "released"), driver.resumes[-1]
+        latencies.append(first - offered)
+    await _run_threads(tb, driver, [thread], timeout_cycles=1000)
+    tb.check()
+    assert max(latencies) <= 4, latencies
+    record_result("wake_latency", {**tb.figures(), "signal_to_first_instruction_cycles":
+                                   sorted(set(latencies))})
