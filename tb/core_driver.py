@@ -51,6 +51,8 @@ class CoreDriver:
         self._clock = clock
         self.core = SMTCore(lock_port=lock_port, notifier_port=notifier_port,
                             **(core_params or {}))
+        # The core's cycle numbers are the simulation's: it starts empty at the current edge.
+        self.core.cycle = cycle()
         self.os = OS(self.core, **(os_params or {}))
         if on_residency is not None:
             self.os.on_residency(on_residency)
