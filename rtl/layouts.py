@@ -393,7 +393,7 @@ def notifier_command_layout(endpoints, contexts):
     ``contexts`` contexts; ``index`` names the endpoint or context written."""
     return data.StructLayout({
         "op":       NotifierCommandOp,
-        "index":    range(max(endpoints, contexts)),
+        "index":    range(max(endpoints, contexts, 2)),     # at least a bit wide
         "endpoint": NotifierEndpoint,
         "context":  NotifierContext,
     })

@@ -79,10 +79,11 @@ async def rate_and_signal_latency(dut):
     await tb.drain(timeout_cycles=100)
     arrivals = []
     tb.on_response = lambda fields, when: arrivals.append(when)
-    for thread in range(16):
-        tb.lock_request(LockOp.ACQUIRE, 1, 0x1000 + 8 * thread, thread)
+    for op in (LockOp.ACQUIRE, LockOp.RELEASE):
+        for thread in range(16):
+            tb.lock_request(op, 1, 0x1000 + 8 * thread, thread)
     await tb.drain(timeout_cycles=200)
-    assert arrivals == list(range(arrivals[0], arrivals[0] + 16)), arrivals
+    assert arrivals == list(range(arrivals[0], arrivals[0] + 32)), arrivals
 
     # Thread 7 parks on a notification lock; a SIGNAL then races a request for the table.
     tb.lock_request(LockOp.WAIT, 1, 0x8000, 7)

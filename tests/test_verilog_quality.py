@@ -14,6 +14,10 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("fabric", dict(nodes=16, link_latency=4)),
     ("arbiter", dict(count=2)),
     ("arbiter", dict(count=7)),
+    ("locktable", dict(entries=2, waiters=1, contexts=1, count_bits=1)),
+    ("locktable", dict(entries=5, waiters=7, contexts=8, count_bits=16)),
+    ("notifier", dict(endpoints=1, contexts=1, queue_depth=1)),
+    ("notifier", dict(endpoints=16, contexts=8, queue_depth=3)),
 ]
 
 
