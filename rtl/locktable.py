@@ -48,7 +48,8 @@ class LockTable(wiring.Component):
     ``request`` taking turns when both wait. Results are registered: the answer or event of an
     operation taken at an edge is valid from that edge. A port's operation is taken only while
     the three outputs can take a result. A SIGNAL that waits behind a request is taken at the
-    next edge, so a SIGNAL reaches ``released`` in at most 2 cycles.
+    next edge, so a SIGNAL reaches ``released`` in at most 2 cycles. While a SIGNAL is held,
+    it still takes its turns, so requests are taken every other cycle.
 
     Parameters
     ----------

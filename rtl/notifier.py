@@ -2,8 +2,8 @@ from amaranth import *
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, VA_BITS, Completion,
-                      HandlerReturn, HandlerReturnOp, LockSignal, NotifierCommandOp,
+from .layouts import (CONTEXT_BITS, ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, VA_BITS,
+                      Completion, HandlerReturn, HandlerReturnOp, LockSignal, NotifierCommandOp,
                       NotifierContext, NotifierEndpoint, NotifyEvent, NotifyEventKind, NotifyMode,
                       NotifyOsEvent, NotifyOsReason, notifier_command_layout)
 from .onehot import lowest, select
@@ -173,7 +173,7 @@ class Notifier(wiring.Component):
             "branch", "spawn", "evict", "do_signal", "push", "pop", "to_os"))
         reason = Signal(NotifyOsReason)
         counted = {name: Signal(name=f"counted_{name}") for name in NOTIFIER_COUNTERS}
-        target = Signal(range(max(contexts, 2)))
+        target = Signal(CONTEXT_BITS)      # a RETURN's context passes through whole
         with m.If(use_return & (ret.op == HandlerReturnOp.RETURN)):
             with m.If(~known | ~busy_handler):
                 m.d.comb += counted["bad_returns"].eq(1)

@@ -137,6 +137,16 @@ def _core_on_table(tb, **os_params):
     return driver
 
 
+def _retrying(operation):
+    """Issue the lock ``operation`` until the table has room for it (FULL: try again a little
+    later, as software would), and return its answer."""
+    while True:
+        status = yield operation
+        if status is not LockStatus.FULL:
+            return status
+        yield Compute(16)
+
+
 async def _run_threads(tb, driver, threads, timeout_cycles):
     """Wait until every thread of ``threads`` (Thread objects) has exited."""
     deadline = cycle() + timeout_cycles
@@ -184,7 +194,7 @@ async def mutex_contention(dut, oversubscribed):
 
     def worker(tid, rounds):
         for _ in range(rounds):
-            status = yield Acquire(lock)
+            status = yield from _retrying(Acquire(lock))
             assert status in (LockStatus.GRANTED, None), f"thread {tid}: {status}"
             assert not inside, f"thread {tid} entered while {inside} is inside"
             inside.append(tid)
@@ -240,7 +250,7 @@ async def wait_against_signal(dut, oversubscribed):
 
     def waiter(tid, waits):
         for _ in range(waits):
-            status = yield Wait(locks[tid])
+            status = yield from _retrying(Wait(locks[tid]))
             woken[tid] += 1
             assert status in (LockStatus.GRANTED, None), f"thread {tid}: {status}"
             assert woken[tid] <= signalled[tid], (f"thread {tid} woke {woken[tid]} times on "

@@ -380,5 +380,6 @@ class MessageBufferTB(ComponentTB):
                                                    "ni_misses", "tx_ops"))
         return {**self.speed(), "operations": operations, "lines": self.lines,
                 "tx_lines": self.tx_lines, "rx_lines": self.rx_lines,
-                "counts": dict(sorted(self.counts.items())), "hierarchy": dict(self.hierarchy.counters),
+                "counts": dict(sorted(self.counts.items())),
+                "hierarchy": dict(self.hierarchy.counters),
                 "held_at_end": len(self.model), "mismatches": len(self.mismatches)}

@@ -7,7 +7,7 @@ import pytest
 from rtl.layouts import (Codec, CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest,
                          WordBeat, msgbuf_tx_command_layout)
 from rtl.msgbuf import MessageBuffer
-from tests.sim import run, stream_get, stream_put
+from tests.sim import edges, run, stream_get, stream_put, tracer, transfer
 
 LINE_REQUEST = Codec(LineRequest)
 ANNOUNCEMENT = Codec(RxLineRequest)
@@ -47,25 +47,9 @@ def written(addr, words):
     return [(addr, data, int(word == 7)) for word, data in enumerate(words)]
 
 
-def transfer(port):
-    return port.valid & port.ready
-
-
 def written_back(dut):
     return transfer(dut.mem_write) & dut.mem_write.payload.last
 
-
-def tracer(log, **exprs):
-    """Return a testbench appending to ``log``, at every clock edge, the values of ``exprs``."""
-    async def testbench(ctx):
-        async for _, _, *values in ctx.tick().sample(*exprs.values()):
-            log.append(dict(zip(exprs, values)))
-    return testbench
-
-
-def edges(log, name):
-    """Return the clock edges of ``log`` at which ``name`` held."""
-    return [edge for edge, row in enumerate(log) if row[name]]
 
 
 async def ticks_until(ctx, condition):
