@@ -84,6 +84,7 @@ from itertools import count
 from rtl.layouts import (ASID_BITS, MAX_CONTEXTS, THREAD_BITS, VA_BITS, HandlerReturnOp, LockOp,
                          LockOsReason, LockStatus, NotifyEventKind, NotifyOsReason)
 
+from .checks import check_range, is_int
 from .memory import SparseMemory
 
 __all__ = [
@@ -100,19 +101,8 @@ _OVERHEADS = {"os": "os_cycles", "notification": "notification_cycles"}
 _WORD_LIMIT = 1 << 64
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _check_range(name, value, low, high):
-    """Raise ValueError unless ``low <= value <= high`` (``high`` None: no upper bound)."""
-    if not (_is_int(value) and value >= low and (high is None or value <= high)):
-        bound = f"{low} .. {high}" if high is not None else f">= {low}"
-        raise ValueError(f"{name} {value!r} must be an integer {bound}")
-
-
 def _check_addr(name, addr):
-    _check_range(f"{name} address", addr, 0, (1 << VA_BITS) - 1)
+    check_range(f"{name} address", addr, 0, (1 << VA_BITS) - 1)
 
 
 # Operations ---------------------------------------------------------------------------------------
@@ -127,7 +117,7 @@ class Compute(Operation):
     instructions: int
 
     def __post_init__(self):
-        _check_range("Compute instructions", self.instructions, 0, None)
+        check_range("Compute instructions", self.instructions, 0, None)
 
 
 @dataclass(frozen=True)
@@ -147,7 +137,7 @@ class Store(Operation):
 
     def __post_init__(self):
         _check_addr("Store", self.addr)
-        _check_range("Store value", self.value, 0, _WORD_LIMIT - 1)
+        check_range("Store value", self.value, 0, _WORD_LIMIT - 1)
 
 
 @dataclass(frozen=True)
@@ -167,7 +157,7 @@ class MmioWrite(Operation):
 
     def __post_init__(self):
         _check_addr("MmioWrite", self.addr)
-        _check_range("MmioWrite value", self.value, 0, _WORD_LIMIT - 1)
+        check_range("MmioWrite value", self.value, 0, _WORD_LIMIT - 1)
 
 
 @dataclass(frozen=True)
@@ -277,8 +267,8 @@ class Thread:
                  "notification_cycles", "os_cycles")
 
     def __init__(self, tid, asid, body, name=None, evictable=False):
-        _check_range("thread id", tid, 0, (1 << THREAD_BITS) - 1)
-        _check_range("asid", asid, 0, (1 << ASID_BITS) - 1)
+        check_range("thread id", tid, 0, (1 << THREAD_BITS) - 1)
+        check_range("asid", asid, 0, (1 << ASID_BITS) - 1)
         if not isinstance(evictable, bool):
             raise ValueError(f"evictable {evictable!r} must be True or False")
         self.tid = tid
@@ -323,7 +313,7 @@ class Thread:
         """Run the generator ``handler`` in place of the thread once the handlers now in progress
         have returned (it goes just above the thread's own stream), ``delay_cycles`` after it
         comes up; for the OS's deferred notifications. ``on_start()`` is called when it starts."""
-        _check_range("delay_cycles", delay_cycles, 0, None)
+        check_range("delay_cycles", delay_cycles, 0, None)
         frame = _Frame(handler, "os", endpoint=endpoint, start_delay=delay_cycles,
                        wake_reason="os", on_start=on_start)
         self.frames.insert(1, frame)
@@ -357,7 +347,7 @@ class FlatMemory:
     def __init__(self, memory, access_cycles):
         if not isinstance(memory, SparseMemory):
             raise ValueError(f"memory {memory!r} must be a SparseMemory")
-        _check_range("access_cycles", access_cycles, 0, None)
+        check_range("access_cycles", access_cycles, 0, None)
         self.memory = memory
         self.access_cycles = access_cycles
 
@@ -425,12 +415,12 @@ class SMTCore:
     def __init__(self, *, contexts=4, issue_width=2, policy="icount", memory=None,
                  load_cycles=None, redirect_cycles=1, lock_port=None, notifier_port=None, os=None,
                  handlers=None, mmio=None, icount_window_cycles=8):
-        _check_range("contexts", contexts, 1, MAX_CONTEXTS)
-        _check_range("issue_width", issue_width, 1, None)
+        check_range("contexts", contexts, 1, MAX_CONTEXTS)
+        check_range("issue_width", issue_width, 1, None)
         if policy not in POLICIES:
             raise ValueError(f"policy {policy!r} must be one of {', '.join(POLICIES)}")
-        _check_range("redirect_cycles", redirect_cycles, 0, None)
-        _check_range("icount_window_cycles", icount_window_cycles, 1, None)
+        check_range("redirect_cycles", redirect_cycles, 0, None)
+        check_range("icount_window_cycles", icount_window_cycles, 1, None)
         if handlers is not None and not isinstance(handlers, Mapping):
             raise ValueError(f"handlers {handlers!r} must be a mapping of PC to generator function")
         for name, port, method in (("lock_port", lock_port, "request"),
@@ -465,7 +455,7 @@ class SMTCore:
     def _memory(memory, load_cycles):
         if memory is None or isinstance(memory, SparseMemory):
             cycles = 2 if load_cycles is None else load_cycles
-            _check_range("load_cycles", cycles, 0, None)
+            check_range("load_cycles", cycles, 0, None)
             return FlatMemory(SparseMemory() if memory is None else memory, cycles)
         if not all(callable(getattr(memory, method, None)) for method in ("load", "store")):
             raise ValueError(f"memory {memory!r} must be a SparseMemory or have load() and store()")
@@ -492,7 +482,7 @@ class SMTCore:
 
     def after(self, delay_cycles, callback):
         """Call ``callback(cycle)`` at the start of the step of cycle ``cycle + delay_cycles``."""
-        _check_range("delay_cycles", delay_cycles, 0, None)
+        check_range("delay_cycles", delay_cycles, 0, None)
         heapq.heappush(self._timers, (self.cycle + delay_cycles, next(self._sequence), callback))
 
     @property
@@ -503,7 +493,7 @@ class SMTCore:
     # Contexts -----------------------------------------------------------------------------------
 
     def _check_context(self, context):
-        _check_range("context", context, 0, self.contexts - 1)
+        check_range("context", context, 0, self.contexts - 1)
         return self._contexts[context]
 
     def resident(self, context):
@@ -522,7 +512,7 @@ class SMTCore:
             raise ValueError(f"thread {thread!r} must be a live Thread in no context")
         if ctx.thread is not None:
             raise ValueError(f"context {context} holds {ctx.thread!r}; unload it first")
-        _check_range("delay_cycles", delay_cycles, 0, None)
+        check_range("delay_cycles", delay_cycles, 0, None)
         if overhead not in _OVERHEADS:
             raise ValueError(f"overhead {overhead!r} must be one of {', '.join(_OVERHEADS)}")
         self._install(context, thread, delay_cycles, _OVERHEADS[overhead])
@@ -597,7 +587,7 @@ class SMTCore:
         ValueError
             If a timer falls due within the cycles skipped.
         """
-        _check_range("cycles", cycles, 0, None)
+        check_range("cycles", cycles, 0, None)
         if not self.idle:
             raise RuntimeError(f"cycle {self.cycle}: the core is not idle; step() it instead")
         timer = self.next_timer_cycle
@@ -615,7 +605,7 @@ class SMTCore:
 
     def run(self, cycles):
         """Simulate ``cycles`` cycles, skipping idle stretches up to the next timer."""
-        _check_range("cycles", cycles, 0, None)
+        check_range("cycles", cycles, 0, None)
         end = self.cycle + cycles
         while self.cycle < end:
             self._advance_to(end)
@@ -630,7 +620,7 @@ class SMTCore:
         RuntimeError
             If the core is idle with no timer pending: nothing can change any more.
         """
-        _check_range("max_cycles", max_cycles, 0, None)
+        check_range("max_cycles", max_cycles, 0, None)
         end = self.cycle + max_cycles
         while not predicate():
             if self.cycle >= end:
@@ -862,7 +852,7 @@ class SMTCore:
     def mmio_response(self, thread_id, value=0):
         """Take the MMIO port's answer (the value read, or a write's status) to thread
         ``thread_id``'s oldest outstanding MMIO access."""
-        _check_range("MMIO value", value, 0, _WORD_LIMIT - 1)
+        check_range("MMIO value", value, 0, _WORD_LIMIT - 1)
         self._answered("mmio", thread_id).send = value
 
     def _require_os(self, what):

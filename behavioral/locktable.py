@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from rtl.layouts import (LOCK_SIGNAL_RESERVE, MAX_CONTEXTS, Codec, LockKind, LockOp, LockOsEvent,
                          LockOsReason, LockReleased, LockRequest, LockSignal, LockStatus, Residency)
 
+from .checks import check_range, payload
+
 __all__ = ["LockResult", "LockTableModel"]
 
 _REQUEST = Codec(LockRequest)
@@ -60,16 +62,6 @@ class _Lock:
     parked: deque = field(default_factory=deque)
 
 
-def _record(codec, **fields):
-    """Return ``fields`` as the hardware's payload unpacks: every field, enums as members."""
-    return codec.unpack(codec.pack(**fields))
-
-
-def _check_count(name, value, high=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1 \
-            or (high is not None and value > high):
-        bound = "a positive integer" if high is None else f"an integer between 1 and {high}"
-        raise ValueError(f"{name} must be {bound}, not {value!r}")
 
 
 class LockTableModel:
@@ -88,10 +80,10 @@ class LockTableModel:
     """
 
     def __init__(self, entries=32, waiters=32, contexts=4, count_bits=8):
-        _check_count("entries", entries)
-        _check_count("waiters", waiters)
-        _check_count("contexts", contexts, MAX_CONTEXTS)
-        _check_count("count_bits", count_bits)
+        check_range("entries", entries, 1)
+        check_range("waiters", waiters, 1)
+        check_range("contexts", contexts, 1, MAX_CONTEXTS)
+        check_range("count_bits", count_bits, 1)
         self._entries = entries
         self._waiters = waiters
         self._max_count = (1 << count_bits) - 1
@@ -247,10 +239,10 @@ class LockTableModel:
             del self._locks[key]
         context = self.resident_context(thread)
         if context is not None:
-            return LockResult(status, released=_record(_RELEASED, context=context, thread=thread))
+            return LockResult(status, released=payload(_RELEASED, context=context, thread=thread))
         return LockResult(status, os_event=self._os_event(LockOsReason.NOT_RESIDENT, thread, key))
 
     @staticmethod
     def _os_event(reason, thread, key):
         asid, addr = key
-        return _record(_OS_EVENT, reason=reason, thread=thread, asid=asid, addr=addr)
+        return payload(_OS_EVENT, reason=reason, thread=thread, asid=asid, addr=addr)

@@ -32,6 +32,8 @@ from typing import NamedTuple
 
 from rtl.layouts import FLIT_BYTES, LINE_BYTES, LINE_WORDS, PA_BITS
 
+from .checks import is_int
+
 __all__ = [
     "line_of",
     "SparseMemory", "CacheLine", "Victim", "Cache", "Access", "MemoryHierarchy",
@@ -55,18 +57,14 @@ def line_of(pa):
     return pa // LINE_BYTES
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _check_line(line):
-    if not (_is_int(line) and 0 <= line < _LINES):
+    if not (is_int(line) and 0 <= line < _LINES):
         raise ValueError(f"line {line!r} is not a physical line address (0 .. {_LINES - 1:#x}); "
                          f"pass pa >> 6 of a {PA_BITS}-bit physical address")
 
 
 def _check_value(value, what):
-    if not (_is_int(value) and 0 <= value < _WORD_LIMIT):
+    if not (is_int(value) and 0 <= value < _WORD_LIMIT):
         raise ValueError(f"{what} {value!r} is not a 64-bit unsigned integer; "
                          f"store values in 0 .. 2**64 - 1")
 
@@ -80,7 +78,7 @@ def _check_words(words):
 
 def _split(pa):
     """Return (line, word index) of the aligned word address ``pa``."""
-    if not (_is_int(pa) and 0 <= pa < 1 << PA_BITS):
+    if not (is_int(pa) and 0 <= pa < 1 << PA_BITS):
         raise ValueError(f"address {pa!r} is outside the {PA_BITS}-bit physical address space")
     if pa % FLIT_BYTES:
         raise ValueError(f"address {pa:#x} is not {FLIT_BYTES}-byte aligned; core accesses are "
@@ -112,7 +110,7 @@ class SparseMemory:
         """Write word ``i`` of ``words`` into ``line`` where bit ``i`` of ``mask`` is set."""
         _check_line(line)
         _check_words(words)
-        if not (_is_int(mask) and 0 <= mask < 1 << LINE_WORDS):
+        if not (is_int(mask) and 0 <= mask < 1 << LINE_WORDS):
             raise ValueError(f"mask {mask!r} is not an {LINE_WORDS}-bit word mask")
         stored = self._lines.setdefault(line, [0] * LINE_WORDS)
         for index, value in enumerate(words):
@@ -161,13 +159,13 @@ class Cache:
     """
 
     def __init__(self, name, *, size_bytes, ways, hit_cycles):
-        if not (_is_int(ways) and ways > 0):
+        if not (is_int(ways) and ways > 0):
             raise ValueError(f"cache {name}: ways {ways!r} must be a positive integer")
-        if not (_is_int(hit_cycles) and hit_cycles >= 0):
+        if not (is_int(hit_cycles) and hit_cycles >= 0):
             raise ValueError(f"cache {name}: hit_cycles {hit_cycles!r} must be a non-negative "
                              f"integer")
         way_bytes = LINE_BYTES * ways
-        sets = size_bytes // way_bytes if _is_int(size_bytes) and size_bytes > 0 else 0
+        sets = size_bytes // way_bytes if is_int(size_bytes) and size_bytes > 0 else 0
         if sets == 0 or sets * way_bytes != size_bytes or sets & (sets - 1):
             raise ValueError(f"cache {name}: size_bytes {size_bytes!r} must be {way_bytes} bytes "
                              f"(64 * {ways} ways) times a power of two")
@@ -345,7 +343,7 @@ class MemoryHierarchy:
         if self._misses.get(line) is not access:
             raise RuntimeError(f"access to {access.pa:#x} is not an outstanding miss; complete "
                                f"each access that access() returned not done, once")
-        if not (_is_int(probe_cycles) and probe_cycles >= 0):
+        if not (is_int(probe_cycles) and probe_cycles >= 0):
             raise ValueError(f"probe_cycles {probe_cycles!r} must be a non-negative integer")
         if buffered is not None:
             _check_words(buffered)

@@ -31,6 +31,8 @@ from rtl.layouts import (ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, Codec, 
                          NotifierContext, NotifierEndpoint, NotifyEvent, NotifyEventKind,
                          NotifyMode, NotifyOsEvent, NotifyOsReason, notifier_command_layout)
 
+from .checks import check_range, payload
+
 __all__ = ["NotifierResult", "NotifierModel"]
 
 _COMPLETION = Codec(Completion)
@@ -60,16 +62,6 @@ class NotifierResult:
     os_event: dict | None = None
 
 
-def _record(codec, **fields):
-    """Return ``fields`` as the hardware's payload unpacks: every field, enums as members."""
-    return codec.unpack(codec.pack(**fields))
-
-
-def _check_count(name, value, high=None):
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1 \
-            or (high is not None and value > high):
-        bound = "a positive integer" if high is None else f"an integer between 1 and {high}"
-        raise ValueError(f"{name} must be {bound}, not {value!r}")
 
 
 class NotifierModel:
@@ -87,13 +79,13 @@ class NotifierModel:
     """
 
     def __init__(self, endpoints=8, contexts=4, queue_depth=4):
-        _check_count("endpoints", endpoints, 1 << ENDPOINT_BITS)
-        _check_count("contexts", contexts, MAX_CONTEXTS)
-        _check_count("queue_depth", queue_depth)
+        check_range("endpoints", endpoints, 1, 1 << ENDPOINT_BITS)
+        check_range("contexts", contexts, 1, MAX_CONTEXTS)
+        check_range("queue_depth", queue_depth, 1)
         self._queue_depth = queue_depth
         self._command = Codec(notifier_command_layout(endpoints, contexts))
-        self._endpoints = [_record(_ENDPOINT) for _ in range(endpoints)]
-        self._contexts = [_record(_CONTEXT) for _ in range(contexts)]
+        self._endpoints = [payload(_ENDPOINT) for _ in range(endpoints)]
+        self._contexts = [payload(_CONTEXT) for _ in range(contexts)]
         self._in_handler = [False] * endpoints
         self._queues = [deque() for _ in range(endpoints)]
         self._counters = dict.fromkeys(NOTIFIER_COUNTERS, 0)
@@ -162,9 +154,9 @@ class NotifierModel:
         op = NotifierCommandOp(op)
         self._command.pack(op=op, index=index, endpoint=endpoint or {}, context=context or {})
         if op is NotifierCommandOp.WRITE_ENDPOINT:
-            table, value = self._endpoints, _record(_ENDPOINT, **(endpoint or {}))
+            table, value = self._endpoints, payload(_ENDPOINT, **(endpoint or {}))
         else:
-            table, value = self._contexts, _record(_CONTEXT, **(context or {}))
+            table, value = self._contexts, payload(_CONTEXT, **(context or {}))
         if index < len(table):
             table[index] = value
 
@@ -177,7 +169,7 @@ class NotifierModel:
     def _signal(self, endpoint, entry):
         row = self._endpoints[endpoint]
         self._counters["lock"] += 1
-        return NotifierResult(signal=_record(_SIGNAL, asid=row["asid"], addr=row["lock"]))
+        return NotifierResult(signal=payload(_SIGNAL, asid=row["asid"], addr=row["lock"]))
 
     def _branch(self, endpoint, entry):
         thread = self._endpoints[endpoint]["thread"]
@@ -203,9 +195,9 @@ class NotifierModel:
         if context is None:
             return self._to_os(NotifyOsReason.NO_CONTEXT, endpoint, row["thread"], entry)
         evicted = self._contexts[context]["thread"] if evict else 0
-        self._contexts[context] = _record(_CONTEXT, busy=1, thread=row["thread"])
+        self._contexts[context] = payload(_CONTEXT, busy=1, thread=row["thread"])
         self._counters["evict" if evict else "spawn"] += 1
-        return NotifierResult(event=_record(
+        return NotifierResult(event=payload(
             _EVENT, kind=NotifyEventKind.SPAWN, evict=int(evict), context=context,
             thread=row["thread"], evicted=evicted, endpoint=endpoint, pc=row["handler_pc"],
             sp=row["stack"], entry=entry))
@@ -214,13 +206,13 @@ class NotifierModel:
         """Make ``context`` branch to the handler of ``endpoint`` with ``entry``."""
         row = self._endpoints[endpoint]
         self._counters["branch"] += 1
-        return NotifierResult(event=_record(
+        return NotifierResult(event=payload(
             _EVENT, kind=NotifyEventKind.BRANCH, context=context, thread=row["thread"],
             endpoint=endpoint, pc=row["handler_pc"], entry=entry))
 
     def _to_os(self, reason, endpoint, thread, entry):
         self._counters["os"] += 1
-        return NotifierResult(os_event=_record(_OS_EVENT, reason=reason, endpoint=endpoint,
+        return NotifierResult(os_event=payload(_OS_EVENT, reason=reason, endpoint=endpoint,
                                                thread=thread, entry=entry))
 
     # Handler ends ---------------------------------------------------------------------------------
@@ -239,7 +231,7 @@ class NotifierModel:
         if context >= len(self._contexts):
             self._counters["bad_returns"] += 1
         else:
-            self._contexts[context] = _record(_CONTEXT)
+            self._contexts[context] = payload(_CONTEXT)
         return NotifierResult()
 
     # Helpers --------------------------------------------------------------------------------------

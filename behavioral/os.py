@@ -60,7 +60,8 @@ from collections import Counter, deque
 
 from rtl.layouts import ENDPOINT_BITS, LockOsReason, NotifyMode, NotifyOsReason
 
-from .core import Thread, _check_range
+from .checks import check_range
+from .core import Thread
 
 __all__ = ["OS"]
 
@@ -98,7 +99,7 @@ class OS:
                                  ("deliver_cycles", deliver_cycles, 0),
                                  ("spawn_cycles", spawn_cycles, 0),
                                  ("tick_cycles", tick_cycles, 1)):
-            _check_range(name, value, low, None)
+            check_range(name, value, low, None)
         if getattr(core, "os", None) is not None:
             raise ValueError(f"core {core!r} already has an OS, {core.os!r}")
         self.core = core
@@ -129,7 +130,7 @@ class OS:
         """Arm endpoint ``index`` (fields of :data:`rtl.layouts.NotifierEndpoint`); return the
         entry as a dict and pass it to every :meth:`on_endpoint` callback, which writes it into
         the Notifier (WRITE_ENDPOINT)."""
-        _check_range("endpoint", index, 0, (1 << ENDPOINT_BITS) - 1)
+        check_range("endpoint", index, 0, (1 << ENDPOINT_BITS) - 1)
         try:
             mode = NotifyMode(mode)
         except ValueError:

@@ -220,10 +220,10 @@ def test_events_compare_equal_to_unpacked_payloads():
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    (dict(entries=0), "entries must be a positive integer, not 0"),
-    (dict(waiters=-1), "waiters must be a positive integer, not -1"),
-    (dict(contexts=9), "contexts must be an integer between 1 and 8, not 9"),
-    (dict(count_bits=2.0), "count_bits must be a positive integer, not 2.0"),
+    (dict(entries=0), "entries 0 must be an integer >= 1"),
+    (dict(waiters=-1), "waiters -1 must be an integer >= 1"),
+    (dict(contexts=9), "contexts 9 must be an integer 1 .. 8"),
+    (dict(count_bits=2.0), "count_bits 2.0 must be an integer >= 1"),
 ])
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(ValueError, match=error):

@@ -257,9 +257,9 @@ def test_outputs_compare_equal_to_unpacked_payloads():
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    (dict(endpoints=17), "endpoints must be an integer between 1 and 16, not 17"),
-    (dict(contexts=0), "contexts must be an integer between 1 and 8, not 0"),
-    (dict(queue_depth=True), "queue_depth must be a positive integer, not True"),
+    (dict(endpoints=17), "endpoints 17 must be an integer 1 .. 16"),
+    (dict(contexts=0), "contexts 0 must be an integer 1 .. 8"),
+    (dict(queue_depth=True), "queue_depth True must be an integer >= 1"),
 ])
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(ValueError, match=error):
