@@ -871,7 +871,14 @@ class SMTCore:
         else:
             self._spawn(event)
 
-    def _handler(self, pc, entry):
+    def handler(self, pc, entry):
+        """Return the generator of the handler at ``pc`` for completion entry ``entry``.
+
+        Raises
+        ------
+        ValueError
+            If no handler is at ``pc``.
+        """
         try:
             factory = self.handlers[pc]
         except KeyError:
@@ -891,7 +898,7 @@ class SMTCore:
                 self.notifier_port.handler_return(HandlerReturnOp.RETURN, endpoint, context)
             return
         self.counters["branch"] += 1
-        thread.frames.append(_Frame(self._handler(event["pc"], event["entry"]), "branch",
+        thread.frames.append(_Frame(self.handler(event["pc"], event["entry"]), "branch",
                                     endpoint=endpoint, start_delay=self.redirect_cycles,
                                     wake_reason="branch"))
 
@@ -909,7 +916,7 @@ class SMTCore:
         if event["evict"] and (old is None or old.tid != event["evicted"]):
             self.counters["evict_mismatch"] += 1
         asid = 0 if self.os is None else self.os.endpoint(endpoint)["asid"]
-        thread = Thread(event["thread"], asid, self._handler(event["pc"], event["entry"]),
+        thread = Thread(event["thread"], asid, self.handler(event["pc"], event["entry"]),
                         name=f"spawn{endpoint}.t{event['thread']}")
         thread.frames[0].wake_reason = "spawn"
         self.counters["evict" if old is not None else "spawn"] += 1

@@ -247,13 +247,7 @@ class OS:
                        on_start=self._counting(reason))
 
     def _handler(self, endpoint, entry):
-        pc = self.endpoint(endpoint)["handler_pc"]
-        try:
-            factory = self.handlers[pc]
-        except KeyError:
-            raise ValueError(f"endpoint {endpoint} has handler pc {pc:#x}, which is not in the "
-                             f"handler table") from None
-        return factory(entry)
+        return self.core.handler(self.endpoint(endpoint)["handler_pc"], entry)
 
     def _counting(self, reason):
         def started():

@@ -3,6 +3,7 @@ group, and the run's speed; and the seed and knobs of each test."""
 
 import random
 import time
+from collections import deque
 
 import cocotb
 from cocotb.clock import Clock
@@ -12,7 +13,7 @@ from .runner import CLOCK_PERIOD_NS, testbench_params
 from .stream import StreamPorts, cycle
 from .testbenches import TESTBENCHES
 
-__all__ = ["ComponentTB", "knobs", "seed_for"]
+__all__ = ["ComponentTB", "OrderedOutputs", "knobs", "seed_for"]
 
 
 def knobs(testbench):
@@ -64,9 +65,60 @@ class ComponentTB:
         self.start_cycle = cycle()
         self._start_wall = time.perf_counter()
 
+    @property
+    def outstanding(self):
+        """Inputs queued or results expected and not yet seen (subclasses say which)."""
+        return 0
+
+    async def drain(self, timeout_cycles):
+        """Wait until :attr:`outstanding` is zero; fail after ``timeout_cycles`` cycles."""
+        deadline = cycle() + timeout_cycles
+        while self.outstanding:
+            if cycle() >= deadline:
+                raise AssertionError(f"{self.dut._name} did not finish within {timeout_cycles} "
+                                     f"cycles: {self.outstanding} inputs or results outstanding")
+            await ClockCycles(self.dut.clk, 4)
+
     def speed(self):
         """Return the simulator, cycles since :meth:`start`, wall time and cycles per second."""
         cycles = cycle() - self.start_cycle
         wall_s = time.perf_counter() - self._start_wall
         return {"sim": self.sim, "cycles": cycles, "wall_s": round(wall_s, 3),
                 "cycles_per_s": round(cycles / wall_s) if wall_s else 0}
+
+
+class OrderedOutputs:
+    """The payloads a reference model expects on a design's output ports, each port checked in
+    order as the design gives them.
+
+    Parameters
+    ----------
+    names : iterable of str
+        The output ports.
+    mismatches : list
+        Where a mismatch is described (shared with the testbench's other checks).
+    """
+
+    def __init__(self, names, mismatches):
+        self._expected = {name: deque() for name in names}
+        self._mismatches = mismatches
+        self.counts = dict.fromkeys(self._expected, 0)
+
+    def __len__(self):
+        return sum(map(len, self._expected.values()))
+
+    def expect(self, name, fields):
+        """Queue ``fields`` (a dict, as :meth:`rtl.layouts.Codec.unpack` gives) on ``name``."""
+        self._expected[name].append(fields)
+
+    def check(self, name, fields, when):
+        """Check what port ``name`` gave at edge ``when``; return whether it was expected."""
+        self.counts[name] += 1
+        if not self._expected[name]:
+            self._mismatches.append(f"{name} {fields} at {when}: none expected")
+            return False
+        expected = self._expected[name].popleft()
+        if fields != expected:
+            self._mismatches.append(f"{name} at {when}: got {fields}, expected {expected}")
+            return False
+        return True

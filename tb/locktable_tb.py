@@ -7,16 +7,11 @@ The table takes one operation per cycle, so the drivers see every operation it t
 wake-ups, port by port, in order, against the model's.
 """
 
-from collections import deque
-
-from cocotb.triggers import ClockCycles
-
 from behavioral.locktable import LockTableModel
 from rtl.layouts import (Codec, LockOp, LockOsEvent, LockReleased, LockRequest, LockResponse,
                          LockSignal, Residency)
 
-from .component_tb import ComponentTB
-from .stream import cycle
+from .component_tb import ComponentTB, OrderedOutputs
 
 __all__ = ["LockTableTB"]
 
@@ -46,12 +41,11 @@ class LockTableTB(ComponentTB):
         super().__init__(dut, seed=seed)
         self.model = LockTableModel(**self.params)
         self.mismatches = []
-        self.counts = {"requests": 0, "signals": 0, "residency": 0,
-                       **{name: 0 for name in OUTPUTS}}
+        self.outputs = OrderedOutputs(OUTPUTS, self.mismatches)
+        self.counts = {"requests": 0, "signals": 0, "residency": 0}
         self.statuses = {}
         self.signal_waits = []              # cycles each SIGNAL waited to be taken
         self.on_response = self.on_released = self.on_os = None
-        self._expected = {name: deque() for name in OUTPUTS}
         self.request = self.ports.source(dut, "request", on_accept=self._request_taken)
         self.signal = self.ports.source(dut, "signal", on_accept=self._signal_taken)
         self.residency = self.ports.source(dut, "residency", on_accept=self._residency_taken)
@@ -76,18 +70,7 @@ class LockTableTB(ComponentTB):
     @property
     def outstanding(self):
         """Operations queued or results expected and not yet seen."""
-        return (len(self.request) + len(self.signal) + len(self.residency)
-                + sum(map(len, self._expected.values())))
-
-    async def drain(self, timeout_cycles):
-        """Wait until every queued operation is taken and every result seen."""
-        deadline = cycle() + timeout_cycles
-        while self.outstanding:
-            if cycle() >= deadline:
-                raise AssertionError(f"the lock table did not finish within {timeout_cycles} "
-                                     f"cycles: {self.outstanding} operations or results "
-                                     f"outstanding; {len(self.signal)} SIGNALs held")
-            await ClockCycles(self.dut.clk, 4)
+        return len(self.request) + len(self.signal) + len(self.residency) + len(self.outputs)
 
     def check(self):
         """Fail on every mismatch the scoreboard found, and on a count the table disagrees with."""
@@ -100,7 +83,7 @@ class LockTableTB(ComponentTB):
                                      + "; ".join(self.mismatches[:5]))
 
     def figures(self):
-        return {**self.speed(), **self.params, "counts": dict(self.counts),
+        return {**self.speed(), **self.params, "counts": {**self.counts, **self.outputs.counts},
                 "statuses": dict(self.statuses), "mismatches": len(self.mismatches),
                 "signal_wait_max": max(self.signal_waits, default=0)}
 
@@ -109,15 +92,14 @@ class LockTableTB(ComponentTB):
     def _expect(self, result):
         for name, fields in (("released", result.released), ("os", result.os_event)):
             if fields is not None:
-                self._expected[name].append(fields)
+                self.outputs.expect(name, fields)
 
     def _request_taken(self, payload, offered, accepted):
         self.counts["requests"] += 1
         request = REQUEST.unpack(payload)
         result = self.model.request(request["op"], request["asid"], request["addr"],
                                     request["thread"])
-        self._expected["response"].append({"status": result.status,
-                                           "thread": request["thread"]})
+        self.outputs.expect("response", {"status": result.status, "thread": request["thread"]})
         self._expect(result)
 
     def _signal_taken(self, payload, offered, accepted):
@@ -135,31 +117,20 @@ class LockTableTB(ComponentTB):
         fields = RESIDENCY.unpack(payload)
         self.model.residency(fields["context"], fields["resident"], fields["thread"])
 
-    def _check_output(self, name, fields, when):
-        self.counts[name] += 1
-        if not self._expected[name]:
-            self.mismatches.append(f"{name} {fields} at {when}: none expected")
-            return False
-        expected = self._expected[name].popleft()
-        if fields != expected:
-            self.mismatches.append(f"{name} at {when}: got {fields}, expected {expected}")
-            return False
-        return True
-
     def _response_taken(self, payload, when):
         fields = RESPONSE.unpack(payload)
         self.statuses[fields["status"].name] = self.statuses.get(fields["status"].name, 0) + 1
-        if self._check_output("response", fields, when) and self.on_response:
+        if self.outputs.check("response", fields, when) and self.on_response:
             self.on_response(fields, when)
 
     def _released_taken(self, payload, when):
         fields = RELEASED.unpack(payload)
-        if self._check_output("released", fields, when) and self.on_released:
+        if self.outputs.check("released", fields, when) and self.on_released:
             self.on_released(fields, when)
 
     def _os_taken(self, payload, when):
         fields = OS_EVENT.unpack(payload)
-        if self._check_output("os", fields, when) and self.on_os:
+        if self.outputs.check("os", fields, when) and self.on_os:
             self.on_os(fields, when)
 
     # Random workload ----------------------------------------------------------------------------

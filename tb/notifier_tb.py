@@ -6,16 +6,11 @@ scoreboard applies each to :class:`behavioral.notifier.NotifierModel` as it is t
 the events, signals and OS hand-offs, port by port, in order, and the path counters.
 """
 
-from collections import deque
-
-from cocotb.triggers import ClockCycles
-
 from behavioral.notifier import NotifierModel
 from rtl.layouts import (NOTIFIER_COUNTERS, Codec, Completion, HandlerReturn, LockSignal,
                          NotifierCommandOp, NotifyEvent, NotifyOsEvent, notifier_command_layout)
 
-from .component_tb import ComponentTB
-from .stream import cycle
+from .component_tb import ComponentTB, OrderedOutputs
 
 __all__ = ["NotifierTB"]
 
@@ -46,10 +41,9 @@ class NotifierTB(ComponentTB):
         self.command_codec = Codec(notifier_command_layout(self.params["endpoints"],
                                                            self.params["contexts"]))
         self.mismatches = []
-        self.counts = {"completions": 0, "returns": 0, "commands": 0,
-                       **{name: 0 for name in OUTPUTS}}
+        self.outputs = OrderedOutputs(OUTPUTS, self.mismatches)
+        self.counts = {"completions": 0, "returns": 0, "commands": 0}
         self.on_event = self.on_signal = self.on_os = self.on_completion = None
-        self._expected = {name: deque() for name in OUTPUTS}
         self.completion = self.ports.source(dut, "completion", on_accept=self._completion_taken)
         self.handler_return = self.ports.source(dut, "handler_return",
                                                 on_accept=self._return_taken)
@@ -81,16 +75,7 @@ class NotifierTB(ComponentTB):
     @property
     def outstanding(self):
         return (len(self.completion) + len(self.handler_return) + len(self.command)
-                + sum(map(len, self._expected.values())))
-
-    async def drain(self, timeout_cycles):
-        """Wait until every queued input is taken and every output seen."""
-        deadline = cycle() + timeout_cycles
-        while self.outstanding:
-            if cycle() >= deadline:
-                raise AssertionError(f"the Notifier did not finish within {timeout_cycles} "
-                                     f"cycles: {self.outstanding} inputs or outputs outstanding")
-            await ClockCycles(self.dut.clk, 2)
+                + len(self.outputs))
 
     def counters(self):
         """Return the Notifier's path counters, read from the design."""
@@ -105,7 +90,7 @@ class NotifierTB(ComponentTB):
                                      + "; ".join(self.mismatches[:5]))
 
     def figures(self):
-        return {**self.speed(), **self.params, "counts": dict(self.counts),
+        return {**self.speed(), **self.params, "counts": {**self.counts, **self.outputs.counts},
                 "counters": self.counters(), "mismatches": len(self.mismatches)}
 
     # Scoreboard ---------------------------------------------------------------------------------
@@ -114,7 +99,7 @@ class NotifierTB(ComponentTB):
         for name, fields in (("event", result.event), ("signal", result.signal),
                              ("os", result.os_event)):
             if fields is not None:
-                self._expected[name].append(fields)
+                self.outputs.expect(name, fields)
 
     def _completion_taken(self, payload, offered, accepted):
         self.counts["completions"] += 1
@@ -136,17 +121,9 @@ class NotifierTB(ComponentTB):
                            context=fields["context"])
 
     def _check_output(self, name, codec, payload, when):
-        self.counts[name] += 1
         fields = codec.unpack(payload)
-        if not self._expected[name]:
-            self.mismatches.append(f"{name} {fields} at {when}: none expected")
-            return
-        expected = self._expected[name].popleft()
-        if fields != expected:
-            self.mismatches.append(f"{name} at {when}: got {fields}, expected {expected}")
-            return
         callback = getattr(self, f"on_{name}")
-        if callback:
+        if self.outputs.check(name, fields, when) and callback:
             callback(fields, when)
 
     def _event_taken(self, payload, when):

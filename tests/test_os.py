@@ -109,7 +109,7 @@ def test_bad_costs_are_one_line_value_errors(kwargs, error):
     (lambda os: os.set_endpoint(16, NotifyMode.LOCK), "endpoint 16 must be an integer 0 .. 15"),
     (lambda os: os.set_endpoint(1, 7), "mode 7 must be a NotifyMode"),
     (lambda os: os.notify_event({"reason": NOT_RESIDENT, "endpoint": 5, "thread": 1,
-                                 "entry": 0}), "endpoint 5 has handler pc 0x0, which is not in"),
+                                 "entry": 0}), "no handler at pc 0x0; the handlers are at"),
 ])
 def test_bad_calls_are_one_line_value_errors(call, error):
     os = OS(SMTCore(contexts=1), **COSTS)
