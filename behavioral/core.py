@@ -53,10 +53,10 @@ Races between tables
     The Notifier's and lock table's views of the contexts lag the core's by a few cycles, so an
     event may name a thread that has just left its context. Nothing is lost: a BRANCH for a thread
     not in the context goes to the OS as NOT_RESIDENT (and the core answers the Notifier with a
-    RETURN so the endpoint is not stuck in its handler); a SPAWN without evict into a busy context
-    goes to the OS as NO_CONTEXT; a release for a thread not in the context goes to the OS as a
-    NOT_RESIDENT lock event (with ``asid`` and ``addr`` zero: :data:`rtl.layouts.LockReleased`
-    names no lock). Each is counted in :attr:`SMTCore.counters`.
+    RETURN so the endpoint is not stuck in its handler); a SPAWN into a busy context, unless it
+    evicts the thread it names and the thread is evictable, goes to the OS as NO_CONTEXT (and the
+    core reports the context's thread again, so that the Notifier's table is put right); a
+    release for a thread not in the context goes to the OS as a NOT_RESIDENT lock event. Each is counted in :attr:`SMTCore.counters`.
 
 Ports (duck-typed; every call is made during :meth:`SMTCore.step` or an event method)
     ``lock_port.request(op, asid, addr, thread)``: a :class:`rtl.layouts.LockOp` for thread id
@@ -84,7 +84,7 @@ from itertools import count
 from rtl.layouts import (ASID_BITS, MAX_CONTEXTS, THREAD_BITS, VA_BITS, HandlerReturnOp, LockOp,
                          LockOsReason, LockStatus, NotifyEventKind, NotifyOsReason)
 
-from .checks import check_range, is_int
+from .checks import check_range
 from .memory import SparseMemory
 
 __all__ = [
@@ -189,7 +189,9 @@ class Wait(Operation):
 
 @dataclass(frozen=True)
 class Exit(Operation):
-    """End the thread, from its own stream or from a handler run in its place."""
+    """End the thread, from its own stream or from a handler run in its place; not while a
+    frame below the handler waits on a lock (the lock table would hand it to a thread that is
+    gone)."""
 
 
 _LOCK_OPS = {Acquire: LockOp.ACQUIRE, Release: LockOp.RELEASE, Wait: LockOp.WAIT}
@@ -205,7 +207,8 @@ class _Frame:
     """
 
     __slots__ = ("body", "kind", "endpoint", "start_delay", "activated", "started", "ready_at",
-                 "op", "remaining", "send", "awaiting", "parked", "early_releases", "wake_reason",
+                 "op", "remaining", "send", "awaiting", "lock", "parked", "early_releases",
+                 "wake_reason",
                  "on_start")
 
     def __init__(self, body, kind, *, endpoint=0, start_delay=0, wake_reason=None, on_start=None):
@@ -224,6 +227,7 @@ class _Frame:
         self.send = None                 # what the generator receives next
         self.awaiting = None             # "lock" or "mmio" while an answer is outstanding
         self.parked = False
+        self.lock = None                 # (asid, addr) of the outstanding lock operation
         self.early_releases = 0          # releases seen before the BLOCKED answer
         self.wake_reason = wake_reason   # stamped at the frame's next instruction
         self.on_start = on_start
@@ -295,11 +299,6 @@ class Thread:
         return sum(getattr(self, counter) for counter in self._COUNTERS)
 
     @property
-    def in_handler(self):
-        """Whether a handler runs (or waits to start) in place of the thread's own stream."""
-        return len(self.frames) > 1
-
-    @property
     def runnable(self):
         """Whether the thread could make progress in a context (it is not parked on a lock)."""
         return not self.exited and not self.frames[-1].parked
@@ -318,18 +317,18 @@ class Thread:
                        wake_reason="os", on_start=on_start)
         self.frames.insert(1, frame)
 
-    def release_lock(self, reason):
-        """Let the innermost parked frame go on (its lock op answers GRANTED), waking with
-        ``reason`` for :meth:`SMTCore.on_resume`; a release that overtook its BLOCKED answer is
-        kept for that answer. Return whether a frame took the release."""
-        for frame in reversed(self.frames):
-            if frame.parked:
-                frame.parked = False
+    def release_lock(self, reason, asid, addr):
+        """Let the frame parked on lock (``asid``, ``addr``) go on (its lock op answers
+        GRANTED), waking with ``reason`` for :meth:`SMTCore.on_resume`; a release that overtook
+        its BLOCKED answer is kept for that answer. Return whether a frame took the release."""
+        for frame in self.frames:
+            if frame.lock == (asid, addr) and frame.parked:
+                frame.parked, frame.lock = False, None
                 frame.send = LockStatus.GRANTED
                 frame.wake_reason = reason
                 return True
         for frame in self.frames:
-            if frame.awaiting == "lock":
+            if frame.lock == (asid, addr) and frame.awaiting == "lock":
                 frame.early_releases += 1
                 return True
         return False
@@ -408,8 +407,7 @@ class SMTCore:
         The next cycle :meth:`step` simulates.
     counters : dict
         Notification events taken (``branch``, ``spawn``, ``evict``), refused and handed to the
-        OS (``branch_refused``, ``spawn_refused``, ``release_forwarded``), SPAWN evictions of a
-        thread other than the event's ``evicted`` (``evict_mismatch``), ``exits``.
+        OS (``branch_refused``, ``spawn_refused``, ``release_forwarded``), ``exits``.
     """
 
     def __init__(self, *, contexts=4, issue_width=2, policy="icount", memory=None,
@@ -440,8 +438,7 @@ class SMTCore:
         self.handlers = {} if handlers is None else handlers
         self.cycle = 0
         self.counters = dict.fromkeys(["branch", "spawn", "evict", "branch_refused",
-                                       "spawn_refused", "release_forwarded", "evict_mismatch",
-                                       "exits"], 0)
+                                       "spawn_refused", "release_forwarded", "exits"], 0)
         self._contexts = [_Context(icount_window_cycles) for _ in range(contexts)]
         self._awaiting = {"lock": {}, "mmio": {}}    # kind -> thread id -> deque of frames
         self._timers = []                             # heap of (cycle, sequence, callback)
@@ -754,6 +751,7 @@ class SMTCore:
         else:
             port = self._port("lock_port", thread, op)
             self._await("lock", thread, frame)
+            frame.lock = (thread.asid, op.addr)
             port.request(_LOCK_OPS[type(op)], thread.asid, op.addr, thread.tid)
 
     def _port(self, name, thread, op):
@@ -797,6 +795,11 @@ class SMTCore:
             self.notifier_port.handler_return(HandlerReturnOp.RETURN, frame.endpoint, index)
 
     def _exit(self, index, thread, result):
+        waiting = [frame for frame in thread.frames if frame.lock is not None]
+        if waiting:
+            raise ValueError(f"{thread.name} exited while waiting on lock "
+                             f"{waiting[0].lock[0]}:{waiting[0].lock[1]:#x}; let the handler "
+                             f"return instead, so that the lock operation completes")
         thread.exited = True
         thread.result = result
         self.counters["exits"] += 1
@@ -831,23 +834,25 @@ class SMTCore:
         status = LockStatus(status)
         frame = self._answered("lock", thread_id)
         if status is not LockStatus.BLOCKED:
-            frame.send = status
+            frame.send, frame.lock = status, None
         elif frame.early_releases:
             frame.early_releases -= 1
-            frame.send = LockStatus.GRANTED
+            frame.send, frame.lock = LockStatus.GRANTED, None
             frame.wake_reason = "released"
         else:
             frame.parked = True
 
-    def lock_released(self, context, thread_id):
-        """The lock table released parked thread ``thread_id`` in ``context``: its lock op
+    def lock_released(self, context, thread, asid, addr):
+        """The lock table released parked thread id ``thread`` in ``context`` from lock
+        (``asid``, ``addr``) (the fields of :data:`rtl.layouts.LockReleased`): that lock op
         completes with GRANTED. A thread no longer in the context gets it through the OS."""
-        thread = self._check_context(context).thread
-        if thread is not None and thread.tid == thread_id and thread.release_lock("released"):
+        resident = self._check_context(context).thread
+        if (resident is not None and resident.tid == thread
+                and resident.release_lock("released", asid, addr)):
             return
         self.counters["release_forwarded"] += 1
-        self._require_os(f"release of thread {thread_id} in context {context}").lock_event(
-            {"reason": LockOsReason.NOT_RESIDENT, "thread": thread_id, "asid": 0, "addr": 0})
+        self._require_os(f"release of thread {thread} in context {context}").lock_event(
+            {"reason": LockOsReason.NOT_RESIDENT, "thread": thread, "asid": asid, "addr": addr})
 
     def mmio_response(self, thread_id, value=0):
         """Take the MMIO port's answer (the value read, or a write's status) to thread
@@ -905,16 +910,17 @@ class SMTCore:
     def _spawn(self, event):
         context, endpoint = event["context"], event["endpoint"]
         old = self._contexts[context].thread
-        if old is not None and not event["evict"]:
+        if old is not None and not (event["evict"] and old.tid == event["evicted"]
+                                    and old.evictable):
+            # The Notifier's table is stale: the context holds a thread it may not evict.
             self.counters["spawn_refused"] += 1
             self._require_os(f"SPAWN into busy context {context}").notify_event(
                 {"reason": NotifyOsReason.NO_CONTEXT, "endpoint": endpoint,
                  "thread": event["thread"], "entry": event["entry"]})
+            self._report_residency(context)     # and the tables learn what the context holds
             return
         if old is not None:
             self._require_os(f"SPAWN evicting {old!r}")
-        if event["evict"] and (old is None or old.tid != event["evicted"]):
-            self.counters["evict_mismatch"] += 1
         asid = 0 if self.os is None else self.os.endpoint(endpoint)["asid"]
         thread = Thread(event["thread"], asid, self.handler(event["pc"], event["entry"]),
                         name=f"spawn{endpoint}.t{event['thread']}")

@@ -62,8 +62,6 @@ class _Lock:
     parked: deque = field(default_factory=deque)
 
 
-
-
 class LockTableModel:
     """The lock table's entries, waiter pool and residency table.
 
@@ -80,10 +78,11 @@ class LockTableModel:
     """
 
     def __init__(self, entries=32, waiters=32, contexts=4, count_bits=8):
-        check_range("entries", entries, 1)
-        check_range("waiters", waiters, 1)
+        # The RTL's ranges: with the reserve for SIGNAL, one entry would serve no core operation.
+        check_range("entries", entries, LOCK_SIGNAL_RESERVE + 1, 256)
+        check_range("waiters", waiters, 1, 256)
         check_range("contexts", contexts, 1, MAX_CONTEXTS)
-        check_range("count_bits", count_bits, 1)
+        check_range("count_bits", count_bits, 1, 16)
         self._entries = entries
         self._waiters = waiters
         self._max_count = (1 << count_bits) - 1
@@ -239,7 +238,9 @@ class LockTableModel:
             del self._locks[key]
         context = self.resident_context(thread)
         if context is not None:
-            return LockResult(status, released=payload(_RELEASED, context=context, thread=thread))
+            asid, addr = key
+            return LockResult(status, released=payload(_RELEASED, context=context, thread=thread,
+                                                       asid=asid, addr=addr))
         return LockResult(status, os_event=self._os_event(LockOsReason.NOT_RESIDENT, thread, key))
 
     @staticmethod

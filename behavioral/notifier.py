@@ -62,8 +62,6 @@ class NotifierResult:
     os_event: dict | None = None
 
 
-
-
 class NotifierModel:
     """The Notifier's endpoint and context tables, handler queues and counters.
 
@@ -81,7 +79,7 @@ class NotifierModel:
     def __init__(self, endpoints=8, contexts=4, queue_depth=4):
         check_range("endpoints", endpoints, 1, 1 << ENDPOINT_BITS)
         check_range("contexts", contexts, 1, MAX_CONTEXTS)
-        check_range("queue_depth", queue_depth, 1)
+        check_range("queue_depth", queue_depth, 1, 16)
         self._queue_depth = queue_depth
         self._command = Codec(notifier_command_layout(endpoints, contexts))
         self._endpoints = [payload(_ENDPOINT) for _ in range(endpoints)]

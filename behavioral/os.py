@@ -219,7 +219,8 @@ class OS:
         if thread is None:
             raise RuntimeError(f"lock release of thread {event['thread']}, which is not waiting "
                                f"on a lock (lock {event['asid']}:{event['addr']:#x})")
-        thread.release_lock("released" if thread.context is not None else "os")
+        thread.release_lock("released" if thread.context is not None else "os", event["asid"],
+                            event["addr"])
         self._dispatch()
 
     # Notifier -----------------------------------------------------------------------------------

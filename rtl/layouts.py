@@ -323,10 +323,13 @@ LockSignal = data.StructLayout({
 })
 
 #: A parked thread may go on (it holds the mutex, or consumed a signal); sent to the core for a
-#: resident thread, naming the context it is in.
+#: resident thread, naming the context it is in and the lock, so that the core wakes the right
+#: operation when a handler parked on one lock runs over its thread parked on another.
 LockReleased = data.StructLayout({
     "context": CONTEXT_BITS,
     "thread":  THREAD_BITS,
+    "asid":    ASID_BITS,
+    "addr":    VA_BITS,
 })
 
 

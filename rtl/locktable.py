@@ -40,16 +40,17 @@ class LockTable(wiring.Component):
     reported on ``os`` as BAD_SIGNAL.
 
     **Wake-ups.** A parked thread that goes on (it got the mutex, or consumed a signal) is
-    announced on ``released`` with the context that holds it, if a context does (``residency``,
-    written by the OS as it schedules threads); else on ``os`` as NOT_RESIDENT, for the OS to
-    make the thread runnable.
+    announced on ``released`` with the lock and the context that holds it, if a context does
+    (``residency``, written by the OS as it schedules threads); else on ``os`` as NOT_RESIDENT,
+    for the OS to make the thread runnable.
 
     **Timing.** One operation per cycle, from ``residency`` first, then ``signal`` and
     ``request`` taking turns when both wait. Results are registered: the answer or event of an
     operation taken at an edge is valid from that edge. A port's operation is taken only while
     the three outputs can take a result. A SIGNAL that waits behind a request is taken at the
-    next edge, so a SIGNAL reaches ``released`` in at most 2 cycles. While a SIGNAL is held,
-    it still takes its turns, so requests are taken every other cycle.
+    next edge, so a SIGNAL reaches ``released`` in at most 2 cycles (when no residency write
+    comes first and the outputs are taken). While a SIGNAL is held, it still takes its turns, so
+    requests are taken every other cycle.
 
     Parameters
     ----------
@@ -246,7 +247,9 @@ class LockTable(wiring.Component):
         with m.If(accept & pop & holds_head.any()):
             m.d.sync += [self.released.valid.eq(1),
                          self.released.payload.context.eq(head_context),
-                         self.released.payload.thread.eq(head_thread)]
+                         self.released.payload.thread.eq(head_thread),
+                         self.released.payload.asid.eq(op_asid),
+                         self.released.payload.addr.eq(op_addr)]
         with m.If(accept & ((pop & ~holds_head.any()) | bad_signal)):
             m.d.sync += [self.os.valid.eq(1),
                          self.os.payload.reason.eq(Mux(bad_signal, LockOsReason.BAD_SIGNAL,

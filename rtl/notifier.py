@@ -11,6 +11,7 @@ from .params import check_int
 
 __all__ = ["Notifier"]
 
+
 class Notifier(wiring.Component):
     """Applies the receiving endpoint's notification mode to each completed message.
 
@@ -29,7 +30,9 @@ class Notifier(wiring.Component):
     * SPAWN: ``event`` starts the endpoint's thread at the handler PC with its stack on the
       lowest free context, else on the lowest context whose thread the OS marked evictable
       (``evict`` set: the core saves that thread for the OS first), else the OS gets it. The
-      context is then busy with the new thread, not evictable.
+      context is then busy with the new thread, not evictable. Every SPAWN of an endpoint runs
+      as the endpoint's thread number, so handlers of one endpoint that run at once share it:
+      they must not park on locks, where the table names threads by number.
 
     ``os`` carries what the OS must deliver later (:class:`rtl.layouts.NotifyOsReason`),
     including completions for endpoints the Notifier does not have. Every completion takes

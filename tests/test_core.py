@@ -68,7 +68,7 @@ class LockTablePort:
         result = self.table.request(op, asid, addr, thread)
         self.core.lock_response(thread, result.status)
         if result.released is not None:
-            self.core.lock_released(result.released["context"], result.released["thread"])
+            self.core.lock_released(**result.released)
         assert result.os_event is None
 
     def residency(self, context, resident, thread, evictable):
@@ -263,7 +263,7 @@ def test_lock_round_trip_blocked_thread_takes_no_slot_and_resumes():
     core.lock_response(5, LockStatus.BLOCKED)
     history = per_cycle_issue(core, [holder, spinner], 3)  # cycles 3..5: parked
     assert history == [[0, 1]] * 3 and core.idle is False
-    core.lock_released(0, 5)
+    core.lock_released(0, 5, 3, 0x40)
     core.run(2)                                            # cycle 6: Compute, 7: RELEASE
     assert answers == [LockStatus.GRANTED] and seen == [(5, 6, "released")]
     assert port.requests[1] == (LockOp.RELEASE, 3, 0x40, 5)
@@ -279,7 +279,7 @@ def test_a_release_overtaking_its_blocked_answer_is_kept():
     thread = Thread(1, 0, (x for x in [Wait(0x80)]))
     core.load_thread(0, thread)
     core.step()
-    core.lock_released(0, 1)
+    core.lock_released(0, 1, 0, 0x80)
     core.lock_response(1, LockStatus.BLOCKED)
     core.step()
     assert thread.exited
@@ -399,7 +399,7 @@ def test_a_pending_load_and_a_release_during_a_handler_are_kept():
     core.step()
     core.notify(branch())                        # a handler while the thread is parked
     core.step()
-    core.lock_released(0, 1)                     # released during the handler: remembered
+    core.lock_released(0, 1, 0, 0x80)            # released during the handler: remembered
     core.run_until(lambda: thread.exited, 100)
     assert thread.result == (42, LockStatus.GRANTED)
     assert [reason for _, _, reason in seen] == ["branch", "branch", "released"]
@@ -467,19 +467,77 @@ def test_exit_from_a_handler_ends_the_handler_then_the_thread():
     assert notifier.returns == [(RETURN, 3, 1), (EXIT, 0, 1)]
 
 
+def test_a_release_wakes_the_frame_parked_on_that_lock():
+    """A handler parked on lock 0xB0 runs over its thread parked on lock 0xA0: the release of
+    0xA0 wakes the thread's frame (later, when the handler has returned), not the handler."""
+    port, notifier = FakeLockPort(), FakeNotifierPort()
+    answers = []
+
+    def body():
+        answers.append(("thread", (yield Wait(0xA0))))
+
+    def handler(entry):
+        answers.append(("handler", (yield Acquire(0xB0))))
+
+    core = SMTCore(contexts=1, lock_port=port, notifier_port=notifier, handlers={0x400: handler})
+    thread = Thread(1, 2, body())
+    core.load_thread(0, thread)
+    core.step()
+    core.lock_response(1, LockStatus.BLOCKED)               # the thread parks on 0xA0
+    core.notify(branch())
+    core.run(3)                                             # redirect, then ACQUIRE 0xB0
+    core.lock_response(1, LockStatus.BLOCKED)               # the handler parks on 0xB0
+    core.lock_released(0, 1, 2, 0xA0)
+    core.run(3)
+    assert answers == []                                    # the handler still waits for 0xB0
+    core.lock_released(0, 1, 2, 0xB0)
+    core.run_until(lambda: thread.exited, 20)
+    assert answers == [("handler", LockStatus.GRANTED), ("thread", LockStatus.GRANTED)]
+
+
+def test_exit_from_a_handler_over_a_parked_thread_is_refused():
+    port, notifier = FakeLockPort(), FakeNotifierPort()
+
+    def body():
+        yield Wait(0xA0)
+
+    def handler(entry):
+        yield Exit()
+
+    core = SMTCore(contexts=1, lock_port=port, notifier_port=notifier, handlers={0x400: handler})
+    core.load_thread(0, Thread(1, 2, body()))
+    core.step()
+    core.lock_response(1, LockStatus.BLOCKED)
+    core.notify(branch())
+    with pytest.raises(ValueError, match="t1 exited while waiting on lock 2:0xa0; let the handler"):
+        core.run(3)
+
+
+def test_a_spawn_evicting_a_thread_not_marked_evictable_goes_to_the_os():
+    notifier, os = FakeNotifierPort(), FakeOS()
+    core = SMTCore(contexts=1, notifier_port=notifier, os=os, handlers={0x500: spin})
+    core.load_thread(0, Thread(1, 0, spin()))
+    reports = []
+    core.on_residency(lambda *report: reports.append(report))
+    core.notify(spawn(evict=1, evicted=1))                 # the Notifier's table was stale
+    assert [e["reason"] for e in os.notify_events] == [NotifyOsReason.NO_CONTEXT]
+    assert core.resident(0).tid == 1 and reports == [(0, True, 1, False)]
+    assert core.counters["spawn_refused"] == 1 and core.counters["evict"] == 0
+
+
 def test_events_for_a_thread_that_left_go_to_the_os():
     notifier, os = FakeNotifierPort(), FakeOS()
     core = SMTCore(contexts=2, notifier_port=notifier, os=os, handlers={0x400: spin, 0x500: spin})
     core.load_thread(0, Thread(1, 0, spin()))
     core.notify(branch(context=1, thread=1, entry=0x10))   # context 1 is empty
     core.notify(spawn(context=0, thread=7, entry=0x20))     # context 0 is busy, no evict
-    core.lock_released(1, 1)
+    core.lock_released(1, 1, 0, 0x80)
     assert [e["reason"] for e in os.notify_events] == [NotifyOsReason.NOT_RESIDENT,
                                                        NotifyOsReason.NO_CONTEXT]
     assert [e["entry"] for e in os.notify_events] == [0x10, 0x20]
     assert notifier.returns == [(RETURN, 3, 1)]            # the endpoint leaves its handler
     assert os.lock_events == [{"reason": LockOsReason.NOT_RESIDENT, "thread": 1, "asid": 0,
-                               "addr": 0}]
+                               "addr": 0x80}]
     assert core.counters["branch_refused"] == core.counters["spawn_refused"] == 1
 
 

@@ -37,8 +37,9 @@ def small_table(**kwargs):
     return LockTable(**{"entries": 2, "waiters": 2, "contexts": 2, "count_bits": 2, **kwargs})
 
 
-def released(context, thread):
-    return LockResult(released=RELEASED.unpack(RELEASED.pack(context=context, thread=thread)))
+def released(context, thread, addr=A, asid=ASID):
+    return LockResult(released=RELEASED.unpack(RELEASED.pack(context=context, thread=thread,
+                                                             asid=asid, addr=addr)))
 
 
 def to_os(reason, thread, addr, asid=ASID):
@@ -167,7 +168,7 @@ def test_queues_of_several_locks_share_the_waiter_slots():
     assert results == [
         answered(BLOCKED), answered(GRANTED), to_os(NOT_RESIDENT, 3, B), answered(BLOCKED),
         answered(BLOCKED), answered(BLOCKED), answered(GRANTED, to_os(NOT_RESIDENT, 2, A)),
-        released(1, 5), answered(GRANTED, released(0, 4)), answered(GRANTED), (0, 0)]
+        released(1, 5, C), answered(GRANTED, released(0, 4)), answered(GRANTED), (0, 0)]
 
 
 def test_acquire_by_the_owner_parks_it():
@@ -237,7 +238,7 @@ def test_wrong_kind_both_ways_changes_nothing():
     table.run(bench)
     assert results == [answered(GRANTED), LockResult(), answered(BLOCKED)] \
         + [answered(WRONG_KIND)] * 5 + [(3, 1)] \
-        + [answered(GRANTED), answered(GRANTED), released(0, 4), (0, 0)]
+        + [answered(GRANTED), answered(GRANTED), released(0, 4, C), (0, 0)]
 
 
 # Limits ------------------------------------------------------------------------------------------
@@ -524,7 +525,7 @@ def test_one_operation_per_cycle():
     assert [LockStatus(log[edge + 1]["status"]) for edge in taken] == \
         [status for *_, status in requests]
     assert edges(log, "released") == [taken[2] + 1]
-    assert RELEASED.unpack(log[taken[2] + 1]["woken"]) == {"context": 1, "thread": 2}
+    assert RELEASED.unpack(log[taken[2] + 1]["woken"]) == released(1, 2).released
 
 
 def test_signal_reaches_released_in_two_cycles_behind_a_request():
@@ -555,7 +556,7 @@ def test_signal_reaches_released_in_two_cycles_behind_a_request():
     assert waited == [[1], [1, 2]]
     assert [wake - start for wake, start in zip(wakes, offered, strict=True)] == [1, 2]
     assert [RELEASED.unpack(log[wake]["woken"]) for wake in wakes] == \
-        [{"context": 1, "thread": 7}] * 2
+        [released(1, 7).released] * 2
 
 
 def test_backpressure_holds_every_result_without_loss():
@@ -609,7 +610,7 @@ def test_backpressure_holds_every_result_without_loss():
         {"status": status, "thread": thread} for status, thread in (
             (GRANTED, 1), (BLOCKED, 2), (BLOCKED, 3), (GRANTED, 1), (GRANTED, 2), (GRANTED, 3),
             (BLOCKED, 4))]
-    assert [RELEASED.unpack(bits) for bits in got["released"]] == [{"context": 0, "thread": 2}]
+    assert [RELEASED.unpack(bits) for bits in got["released"]] == [released(0, 2).released]
     assert [OS_EVENT.unpack(bits) for bits in got["os"]] == [
         to_os(NOT_RESIDENT, 3, A).os_event, to_os(BAD_SIGNAL, 0, A).os_event,
         to_os(NOT_RESIDENT, 4, B).os_event]

@@ -14,8 +14,8 @@ ACQUIRE, RELEASE, WAIT = LockOp.ACQUIRE, LockOp.RELEASE, LockOp.WAIT
 GRANTED, BLOCKED, FULL = LockStatus.GRANTED, LockStatus.BLOCKED, LockStatus.FULL
 
 
-def released(context, thread):
-    return {"context": context, "thread": thread}
+def released(context, thread, asid=ASID, addr=ADDR):
+    return {"context": context, "thread": thread, "asid": asid, "addr": addr}
 
 
 def os_event(reason, thread, asid=ASID, addr=ADDR):
@@ -210,7 +210,8 @@ def test_events_compare_equal_to_unpacked_payloads():
     model.request(ACQUIRE, ASID, 0x40, 1)
     got = [model.signal(ASID, ADDR).released, model.signal(ASID, ADDR).os_event,
            model.signal(ASID, 0x40).os_event]
-    want = [Codec(LockReleased).unpack(Codec(LockReleased).pack(context=1, thread=6)),
+    want = [Codec(LockReleased).unpack(Codec(LockReleased).pack(context=1, thread=6, asid=ASID,
+                                                                addr=ADDR)),
             Codec(LockOsEvent).unpack(Codec(LockOsEvent).pack(
                 reason=LockOsReason.NOT_RESIDENT, thread=7, asid=ASID, addr=ADDR)),
             Codec(LockOsEvent).unpack(Codec(LockOsEvent).pack(
@@ -220,10 +221,10 @@ def test_events_compare_equal_to_unpacked_payloads():
 
 
 @pytest.mark.parametrize("kwargs, error", [
-    (dict(entries=0), "entries 0 must be an integer >= 1"),
-    (dict(waiters=-1), "waiters -1 must be an integer >= 1"),
+    (dict(entries=0), "entries 0 must be an integer 2 .. 256"),
+    (dict(waiters=-1), "waiters -1 must be an integer 1 .. 256"),
     (dict(contexts=9), "contexts 9 must be an integer 1 .. 8"),
-    (dict(count_bits=2.0), "count_bits 2.0 must be an integer >= 1"),
+    (dict(count_bits=2.0), "count_bits 2.0 must be an integer 1 .. 16"),
 ])
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(ValueError, match=error):
@@ -323,9 +324,11 @@ class Traffic:
         self.check(event["thread"] == thread, f"{key}: released {event}, head was {thread}")
         context = self.contexts.index(thread) if thread in self.contexts else None
         self.paths["released" if context is not None else "os"] += 1
-        want = (LockResult(result.status, released(context, thread)) if context is not None else
-                LockResult(result.status, os_event=os_event(LockOsReason.NOT_RESIDENT, thread,
-                                                            *key)))
+        if context is not None:
+            want = LockResult(result.status, released(context, thread, *key))
+        else:
+            want = LockResult(result.status,
+                              os_event=os_event(LockOsReason.NOT_RESIDENT, thread, *key))
         self.check(result == want, f"{key}: {result}, expected {want}")
         return thread
 

@@ -51,7 +51,6 @@ def written_back(dut):
     return transfer(dut.mem_write) & dut.mem_write.payload.last
 
 
-
 async def ticks_until(ctx, condition):
     """Return how many clock edges pass until one at which ``condition`` holds."""
     ticks = 1

@@ -259,7 +259,7 @@ def test_outputs_compare_equal_to_unpacked_payloads():
 @pytest.mark.parametrize("kwargs, error", [
     (dict(endpoints=17), "endpoints 17 must be an integer 1 .. 16"),
     (dict(contexts=0), "contexts 0 must be an integer 1 .. 8"),
-    (dict(queue_depth=True), "queue_depth True must be an integer >= 1"),
+    (dict(queue_depth=True), "queue_depth True must be an integer 1 .. 16"),
 ])
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(ValueError, match=error):

@@ -65,7 +65,7 @@ class Node:
 
     def _lock_outputs(self, result):
         if result.released is not None:
-            self.core.lock_released(result.released["context"], result.released["thread"])
+            self.core.lock_released(**result.released)
         if result.os_event is not None:
             self.os.lock_event(result.os_event)
 
