@@ -72,12 +72,21 @@ class ComponentTB:
 
     async def drain(self, timeout_cycles):
         """Wait until :attr:`outstanding` is zero; fail after ``timeout_cycles`` cycles."""
+        await self.wait_until(lambda: not self.outstanding, timeout_cycles,
+                              lambda: f"{self.outstanding} inputs or results outstanding")
+
+    async def wait_until(self, predicate, timeout_cycles, what):
+        """Wait until ``predicate()``, checking every few cycles; after ``timeout_cycles`` fail
+        with ``what()`` and the scoreboard's first mismatch, if any (a mismatch withholds the
+        result from the models that wait for it, so a run that stalls often began with one)."""
         deadline = cycle() + timeout_cycles
-        while self.outstanding:
+        step = 1 if timeout_cycles < 1000 else 16
+        while not predicate():
             if cycle() >= deadline:
-                raise AssertionError(f"{self.dut._name} did not finish within {timeout_cycles} "
-                                     f"cycles: {self.outstanding} inputs or results outstanding")
-            await ClockCycles(self.dut.clk, 4)
+                mismatches = getattr(self, "mismatches", [])
+                raise AssertionError(f"{self.dut._name}: after {timeout_cycles} cycles, {what()}"
+                                     + (f"; first mismatch: {mismatches[0]}" if mismatches else ""))
+            await ClockCycles(self.dut.clk, step)
 
     def speed(self):
         """Return the simulator, cycles since :meth:`start`, wall time and cycles per second."""
@@ -110,6 +119,16 @@ class OrderedOutputs:
     def expect(self, name, fields):
         """Queue ``fields`` (a dict, as :meth:`rtl.layouts.Codec.unpack` gives) on ``name``."""
         self._expected[name].append(fields)
+
+    def receiver(self, testbench, name, codec):
+        """Return the ``on_receive`` of a sink on port ``name``: unpack through ``codec``,
+        check, and hand an expected payload's fields to ``testbench.on_<name>`` if it is set."""
+        def receive(payload, when):
+            fields = codec.unpack(payload)
+            callback = getattr(testbench, f"on_{name}")
+            if self.check(name, fields, when) and callback:
+                callback(fields, when)
+        return receive
 
     def check(self, name, fields, when):
         """Check what port ``name`` gave at edge ``when``; return whether it was expected."""

@@ -77,8 +77,9 @@ class CoreDriver:
         self._ports.wake()
 
     def _busy(self):
+        # Busy from the edge before a timer's, so that the group services the timer's edge.
         timer = self.core.next_timer_cycle
-        return not self.core.idle or (timer is not None and timer <= cycle())
+        return not self.core.idle or (timer is not None and timer <= cycle() + 1)
 
     def _edge(self, now):
         self.sync()
@@ -90,5 +91,6 @@ class CoreDriver:
             cocotb.start_soon(self._wake_at(timer))
 
     async def _wake_at(self, when):
-        await ClockCycles(self._clock, max(1, when - cycle()))
+        """Wake the group at the edge before ``when``: it then services edge ``when``."""
+        await ClockCycles(self._clock, max(1, when - 1 - cycle()))
         self._ports.wake()

@@ -7,6 +7,8 @@ The table takes one operation per cycle, so the drivers see every operation it t
 wake-ups, port by port, in order, against the model's.
 """
 
+from collections import Counter
+
 from behavioral.locktable import LockTableModel
 from rtl.layouts import (Codec, LockOp, LockOsEvent, LockReleased, LockRequest, LockResponse,
                          LockSignal, Residency)
@@ -18,7 +20,7 @@ __all__ = ["LockTableTB"]
 REQUEST, RESPONSE = Codec(LockRequest), Codec(LockResponse)
 SIGNAL, RELEASED, OS_EVENT = Codec(LockSignal), Codec(LockReleased), Codec(LockOsEvent)
 RESIDENCY = Codec(Residency)
-OUTPUTS = ("response", "released", "os")
+OUTPUTS = {"response": RESPONSE, "released": RELEASED, "os": OS_EVENT}
 
 
 class LockTableTB(ComponentTB):
@@ -45,12 +47,14 @@ class LockTableTB(ComponentTB):
         self.counts = {"requests": 0, "signals": 0, "residency": 0}
         self.statuses = {}
         self.signal_waits = []              # cycles each SIGNAL waited to be taken
+        self.signalled = Counter()          # SIGNALs taken, by (asid, addr)
+        self.offers = []                    # (offered edge, op or "SIGNAL", asid, addr) taken
         self.on_response = self.on_released = self.on_os = None
         self.request = self.ports.source(dut, "request", on_accept=self._request_taken)
         self.signal = self.ports.source(dut, "signal", on_accept=self._signal_taken)
         self.residency = self.ports.source(dut, "residency", on_accept=self._residency_taken)
-        for name in OUTPUTS:
-            self.ports.sink(dut, name, on_receive=getattr(self, f"_{name}_taken"),
+        for name, codec in OUTPUTS.items():
+            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec),
                             ready_percent=ready_percent, rng=self.rng)
 
     # Stimulus -----------------------------------------------------------------------------------
@@ -97,8 +101,10 @@ class LockTableTB(ComponentTB):
     def _request_taken(self, payload, offered, accepted):
         self.counts["requests"] += 1
         request = REQUEST.unpack(payload)
+        self.offers.append((offered, request["op"], request["asid"], request["addr"]))
         result = self.model.request(request["op"], request["asid"], request["addr"],
                                     request["thread"])
+        self.statuses[result.status.name] = self.statuses.get(result.status.name, 0) + 1
         self.outputs.expect("response", {"status": result.status, "thread": request["thread"]})
         self._expect(result)
 
@@ -106,6 +112,8 @@ class LockTableTB(ComponentTB):
         self.counts["signals"] += 1
         self.signal_waits.append(accepted - offered)
         signal = SIGNAL.unpack(payload)
+        self.signalled[signal["asid"], signal["addr"]] += 1
+        self.offers.append((offered, "SIGNAL", signal["asid"], signal["addr"]))
         result = self.model.signal(signal["asid"], signal["addr"])
         if result is None:
             self.mismatches.append(f"SIGNAL {signal} taken at {accepted}: the model holds it")
@@ -116,22 +124,6 @@ class LockTableTB(ComponentTB):
         self.counts["residency"] += 1
         fields = RESIDENCY.unpack(payload)
         self.model.residency(fields["context"], fields["resident"], fields["thread"])
-
-    def _response_taken(self, payload, when):
-        fields = RESPONSE.unpack(payload)
-        self.statuses[fields["status"].name] = self.statuses.get(fields["status"].name, 0) + 1
-        if self.outputs.check("response", fields, when) and self.on_response:
-            self.on_response(fields, when)
-
-    def _released_taken(self, payload, when):
-        fields = RELEASED.unpack(payload)
-        if self.outputs.check("released", fields, when) and self.on_released:
-            self.on_released(fields, when)
-
-    def _os_taken(self, payload, when):
-        fields = OS_EVENT.unpack(payload)
-        if self.outputs.check("os", fields, when) and self.on_os:
-            self.on_os(fields, when)
 
     # Random workload ----------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ __all__ = ["NotifierTB"]
 
 COMPLETION, RETURN = Codec(Completion), Codec(HandlerReturn)
 EVENT, SIGNAL, OS_EVENT = Codec(NotifyEvent), Codec(LockSignal), Codec(NotifyOsEvent)
-OUTPUTS = ("event", "signal", "os")
+OUTPUTS = {"event": EVENT, "signal": SIGNAL, "os": OS_EVENT}
 
 
 class NotifierTB(ComponentTB):
@@ -48,8 +48,8 @@ class NotifierTB(ComponentTB):
         self.handler_return = self.ports.source(dut, "handler_return",
                                                 on_accept=self._return_taken)
         self.command = self.ports.source(dut, "command", on_accept=self._command_taken)
-        for name in OUTPUTS:
-            self.ports.sink(dut, name, on_receive=getattr(self, f"_{name}_taken"),
+        for name, codec in OUTPUTS.items():
+            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec),
                             ready_percent=ready_percent, rng=self.rng)
 
     # Stimulus -----------------------------------------------------------------------------------
@@ -119,18 +119,3 @@ class NotifierTB(ComponentTB):
         fields = self.command_codec.unpack(payload)
         self.model.command(fields["op"], fields["index"], endpoint=fields["endpoint"],
                            context=fields["context"])
-
-    def _check_output(self, name, codec, payload, when):
-        fields = codec.unpack(payload)
-        callback = getattr(self, f"on_{name}")
-        if self.outputs.check(name, fields, when) and callback:
-            callback(fields, when)
-
-    def _event_taken(self, payload, when):
-        self._check_output("event", EVENT, payload, when)
-
-    def _signal_taken(self, payload, when):
-        self._check_output("signal", SIGNAL, payload, when)
-
-    def _os_taken(self, payload, when):
-        self._check_output("os", OS_EVENT, payload, when)

@@ -132,13 +132,6 @@ def _uninterrupted(body):
     return thread.result
 
 
-async def _until(dut, predicate, timeout_cycles, what):
-    deadline = cycle() + timeout_cycles
-    while not predicate():
-        assert cycle() < deadline, f"{what} not done after {timeout_cycles} cycles"
-        await ClockCycles(dut.clk, 16)
-
-
 @cocotb.test()
 async def branch_into_computation(dut):
     """Arrivals BRANCH into a thread that is computing: its result equals the uninterrupted
@@ -167,7 +160,7 @@ async def branch_into_computation(dut):
         tb.complete(0, entry)
         # Bursts, so that arrivals find the handler running and the queue full.
         await ClockCycles(dut.clk, rng.choice((1, 1, 2, 5, 40, 200)))
-    await _until(dut, lambda: thread.exited, 100 * rounds, "the computation")
+    await tb.wait_until(lambda: thread.exited, 100 * rounds, lambda: "the computation runs on")
     await tb.drain(timeout_cycles=1000)
     tb.check()
     counters = tb.counters()
@@ -208,9 +201,9 @@ async def spawn_paths(dut):
     driver.wake()
     await ClockCycles(dut.clk, 50)
     await arrive(contexts - 1, 1)
-    await _until(dut, lambda: len(handled) == len(sent)
-                 and len(driver.core.free_contexts()) == contexts - 1, 5000,
-                 "spawned handlers on free contexts")
+    await tb.wait_until(lambda: len(handled) == len(sent)
+                        and len(driver.core.free_contexts()) == contexts - 1, 5000,
+                        lambda: "spawned handlers still running")
     # Only evictable contexts left: the rest filled with evictable threads.
     workers += [driver.os.create_thread(tid, 4, _computation(300, 0x3000 + 0x100 * tid),
                                         evictable=True) for tid in range(1, contexts)]
@@ -219,14 +212,16 @@ async def spawn_paths(dut):
     evictions = min(2, contexts - 1)
     await arrive(evictions, 1)
     # No context at all: every context busy with a thread that may not be evicted.
-    await _until(dut, lambda: all(thread.exited for thread in workers), 200_000, "workers")
+    await tb.wait_until(lambda: all(thread.exited for thread in workers), 200_000,
+                        lambda: "workers still running")
     workers = [driver.os.create_thread(tid, 4, _computation(200, 0x4000 + 0x100 * tid))
                for tid in range(10, 10 + contexts)]
     driver.wake()
     await ClockCycles(dut.clk, 100)
     await arrive(3, 2)
-    await _until(dut, lambda: all(thread.exited for thread in workers)
-                 and len(handled) == len(sent), 200_000, "OS spawns")
+    await tb.wait_until(lambda: all(thread.exited for thread in workers)
+                        and len(handled) == len(sent), 200_000,
+                        lambda: f"{len(sent) - len(handled)} handlers not run")
     await tb.drain(timeout_cycles=1000)
     tb.check()
     counters = tb.counters()
@@ -254,7 +249,8 @@ async def not_resident(dut):
     await ClockCycles(dut.clk, 60)
     assert late.context is None
     tb.complete(2, 0xABC0)
-    await _until(dut, lambda: late.exited and all(t.exited for t in busy), 200_000, "threads")
+    await tb.wait_until(lambda: late.exited and all(t.exited for t in busy), 200_000,
+                        lambda: "threads still running")
     await tb.drain(timeout_cycles=1000)
     tb.check()
     assert handled == [0xABC0]
