@@ -6,6 +6,7 @@ from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
+from .framing import MessageFramer
 from .locktable import LockTable
 from .msgbuf import MessageBuffer
 from .notifier import Notifier
@@ -22,6 +23,7 @@ COMPONENTS = {
     "msgbuf": MessageBuffer,
     "locktable": LockTable,
     "notifier": Notifier,
+    "framer": MessageFramer,
 }
 
 
