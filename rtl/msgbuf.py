@@ -360,7 +360,7 @@ class MessageBuffer(wiring.Component):
             m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
         # A reused line leaves the age queue at the next clock edge: the queue's removal is then
         # off the compare's path. Meanwhile no write-back starts, so the line cannot be chosen.
-        m.d.sync += prep.unqueue.eq(0)
+        m.d.sync += [prep.unqueue.eq(0), prep.retagged.eq(0)]
         with m.If(self.rx_line.valid & self.rx_line.ready):
             m.d.sync += [prep.addr.eq(announced.addr), words.eq(announced.words), dirty.eq(0),
                          merge_word.eq(0)]
@@ -373,6 +373,7 @@ class MessageBuffer(wiring.Component):
                 m.d.sync += [state.eq(_Prep.COH_REQ), prep.line.eq(free_line)]
                 set_indexed(m, self.state, free_line, LineState.FILL)
                 set_indexed(m, self.tag, free_line, announced.addr)
+                m.d.sync += prep.retagged.eq(Cat(free_line == line for line in range(lines)))
 
         # Coherence, then memory for a partial line no cache had dirty. Their words are written
         # only where the fill will not write.
@@ -486,16 +487,18 @@ class MessageBuffer(wiring.Component):
         # are in use (so that an announcement finds a line), or an announcement waits for one.
         def classify(request, name):
             # As for announcements, the tag compare is registered while the probe waits; the
-            # decision takes the lines' states of the moment (a tag written since is that of a
-            # line allocated a cycle ago, which a probe misses anyway: its coherence request
-            # cannot have been sent yet).
+            # decision takes the lines' states of the moment. A tag written at the last edge is
+            # left out: the compare saw the old tag of a free line, which may equal the probe's
+            # address while another line holds that address; and a probe of the new address
+            # misses anyway, as the line's coherence request cannot have been sent yet.
             compared = Signal(self._lines, name=f"{name}_compared")
             fresh = Signal(name=f"{name}_compared_fresh")
             match = Signal(self._lines, name=f"{name}_match")
             m.d.sync += [compared.eq(Cat(tag == request.payload.addr for tag in self.tag)),
                          fresh.eq(request.valid & ~request.ready)]
             m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
-                                             | self._in_state(LineState.RX)) & ~leaving)
+                                             | self._in_state(LineState.RX))
+                                 & ~leaving & ~prep.retagged)
             line = index_of(m, match, f"{name}_line")
             rx_hit = Signal(name=f"{name}_hit")
             blocked = Signal(name=f"{name}_blocked")
@@ -584,3 +587,6 @@ class _PrepView:
         self.unqueue = Signal(name="prep_unqueue")      # a reused line leaves the age queue
         self.unqueue_line = Signal(range(lines), name="prep_unqueue_line")
         self.waits_for_line = Signal(name="prep_waits_for_line")
+        #: The line whose tag the last clock edge wrote (one-hot): a compare registered at that
+        #: edge saw its old tag.
+        self.retagged = Signal(lines, name="prep_retagged")

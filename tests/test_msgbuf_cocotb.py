@@ -42,6 +42,16 @@ def test_small_buffer(sim, seed):
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
+def test_small_buffer_probe_after_retag(sim):
+    """Seed 1596823825 makes a probe wait while the line that last held its address, free since,
+    is given to another address, with the address held in a second line: the probe once matched
+    both lines and read the wrong one."""
+    result = run_msgbuf(sim, dict(lines=8, tx_lines=2, rx_lines=3), 1596823825,
+                        options={"operations": 20_000}, only="random_operations/backpressure=F")
+    assert result.results["random_operations/backpressure=False"]["mismatches"] == 0
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
 def test_buffer_off(sim, seed):
     """rx_lines=0: no stale read, every arriving line goes to memory at a line per 8 cycles, and
     reading a message of k lines costs k DRAM reads."""
