@@ -1,11 +1,13 @@
 """Shared helpers for unit tests in the Amaranth simulator."""
 
 import gc
+from collections import Counter
 
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-__all__ = ["run", "stream_put", "stream_get", "stream_put_together", "transfer", "tracer", "edges"]
+__all__ = ["run", "stream_put", "stream_get", "stream_put_together", "transfer", "tracer", "edges",
+           "OneAtATime"]
 
 
 def run(dut, *testbenches, deadline_cycles=100_000):
@@ -76,3 +78,43 @@ def tracer(log, **exprs):
 def edges(log, name):
     """Return the clock edges (indices into a :func:`tracer` log) at which ``name`` held."""
     return [edge for edge, row in enumerate(log) if row[name]]
+
+
+class OneAtATime:
+    """A component with registered outputs driven one input at a time, its outputs always ready.
+
+    :meth:`outputs` returns what the outputs ``names`` carried at the edge after an input was
+    taken; a monitor counts every output transfer, so that :meth:`run` can check that nothing
+    came out at another time. Subclasses add the inputs.
+    """
+
+    def __init__(self, dut, names, *, deadline_cycles):
+        self.dut = dut
+        self.names = tuple(names)
+        self.deadline_cycles = deadline_cycles
+        self.seen, self.returned = Counter(), Counter()
+
+    def run(self, *testbenches, deadline_cycles=None, check=True):
+        """Simulate; with ``check``, every output must have come from an input's result (a test
+        that also offers inputs itself leaves it off)."""
+        run(self.dut, *testbenches, self._monitor,
+            deadline_cycles=deadline_cycles or self.deadline_cycles)
+        if check:
+            assert self.seen == self.returned, "an output came at an unexpected edge"
+
+    async def _monitor(self, ctx):
+        for name in self.names:
+            ctx.set(getattr(self.dut, name).ready, 1)
+        async for _, _, *taken in ctx.tick().sample(*(transfer(getattr(self.dut, name))
+                                                      for name in self.names)):
+            self.seen.update(name for name, flag in zip(self.names, taken) if flag)
+
+    async def outputs(self, ctx):
+        """Wait an edge; return ``{name: payload bits, or None if not valid}``."""
+        ports = [getattr(self.dut, name) for name in self.names]
+        _, _, *values = await ctx.tick().sample(*(x for port in ports
+                                                  for x in (port.valid, Value.cast(port.payload))))
+        result = {name: payload if valid else None
+                  for name, valid, payload in zip(self.names, values[0::2], values[1::2])}
+        self.returned.update(name for name, bits in result.items() if bits is not None)
+        return result

@@ -4,7 +4,6 @@ core-side operations that need a new entry leave the last LOCK_SIGNAL_RESERVE fr
 SIGNAL). Table sizes below count on LOCK_SIGNAL_RESERVE = 1."""
 
 import random
-from collections import Counter
 
 import pytest
 from amaranth.hdl import Value
@@ -15,7 +14,7 @@ from rtl.layouts import (LOCK_SIGNAL_RESERVE, Codec, LockOp, LockOsEvent, LockOs
                          Residency)
 from rtl.locktable import LockTable
 from rtl.params import silence_unused
-from tests.sim import edges, run, stream_put, stream_put_together, transfer, tracer
+from tests.sim import OneAtATime, edges, run, stream_put, stream_put_together, tracer, transfer
 
 REQUEST, RESPONSE, SIGNAL = Codec(LockRequest), Codec(LockResponse), Codec(LockSignal)
 RELEASED, OS_EVENT, RESIDENCY = Codec(LockReleased), Codec(LockOsEvent), Codec(Residency)
@@ -52,47 +51,25 @@ def answered(status, event=LockResult()):
     return LockResult(status, event.released, event.os_event)
 
 
-class Table:
-    """A LockTable driven one operation at a time, its outputs always ready.
-
-    Each operation returns, as a :class:`behavioral.locktable.LockResult`, what the table put
-    out at the edge after the one that took it (the outputs are registered). A monitor counts
-    every output transfer, so that :meth:`run` can check that nothing came out at another time.
-    """
+class Table(OneAtATime):
+    """A LockTable driven one operation at a time, its outputs always ready; each operation
+    returns, as a :class:`behavioral.locktable.LockResult`, what the table put out at the edge
+    after the one that took it (the outputs are registered)."""
 
     def __init__(self, dut):
-        self.dut = dut
-        self.seen, self.returned = Counter(), Counter()
-
-    def run(self, *testbenches, deadline_cycles=DEADLINE, check=True):
-        """Simulate; with ``check``, every output must have come from an operation's result
-        (a test that also offers operations itself leaves it off)."""
-        run(self.dut, *testbenches, self._monitor, deadline_cycles=deadline_cycles)
-        if check:
-            assert self.seen == self.returned, "an output came at an unexpected edge"
-
-    async def _monitor(self, ctx):
-        for name in OUTPUTS:
-            ctx.set(getattr(self.dut, name).ready, 1)
-        async for _, _, *taken in ctx.tick().sample(*(transfer(getattr(self.dut, name))
-                                                      for name in OUTPUTS)):
-            self.seen.update(name for name, flag in zip(OUTPUTS, taken) if flag)
+        super().__init__(dut, OUTPUTS, deadline_cycles=DEADLINE)
 
     async def _result(self, ctx, thread=None):
-        ports = [getattr(self.dut, name) for name in OUTPUTS]
-        _, _, *values = await ctx.tick().sample(*(x for port in ports
-                                                  for x in (port.valid, Value.cast(port.payload))))
-        valid = dict(zip(OUTPUTS, values[0::2]))
-        payload = dict(zip(OUTPUTS, values[1::2]))
-        self.returned.update(name for name in OUTPUTS if valid[name])
+        out = await self.outputs(ctx)
         status = None
-        if valid["response"]:
-            response = RESPONSE.unpack(payload["response"])
+        if out["response"] is not None:
+            response = RESPONSE.unpack(out["response"])
             assert response["thread"] == thread, "the response does not echo the thread"
             status = response["status"]
         return LockResult(status,
-                          RELEASED.unpack(payload["released"]) if valid["released"] else None,
-                          OS_EVENT.unpack(payload["os"]) if valid["os"] else None)
+                          RELEASED.unpack(out["released"]) if out["released"] is not None
+                          else None,
+                          OS_EVENT.unpack(out["os"]) if out["os"] is not None else None)
 
     async def request(self, ctx, op, addr, thread, asid=ASID):
         await stream_put(ctx, self.dut.request, REQUEST.pack(op=op, asid=asid, addr=addr,

@@ -13,7 +13,7 @@ from rtl.layouts import (NOTIFIER_COUNTERS, Codec, Completion, HandlerReturn, Ha
                          NotifyOsEvent, NotifyOsReason)
 from rtl.notifier import Notifier
 from rtl.params import silence_unused
-from tests.sim import edges, run, stream_put, stream_put_together, transfer, tracer
+from tests.sim import OneAtATime, edges, run, stream_put, stream_put_together, tracer, transfer
 
 COMPLETION, RETURN = Codec(Completion), Codec(HandlerReturn)
 EVENT, SIGNAL, OS_EVENT = Codec(NotifyEvent), Codec(LockSignal), Codec(NotifyOsEvent)
@@ -65,41 +65,18 @@ def counts(**nonzero):
     return {name: nonzero.get(name, 0) for name in NOTIFIER_COUNTERS}
 
 
-class Box:
-    """A Notifier driven one input at a time, its outputs always ready.
-
-    Each input returns, as a :class:`behavioral.notifier.NotifierResult`, what the notifier put
-    out at the edge after the one that took it (the outputs are registered). A monitor counts
-    every output transfer, so that :meth:`run` can check that nothing came out at another time.
-    """
+class Box(OneAtATime):
+    """A Notifier driven one input at a time, its outputs always ready; each input returns, as a
+    :class:`behavioral.notifier.NotifierResult`, what the notifier put out at the edge after the
+    one that took it (the outputs are registered)."""
 
     def __init__(self, dut):
-        self.dut = dut
+        super().__init__(dut, OUTPUTS, deadline_cycles=DEADLINE)
         self.command_codec = Codec(dut.command.payload.shape())
-        self.seen, self.returned = Counter(), Counter()
-
-    def run(self, *testbenches, deadline_cycles=DEADLINE, check=True):
-        """Simulate; with ``check``, every output must have come from an input's result (a test
-        that also offers inputs itself leaves it off)."""
-        run(self.dut, *testbenches, self._monitor, deadline_cycles=deadline_cycles)
-        if check:
-            assert self.seen == self.returned, "an output came at an unexpected edge"
-
-    async def _monitor(self, ctx):
-        for name in OUTPUTS:
-            ctx.set(getattr(self.dut, name).ready, 1)
-        async for _, _, *taken in ctx.tick().sample(*(transfer(getattr(self.dut, name))
-                                                      for name in OUTPUTS)):
-            self.seen.update(name for name, flag in zip(OUTPUTS, taken) if flag)
 
     async def _result(self, ctx):
-        ports = [getattr(self.dut, name) for name in OUTPUTS]
-        _, _, *values = await ctx.tick().sample(*(x for port in ports
-                                                  for x in (port.valid, Value.cast(port.payload))))
-        valid = dict(zip(OUTPUTS, values[0::2]))
-        payload = dict(zip(OUTPUTS, values[1::2]))
-        self.returned.update(name for name in OUTPUTS if valid[name])
-        return NotifierResult(*(codec.unpack(payload[name]) if valid[name] else None
+        out = await self.outputs(ctx)
+        return NotifierResult(*(codec.unpack(out[name]) if out[name] is not None else None
                                 for name, codec in zip(OUTPUTS, (EVENT, SIGNAL, OS_EVENT))))
 
     async def completion(self, ctx, endpoint, entry):
