@@ -38,6 +38,7 @@ class Message:
     dst_node: int
     src_node: int
     dst_endpoint: int = 0
+    src_endpoint: int = 0
     kind: MessageKind = MessageKind.PUT
     notify: bool = False
     seq: int = 0
@@ -54,7 +55,8 @@ class Message:
     def header_bits(self):
         """Return the packed header as one integer."""
         return HEADER.pack(dst_node=self.dst_node, src_node=self.src_node,
-                           dst_endpoint=self.dst_endpoint, kind=self.kind, notify=self.notify,
+                           dst_endpoint=self.dst_endpoint,
+                           src_endpoint=self.src_endpoint, kind=self.kind, notify=self.notify,
                            length=len(self.payload), seq=self.seq, key=self.key,
                            remote_va=self.remote_va, metadata=self.metadata)
 

@@ -10,6 +10,8 @@ and a flit's bytes are little-endian, so byte ``i`` of a message is bits ``8*i .
 concatenated flit data.
 """
 
+import enum as py_enum
+
 from amaranth.lib import data, enum
 
 __all__ = [
@@ -29,6 +31,10 @@ __all__ = [
     "NotifyMode", "NotifierEndpoint", "NotifierContext", "NotifierCommandOp",
     "notifier_command_layout", "NOTIFIER_COUNTERS", "Completion", "NotifyEventKind", "NotifyEvent",
     "HandlerReturnOp", "HandlerReturn", "NotifyOsReason", "NotifyOsEvent",
+    "MMIO_ADDR_BITS", "SendFlags", "SendDescriptor", "DESCRIPTOR_WORDS", "TxError", "TxStatus",
+    "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
+    "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
+    "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS",
     "Codec",
 ]
 
@@ -83,7 +89,8 @@ MessageHeader = data.StructLayout({
     "key":          KEY_BITS,      # receive window key
     # flit 1
     "remote_va":    VA_BITS,
-    "reserved1":    16,
+    "src_endpoint": ENDPOINT_BITS, # the sending endpoint, reported in the completion entry
+    "reserved1":    12,
     # flit 2
     "metadata":     64,            # opaque to the NI, handed to the receiver
 })
@@ -473,6 +480,234 @@ NotifyOsEvent = data.StructLayout({
 })
 
 
+# Network interface: send descriptors, completion entries, MMIO map, OS interface -------------------
+
+#: Every endpoint has one 4 KiB user page in the NI's MMIO window; an MMIO address is the
+#: endpoint number above the offset in its page.
+MMIO_ADDR_BITS = ENDPOINT_BITS + PAGE_BITS
+
+
+class SendFlags(enum.Flag, shape=8):
+    """How a send descriptor's payload reaches the wire (any other bit set is a bad descriptor)."""
+    #: The NI reads the payload from the sender's memory at ``local_va`` (else: PIO, the payload
+    #: is the one written into the endpoint's TX slot).
+    DMA = 1
+    #: The receiver's NI notifies the receiving endpoint by its armed mode.
+    NOTIFY = 2
+
+
+#: A send, as user code writes it into its endpoint's TX slot (words 0..3 of the user page).
+SendDescriptor = data.StructLayout({
+    # word 0
+    "dst_node":     NODE_BITS,
+    "dst_endpoint": ENDPOINT_BITS,
+    "flags":        8,              # SendFlags; a plain field, so that bad bits can be sent
+    "length":       LENGTH_BITS,    # payload bytes: a multiple of 8, at most MAX_PAYLOAD_BYTES
+    "key":          KEY_BITS,       # the receive window's key
+    "reserved0":    20,
+    # word 1
+    "remote_va":    VA_BITS,        # where the payload lands in the receiver's window
+    "reserved1":    16,
+    # word 2
+    "local_va":     VA_BITS,        # DMA: where the payload is in the sender's memory
+    "reserved2":    16,
+    # word 3
+    "metadata":     64,             # handed to the receiver in the completion entry
+})
+DESCRIPTOR_WORDS = SendDescriptor.size // FLIT_DATA_BITS
+
+
+class TxError(enum.Enum, shape=3):
+    """Why the NI refused or abandoned a send (the ``error`` field of the TX status)."""
+    NONE = 0
+    #: Length not a multiple of 8 bytes, or above MAX_PAYLOAD_BYTES.
+    BAD_LENGTH = 1
+    #: The destination node is not in the system.
+    BAD_NODE = 2
+    #: A flag bit that means nothing is set.
+    BAD_FLAGS = 3
+    #: DMA: the sender may not read a page of the payload (no flit was sent).
+    DMA_FAULT = 4
+    #: DMA: a page of the payload was unmapped and the OS rejected the fill (no flit was sent).
+    DMA_REJECTED = 5
+
+
+#: The TX status of an endpoint (the user page's STATUS register). ``busy`` is set by the doorbell
+#: and cleared when the last flit has left or the send was refused; then ``error`` tells which.
+TxStatus = data.StructLayout({
+    "busy":  1,
+    "error": TxError,
+    "sent":  16,                # sends completed without error, modulo 2**16
+})
+
+
+class CompletionStatus(enum.Enum, shape=4):
+    """What a completion entry reports."""
+    #: The payload is in the receiver's memory at ``landing_va``.
+    DELIVERED = 0
+    #: The remote VA was unmapped and the OS rejected the fill: no memory was written.
+    REJECTED = 1
+
+
+#: One entry of an endpoint's completion ring in user memory, written by the receiving NI after
+#: the payload. Entries are :data:`COMPLETION_BYTES` apart; a ring of ``2**ring_log2`` entries.
+CompletionEntry = data.StructLayout({
+    # word 0
+    "src_node":     NODE_BITS,
+    "src_endpoint": ENDPOINT_BITS,
+    "status":       CompletionStatus,
+    "reserved0":    4,
+    "length":       LENGTH_BITS,
+    "reserved1":    4,
+    "seq":          16,
+    "reserved2":    16,
+    # word 1
+    "landing_va":   VA_BITS,
+    "reserved3":    16,
+    # word 2
+    "metadata":     64,
+    # word 3
+    "stamp":        64,             # the receiving NI's cycle count when the last flit came in
+})
+COMPLETION_WORDS = CompletionEntry.size // FLIT_DATA_BITS
+COMPLETION_BYTES = COMPLETION_WORDS * FLIT_BYTES
+
+
+class UserReg(enum.Enum, shape=PAGE_BITS):
+    """Byte offsets in an endpoint's user page. Every access is a 64-bit word."""
+    #: The send descriptor, DESCRIPTOR_WORDS words (write).
+    DESCRIPTOR = 0x000
+    #: Write (any value): send what the TX slot holds. Read: zero.
+    DOORBELL = 0x020
+    #: Read: :data:`TxStatus`.
+    STATUS = 0x028
+    #: Read/write: the index of the next completion entry the user will consume (mod 2**16).
+    RING_HEAD = 0x030
+    #: Read: the index of the next completion entry the NI will write (mod 2**16).
+    RING_TAIL = 0x038
+    #: Write: the :class:`NotifyMode`; takes effect with ARM_LOCK, ARM_HANDLER and ARM_STACK.
+    ARM_MODE = 0x040
+    #: Write: the notification lock (a VA in the endpoint's address space) for LOCK.
+    ARM_LOCK = 0x048
+    #: Write: the handler's PC for BRANCH and SPAWN.
+    ARM_HANDLER = 0x050
+    #: Write: the stack pointer of a SPAWNed handler.
+    ARM_STACK = 0x058
+    #: The PIO payload, MAX_PAYLOAD_BYTES from here to the page's end (write).
+    PAYLOAD = 0x800
+
+
+class MmioStatus(enum.Enum, shape=2):
+    """The answer to a user-level MMIO access."""
+    OK = 0
+    #: The requesting ASID does not own the endpoint: no effect; reported to the OS.
+    FOREIGN_ASID = 1
+    #: No register at that offset, a read of a write-only register, or an endpoint the NI does
+    #: not have: no effect.
+    BAD_ADDRESS = 2
+    #: A write into the TX slot while its send is in progress: no effect; retry after STATUS
+    #: shows it idle.
+    SLOT_BUSY = 3
+
+
+MmioRequest = data.StructLayout({
+    "write": 1,
+    "asid":  ASID_BITS,             # the requesting thread's address space
+    "addr":  MMIO_ADDR_BITS,        # endpoint << PAGE_BITS | offset; word aligned
+    "data":  64,
+})
+
+MmioResponse = data.StructLayout({
+    "status": MmioStatus,
+    "data":   64,
+})
+
+
+#: One entry of the NI's endpoint table, written by the OS: who owns the endpoint and where its
+#: completion ring is (physically contiguous, COMPLETION_BYTES-aligned; its VA is what handlers
+#: are given).
+EndpointEntry = data.StructLayout({
+    "enabled":   1,
+    "asid":      ASID_BITS,
+    "thread":    THREAD_BITS,       # the thread BRANCH redirects and SPAWN starts as
+    "ring_log2": 4,                 # 2**ring_log2 entries, 1 to 2**15
+    "ring_pa":   PA_BITS,
+    "ring_va":   VA_BITS,
+})
+
+
+class NiOsOp(enum.Enum, shape=2):
+    """Privileged NI commands (the ``os`` port)."""
+    #: Write endpoint ``index``'s table entry (``endpoint``); its ring restarts empty and its
+    #: armed mode goes back to NONE.
+    WRITE_ENDPOINT = 0
+    #: Pass ``tlb`` to the NI TLB (fill or invalidate).
+    TLB = 1
+    #: Write SMT context ``index`` (``context``): the Notifier's context table and the lock
+    #: table's residency.
+    WRITE_CONTEXT = 2
+    #: Answer the oldest TLB miss of engine ``engine``: retry the lookup (after a FILL) or reject.
+    MISS_ANSWER = 3
+
+
+class NiEngine(enum.Enum, shape=1):
+    """The NI's two translating engines."""
+    TX = 0
+    RX = 1
+
+
+def ni_os_command_layout(asid_bits=ASID_BITS):
+    """Return the layout of a privileged NI command; fields its op does not use are ignored."""
+    return data.StructLayout({
+        "op":       NiOsOp,
+        "index":    ENDPOINT_BITS,
+        "endpoint": EndpointEntry,
+        "tlb":      tlb_command_layout(asid_bits),
+        "context":  NotifierContext,
+        "engine":   NiEngine,
+        "reject":   1,
+    })
+
+
+class NiFaultKind(enum.Enum, shape=4):
+    """What the NI reports to the OS on its ``fault`` port."""
+    #: A user MMIO access by an ASID that does not own the endpoint.
+    FOREIGN_ASID = 0
+    #: A TX (DMA) lookup missed: answer with MISS_ANSWER for TX.
+    TX_MISS = 1
+    #: An RX lookup missed: answer with MISS_ANSWER for RX.
+    RX_MISS = 2
+    #: DMA from a page the sender may not read.
+    TX_PERMISSION = 3
+    #: A message to a page not remotely writable: discarded.
+    RX_PERMISSION = 4
+    #: A message with the wrong window key: discarded.
+    RX_KEY = 5
+    #: CRC mismatch: discarded.
+    BAD_CRC = 6
+    #: ``last`` before the length the header gives, or none where it should be: discarded.
+    TRUNCATED = 7
+    #: Not for this node, not a PUT, or a bad length: discarded.
+    BAD_HEADER = 8
+    #: To an endpoint the NI does not have or that is disabled: discarded.
+    BAD_ENDPOINT = 9
+    #: The OS rejected an RX fill: an error completion was written, no memory.
+    RX_REJECTED = 10
+
+
+NiFault = data.StructLayout({
+    "kind":     NiFaultKind,
+    "endpoint": ENDPOINT_BITS,      # the sending (TX) or receiving (RX, MMIO) endpoint
+    "asid":     ASID_BITS,
+    "va":       VA_BITS,            # the page missed or refused
+    "node":     NODE_BITS,          # RX: the source node
+})
+
+#: The RX engine's counters (``count_<name>`` members of :class:`rtl.ni.RxEngine`).
+RX_COUNTERS = ("delivered", "rejected", "bad_crc", "truncated", "bad_header", "bad_endpoint",
+               "key_faults", "permission_faults", "misses", "ring_full_cycles")
+
+
 HEADER_FLITS = MessageHeader.size // FLIT_DATA_BITS
 TRAILER_FLITS = Trailer.size // FLIT_DATA_BITS
 
@@ -480,6 +715,9 @@ assert MessageHeader.size == HEADER_FLITS * FLIT_DATA_BITS
 assert Trailer.size == TRAILER_FLITS * FLIT_DATA_BITS
 assert MessageHeader["dst_node"].offset + NODE_BITS <= FLIT_DATA_BITS, "routing needs flit 0 only"
 assert MAX_PAYLOAD_BYTES < (1 << LENGTH_BITS)
+assert SendDescriptor.size == DESCRIPTOR_WORDS * FLIT_DATA_BITS
+assert CompletionEntry.size == COMPLETION_WORDS * FLIT_DATA_BITS
+assert UserReg.PAYLOAD.value + MAX_PAYLOAD_BYTES == 1 << PAGE_BITS
 
 
 class Codec:
@@ -500,7 +738,7 @@ class Codec:
         self._fields = {}
         for name, field in self._layout:
             shape = field.shape
-            if isinstance(shape, type) and issubclass(shape, enum.Enum):
+            if isinstance(shape, type) and issubclass(shape, py_enum.Enum):
                 kind = shape
             elif isinstance(shape, data.Layout):
                 kind = Codec(shape)
@@ -533,7 +771,7 @@ class Codec:
             except KeyError:
                 raise ValueError(f"unknown field {name!r}; the fields are "
                                  f"{', '.join(self._fields)}") from None
-            if isinstance(value, enum.Enum):
+            if isinstance(value, py_enum.Enum):
                 value = value.value
             elif isinstance(value, dict):
                 value = self._fields[name][2].pack(**value)
