@@ -34,7 +34,8 @@ __all__ = [
     "MMIO_ADDR_BITS", "SendFlags", "SendDescriptor", "DESCRIPTOR_WORDS", "TxError", "TxStatus",
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
-    "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS",
+    "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
+    "TxSlotWrite", "Doorbell", "MissAnswer",
     "Codec",
 ]
 
@@ -540,6 +541,26 @@ TxStatus = data.StructLayout({
     "sent":  16,                # sends completed without error, modulo 2**16
 })
 
+#: A word written into an endpoint's TX slot (the NI's MMIO decoder to the TX engine): descriptor
+#: word ``word`` (0..DESCRIPTOR_WORDS-1) or payload word ``word`` (0..MAX_PAYLOAD_BYTES/8-1).
+TxSlotWrite = data.StructLayout({
+    "endpoint":   ENDPOINT_BITS,
+    "descriptor": 1,
+    "word":       8,
+    "data":       64,
+})
+
+#: A doorbell: send what endpoint ``endpoint``'s TX slot holds, in address space ``asid``.
+Doorbell = data.StructLayout({
+    "endpoint": ENDPOINT_BITS,
+    "asid":     ASID_BITS,
+})
+
+#: The OS's answer to an engine's oldest TLB miss: retry the lookup, or give up the message.
+MissAnswer = data.StructLayout({
+    "reject": 1,
+})
+
 
 class CompletionStatus(enum.Enum, shape=4):
     """What a completion entry reports."""
@@ -703,7 +724,10 @@ NiFault = data.StructLayout({
     "node":     NODE_BITS,          # RX: the source node
 })
 
-#: The RX engine's counters (``count_<name>`` members of :class:`rtl.ni.RxEngine`).
+#: The TX engine's counters (``count_<name>`` members of :class:`rtl.txengine.TxEngine`).
+TX_COUNTERS = ("sent", "refused", "dma_lines", "misses")
+
+#: The RX engine's counters (``count_<name>`` members of :class:`rtl.rxengine.RxEngine`).
 RX_COUNTERS = ("delivered", "rejected", "bad_crc", "truncated", "bad_header", "bad_endpoint",
                "key_faults", "permission_faults", "misses", "ring_full_cycles")
 
