@@ -64,8 +64,9 @@ Ports (duck-typed; every call is made during :meth:`SMTCore.step` or an event me
     ``notifier_port.handler_return(op, endpoint, context)``: a :class:`rtl.layouts.HandlerReturnOp`.
     ``mmio.request(write, asid, addr, value, thread)``: answered by :meth:`SMTCore.mmio_response`
     with the value read (a write's answer is its status), once per request, in order per thread.
-    ``memory.load(addr) -> (value, cycles)`` and ``memory.store(addr, value) -> cycles``: see
-    :class:`FlatMemory`. The OS: ``evicted(thread)``, ``thread_exited(thread)``,
+    ``memory.load(addr) -> (value, cycles)`` and ``memory.store(addr, value) -> cycles``, or
+    ``memory.request(write, addr, value, thread)`` answered by :meth:`SMTCore.memory_response`:
+    see :class:`FlatMemory`. The OS: ``evicted(thread)``, ``thread_exited(thread)``,
     ``notify_event(event)``, ``lock_event(event)`` and ``endpoint(index)`` (for a spawned thread's
     ASID), as :class:`behavioral.os.OS` provides them.
 
@@ -341,6 +342,9 @@ class FlatMemory:
 
     A memory object for :class:`SMTCore` needs two methods: ``load(addr) -> (value, cycles)`` and
     ``store(addr, value) -> cycles``, ``cycles`` being the stall after the access's issue cycle.
+    A memory whose answers come from outside (a cache miss probing a design in simulation) has
+    instead ``request(write, addr, value, thread)``, and answers each access, in order per
+    thread, with :meth:`SMTCore.memory_response` once it is done.
     """
 
     def __init__(self, memory, access_cycles):
@@ -440,7 +444,7 @@ class SMTCore:
         self.counters = dict.fromkeys(["branch", "spawn", "evict", "branch_refused",
                                        "spawn_refused", "release_forwarded", "exits"], 0)
         self._contexts = [_Context(icount_window_cycles) for _ in range(contexts)]
-        self._awaiting = {"lock": {}, "mmio": {}}    # kind -> thread id -> deque of frames
+        self._awaiting = {"lock": {}, "mmio": {}, "memory": {}}    # kind -> thread id -> deque of frames
         self._timers = []                             # heap of (cycle, sequence, callback)
         self._sequence = count()
         self._resume_callbacks = []
@@ -454,8 +458,10 @@ class SMTCore:
             cycles = 2 if load_cycles is None else load_cycles
             check_range("load_cycles", cycles, 0, None)
             return FlatMemory(SparseMemory() if memory is None else memory, cycles)
-        if not all(callable(getattr(memory, method, None)) for method in ("load", "store")):
-            raise ValueError(f"memory {memory!r} must be a SparseMemory or have load() and store()")
+        if not (all(callable(getattr(memory, method, None)) for method in ("load", "store"))
+                or callable(getattr(memory, "request", None))):
+            raise ValueError(f"memory {memory!r} must be a SparseMemory, or have load() and "
+                             f"store(), or request()")
         if load_cycles is not None:
             raise ValueError(f"load_cycles {load_cycles!r} applies to a SparseMemory only; "
                              f"memory {memory!r} brings its own latency")
@@ -738,7 +744,11 @@ class SMTCore:
                 callback(thread, self.cycle, reason)
 
     def _perform(self, thread, frame, op):
-        if isinstance(op, Load):
+        if isinstance(op, (Load, Store)) and callable(getattr(self.memory, "request", None)):
+            self._await("memory", thread, frame)
+            write = isinstance(op, Store)
+            self.memory.request(write, op.addr, op.value if write else 0, thread.tid)
+        elif isinstance(op, Load):
             frame.send, latency = self.memory.load(op.addr)
             frame.ready_at = self.cycle + 1 + latency
         elif isinstance(op, Store):
@@ -859,6 +869,11 @@ class SMTCore:
         ``thread_id``'s oldest outstanding MMIO access."""
         check_range("MMIO value", value, 0, _WORD_LIMIT - 1)
         self._answered("mmio", thread_id).send = value
+
+    def memory_response(self, thread_id, value=0):
+        """Take an outside memory's answer (the value loaded; None for a store) to thread
+        ``thread_id``'s oldest outstanding access; the thread issues again in the next cycle."""
+        self._answered("memory", thread_id).send = value
 
     def _require_os(self, what):
         if self.os is None:

@@ -242,6 +242,35 @@ def test_memory_object_protocol():
     assert thread.stalled_cycles == 5 + 1
 
 
+def test_outside_memory_answers_when_done():
+    class OutsideMemory:
+        def __init__(self):
+            self.requests = []
+
+        def request(self, write, addr, value, thread):
+            self.requests.append((write, addr, value, thread))
+
+    def body():
+        value = yield Load(0x40)
+        yield Store(0x48, value + 1)
+        return value
+
+    memory = OutsideMemory()
+    core = SMTCore(contexts=1, memory=memory)
+    thread = Thread(3, 0, body())
+    core.load_thread(0, thread)
+    core.run(4)
+    assert memory.requests == [(False, 0x40, 0, 3)] and not thread.exited
+    core.memory_response(3, 0x99)
+    core.run(2)
+    assert memory.requests[1] == (True, 0x48, 0x9A, 3)
+    core.memory_response(3)
+    core.step()
+    assert thread.result == 0x99
+    with pytest.raises(RuntimeError, match="no memory request outstanding"):
+        core.memory_response(3)
+
+
 # Lock operations ----------------------------------------------------------------------------------
 
 def test_lock_round_trip_blocked_thread_takes_no_slot_and_resumes():
@@ -601,7 +630,8 @@ def test_load_delay_is_charged_to_its_overhead():
     (lambda: SMTCore(load_cycles=-1), "load_cycles -1 must be an integer >= 0"),
     (lambda: SMTCore(redirect_cycles=1.5), "redirect_cycles 1.5 must be an integer >= 0"),
     (lambda: SMTCore(icount_window_cycles=0), "icount_window_cycles 0 must be an integer >= 1"),
-    (lambda: SMTCore(memory=42), "memory 42 must be a SparseMemory or have load() and store()"),
+    (lambda: SMTCore(memory=42),
+     "memory 42 must be a SparseMemory, or have load() and store(), or request()"),
     (lambda: SMTCore(memory=FlatMemory(SparseMemory(), 1), load_cycles=3),
      "load_cycles 3 applies to a SparseMemory only"),
     (lambda: SMTCore(handlers=[1]), "handlers [1] must be a mapping"),
