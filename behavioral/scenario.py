@@ -1,0 +1,320 @@
+"""Scenarios: the system, its processes and their traffic, as a user writes them in TOML.
+
+A scenario file (``smtni run SCENARIO.toml``; examples in ``examples/``)::
+
+    [system]
+    nodes = 2
+    [system.params]            # any parameter of rtl.ni.System by name
+    send_buffering = 4
+
+    [[process]]
+    name = "server"
+    node = 1
+    endpoint = 0
+    notify = "lock"            # none | lock | branch | spawn
+    window = { va = 0x10000000, bytes = 65536, key = 0x1234 }
+
+    [[traffic]]
+    pattern = "pingpong"       # pingpong | stream | random | list
+    from = "client"
+    to = "server"
+    bytes = 64
+    send = "pio"               # pio | dma
+    count = 100
+
+    [[traffic]]
+    pattern = "list"
+    messages = [{ from = "client", to = "server", bytes = 8, va_offset = 0, key = 0x9999 }]
+
+Patterns
+    ``pingpong``: ``count`` round trips; ``from`` sends, ``to`` answers each message once it has
+    consumed it, ``from`` sends the next once it has consumed the answer. ``stream``: ``count``
+    messages from ``from`` to ``to``, each sent once the one before has left. ``random``:
+    ``count`` messages between processes drawn with the run's seed (``from`` and ``to`` narrow
+    the choice; a process never sends to itself). ``list``: the messages given, each with
+    ``from``, ``to``, ``bytes`` and optionally ``send``, ``va_offset``, ``key`` (to make bad
+    ones) and ``notify``. Every traffic entry may set ``send`` (default ``pio``) and ``notify``
+    (default true: the header asks for the receiver's armed mode).
+
+Landing addresses
+    Unless a message gives ``va_offset``, messages to a process land one after another in its
+    window (each at the next 64-byte boundary), wrapping to the window's start when the next one
+    does not fit. The sender's process may also be given ``send_buffer = { va = ..., bytes = ...
+    }`` for DMA sends (default: 8 KiB at 0x20000000).
+
+Every error is a :exc:`ScenarioError` naming the entry and the bad value.
+"""
+
+import random
+from dataclasses import dataclass, field
+
+from rtl.layouts import (FLIT_BYTES, KEY_BITS, LINE_BYTES, MAX_PAYLOAD_BYTES, VA_BITS, NotifyMode)
+
+__all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
+           "PATTERNS", "SENDS"]
+
+PATTERNS = ("pingpong", "stream", "random", "list")
+SENDS = ("pio", "dma")
+NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
+_DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
+#: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
+SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "endpoints", "contexts", "tlb_entries",
+                 "asid_bits", "lines", "tx_lines", "rx_lines", "lock_entries", "lock_waiters",
+                 "send_buffering", "queue_depth")
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; the message names the entry and the bad value."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A range of a process's virtual memory."""
+    va: int
+    bytes: int
+    key: int = 0
+
+
+@dataclass
+class Process:
+    """One receiving and sending process: one thread, one endpoint, one window."""
+    name: str
+    node: int
+    endpoint: int
+    notify: NotifyMode
+    window: Window
+    send_buffer: Window
+
+
+@dataclass
+class PlannedMessage:
+    """One message of the traffic. ``after`` is the id of a message the sender must have
+    consumed before it sends this one (ping-pong), or None."""
+    id: int
+    src: str
+    dst: str
+    bytes: int
+    send: str
+    notify: bool
+    va_offset: int
+    key: int
+    after: int = None
+
+    def payload_word(self, index):
+        """Return word ``index`` of the payload: distinct for every message and word."""
+        return ((self.id + 1) << 40 | index << 8 | 0xA5) & ((1 << 64) - 1)
+
+
+@dataclass
+class Scenario:
+    nodes: int
+    params: dict
+    processes: dict
+    messages: list = field(default_factory=list)
+
+    def process(self, name):
+        return self.processes[name]
+
+    def program(self, name):
+        """Return the steps of process ``name`` in order: ``("send", message)`` and
+        ``("consume", message id)`` (wait until that message has been consumed)."""
+        steps = []
+        for message in self.messages:
+            if message.src == name:
+                if message.after is not None:
+                    steps.append(("consume", message.after))
+                steps.append(("send", message))
+        return steps
+
+
+def _int(where, name, value, low, high):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ScenarioError(f"{where}: {name} = {value!r} must be an integer")
+    if not low <= value <= high:
+        raise ScenarioError(f"{where}: {name} = {value:#x} is out of range {low:#x}..{high:#x}"
+                            if name in ("va", "key", "va_offset") else
+                            f"{where}: {name} = {value} is out of range {low}..{high}")
+    return value
+
+
+def _table(where, value, allowed, required=()):
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where} must be a table, not {value!r}")
+    unknown = sorted(set(value) - set(allowed))
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key {unknown[0]!r}; allowed: "
+                            f"{', '.join(allowed)}")
+    for key in required:
+        if key not in value:
+            raise ScenarioError(f"{where}: {key!r} is missing")
+    return value
+
+
+def _choice(where, name, value, choices):
+    if value not in choices:
+        raise ScenarioError(f"{where}: {name} = {value!r}; choose one of {', '.join(choices)}")
+    return value
+
+
+def _window(where, value, *, keyed):
+    allowed = ("va", "bytes", "key") if keyed else ("va", "bytes")
+    _table(where, value, allowed, ("va", "bytes"))
+    va = _int(where, "va", value["va"], 0, (1 << VA_BITS) - 1)
+    size = _int(where, "bytes", value["bytes"], LINE_BYTES, 1 << 30)
+    if va % LINE_BYTES:
+        raise ScenarioError(f"{where}: va = {va:#x} must be a multiple of {LINE_BYTES}")
+    if va + size > 1 << VA_BITS:
+        raise ScenarioError(f"{where}: va {va:#x} + {size} bytes runs past the 48-bit space")
+    key = _int(where, "key", value.get("key", 0), 0, (1 << KEY_BITS) - 1) if keyed else 0
+    return Window(va, size, key)
+
+
+def parse(document, *, seed=0, endpoints=8):
+    """Return the :class:`Scenario` of ``document`` (a dict, as :func:`tomllib.load` gives).
+
+    ``seed`` draws the ``random`` pattern's pairs.
+
+    Raises
+    ------
+    ScenarioError
+        Naming the bad entry and value.
+    """
+    _table("the scenario", document, ("system", "process", "traffic"), ("process", "traffic"))
+    system = _table("[system]", document.get("system", {}), ("nodes", "params"))
+    nodes = _int("[system]", "nodes", system.get("nodes", 2), 2, 16)
+    params = _table("[system.params]", system.get("params", {}), SYSTEM_PARAMS)
+    params = {name: _int("[system.params]", name, value, 0, 1 << 20)
+              for name, value in params.items()}
+    endpoints = params.get("endpoints", endpoints)
+    processes = {}
+    if not isinstance(document["process"], list) or not document["process"]:
+        raise ScenarioError("[[process]]: give at least one process")
+    for index, entry in enumerate(document["process"]):
+        where = f"[[process]] #{index + 1}"
+        _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer"),
+               ("name", "node", "window"))
+        name = entry["name"]
+        if not isinstance(name, str) or not name:
+            raise ScenarioError(f"{where}: name = {name!r} must be a non-empty string")
+        where = f"process {name!r}"
+        if name in processes:
+            raise ScenarioError(f"{where} is declared twice")
+        process = Process(
+            name=name, node=_int(where, "node", entry["node"], 0, nodes - 1),
+            endpoint=_int(where, "endpoint", entry.get("endpoint", 0), 0, endpoints - 1),
+            notify=NOTIFY[_choice(where, "notify", entry.get("notify", "none"), tuple(NOTIFY))],
+            window=_window(f"{where} window", entry["window"], keyed=True),
+            send_buffer=_window(f"{where} send_buffer",
+                                entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False))
+        for other in processes.values():
+            if (other.node, other.endpoint) == (process.node, process.endpoint):
+                raise ScenarioError(f"{where}: endpoint {process.endpoint} of node "
+                                    f"{process.node} is already process {other.name!r}'s")
+        processes[name] = process
+    scenario = Scenario(nodes=nodes, params=params, processes=processes)
+    if not isinstance(document["traffic"], list):
+        raise ScenarioError("[[traffic]] must be an array of tables")
+    rng = random.Random(seed)
+    for index, entry in enumerate(document["traffic"]):
+        _traffic(scenario, f"[[traffic]] #{index + 1}", entry, rng)
+    _place(scenario)
+    return scenario
+
+
+def _traffic(scenario, where, entry, rng):
+    pattern = _choice(where, "pattern", _table(where, entry, (
+        "pattern", "from", "to", "bytes", "send", "count", "notify", "messages"),
+        ("pattern",))["pattern"], PATTERNS)
+    if pattern == "list":
+        if "messages" not in entry or not isinstance(entry["messages"], list):
+            raise ScenarioError(f"{where}: a list pattern needs messages = [ ... ]")
+        for number, message in enumerate(entry["messages"]):
+            spot = f"{where} message #{number + 1}"
+            _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify"),
+                   ("from", "to", "bytes"))
+            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify") if k in entry},
+                                  **message})
+        return
+    if "messages" in entry:
+        raise ScenarioError(f"{where}: messages = [...] belongs to the list pattern")
+    count = _int(where, "count", entry.get("count", 1), 1, 1_000_000)
+    names = list(scenario.processes)
+    for role in ("from", "to"):
+        if role in entry and entry[role] not in scenario.processes:
+            raise ScenarioError(f"{where}: {role} = {entry[role]!r} is no process; the processes "
+                                f"are {', '.join(names)}")
+    if pattern in ("pingpong", "stream"):
+        for role in ("from", "to"):
+            if role not in entry:
+                raise ScenarioError(f"{where}: a {pattern} pattern needs {role!r}")
+        if entry["from"] == entry["to"]:
+            raise ScenarioError(f"{where}: from and to are both {entry['from']!r}")
+    base = {k: entry[k] for k in ("bytes", "send", "notify") if k in entry}
+    if "bytes" not in base:
+        raise ScenarioError(f"{where}: 'bytes' is missing")
+    if pattern == "stream":
+        for _ in range(count):
+            _add(scenario, where, {**base, "from": entry["from"], "to": entry["to"]})
+    elif pattern == "pingpong":
+        previous = None
+        for _ in range(count):
+            for src, dst in ((entry["from"], entry["to"]), (entry["to"], entry["from"])):
+                previous = _add(scenario, where, {**base, "from": src, "to": dst},
+                                after=previous).id
+    else:
+        sources = [entry["from"]] if "from" in entry else names
+        targets = [entry["to"]] if "to" in entry else names
+        pairs = [(s, d) for s in sources for d in targets if s != d]
+        if not pairs:
+            raise ScenarioError(f"{where}: no pair of different processes to draw from")
+        for _ in range(count):
+            src, dst = rng.choice(pairs)
+            _add(scenario, where, {**base, "from": src, "to": dst})
+
+
+def _add(scenario, where, fields, after=None):
+    for role in ("from", "to"):
+        if fields[role] not in scenario.processes:
+            raise ScenarioError(f"{where}: {role} = {fields[role]!r} is no process; the "
+                                f"processes are {', '.join(scenario.processes)}")
+    size = _int(where, "bytes", fields["bytes"], 0, MAX_PAYLOAD_BYTES)
+    if size % FLIT_BYTES:
+        raise ScenarioError(f"{where}: bytes = {size} must be a multiple of {FLIT_BYTES}")
+    send = _choice(where, "send", fields.get("send", "pio"), SENDS)
+    notify = fields.get("notify", True)
+    if not isinstance(notify, bool):
+        raise ScenarioError(f"{where}: notify = {notify!r} must be true or false")
+    dst = scenario.processes[fields["to"]]
+    va_offset = fields.get("va_offset")
+    if va_offset is not None:
+        _int(where, "va_offset", va_offset, 0, (1 << VA_BITS) - 1 - dst.window.va)
+        if va_offset % FLIT_BYTES:
+            raise ScenarioError(f"{where}: va_offset = {va_offset:#x} must be a multiple of "
+                                f"{FLIT_BYTES}")
+    if send == "dma" and size > scenario.processes[fields["from"]].send_buffer.bytes:
+        raise ScenarioError(f"{where}: a DMA send of {size} bytes does not fit process "
+                            f"{fields['from']!r}'s send buffer")
+    key = _int(where, "key", fields.get("key", dst.window.key), 0, (1 << KEY_BITS) - 1)
+    message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
+                             bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
+                             after=after)
+    scenario.messages.append(message)
+    return message
+
+
+def _place(scenario):
+    """Give each message without a ``va_offset`` the next place in its receiver's window."""
+    cursor = dict.fromkeys(scenario.processes, 0)
+    for message in scenario.messages:
+        if message.va_offset is not None:
+            continue
+        window = scenario.processes[message.dst].window
+        if message.bytes > window.bytes:
+            raise ScenarioError(f"message {message.id} of {message.bytes} bytes does not fit "
+                                f"process {message.dst!r}'s window of {window.bytes}")
+        if cursor[message.dst] + message.bytes > window.bytes:
+            cursor[message.dst] = 0
+        message.va_offset = cursor[message.dst]
+        step = -(-max(message.bytes, FLIT_BYTES) // LINE_BYTES) * LINE_BYTES
+        cursor[message.dst] += step
+
