@@ -1,0 +1,581 @@
+"""Unit tests of the RX engine (rtl/rxengine.py) in the Amaranth simulator: messages from
+behavioral/message.py in, a fake NI TLB answering lookups two cycles after each request, and a
+fake MessageBuffer recording every line written."""
+
+import random
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+
+import pytest
+from amaranth.hdl import Value
+
+from behavioral.message import FLIT, HEADER, TRAILER, Message
+from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, FLIT_BYTES, HEADER_FLITS,
+                         LINE_BYTES, MAX_PAYLOAD_BYTES, PAGE_BITS, RX_COUNTERS, Codec,
+                         Completion, CompletionEntry, CompletionStatus, EndpointEntry, MissAnswer,
+                         NiFault, NiFaultKind, RxFillBeat, RxLineRequest, TlbResponse, TlbStatus,
+                         tlb_lookup_layout)
+from rtl.params import silence_unused
+from rtl.rxengine import RxEngine
+from tests.sim import run, stream_put
+
+NODE = 1
+ENDPOINTS = 4
+ASID = 0x5a
+KEY = 0x1234
+RING_PA = 0x8000_0040       # COMPLETION_BYTES aligned, not line aligned: entries fill lines
+RING_VA = 0x7f00_0000_1040
+PAGE = 1 << PAGE_BITS
+
+ENTRY = Codec(EndpointEntry)
+LOOKUP = Codec(tlb_lookup_layout(8))
+RESPONSE = Codec(TlbResponse)
+FAULT = Codec(NiFault)
+LINE = Codec(RxLineRequest)
+BEAT = Codec(RxFillBeat)
+COMPLETION = Codec(Completion)
+COMPLETION_ENTRY = Codec(CompletionEntry)
+
+
+def endpoint_entry(index, *, ring_log2=4, enabled=True):
+    """Endpoint ``index``'s table entry: an ASID and a ring of its own."""
+    return ENTRY.pack(enabled=enabled, asid=ASID + index, thread=index, ring_log2=ring_log2,
+                      ring_pa=RING_PA + 0x1000 * index, ring_va=RING_VA + 0x1000 * index)
+
+
+def ppn_of(va):
+    """The fake page table: every page maps to a frame derived from its number."""
+    return (0x40000 + ((va >> PAGE_BITS) * 7)) & 0xfffff
+
+
+def hit(asid, va, key):
+    return TlbStatus.HIT, ppn_of(va)
+
+
+def message(*, payload_bytes=8, remote_va=0x1000_0000, dst_endpoint=0, notify=True, seq=7,
+            rng=None, **fields):
+    rng = rng or random.Random(payload_bytes)
+    return Message(dst_node=NODE, src_node=3, dst_endpoint=dst_endpoint, src_endpoint=2,
+                   notify=notify, seq=seq, key=KEY, remote_va=remote_va,
+                   metadata=0xfeed_0000_0000_beef, payload=rng.randbytes(payload_bytes),
+                   **fields)
+
+
+def raw_flits(*, length, words, last_at=None, bad_crc=False, **header):
+    """Flits of a message built field by field, so that the header may lie: ``length`` in the
+    header, ``words`` payload words sent, the CRC right (unless ``bad_crc``) over what is sent,
+    ``last`` on the trailer (or on flit ``last_at``, which then ends the message)."""
+    fields = dict(dst_node=NODE, src_node=3, dst_endpoint=0, kind=0, length=length, key=KEY,
+                  remote_va=0x1000_0000)
+    fields.update(header)
+    header_bits = HEADER.pack(**fields)
+    data = [(header_bits >> (64 * i)) & ((1 << 64) - 1) for i in range(HEADER_FLITS)]
+    data += [0x1111_0000_0000_0000 + i for i in range(words)]
+    if last_at is not None:
+        data = data[:last_at]
+    sent = b"".join(word.to_bytes(8, "little") for word in data)
+    data.append(TRAILER.pack(crc=zlib.crc32(sent) ^ (1 if bad_crc else 0)))
+    return [(word, index == len(data) - 1) for index, word in enumerate(data)]
+
+
+@dataclass
+class Result:
+    """What came out of one simulation, each event with the clock edge it happened at."""
+    last_flits: list = field(default_factory=list)      # edges of trailers taken
+    flit_edges: list = field(default_factory=list)      # edges of every flit taken
+    lines: list = field(default_factory=list)           # (edge, RxLineRequest fields)
+    beats: list = field(default_factory=list)           # (edge, RxFillBeat fields)
+    faults: list = field(default_factory=list)          # (edge, NiFault fields)
+    completions: list = field(default_factory=list)     # (edge, Completion fields)
+    completion_offered: list = field(default_factory=list)   # first edge each one was valid
+    lookups: list = field(default_factory=list)         # (edge, lookup fields)
+    counters: dict = field(default_factory=dict)
+    tails: list = field(default_factory=list)
+
+    def fills(self):
+        """Return the lines written, in order, as (announce edge, addr, mask, [(edge, word,
+        data)]), checking the fill protocol on the way."""
+        fills = [(edge, line["addr"], line["words"], []) for edge, line in self.lines]
+        current = 0
+        for edge, beat in self.beats:
+            assert current < len(fills), "a word came for no announced line"
+            announced, _, mask, words = fills[current]
+            assert edge > announced, "a line's words came before its announcement was taken"
+            words.append((edge, beat["word"], beat["data"]))
+            if beat["last"]:
+                current += 1
+        assert current == len(fills), "a line was announced but never completed"
+        for _, addr, mask, words in fills:
+            written = [word for _, word, _ in words]
+            assert written == sorted(written), f"line {addr:#x}: words out of order"
+            assert sum(1 << word for word in written) == mask, f"line {addr:#x}: mask {mask:#x}"
+            assert len(set(written)) == len(written)
+        return fills
+
+    def memory(self):
+        """Return ``{physical word address: data}`` of everything written."""
+        return {(addr * LINE_BYTES + word * FLIT_BYTES) // FLIT_BYTES: data
+                for _, addr, _, words in self.fills() for _, word, data in words}
+
+    def fault_kinds(self):
+        return [fault["kind"] for _, fault in self.faults]
+
+
+class Bench:
+    """The engine with a fake NI TLB, a fake MessageBuffer and fake OS and Notifier.
+
+    ``tlb(asid, va, key)`` answers each lookup ``(status, ppn)``; ``answers`` are the OS's miss
+    answers in order (True: reject); ``ready_percent`` makes the MessageBuffer, fault and
+    completion sinks ready at random; ``head_writes`` are ``(edge, endpoint, head)``;
+    ``ring_resets`` are ``(edge, mask)`` one-cycle pulses.
+    """
+
+    def __init__(self, *, tlb=hit, answers=(), entries=None, ready_percent=100, rng=None,
+                 head_writes=(), ring_resets=(), gap_cycles=0):
+        self.dut = RxEngine(node=NODE, endpoints=ENDPOINTS)
+        self.tlb = tlb
+        self.answers = list(answers)
+        self.entries = entries or [endpoint_entry(i) for i in range(ENDPOINTS)]
+        self.ready_percent = ready_percent
+        self.rng = rng or random.Random(0)
+        self.head_writes = sorted(head_writes)
+        self.ring_resets = sorted(ring_resets)
+        self.gap_cycles = gap_cycles
+
+    def run(self, messages, *, cycles=None):
+        """Send ``messages`` (each a :class:`Message` or a list of ``(data, last)`` flits)."""
+        dut, result = self.dut, Result()
+        flit_lists = [m.flits() if isinstance(m, Message) else m for m in messages]
+        cycles = cycles or 3 * sum(len(flits) for flits in flit_lists) + 60 * len(messages) + 200
+
+        async def link(ctx):
+            for entry, view in zip(self.entries, dut.endpoints):
+                ctx.set(Value.cast(view), entry)
+            for flits in flit_lists:
+                for data, last in flits:
+                    await stream_put(ctx, dut.flits, FLIT.pack(data=data, last=last))
+                await ctx.tick().repeat(self.gap_cycles) if self.gap_cycles else None
+
+        async def tlb(ctx):
+            pending = deque()
+            ctx.set(dut.tlb_request.ready, 1)
+            edge = 0
+            async for _, _, request, payload, answered in ctx.tick().sample(
+                    dut.tlb_request.valid, Value.cast(dut.tlb_request.payload),
+                    dut.tlb_response.valid & dut.tlb_response.ready):
+                if answered:
+                    pending.popleft()
+                if request:
+                    fields = LOOKUP.unpack(payload)
+                    result.lookups.append((edge, fields))
+                    status, ppn = self.tlb(fields["asid"], fields["va"], fields["key"])
+                    # Taken at this edge: valid in the cycle after the next.
+                    pending.append((edge + 1, RESPONSE.pack(status=status, ppn=ppn)))
+                due = bool(pending) and pending[0][0] <= edge
+                ctx.set(dut.tlb_response.valid, due)
+                ctx.set(Value.cast(dut.tlb_response.payload), pending[0][1] if due else 0)
+                edge += 1
+
+        async def os(ctx):
+            for reject in self.answers:
+                await stream_put(ctx, dut.miss_answer, MissAnswer.const({"reject": reject}))
+
+        async def ring(ctx):
+            events = [(edge, "head", endpoint, head)
+                      for edge, endpoint, head in self.head_writes]
+            events += [(edge, "reset", mask, None) for edge, mask in self.ring_resets]
+            now = 0
+            for edge, kind, what, value in sorted(events):
+                if edge > now:
+                    await ctx.tick().repeat(edge - now)
+                    now = edge
+                if kind == "head":
+                    ctx.set(dut.ring_head[what], value)
+                else:
+                    ctx.set(dut.ring_reset, what)
+                    await ctx.tick()
+                    now += 1
+                    ctx.set(dut.ring_reset, 0)
+
+        sinks = [dut.rx_line, dut.rx_data, dut.fault, dut.completion]
+
+        async def monitor(ctx):
+            ready_rng = random.Random(self.rng.random())
+            for sink in sinks:
+                ctx.set(sink.ready, 1)
+            counters = [getattr(dut, f"count_{name}") for name in RX_COUNTERS]
+            offered = False
+            edge = 0
+            async for _, _, *values in ctx.tick().sample(
+                    dut.flits.valid & dut.flits.ready, dut.flits.payload.last,
+                    *[x for sink in sinks
+                      for x in (sink.valid & sink.ready, Value.cast(sink.payload))],
+                    dut.completion.valid, *counters, *dut.ring_tail):
+                flit, last, line, line_bits, beat, beat_bits, fault, fault_bits, \
+                    done, done_bits, done_valid = values[:11]
+                if flit:
+                    result.flit_edges.append(edge)
+                    if last:
+                        result.last_flits.append(edge)
+                if line:
+                    result.lines.append((edge, LINE.unpack(line_bits)))
+                if beat:
+                    result.beats.append((edge, BEAT.unpack(beat_bits)))
+                if fault:
+                    result.faults.append((edge, FAULT.unpack(fault_bits)))
+                if done_valid and not offered:
+                    result.completion_offered.append(edge)
+                offered = done_valid and not done
+                if done:
+                    result.completions.append((edge, COMPLETION.unpack(done_bits)))
+                result.counters = dict(zip(RX_COUNTERS, values[11:11 + len(RX_COUNTERS)]))
+                result.tails = list(values[11 + len(RX_COUNTERS):])
+                if self.ready_percent < 100:
+                    for sink in sinks:
+                        ctx.set(sink.ready, ready_rng.randrange(100) < self.ready_percent)
+                edge += 1
+
+        run(dut, link, tlb, os, ring, monitor, deadline_cycles=cycles)
+        return result
+
+
+def expected_payload(msg, ppn=ppn_of):
+    """``{physical word address: data}`` of ``msg``'s payload as it should land."""
+    words = {}
+    base = msg.remote_va & ~(FLIT_BYTES - 1)
+    for index in range(len(msg.payload) // FLIT_BYTES):
+        va = base + FLIT_BYTES * index
+        pa = ppn(va) << PAGE_BITS | va & (PAGE - 1)
+        words[pa // FLIT_BYTES] = int.from_bytes(msg.payload[8 * index:8 * index + 8], "little")
+    return words
+
+
+def entry_pa(endpoint, slot):
+    return RING_PA + 0x1000 * endpoint + COMPLETION_BYTES * slot
+
+
+def read_entry(memory, endpoint, slot):
+    """Decode the completion entry in ``slot`` of ``endpoint``'s ring from what was written."""
+    first = entry_pa(endpoint, slot) // FLIT_BYTES
+    bits = sum(memory[first + i] << (64 * i) for i in range(COMPLETION_WORDS))
+    return COMPLETION_ENTRY.unpack(bits)
+
+
+def check_delivered(result, msg, *, slot=0, last_flit=None, status=CompletionStatus.DELIVERED):
+    """The payload (unless rejected) and then the entry are written; return the entry."""
+    memory = result.memory()
+    entry = read_entry(memory, msg.dst_endpoint, slot)
+    assert entry["status"] == status
+    assert entry["src_node"] == msg.src_node and entry["src_endpoint"] == msg.src_endpoint
+    assert entry["length"] == len(msg.payload) and entry["seq"] == msg.seq
+    assert entry["landing_va"] == msg.remote_va and entry["metadata"] == msg.metadata
+    if last_flit is not None:
+        assert entry["stamp"] == last_flit
+    if status == CompletionStatus.DELIVERED:
+        for address, data in expected_payload(msg).items():
+            assert memory.get(address) == data, f"word at PA {8 * address:#x}"
+    return entry
+
+
+def test_8_byte_message_lands_with_its_entry_and_completion():
+    msg = message(payload_bytes=8, remote_va=0x1000_0238)
+    result = Bench().run([msg])
+    fills = result.fills()
+    pa = ppn_of(msg.remote_va) << PAGE_BITS | 0x238
+    # One payload line (word 7 only), then the entry's partial line (slot 0: words 0-3 of the
+    # line that holds RING_PA + 0 .. 31, which is words 0-3 of line RING_PA >> 6).
+    assert [(addr, mask) for _, addr, mask, _ in fills] == [
+        (pa >> 6, 1 << 7), (RING_PA >> 6, 0b1111 << ((RING_PA >> 3) & 7))]
+    check_delivered(result, msg, last_flit=result.last_flits[0])
+    assert [lookup for _, lookup in result.lookups] == [
+        {"asid": ASID, "va": 0x1000_0000, "key": KEY}]
+    assert [c for _, c in result.completions] == [{"endpoint": 0, "entry": RING_VA}]
+    assert result.faults == []
+    assert result.tails == [1, 0, 0, 0]
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {"delivered": 1}
+
+
+def test_latency_from_last_flit_to_completion():
+    """An 8-byte message whose page hits, everything ready: the payload line is announced in
+    the cycle after the trailer's transfer, and the completion is valid from the 6th edge after
+    it, so a ready Notifier takes it at the 7th."""
+    result = Bench().run([message(payload_bytes=8)])
+    last = result.last_flits[0]
+    # Edges at which a transfer can happen: the first one that saw the completion valid.
+    first_line = result.lines[0][0] - last
+    taken = result.completions[0][0] - last
+    assert result.completion_offered[0] == result.completions[0][0]
+    print(f"trailer taken at edge L; payload line taken at L+{first_line}; completion valid "
+          f"from L+{taken - 1}, taken at L+{taken}")
+    assert first_line == 1
+    assert taken <= 7
+
+
+def test_2_kib_message():
+    msg = message(payload_bytes=MAX_PAYLOAD_BYTES, remote_va=0x2000_0000)
+    result = Bench().run([msg])
+    fills = result.fills()
+    assert len(fills) == MAX_PAYLOAD_BYTES // LINE_BYTES + 1
+    assert all(mask == 0xff for _, _, mask, _ in fills[:-1])
+    check_delivered(result, msg, last_flit=result.last_flits[0])
+    assert len(result.memory()) == MAX_PAYLOAD_BYTES // FLIT_BYTES + COMPLETION_WORDS
+    # Payload words go out one per cycle, announcements ahead of them.
+    edges = [edge for edge, _ in result.beats]
+    assert edges == list(range(edges[0], edges[0] + len(edges)))
+    print(f"2 KiB: last flit -> completion taken {result.completions[0][0] - result.last_flits[0]}"
+          f" cycles")
+
+
+def test_unaligned_payload_crossing_a_page():
+    """Three words at the end of one page, then five on the next: two lookups, each page to its
+    own frame, and the lines split where the pages and lines do."""
+    msg = message(payload_bytes=64, remote_va=0x3000_0fe8, notify=False)
+    result = Bench().run([msg])
+    assert [lookup["va"] for _, lookup in result.lookups] == [0x3000_0000, 0x3000_1000]
+    fills = result.fills()
+    assert [mask for _, _, mask, _ in fills] == [0b1110_0000, 0b0001_1111, 0b1111]
+    assert fills[0][1] == (ppn_of(0x3000_0000) << PAGE_BITS | 0xfc0) >> 6
+    assert fills[1][1] == ppn_of(0x3000_1000) << PAGE_BITS >> 6
+    check_delivered(result, msg)
+    assert result.completions == []     # notify off
+
+
+FAULT_CASES = {
+    "bad CRC": (lambda: raw_flits(length=16, words=2, bad_crc=True), NiFaultKind.BAD_CRC),
+    "last early": (lambda: raw_flits(length=64, words=2), NiFaultKind.TRUNCATED),
+    "last early, bad CRC": (lambda: raw_flits(length=64, words=8, last_at=5, bad_crc=True),
+                            NiFaultKind.BAD_CRC),
+    "no last where expected": (lambda: raw_flits(length=8, words=3), NiFaultKind.TRUNCATED),
+    "lone last flit": (lambda: [(0, True)], NiFaultKind.TRUNCATED),
+    "too long": (lambda: raw_flits(length=MAX_PAYLOAD_BYTES + 8,
+                                   words=MAX_PAYLOAD_BYTES // 8 + 1), NiFaultKind.BAD_HEADER),
+    "length not whole words": (lambda: raw_flits(length=12, words=1), NiFaultKind.BAD_HEADER),
+    "wrong node": (lambda: raw_flits(length=8, words=1, dst_node=NODE + 1),
+                   NiFaultKind.BAD_HEADER),
+    "not a PUT": (lambda: raw_flits(length=8, words=1, kind=3), NiFaultKind.BAD_HEADER),
+    "endpoint the NI does not have": (lambda: raw_flits(length=8, words=1,
+                                                        dst_endpoint=ENDPOINTS),
+                                      NiFaultKind.BAD_ENDPOINT),
+    "disabled endpoint": (lambda: raw_flits(length=8, words=1, dst_endpoint=2),
+                          NiFaultKind.BAD_ENDPOINT),
+}
+
+
+@pytest.mark.parametrize("case", FAULT_CASES)
+def test_bad_message_is_discarded_and_the_next_delivered(case):
+    flits, kind = FAULT_CASES[case]
+    entries = [endpoint_entry(i, enabled=i != 2) for i in range(ENDPOINTS)]
+    good = message(payload_bytes=16)
+    result = Bench(entries=entries).run([flits(), good])
+    assert result.fault_kinds() == [kind]
+    fault = result.faults[0][1]
+    if case != "lone last flit":     # (which has no header)
+        assert fault["node"] == 3
+    assert fault["va"] == 0
+    if fault["endpoint"] < ENDPOINTS:
+        assert fault["asid"] == ASID + fault["endpoint"]
+    # Only the good message is written, in slot 0.
+    check_delivered(result, good, slot=0, last_flit=result.last_flits[1])
+    assert len(result.fills()) == 2 and len(result.completions) == 1
+    counter = {NiFaultKind.BAD_CRC: "bad_crc", NiFaultKind.TRUNCATED: "truncated",
+               NiFaultKind.BAD_HEADER: "bad_header", NiFaultKind.BAD_ENDPOINT: "bad_endpoint"}
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {"delivered": 1, counter[kind]: 1}
+
+
+@pytest.mark.parametrize("status, kind, counter", [
+    (TlbStatus.KEY_FAULT, NiFaultKind.RX_KEY, "key_faults"),
+    (TlbStatus.PERMISSION_FAULT, NiFaultKind.RX_PERMISSION, "permission_faults"),
+])
+def test_protection_fault_discards(status, kind, counter):
+    """A refused second page discards the whole message: nothing of the first page is written."""
+    def tlb(asid, va, key):
+        return (status, 0) if va == 0x5000_1000 else hit(asid, va, key)
+    bad = message(payload_bytes=32, remote_va=0x5000_0ff0, dst_endpoint=1)
+    good = message(payload_bytes=8, remote_va=0x5000_0000, dst_endpoint=1)
+    result = Bench(tlb=tlb).run([bad, good])
+    assert [(f["kind"], f["va"], f["endpoint"], f["asid"], f["node"])
+            for _, f in result.faults] == [(kind, 0x5000_1000, 1, ASID + 1, 3)]
+    check_delivered(result, good, slot=0)
+    assert len(result.fills()) == 2
+    assert result.tails == [0, 1, 0, 0]
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {"delivered": 1, counter: 1}
+
+
+def test_first_page_refused_decides_over_a_miss_on_the_second():
+    """Pages are judged in order: a permission fault on the first page discards the message,
+    and the second page's miss is never reported."""
+    def tlb(asid, va, key):
+        return (TlbStatus.PERMISSION_FAULT, 0) if va == 0x5000_0000 else (TlbStatus.MISS, 0)
+    bad = message(payload_bytes=32, remote_va=0x5000_0ff0)
+    result = Bench(tlb=tlb).run([bad])
+    assert [(f["kind"], f["va"]) for _, f in result.faults] == [
+        (NiFaultKind.RX_PERMISSION, 0x5000_0000)]
+    assert result.lines == [] and result.completions == []
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {"permission_faults": 1}
+
+
+def missing(**misses):
+    """A TLB on which page ``va`` misses the first ``misses[hex(va)]`` lookups (default: 1)."""
+    left = {}
+
+    def tlb(asid, va, key):
+        left.setdefault(va, misses.get(hex(va), 1))
+        if left[va]:
+            left[va] -= 1
+            return TlbStatus.MISS, 0
+        return hit(asid, va, key)
+    return tlb
+
+
+def test_miss_retry_delivers():
+    msg = message(payload_bytes=24, remote_va=0x6000_0010)
+    result = Bench(tlb=missing(), answers=[False]).run([msg])
+    assert [(f["kind"], f["va"]) for _, f in result.faults] == [(NiFaultKind.RX_MISS, 0x6000_0000)]
+    assert [lookup["va"] for _, lookup in result.lookups] == [0x6000_0000] * 2
+    check_delivered(result, msg)
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {"delivered": 1, "misses": 1}
+
+
+def test_miss_on_each_page_retried_until_both_hit():
+    """The first page misses once, the second twice: one miss reported per round, each for the
+    first page (in order) that missed; every round looks both pages up again."""
+    msg = message(payload_bytes=16, remote_va=0x6000_0ff8)
+    result = Bench(tlb=missing(**{hex(0x6000_1000): 2}), answers=[False, False]).run([msg])
+    assert [(f["kind"], f["va"]) for _, f in result.faults] == [
+        (NiFaultKind.RX_MISS, 0x6000_0000), (NiFaultKind.RX_MISS, 0x6000_1000)]
+    assert len(result.lookups) == 6
+    check_delivered(result, msg)
+    assert result.counters["misses"] == 2
+
+
+def test_miss_rejected_writes_a_rejected_entry_only():
+    msg = message(payload_bytes=64, remote_va=0x7000_0000, dst_endpoint=3)
+    after = message(payload_bytes=8, remote_va=0x7100_0000, dst_endpoint=3)
+
+    def tlb(asid, va, key):
+        return (TlbStatus.MISS, 0) if va == 0x7000_0000 else hit(asid, va, key)
+    result = Bench(tlb=tlb, answers=[True]).run([msg, after])
+    assert [(f["kind"], f["va"], f["endpoint"]) for _, f in result.faults] == [
+        (NiFaultKind.RX_MISS, 0x7000_0000, 3), (NiFaultKind.RX_REJECTED, 0x7000_0000, 3)]
+    fills = result.fills()
+    assert fills[0][1] == entry_pa(3, 0) >> 6 and len(fills) == 3  # entry, then `after`'s two
+    check_delivered(result, msg, slot=0, status=CompletionStatus.REJECTED,
+                    last_flit=result.last_flits[0])
+    check_delivered(result, after, slot=1)
+    assert [c["entry"] for _, c in result.completions] == [RING_VA + 0x3000,
+                                                           RING_VA + 0x3000 + COMPLETION_BYTES]
+    assert result.counters == dict.fromkeys(RX_COUNTERS, 0) | {
+        "delivered": 1, "rejected": 1, "misses": 1}
+
+
+def test_full_ring_holds_the_message_until_the_head_moves():
+    """A ring of 2: two messages fill it, the third waits (nothing written, the link held)
+    until user code consumes an entry."""
+    entries = [endpoint_entry(i, ring_log2=1) for i in range(ENDPOINTS)]
+    msgs = [message(payload_bytes=8, remote_va=0x1000_0000 + 8 * i, seq=i) for i in range(3)]
+    msgs.append(message(payload_bytes=8, dst_endpoint=1, seq=3))
+    release = 300
+    result = Bench(entries=entries, head_writes=[(release, 0, 1)]).run(msgs, cycles=600)
+    third_last = result.last_flits[2]
+    assert third_last < release - 100
+    # Lines of the first two messages (payload, entry each), then nothing until the release.
+    assert [edge < release for edge, _ in result.lines] == [True] * 4 + [False] * 4
+    # The fourth message's flits were not taken while the third waited.
+    assert result.flit_edges[3 * len(msgs[0].flits())] > release
+    held = result.counters["ring_full_cycles"]
+    assert release - third_last - 2 <= held <= release - third_last + 1
+    memory = result.memory()
+    # The second is in slot 1; the third went into slot 0 again, over the first, after the head
+    # moved.
+    assert read_entry(memory, 0, 1)["seq"] == 1
+    assert read_entry(memory, 0, 0)["seq"] == 2
+    assert read_entry(memory, 0, 0)["stamp"] == third_last
+    assert result.counters["delivered"] == 4 and result.tails == [3, 1, 0, 0]
+
+
+def test_ring_reset_restarts_the_tail():
+    msgs = [message(payload_bytes=8, seq=i) for i in range(3)]
+    reset = 100
+    result = Bench(ring_resets=[(reset, 0b0001)], gap_cycles=60).run(msgs, cycles=400)
+    assert result.completions[1][0] < reset < result.flit_edges[10]
+    assert result.counters["delivered"] == 3
+    # Slots 0, 1, then (after the reset) 0 again.
+    assert [c["entry"] for _, c in result.completions] == [
+        RING_VA, RING_VA + COMPLETION_BYTES, RING_VA]
+    assert result.tails == [1, 0, 0, 0]
+
+
+def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
+    """Messages offered without gaps: every flit of a message is taken on consecutive edges, and
+    every message lands."""
+    rng = random.Random(seed)
+    msgs = [message(payload_bytes=8 * rng.choice([0, 1, 2, 9, 64, 256]),
+                    remote_va=0x1000_0000 + 0x10000 * i + 8 * rng.randrange(512),
+                    dst_endpoint=rng.choice([0, 1, 3]), seq=i, rng=rng) for i in range(8)]
+    result = Bench().run(msgs)
+    assert result.counters["delivered"] == len(msgs), f"seed {seed}"
+    start = 0
+    for msg in msgs:
+        edges = result.flit_edges[start:start + len(msg.flits())]
+        assert edges == list(range(edges[0], edges[0] + len(edges))), f"seed {seed}"
+        start += len(msg.flits())
+    slots = [0] * ENDPOINTS
+    for msg in msgs:
+        check_delivered(result, msg, slot=slots[msg.dst_endpoint])
+        slots[msg.dst_endpoint] += 1
+    flits = sum(len(msg.flits()) for msg in msgs)
+    busy = result.completions[-1][0] - result.flit_edges[0] + 1
+    print(f"seed {seed}: {flits} flits in {busy} cycles: {flits / busy:.2f} flits per cycle")
+
+
+def test_backpressure_everywhere_loses_nothing(seed):
+    """Sinks ready at random: the same lines, entries and faults as with everything ready."""
+    rng = random.Random(seed)
+    msgs = [message(payload_bytes=8 * rng.randrange(40), remote_va=0x1000_0ff0 + 0x10000 * i,
+                    seq=i, rng=rng) for i in range(5)]
+    flits = [m.flits() for m in msgs]
+    flits.insert(2, raw_flits(length=16, words=2, bad_crc=True))
+    ready = Bench(rng=random.Random(seed)).run(flits)
+    slow = Bench(ready_percent=50, rng=random.Random(seed)).run(flits, cycles=4000)
+    assert slow.memory() == ready.memory() or _same_but_stamps(slow, ready), f"seed {seed}"
+    assert slow.fault_kinds() == ready.fault_kinds() == [NiFaultKind.BAD_CRC], f"seed {seed}"
+    assert [c for _, c in slow.completions] == [c for _, c in ready.completions]
+    for slot, msg in enumerate(msgs):
+        check_delivered(slow, msg, slot=slot)
+
+
+def _same_but_stamps(a, b):
+    """Whether two runs wrote the same words but for the entries' stamps (the slow run's
+    trailers come later)."""
+    stamps = {entry_pa(0, slot) // FLIT_BYTES + 3 for slot in range(16)}
+    strip = lambda memory: {k: v for k, v in memory.items() if k not in stamps}
+    return strip(a.memory()) == strip(b.memory())
+
+
+def test_message_with_no_payload_writes_only_its_entry():
+    msg = message(payload_bytes=0)
+    result = Bench().run([msg])
+    assert result.lookups == []
+    fills = result.fills()
+    assert len(fills) == 1 and fills[0][1] == RING_PA >> 6
+    check_delivered(result, msg)
+
+
+@pytest.mark.parametrize("params, error", [
+    (dict(node=16), ValueError), (dict(node=-1), ValueError), (dict(node="1"), TypeError),
+    (dict(endpoints=0), ValueError), (dict(endpoints=17), ValueError),
+    (dict(endpoints=True), TypeError), (dict(asid_bits=0), ValueError),
+    (dict(asid_bits=17), ValueError),
+])
+def test_parameter_errors_name_the_parameter(params, error):
+    name, value = next(iter(params.items()))
+    with pytest.raises(error, match=name):
+        RxEngine(**params)
+
+
+def test_parameters_are_kept():
+    engine = RxEngine(node=5, endpoints=3, asid_bits=12)
+    assert (engine.node, engine.endpoint_count, engine.asid_bits) == (5, 3, 12)
+    assert len(engine.ring_tail) == 3 and len(engine.tlb_request.payload.asid) == 12
+    silence_unused(engine)
