@@ -9,6 +9,7 @@ from .fabric import Fabric
 from .framing import MessageFramer
 from .locktable import LockTable
 from .msgbuf import MessageBuffer
+from .ni import NetworkInterface, System
 from .notifier import Notifier
 from .params import silence_unused
 from .tlb import NITLB
@@ -24,6 +25,8 @@ COMPONENTS = {
     "locktable": LockTable,
     "notifier": Notifier,
     "framer": MessageFramer,
+    "ni": NetworkInterface,
+    "system": System,
 }
 
 

@@ -72,3 +72,539 @@ Privileged interface (the ``os`` port, :func:`rtl.layouts.ni_os_command_layout`)
     Faults come out of the ``fault`` port (:data:`rtl.layouts.NiFault`), events for the OS from
     the lock table (``lock_os``) and the Notifier (``notify_os``).
 """
+
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .arbiter import RoundRobinArbiter
+from .fabric import Fabric
+from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NOTIFIER_COUNTERS,
+                      PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse, Doorbell,
+                      EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest, LockOsEvent,
+                      LockReleased, LockRequest, LockResponse, MemWriteBeat, MissAnswer,
+                      MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault, NiFaultKind,
+                      NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode, NotifyOsEvent,
+                      TxStatus, UserReg, WordBeat, ni_os_command_layout,
+                      notifier_command_layout)
+from .locktable import LockTable
+from .msgbuf import MessageBuffer
+from .notifier import Notifier
+from .params import check_int, silence_unused
+from .rxengine import RxEngine
+from .tlb import NITLB
+from .txengine import TxEngine
+
+__all__ = ["NetworkInterface", "System"]
+
+
+def _node_signature(*, endpoints, contexts, asid_bits):
+    """Return the members of one NI other than its links (what a :class:`System` exposes)."""
+    return {
+        "cpu_request": In(stream.Signature(MmioRequest)),
+        "cpu_response": Out(stream.Signature(MmioResponse)),
+        "os_command": In(stream.Signature(ni_os_command_layout(asid_bits))),
+        "fault": Out(stream.Signature(NiFault)),
+        "lock_os": Out(stream.Signature(LockOsEvent)),
+        "notify_os": Out(stream.Signature(NotifyOsEvent)),
+        "lock_request": In(stream.Signature(LockRequest)),
+        "lock_response": Out(stream.Signature(LockResponse)),
+        "lock_released": Out(stream.Signature(LockReleased)),
+        "notify": Out(stream.Signature(NotifyEvent)),
+        "handler_return": In(stream.Signature(HandlerReturn)),
+        "dma_read": Out(stream.Signature(LineRequest)),
+        "dma_data": In(stream.Signature(WordBeat)),
+        "coh_req": Out(stream.Signature(LineRequest)),
+        "coh_resp": In(stream.Signature(CohResponse)),
+        "mc_lookup": In(stream.Signature(LineRequest)),
+        "mc_data": Out(stream.Signature(LineBeat)),
+        "mem_write": Out(stream.Signature(MemWriteBeat)),
+        "mem_read": Out(stream.Signature(LineRequest)),
+        "mem_read_data": In(stream.Signature(WordBeat)),
+        **{f"count_tx_{name}": Out(32) for name in TX_COUNTERS},
+        **{f"count_rx_{name}": Out(32) for name in RX_COUNTERS},
+        **{f"count_notify_{name}": Out(32) for name in NOTIFIER_COUNTERS},
+    }
+
+
+class NetworkInterface(wiring.Component):
+    """The NI of one node: TX and RX engines, NI TLB, MessageBuffer, LockTable and Notifier
+    behind a user-level MMIO port and a privileged OS port (the module docstring is the
+    contract).
+
+    The MMIO decoder takes one ``cpu_request`` per cycle and answers it on ``cpu_response`` at the
+    next edge, in order; it waits (``cpu_request`` not ready) while the answer before is not
+    taken, or while the unit a request needs cannot take it (the TX engine's doorbell, the
+    Notifier's command port for ARM_MODE, the fault port for a FOREIGN_ASID fault). The OS
+    port takes one command at a time and holds the next until every unit it writes has taken the
+    one before (WRITE_ENDPOINT: the endpoint table at once and the Notifier; WRITE_CONTEXT: the
+    Notifier and the lock table). Faults of the RX engine, the TX engine and the MMIO decoder
+    share ``fault`` in round-robin order.
+
+    The MessageBuffer's TX staging port is not used: PIO slots and the DMA prefetch live in the
+    TX engine's own RAM (:class:`rtl.txengine.TxEngine`), so ``tx_lines`` only shrinks the RX
+    cache.
+
+    Parameters
+    ----------
+    node : int
+        This node's number, 0 to ``nodes - 1``.
+    nodes : int
+        Nodes in the system, 2 to 16.
+    endpoints : int
+        Endpoints (user pages), 1 to 16.
+    contexts : int
+        SMT contexts of the core, 1 to 8.
+    tlb_entries, asid_bits : int
+        NI TLB size and ASID width.
+    lines, tx_lines, rx_lines : int
+        MessageBuffer lines (see :class:`rtl.msgbuf.MessageBuffer`).
+    lock_entries, lock_waiters : int
+        LockTable size.
+    send_buffering : int
+        DMA lines fetched ahead of the wire, 1 to 16.
+    queue_depth : int
+        BRANCH arrivals the Notifier queues per endpoint.
+
+    Members
+    -------
+    link_tx : Out(stream.Signature(Flit))
+    link_rx : In(stream.Signature(Flit))
+    cpu_request, cpu_response : the user-level MMIO port
+    os_command : In(stream.Signature(ni_os_command_layout(asid_bits)))
+    fault : Out(stream.Signature(NiFault))
+    lock_os, notify_os : the lock table's and the Notifier's events for the OS
+    lock_request, lock_response, lock_released : the core's lock operations
+    notify, handler_return : the Notifier's events to the core and the core's answers
+    dma_read, dma_data : the TX engine's reads of node memory
+    coh_req, coh_resp, mc_lookup, mc_data, mem_write, mem_read, mem_read_data :
+        the MessageBuffer's core-cache and memory ports
+    count_tx_*, count_rx_*, count_notify_* : Out(32)
+        The engines' and the Notifier's counters.
+    """
+
+    def __init__(self, *, node=0, nodes=2, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
+                 lines=64, tx_lines=16, rx_lines=48, lock_entries=32, lock_waiters=32,
+                 send_buffering=4, queue_depth=4):
+        self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
+        self._node = check_int(self, "node", node, 0, nodes - 1)
+        self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
+        self._contexts = check_int(self, "contexts", contexts, 1, 8)
+        self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
+        self._params = dict(tlb_entries=tlb_entries, lines=lines, tx_lines=tx_lines,
+                            rx_lines=rx_lines, lock_entries=lock_entries,
+                            lock_waiters=lock_waiters, send_buffering=send_buffering,
+                            queue_depth=queue_depth)
+        # Build the parts once now, so that a bad parameter fails here, naming itself.
+        try:
+            for part in self._build_parts().values():
+                silence_unused(part)
+        except (TypeError, ValueError):
+            silence_unused(self)
+            raise
+        super().__init__({
+            "link_tx": Out(stream.Signature(Flit)),
+            "link_rx": In(stream.Signature(Flit)),
+            **_node_signature(endpoints=endpoints, contexts=contexts, asid_bits=asid_bits),
+        })
+
+    def _build_parts(self):
+        params = self._params
+        return {
+            "tx": TxEngine(node=self._node, nodes=self._nodes, endpoints=self._endpoints,
+                           send_buffering=params["send_buffering"], asid_bits=self._asid_bits),
+            "rx": RxEngine(node=self._node, endpoints=self._endpoints,
+                           asid_bits=self._asid_bits),
+            "tlb": NITLB(entries=params["tlb_entries"], asid_bits=self._asid_bits),
+            "msgbuf": MessageBuffer(lines=params["lines"], tx_lines=params["tx_lines"],
+                                    rx_lines=params["rx_lines"]),
+            "locktable": LockTable(entries=params["lock_entries"],
+                                   waiters=params["lock_waiters"], contexts=self._contexts),
+            "notifier": Notifier(endpoints=self._endpoints, contexts=self._contexts,
+                                 queue_depth=params["queue_depth"]),
+        }
+
+    @property
+    def node(self):
+        return self._node
+
+    @property
+    def nodes(self):
+        return self._nodes
+
+    @property
+    def endpoints(self):
+        return self._endpoints
+
+    def elaborate(self, platform):
+        m = Module()
+        parts = self._build_parts()
+        for name, part in parts.items():
+            m.submodules[name] = part
+        tx, rx, tlb, msgbuf = parts["tx"], parts["rx"], parts["tlb"], parts["msgbuf"]
+        locktable, notifier = parts["locktable"], parts["notifier"]
+
+        # The parts' ports that are the NI's.
+        for outer, inner in (
+                ("link_tx", tx.flits), ("link_rx", rx.flits),
+                ("dma_read", tx.dma_read), ("dma_data", tx.dma_data),
+                ("lock_os", locktable.os), ("notify_os", notifier.os),
+                ("lock_request", locktable.request), ("lock_response", locktable.response),
+                ("lock_released", locktable.released), ("notify", notifier.event),
+                ("handler_return", notifier.handler_return),
+                ("coh_req", msgbuf.coh_req), ("coh_resp", msgbuf.coh_resp),
+                ("mc_lookup", msgbuf.mc_lookup), ("mc_data", msgbuf.mc_data),
+                ("mem_write", msgbuf.mem_write), ("mem_read", msgbuf.mem_read),
+                ("mem_read_data", msgbuf.mem_read_data)):
+            wiring.connect(m, wiring.flipped(getattr(self, outer)), inner)
+        for prefix, names, part in (("tx", TX_COUNTERS, tx), ("rx", RX_COUNTERS, rx),
+                                    ("notify", NOTIFIER_COUNTERS, notifier)):
+            for name in names:
+                m.d.comb += getattr(self, f"count_{prefix}_{name}").eq(
+                    getattr(part, f"count_{name}"))
+
+        # Between the parts: the engines translate through the TLB, write and probe the
+        # MessageBuffer, and the Notifier signals the lock table. The MessageBuffer's TX staging
+        # is unused (see the class docstring).
+        wiring.connect(m, tx.tlb_request, tlb.tx_request)
+        wiring.connect(m, tlb.tx_response, tx.tlb_response)
+        wiring.connect(m, rx.tlb_request, tlb.rx_request)
+        wiring.connect(m, tlb.rx_response, rx.tlb_response)
+        wiring.connect(m, tx.ni_read, msgbuf.ni_read)
+        wiring.connect(m, msgbuf.ni_data, tx.ni_data)
+        wiring.connect(m, rx.rx_line, msgbuf.rx_line)
+        wiring.connect(m, rx.rx_data, msgbuf.rx_data)
+        wiring.connect(m, rx.completion, notifier.completion)
+        wiring.connect(m, notifier.signal, locktable.signal)
+        m.d.comb += [msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
+                     msgbuf.tx_data.ready.eq(0)]
+
+        # The endpoint table and the registers of the user pages.
+        # (Lists indexed by If chains, not Arrays: an Array indexed by a wider endpoint number
+        # makes case statements that do not cover every value.)
+        table = [Signal(EndpointEntry, name=f"endpoint{i}") for i in range(self._endpoints)]
+        head = [Signal(16, name=f"ring_head{i}") for i in range(self._endpoints)]
+        arm = {field: [Signal(VA_BITS, name=f"arm_{field}{i}") for i in range(self._endpoints)]
+               for field in ("lock", "handler", "stack")}
+        for index in range(self._endpoints):
+            m.d.comb += [rx.endpoints[index].eq(table[index]), rx.ring_head[index].eq(head[index])]
+
+        # The Notifier's command port: the OS port's writes first, then ARM_MODE.
+        command = Signal(notifier_command_layout(self._endpoints, self._contexts))
+        command_from_os, command_from_cpu = Signal(), Signal()
+        m.d.comb += [
+            notifier.command.valid.eq(command_from_os | command_from_cpu),
+            notifier.command.payload.eq(command),
+        ]
+
+        # Faults: RX, TX and the MMIO decoder's, in round-robin order.
+        mmio_fault = Signal(NiFault)
+        mmio_fault_valid = Signal()
+        self._fault_merge(m, [rx.fault, tx.fault], mmio_fault, mmio_fault_valid)
+
+        self._os_port(m, table, head, command, command_from_os, tx, rx, tlb, locktable,
+                      notifier)
+        self._mmio(m, table, head, arm, command, command_from_os, command_from_cpu,
+                   mmio_fault, mmio_fault_valid, tx, rx, notifier)
+        return m
+
+    def _fault_merge(self, m, sources, mmio_fault, mmio_fault_valid):
+        m.submodules.fault_arbiter = arbiter = RoundRobinArbiter(count=len(sources) + 1)
+        valids = [source.valid for source in sources] + [mmio_fault_valid]
+        payloads = [source.payload for source in sources] + [mmio_fault]
+        m.d.comb += [arbiter.requests.eq(Cat(*valids)),
+                     self.fault.valid.eq(arbiter.valid),
+                     arbiter.advance.eq(self.fault.ready)]
+        for index, payload in enumerate(payloads):
+            with m.If(arbiter.grant == index):
+                m.d.comb += self.fault.payload.eq(payload)
+        taken = Signal(len(payloads))
+        m.d.comb += taken.eq(Mux(self.fault.ready & arbiter.valid, 1 << arbiter.grant, 0))
+        for index, source in enumerate(sources):
+            m.d.comb += source.ready.eq(taken[index])
+        with m.If(taken[len(sources)]):
+            m.d.sync += mmio_fault_valid.eq(0)
+
+    def _os_port(self, m, table, head, command, command_from_os, tx, rx, tlb, locktable,
+                 notifier):
+        """The privileged port: a command is held until every unit it writes has taken it."""
+        held = Signal(ni_os_command_layout(self._asid_bits))
+        held_valid = Signal()
+        # The units the held command still has to reach.
+        to_notifier, to_tlb, to_locktable, to_engine = Signal(), Signal(), Signal(), Signal()
+        pending = Signal()
+        m.d.comb += [pending.eq(to_notifier | to_tlb | to_locktable | to_engine),
+                     self.os_command.ready.eq(~held_valid | ~pending)]
+        # To each unit its part of the held command.
+        m.d.comb += [
+            command_from_os.eq(held_valid & to_notifier),
+            tlb.mgmt.valid.eq(held_valid & to_tlb),
+            tlb.mgmt.payload.eq(held.tlb),
+            locktable.residency.valid.eq(held_valid & to_locktable),
+            locktable.residency.payload.context.eq(held.index),
+            locktable.residency.payload.resident.eq(held.context.busy),
+            locktable.residency.payload.thread.eq(held.context.thread),
+            tx.miss_answer.valid.eq(held_valid & to_engine & (held.engine == NiEngine.TX)),
+            rx.miss_answer.valid.eq(held_valid & to_engine & (held.engine == NiEngine.RX)),
+            tx.miss_answer.payload.reject.eq(held.reject),
+            rx.miss_answer.payload.reject.eq(held.reject),
+        ]
+        with m.If(command_from_os):
+            with m.If(held.op == NiOsOp.WRITE_ENDPOINT):
+                m.d.comb += [
+                    command.op.eq(NotifierCommandOp.WRITE_ENDPOINT),
+                    command.index.eq(held.index),
+                    command.endpoint.mode.eq(NotifyMode.NONE),
+                    command.endpoint.asid.eq(held.endpoint.asid),
+                    command.endpoint.thread.eq(held.endpoint.thread),
+                ]
+            with m.Else():
+                m.d.comb += [
+                    command.op.eq(NotifierCommandOp.WRITE_CONTEXT),
+                    command.index.eq(held.index),
+                    command.context.eq(held.context),
+                ]
+        with m.If(notifier.command.ready):
+            m.d.sync += to_notifier.eq(0)
+        with m.If(tlb.mgmt.ready):
+            m.d.sync += to_tlb.eq(0)
+        with m.If(locktable.residency.ready):
+            m.d.sync += to_locktable.eq(0)
+        with m.If((tx.miss_answer.valid & tx.miss_answer.ready)
+                  | (rx.miss_answer.valid & rx.miss_answer.ready)):
+            m.d.sync += to_engine.eq(0)
+
+        # Take a command: note where it goes; the endpoint table is written at once.
+        ring_reset = Signal(self._endpoints)
+        m.d.comb += rx.ring_reset.eq(ring_reset)
+        m.d.sync += ring_reset.eq(0)
+        with m.If(self.os_command.valid & self.os_command.ready):
+            request = self.os_command.payload
+            m.d.sync += [
+                held.eq(request),
+                held_valid.eq(1),
+                to_notifier.eq((request.op == NiOsOp.WRITE_ENDPOINT)
+                               | (request.op == NiOsOp.WRITE_CONTEXT)),
+                to_tlb.eq(request.op == NiOsOp.TLB),
+                to_locktable.eq(request.op == NiOsOp.WRITE_CONTEXT),
+                to_engine.eq(request.op == NiOsOp.MISS_ANSWER),
+            ]
+            with m.If(request.op == NiOsOp.WRITE_ENDPOINT):
+                for index in range(self._endpoints):
+                    with m.If(request.index == index):
+                        m.d.sync += [table[index].eq(request.endpoint), head[index].eq(0),
+                                     ring_reset[index].eq(1)]
+        with m.Elif(~pending):
+            m.d.sync += held_valid.eq(0)
+
+    def _mmio(self, m, table, head, arm, command, command_from_os, command_from_cpu,
+              mmio_fault, mmio_fault_valid, tx, rx, notifier):
+        """The user-level port: decode, check, act, and answer at the next edge."""
+        request = self.cpu_request.payload
+        endpoint = Signal(range(16))
+        offset = Signal(PAGE_BITS)
+        m.d.comb += [endpoint.eq(request.addr[PAGE_BITS:]), offset.eq(request.addr[:PAGE_BITS])]
+        # The addressed endpoint's table entry, registers and TX status (zero if there is none).
+        entry = Signal(EndpointEntry)
+        known = Signal()
+        m.d.comb += known.eq(endpoint < self._endpoints)
+        status = Signal(TxStatus)
+        busy = Signal()
+        tail, endpoint_head = Signal(16), Signal(16)
+        arm_value = {field: Signal(VA_BITS, name=f"arm_{field}") for field in arm}
+        for index in range(self._endpoints):
+            with m.If(endpoint == index):
+                m.d.comb += [entry.eq(table[index]), status.eq(tx.status[index]),
+                             tail.eq(rx.ring_tail[index]), endpoint_head.eq(head[index])]
+                m.d.comb += [arm_value[field].eq(arm[field][index]) for field in arm]
+        m.d.comb += busy.eq(status.busy)
+
+        # Which register: the TX slot (descriptor or payload), or one of the others.
+        is_descriptor, is_payload, slot_word = Signal(), Signal(), Signal(8)
+        m.d.comb += [
+            is_descriptor.eq(offset < DESCRIPTOR_WORDS * FLIT_BYTES),
+            is_payload.eq(offset >= UserReg.PAYLOAD.value),
+            slot_word.eq(Mux(is_descriptor, offset[3:], offset[3:] - UserReg.PAYLOAD.value // 8)),
+        ]
+        register = {reg: Signal(name=f"is_{reg.name.lower()}")
+                    for reg in UserReg if reg not in (UserReg.DESCRIPTOR, UserReg.PAYLOAD)}
+        for reg, flag in register.items():
+            m.d.comb += flag.eq(offset == reg.value)
+        arm_fields = {UserReg.ARM_LOCK: "lock", UserReg.ARM_HANDLER: "handler",
+                      UserReg.ARM_STACK: "stack"}
+
+        # The answer, decided combinationally from the request and registered when taken.
+        answer = Signal(MmioStatus)
+        value = Signal(64)
+        slot_access = Signal()
+        m.d.comb += slot_access.eq(request.write & (is_descriptor | is_payload
+                                                    | register[UserReg.DOORBELL]))
+        readable = Signal()
+        m.d.comb += readable.eq(register[UserReg.DOORBELL] | register[UserReg.STATUS]
+                                | register[UserReg.RING_HEAD] | register[UserReg.RING_TAIL])
+        writable = Signal()
+        m.d.comb += writable.eq(is_descriptor | is_payload | register[UserReg.DOORBELL]
+                                | register[UserReg.RING_HEAD] | register[UserReg.ARM_MODE]
+                                | register[UserReg.ARM_LOCK] | register[UserReg.ARM_HANDLER]
+                                | register[UserReg.ARM_STACK])
+        word_aligned = Signal()
+        m.d.comb += word_aligned.eq(offset[:3] == 0)
+        with m.If(~known | ~entry.enabled | ~word_aligned
+                  | Mux(request.write, ~writable, ~readable)):
+            m.d.comb += answer.eq(MmioStatus.BAD_ADDRESS)
+        with m.Elif(request.asid != entry.asid):
+            m.d.comb += answer.eq(MmioStatus.FOREIGN_ASID)
+        with m.Elif(slot_access & busy):
+            m.d.comb += answer.eq(MmioStatus.SLOT_BUSY)
+        with m.Else():
+            m.d.comb += answer.eq(MmioStatus.OK)
+        with m.If(register[UserReg.STATUS]):
+            m.d.comb += value.eq(status)
+        with m.Elif(register[UserReg.RING_HEAD]):
+            m.d.comb += value.eq(endpoint_head)
+        with m.Elif(register[UserReg.RING_TAIL]):
+            m.d.comb += value.eq(tail)
+
+        # What an accepted write does, and the unit it needs.
+        ok = Signal()
+        m.d.comb += ok.eq(self.cpu_request.valid & request.write & (answer == MmioStatus.OK))
+        doorbell, arming = Signal(), Signal()
+        m.d.comb += [doorbell.eq(ok & register[UserReg.DOORBELL]),
+                     arming.eq(ok & register[UserReg.ARM_MODE])]
+        foreign = Signal()
+        m.d.comb += foreign.eq(self.cpu_request.valid & (answer == MmioStatus.FOREIGN_ASID))
+        # The answer slot: free, or its answer is taken now.
+        response_free = Signal()
+        m.d.comb += response_free.eq(~self.cpu_response.valid | self.cpu_response.ready)
+        # The unit a request needs can take it.
+        unit_ready = Signal()
+        m.d.comb += unit_ready.eq(
+            Mux(doorbell, tx.doorbell.ready, 1)
+            & Mux(arming, ~command_from_os & notifier.command.ready, 1)
+            & Mux(foreign, ~mmio_fault_valid, 1))
+        take = Signal()
+        m.d.comb += [
+            self.cpu_request.ready.eq(response_free & unit_ready),
+            take.eq(self.cpu_request.valid & self.cpu_request.ready),
+        ]
+
+        m.d.comb += [
+            tx.slot_write.valid.eq(take & ok & (is_descriptor | is_payload)),
+            tx.slot_write.payload.endpoint.eq(endpoint),
+            tx.slot_write.payload.descriptor.eq(is_descriptor),
+            tx.slot_write.payload.word.eq(slot_word),
+            tx.slot_write.payload.data.eq(request.data),
+            tx.doorbell.valid.eq(self.cpu_request.valid & response_free & doorbell),
+            tx.doorbell.payload.endpoint.eq(endpoint),
+            tx.doorbell.payload.asid.eq(request.asid),
+            command_from_cpu.eq(self.cpu_request.valid & response_free & arming
+                                & ~command_from_os),
+        ]
+        with m.If(~command_from_os):
+            m.d.comb += [
+                command.op.eq(NotifierCommandOp.WRITE_ENDPOINT),
+                command.index.eq(endpoint),
+                command.endpoint.mode.eq(request.data[:2]),
+                command.endpoint.asid.eq(entry.asid),
+                command.endpoint.thread.eq(entry.thread),
+                command.endpoint.lock.eq(arm_value["lock"]),
+                command.endpoint.handler_pc.eq(arm_value["handler"]),
+                command.endpoint.stack.eq(arm_value["stack"]),
+            ]
+
+        with m.If(take):
+            m.d.sync += [
+                self.cpu_response.valid.eq(1),
+                self.cpu_response.payload.status.eq(answer),
+                self.cpu_response.payload.data.eq(Mux(answer == MmioStatus.OK, value, 0)),
+            ]
+            for index in range(self._endpoints):
+                with m.If(endpoint == index):
+                    with m.If(ok & register[UserReg.RING_HEAD]):
+                        m.d.sync += head[index].eq(request.data[:16])
+                    for reg, field in arm_fields.items():
+                        with m.If(ok & register[reg]):
+                            m.d.sync += arm[field][index].eq(request.data[:VA_BITS])
+            with m.If(foreign):
+                m.d.sync += [
+                    mmio_fault_valid.eq(1),
+                    mmio_fault.kind.eq(NiFaultKind.FOREIGN_ASID),
+                    mmio_fault.endpoint.eq(endpoint),
+                    mmio_fault.asid.eq(request.asid),
+                    mmio_fault.va.eq(request.addr),
+                    mmio_fault.node.eq(self._node),
+                ]
+        with m.Elif(self.cpu_response.ready):
+            m.d.sync += self.cpu_response.valid.eq(0)
+
+
+class System(wiring.Component):
+    """``nodes`` network interfaces joined by a :class:`rtl.fabric.Fabric`: one Verilog top.
+
+    NI ``i`` is node ``i``; its link ports go to the Fabric's port ``i``, every other port is
+    the system's ``node[i]`` (Verilog ports ``node__<i>__<port>__...``).
+
+    Parameters
+    ----------
+    nodes : int
+        2 to 16.
+    link_latency, cycles_per_flit : int
+        The Fabric's link pipeline stages and rate limiter.
+    **ni_params
+        Every parameter of :class:`NetworkInterface` but ``node`` and ``nodes``.
+
+    Members
+    -------
+    node : array of the NI ports but the links, one per node
+    fabric_dropped : Out(32)
+        Flits the Fabric dropped (misrouted; see :class:`rtl.fabric.Fabric`).
+    """
+
+    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, endpoints=8, contexts=4,
+                 tlb_entries=32, asid_bits=8, lines=64, tx_lines=16, rx_lines=48,
+                 lock_entries=32, lock_waiters=32, send_buffering=4, queue_depth=4):
+        self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
+        ni_params = dict(nodes=nodes, endpoints=endpoints, contexts=contexts,
+                         tlb_entries=tlb_entries, asid_bits=asid_bits, lines=lines,
+                         tx_lines=tx_lines, rx_lines=rx_lines, lock_entries=lock_entries,
+                         lock_waiters=lock_waiters, send_buffering=send_buffering,
+                         queue_depth=queue_depth)
+        self._fabric_params = dict(nodes=nodes, link_latency=link_latency,
+                                   cycles_per_flit=cycles_per_flit)
+        self._ni_params = ni_params
+        try:
+            for part in self._build_parts():
+                silence_unused(part)
+        except (TypeError, ValueError):
+            silence_unused(self)
+            raise
+        members = _node_signature(endpoints=endpoints, contexts=contexts, asid_bits=asid_bits)
+        super().__init__({
+            "node": Out(wiring.Signature(members)).array(nodes),
+            "fabric_dropped": Out(32),
+        })
+
+    @property
+    def nodes(self):
+        return self._nodes
+
+    def _build_parts(self):
+        return [Fabric(**self._fabric_params),
+                *(NetworkInterface(node=index, **self._ni_params) for index in range(self._nodes))]
+
+    def elaborate(self, platform):
+        m = Module()
+        fabric, *nis = self._build_parts()
+        m.submodules.fabric = fabric
+        m.d.comb += self.fabric_dropped.eq(fabric.dropped)
+        for index, ni in enumerate(nis):
+            m.submodules[f"ni{index}"] = ni
+            wiring.connect(m, ni.link_tx, fabric.inputs[index])
+            wiring.connect(m, fabric.outputs[index], ni.link_rx)
+            outer = self.node[index]
+            for name, member in outer.signature.members.items():
+                if member.is_port:
+                    m.d.comb += getattr(outer, name).eq(getattr(ni, name))   # a counter
+                else:
+                    wiring.connect(m, wiring.flipped(getattr(outer, name)), getattr(ni, name))
+        return m

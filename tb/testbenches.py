@@ -67,6 +67,17 @@ TESTBENCHES = {
         summary="every mode against the model with the core and OS models: BRANCH into a "
                 "computing thread, queued arrivals, SPAWN free/evict/OS, non-resident targets; "
                 "latency per mode"),
+    "system": Testbench(
+        component="system",
+        module="tb.system_tests",
+        options={
+            "scenario": None,          # the scenario document (smtni run gives it)
+            "tlb_prefill": 1,          # fill the NI TLBs with every window before the run
+            "os_switch_cycles": 2000,  # the OS's cost of putting a thread on a context
+            "timeout_cycles": 2_000_000,   # give up (and fail) after this many cycles
+        },
+        summary="a scenario's processes on n nodes: sends, deliveries and notifications against "
+                "the reference NI; per-message cycle stamps (smtni run, smtni demo)"),
 }
 
 
