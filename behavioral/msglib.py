@@ -28,7 +28,8 @@ from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, DESCRIPTOR_WORDS, E
 from .checks import check_range
 from .core import Load, MmioRead, MmioWrite, Wait
 
-__all__ = ["MmioError", "register", "send", "arm", "wait_lock", "Receiver"]
+__all__ = ["MmioError", "register", "send", "arm", "wait_lock", "load_entry", "write_head",
+           "Receiver"]
 
 DESCRIPTOR = Codec(SendDescriptor)
 STATUS = Codec(TxStatus)
@@ -154,6 +155,20 @@ def wait_lock(lock):
     return (yield Wait(lock))
 
 
+def load_entry(pa):
+    """Load the completion entry at physical address ``pa``; return its fields (of
+    :data:`rtl.layouts.CompletionEntry`)."""
+    bits = 0
+    for index in range(COMPLETION_WORDS):
+        bits |= (yield Load(pa + FLIT_BYTES * index)) << (FLIT_DATA_BITS * index)
+    return ENTRY.unpack(bits)
+
+
+def write_head(endpoint, head):
+    """Tell the NI that the entries before index ``head`` (mod 2**16) are consumed."""
+    yield from _write(register(endpoint, UserReg.RING_HEAD), head & _INDEX_MASK)
+
+
 class Receiver:
     """The consumer of one endpoint's completion ring; it keeps the ring's head.
 
@@ -192,10 +207,8 @@ class Receiver:
         """Load the entry at the head (one that :meth:`poll` found there), then advance the
         head and write it to RING_HEAD; return the entry (fields of
         :data:`rtl.layouts.CompletionEntry`)."""
-        slot_pa = self.ring.pa + COMPLETION_BYTES * (self.head % self.ring.entries)
-        bits = 0
-        for index in range(COMPLETION_WORDS):
-            bits |= (yield Load(slot_pa + FLIT_BYTES * index)) << (FLIT_DATA_BITS * index)
+        entry = yield from load_entry(self.ring.pa
+                                      + COMPLETION_BYTES * (self.head % self.ring.entries))
         self.head = (self.head + 1) & _INDEX_MASK
-        yield from _write(register(self.endpoint, UserReg.RING_HEAD), self.head)
-        return ENTRY.unpack(bits)
+        yield from write_head(self.endpoint, self.head)
+        return entry

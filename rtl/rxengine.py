@@ -1,12 +1,15 @@
+from types import SimpleNamespace
+
 from amaranth import *
-from amaranth.lib import enum, stream, wiring
+from amaranth.lib import data, enum, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .framing import LINK_CRC
 from .layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BYTES,
-                      FLIT_DATA_BITS, HEADER_FLITS, LINE_BYTES, LINE_WORDS, MAX_PAYLOAD_BYTES,
-                      NODE_BITS, PAGE_BITS, PA_BITS, RX_COUNTERS, VA_BITS, Completion,
+                      FLIT_DATA_BITS, HEADER_FLITS, LENGTH_BITS, LINE_BYTES, LINE_WORDS,
+                      MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS, PA_BITS, RX_COUNTERS, VA_BITS, Completion,
                       CompletionEntry, CompletionStatus, EndpointEntry, Flit, MessageHeader,
                       MessageKind, MissAnswer, NiFault, NiFaultKind, RxFillBeat, RxLineRequest,
                       TlbResponse, TlbStatus, Trailer, tlb_lookup_layout)
@@ -14,8 +17,11 @@ from .params import check_int
 
 __all__ = ["RxEngine"]
 
-#: Payload words the staging RAM holds: the largest message's.
+#: Payload words of one message in the staging RAM (the largest message's); the RAM holds two.
 STAGING_WORDS = MAX_PAYLOAD_BYTES // FLIT_BYTES
+#: The staging RAM holds two largest messages' payloads, as a circular buffer.
+_STAGING_DEPTH = 2 * STAGING_WORDS
+_STAGING_ADDR_BITS = (_STAGING_DEPTH - 1).bit_length()
 #: Flits counted per message before the counter saturates: more than any header's length asks
 #: (``HEADER_FLITS`` + 4095 // 8), so a saturated count is always a mismatch.
 _FLIT_COUNT_LIMIT = 1023
@@ -27,6 +33,7 @@ _ENTRY_SHIFT = COMPLETION_BYTES.bit_length() - 1
 assert COMPLETION_BYTES & (COMPLETION_BYTES - 1) == 0, "entries must tile a line"
 assert COMPLETION_BYTES <= LINE_BYTES, "an entry is written as one partial line"
 assert MAX_PAYLOAD_BYTES <= 1 << PAGE_BITS, "a payload spans at most two pages"
+assert _STAGING_DEPTH == 1 << _STAGING_ADDR_BITS, "staging addresses wrap around the RAM"
 
 # The counter each fault kind of a discarded message (or a miss) counts in.
 _FAULT_COUNTERS = {
@@ -47,15 +54,47 @@ class _Part(enum.Enum, shape=2):
     DONE = 2
 
 
-class _State(enum.Enum, shape=3):
-    """Where the engine is with the current message."""
+class _Receive(enum.Enum, shape=3):
+    """Where reception is with the message it took last."""
     RECEIVE = 0     # taking flits up to the trailer
     DELIVER = 1     # waiting for the translation of a good message
     FAULT = 2       # reporting a fault
     ANSWER = 3      # waiting for the OS's answer to a miss
-    RING = 4        # waiting for space in the endpoint's ring
-    WRITE = 5       # writing payload lines and the completion entry
-    NOTIFY = 6      # offering the completion to the Notifier
+    HANDOFF = 4     # waiting for the writer to take the message as its job
+
+
+class _Write(enum.Enum, shape=2):
+    """Where the writer is with its job."""
+    IDLE = 0        # no job
+    RING = 1        # waiting for space in the job's ring
+    WRITE = 2       # writing payload lines and the completion entry
+    NOTIFY = 3      # offering the completion to the Notifier
+
+
+#: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
+#: a long one is written keep streaming in.
+_QUEUED_JOBS = 4
+
+#: The writer's job: what it needs of a message that passed its checks and translation (or was
+#: rejected), kept while reception takes the next messages into the staging RAM.
+_Job = data.StructLayout({
+    "src_node":     NODE_BITS,
+    "src_endpoint": ENDPOINT_BITS,
+    "dst_endpoint": ENDPOINT_BITS,
+    "notify":       1,
+    "rejected":     1,
+    "length":       LENGTH_BITS,
+    "seq":          16,
+    "remote_va":    VA_BITS,
+    "metadata":     64,
+    "stamp":        64,
+    # the endpoint's ring, as the endpoint table had it when the message's first flit came in
+    "ring_log2":    4,
+    "ring_pa":      PA_BITS,
+    "ring_va":      VA_BITS,
+    "ppn":          data.ArrayLayout(PA_BITS - PAGE_BITS, 2),
+    "base":         _STAGING_ADDR_BITS,     # where its payload starts in the staging RAM
+})
 
 
 class RxEngine(wiring.Component):
@@ -193,58 +232,61 @@ class RxEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # Submodules: the link CRC and the staging RAM.
+        # Submodules: the link CRC, and the staging RAM, a circular buffer of two largest
+        # payloads, so that the next messages stream in while the writer reads out a job's.
         m.submodules.crc = link_crc = LINK_CRC.create()
-        m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=STAGING_WORDS,
+        m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=_STAGING_DEPTH,
                                                 init=[])
-        staging_write = staging.write_port()
-        staging_read = staging.read_port()
 
-        # The message: its header, endpoint entry, flit count, and the cycle its trailer came.
+        # The sections, each in the order a message meets them.
+        rx = self._reception(m, link_crc, staging.write_port())
+        tlb = self._lookup(m, rx)
+        job = self._jobs(m, rx, tlb)
+        out = self._write_out(m, job, staging.read_port())
+        self._receive_control(m, rx, tlb)
+        self._write_control(m, job, out)
+        return m
+
+    def _reception(self, m, link_crc, staging_write):
+        """Take flits, the payload into the staging RAM from ``base`` on: keep the header, the
+        endpoint entry and the trailer's cycle, run the CRC, and judge the message on its
+        trailer's cycle.
+
+        The payload's words are written only if the staging RAM has ``room`` for the words the
+        header asks for (at most a largest payload's) beside the ``used`` words of the writer's
+        jobs; :meth:`_receive_control` holds the first payload flit until it has. It drives
+        ``flits.ready``, ``rejected`` (set when the OS rejects a miss) and ``offering`` (the
+        message is ready to be the writer's job); :meth:`_jobs` drives ``used`` and ``handoff``
+        (the message becomes a job at this edge: the next one's payload goes after its
+        ``kept_words``)."""
         header = Signal(MessageHeader)
         entry = Signal(EndpointEntry)
         flit_index = Signal(range(_FLIT_COUNT_LIMIT + 1))
         cycle = Signal(64)
         stamp = Signal(64)
         rejected = Signal()
-        m.d.sync += cycle.eq(cycle + 1)
-
+        base = Signal(_STAGING_ADDR_BITS)
+        kept_words = Signal(range(STAGING_WORDS + 1))
+        offering = Signal()
+        handoff = Signal()
+        used = Signal(range(_STAGING_DEPTH + 1), name="staging_used")
         flit = self.flits.payload
-        flit_taken = Signal()
-        m.d.comb += flit_taken.eq(self.flits.valid & self.flits.ready)
+        taken = Signal()
+        trailer = Signal()
+        m.d.comb += [
+            taken.eq(self.flits.valid & self.flits.ready),
+            trailer.eq(taken & flit.last),
+        ]
 
-        # The endpoint named by the arriving first flit, and by the message's header.
+        # The endpoint entry named by the arriving first flit.
         arriving_endpoint = Signal(ENDPOINT_BITS)
         m.d.comb += arriving_endpoint.eq(
             flit.data[MessageHeader["dst_endpoint"].offset:][:ENDPOINT_BITS])
         arriving_entry = self._select(m, "arriving_entry", EndpointEntry, self.endpoints,
                                       arriving_endpoint)
-        head = self._select(m, "head", 16, self.ring_head, header.dst_endpoint)
-        tail = self._select(m, "tail", 16, self.ring_tail, header.dst_endpoint)
-
-        # The ring: its size, whether it is full, and the slot the next entry goes to.
-        ring_size = Signal(16)
-        ring_used = Signal(16)
-        ring_full = Signal()
-        slot = Signal(16)
-        slot_pa_offset = Signal(PA_BITS)
-        slot_va_offset = Signal(VA_BITS)
-        entry_pa = Signal(PA_BITS)
-        entry_va = Signal(VA_BITS)
-        m.d.comb += [
-            ring_size.eq(1 << entry.ring_log2),
-            ring_used.eq(tail - head),
-            ring_full.eq(ring_used == ring_size),
-            slot.eq(tail & (ring_size - 1)),
-            slot_pa_offset.eq(slot << _ENTRY_SHIFT),
-            slot_va_offset.eq(slot << _ENTRY_SHIFT),
-            entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), entry.ring_pa[_ENTRY_SHIFT:]) + slot_pa_offset),
-            entry_va.eq(entry.ring_va + slot_va_offset),
-        ]
 
         # Checks on the trailer's cycle: the header registers are complete unless the message is
         # shorter than a header, which then fails the count first.
-        trailer = Trailer(flit.data)
         payload_words = Signal(range(1 << 9))
         expected_flits = Signal(range(_FLIT_COUNT_LIMIT + 1))
         crc_bad = Signal()
@@ -254,7 +296,7 @@ class RxEngine(wiring.Component):
         m.d.comb += [
             payload_words.eq(header.length[_WORD_SHIFT:]),
             expected_flits.eq(HEADER_FLITS + payload_words),
-            crc_bad.eq(trailer.crc != link_crc.crc),
+            crc_bad.eq(Trailer(flit.data).crc != link_crc.crc),
             count_bad.eq(flit_index != expected_flits),
             header_bad.eq((header.dst_node != self._node) | (header.kind != MessageKind.PUT)
                           | (header.length[:_WORD_SHIFT] != 0)
@@ -265,11 +307,34 @@ class RxEngine(wiring.Component):
                             | ~entry.enabled),
         ]
 
-        # Taking flits: the first waits for the lookups of the message before to be answered.
-        lookups_idle = Signal()
-        receiving = Signal()
-        m.d.comb += self.flits.ready.eq(receiving & ((flit_index != 0) | lookups_idle))
-        with m.If(flit_taken):
+        # The CRC of every flit before the trailer; the trailer's cycle restarts it, so that a
+        # message of a lone ``last`` flit is checked against the CRC of nothing.
+        m.d.comb += [
+            link_crc.data.eq(flit.data),
+            link_crc.valid.eq(taken & ~flit.last),
+            link_crc.start.eq(taken & ((flit_index == 0) | flit.last)),
+        ]
+
+        # Payload words into the staging RAM, as many as the header asks for (more belong to a
+        # message that is TRUNCATED or has a BAD_HEADER anyway, and would overwrite a job's).
+        # A rejected message keeps none.
+        staging_index = Signal(range(_FLIT_COUNT_LIMIT + 1))
+        needed = Signal(range(STAGING_WORDS + 1))
+        room = Signal()
+        m.d.comb += [
+            staging_index.eq(flit_index - HEADER_FLITS),
+            needed.eq(Mux(payload_words > STAGING_WORDS, STAGING_WORDS, payload_words)),
+            room.eq(used + needed <= _STAGING_DEPTH),
+            staging_write.addr.eq(base + staging_index[:_STAGING_ADDR_BITS]),
+            staging_write.data.eq(flit.data),
+            staging_write.en.eq(taken & ~flit.last & (flit_index >= HEADER_FLITS)
+                                & (staging_index < needed)),
+            kept_words.eq(Mux(rejected, 0, payload_words)),
+        ]
+
+        # The message's registers, filled as its flits are taken.
+        m.d.sync += cycle.eq(cycle + 1)
+        with m.If(taken):
             m.d.sync += flit_index.eq(Mux(flit_index == _FLIT_COUNT_LIMIT, flit_index,
                                           flit_index + 1))
             for index in range(HEADER_FLITS):
@@ -279,27 +344,21 @@ class RxEngine(wiring.Component):
                 m.d.sync += [entry.eq(arriving_entry), rejected.eq(0)]
             with m.If(flit.last):
                 m.d.sync += [flit_index.eq(0), stamp.eq(cycle)]
+        with m.If(handoff):
+            m.d.sync += base.eq(base + kept_words)
 
-        # The CRC of every flit before the trailer; the trailer's cycle restarts it, so that a
-        # message of a lone ``last`` flit is checked against the CRC of nothing.
-        m.d.comb += [
-            link_crc.data.eq(flit.data),
-            link_crc.valid.eq(flit_taken & ~flit.last),
-            link_crc.start.eq(flit_taken & ((flit_index == 0) | flit.last)),
-        ]
+        return SimpleNamespace(
+            header=header, entry=entry, flit=flit, flit_index=flit_index, taken=taken,
+            trailer=trailer, cycle=cycle, stamp=stamp, rejected=rejected, base=base,
+            kept_words=kept_words, offering=offering, handoff=handoff, used=used, room=room,
+            crc_bad=crc_bad, count_bad=count_bad, header_bad=header_bad,
+            endpoint_bad=endpoint_bad)
 
-        # Payload words into the staging RAM (words beyond it belong to a message that is
-        # TRUNCATED or has a BAD_HEADER anyway).
-        staging_index = Signal(range(_FLIT_COUNT_LIMIT + 1))
-        m.d.comb += [
-            staging_index.eq(flit_index - HEADER_FLITS),
-            staging_write.addr.eq(staging_index[:len(staging_write.addr)]),
-            staging_write.data.eq(flit.data),
-            staging_write.en.eq(flit_taken & ~flit.last & (flit_index >= HEADER_FLITS)
-                                & (flit_index < HEADER_FLITS + STAGING_WORDS)),
-        ]
-
-        # Lookups: started by the header's VA flit, one request per page, each answer kept.
+    def _lookup(self, m, rx):
+        """Look up the pages of the message coming in, from its VA flit on: one request per
+        page, each answer kept. Return the lookup's registers and the translation as it stands
+        this cycle, counting an answer arriving now: whether every page is answered, the first
+        page (in order) that did not hit, and each page's frame."""
         lookup = self.tlb_request.payload
         wanted = Signal(range(3))
         issued = Signal(range(3))
@@ -310,21 +369,22 @@ class RxEngine(wiring.Component):
         arriving_va = Signal(VA_BITS)
         arriving_offset = Signal(PAGE_BITS + 1)
         arriving_pages = Signal(range(3))
+        idle = Signal()
         m.d.comb += [
-            page_va.eq(Cat(C(0, PAGE_BITS), header.remote_va[PAGE_BITS:])),
-            arriving_va.eq(flit.data[MessageHeader["remote_va"].offset - FLIT_DATA_BITS:]),
+            page_va.eq(Cat(C(0, PAGE_BITS), rx.header.remote_va[PAGE_BITS:])),
+            arriving_va.eq(rx.flit.data[MessageHeader["remote_va"].offset - FLIT_DATA_BITS:]),
             arriving_offset.eq(Cat(C(0, _WORD_SHIFT), arriving_va[_WORD_SHIFT:PAGE_BITS])
-                               + header.length),
-            arriving_pages.eq(Mux(header.length == 0, 0,
+                               + rx.header.length),
+            arriving_pages.eq(Mux(rx.header.length == 0, 0,
                                   Mux(arriving_offset > (1 << PAGE_BITS), 2, 1))),
-            lookups_idle.eq((issued == wanted) & (answered == issued)),
+            idle.eq((issued == wanted) & (answered == issued)),
             self.tlb_request.valid.eq(issued != wanted),
             self.tlb_response.ready.eq(1),
         ]
-        with m.If(flit_taken & (flit_index == 1) & ~flit.last):
+        with m.If(rx.taken & (rx.flit_index == 1) & ~rx.flit.last):
             m.d.sync += [
                 wanted.eq(arriving_pages), issued.eq(0), answered.eq(0),
-                lookup.asid.eq(entry.asid), lookup.key.eq(header.key),
+                lookup.asid.eq(rx.entry.asid), lookup.key.eq(rx.header.key),
                 lookup.va.eq(Cat(C(0, PAGE_BITS), arriving_va[PAGE_BITS:])),
             ]
         with m.If(self.tlb_request.valid & self.tlb_request.ready):
@@ -338,9 +398,10 @@ class RxEngine(wiring.Component):
                 with m.If(answered == index):
                     m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]
 
-        # The translation as it stands this cycle, counting an answer arriving now: whether
-        # every page is answered, and the first page (in order) that did not hit.
+        # The translation this cycle.
+        answer_now = [Signal(name=f"page{i}_answer_now") for i in range(2)]
         status_now = [Signal(TlbStatus, name=f"page{i}_status_now") for i in range(2)]
+        ppn_now = [Signal(PA_BITS - PAGE_BITS, name=f"page{i}_ppn_now") for i in range(2)]
         refused = [Signal(name=f"page{i}_refused") for i in range(2)]
         translated = Signal()
         answered_now = Signal(range(3))
@@ -348,8 +409,9 @@ class RxEngine(wiring.Component):
         refused_va = Signal(VA_BITS)
         for index in range(2):
             m.d.comb += [
-                status_now[index].eq(Mux(answer_taken & (answered == index), response.status,
-                                         status[index])),
+                answer_now[index].eq(answer_taken & (answered == index)),
+                status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
+                ppn_now[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
                 refused[index].eq((wanted > index) & (status_now[index] != TlbStatus.HIT)),
             ]
         m.d.comb += [
@@ -358,249 +420,377 @@ class RxEngine(wiring.Component):
             refusal.eq(Mux(refused[0], status_now[0], status_now[1])),
             refused_va.eq(Mux(refused[0], page_va, page_va + (1 << PAGE_BITS))),
         ]
+        return SimpleNamespace(
+            lookup=lookup, issued=issued, answered=answered, page_va=page_va, idle=idle,
+            translated=translated, refused=refused[0] | refused[1], refusal=refusal,
+            refused_va=refused_va, ppn_now=ppn_now)
 
-        # The writer: one side announces lines, the other sends their words, each walking the
-        # payload and then the entry. ``offset`` is the byte offset from the first page's base
-        # (the entry's physical address for the entry), ``left`` the words still to go.
+    def _jobs(self, m, rx, tlb):
+        """Queue the messages reception offers for the writer: its ``current`` job (being
+        written, or ``held`` for ring space) and up to :data:`_QUEUED_JOBS` behind it, and count
+        the staging RAM words their payloads hold (``used``, each freed as the writer reads it).
+
+        The writer takes a job at an edge where it is ``free`` (both driven by
+        :meth:`_write_control`): the oldest queued, else the one offered, so that a message
+        offered to an idle writer starts in the same cycle. Return the queue with the ring of the
+        job the writer starts or holds (``starting``)."""
+        m.submodules.jobs = queue = SyncFIFO(width=_Job.size, depth=_QUEUED_JOBS)
+        current = Signal(_Job)
+        queued = _Job(queue.r_data)
+        offered = Signal(_Job)
+        next_job = Signal(_Job)
+        starting = Signal(_Job)
+        free = Signal(name="writer_free")
+        held = Signal(name="writer_held")
+        take = Signal(name="writer_take")
+        direct = Signal()
+        word_read = Signal()
+        header = rx.header
+        m.d.comb += [
+            offered.src_node.eq(header.src_node),
+            offered.src_endpoint.eq(header.src_endpoint),
+            offered.dst_endpoint.eq(header.dst_endpoint),
+            offered.notify.eq(header.notify),
+            offered.rejected.eq(rx.rejected),
+            offered.length.eq(header.length),
+            offered.seq.eq(header.seq),
+            offered.remote_va.eq(header.remote_va),
+            offered.metadata.eq(header.metadata),
+            offered.stamp.eq(Mux(rx.trailer, rx.cycle, rx.stamp)),
+            offered.ring_log2.eq(rx.entry.ring_log2),
+            offered.ring_pa.eq(rx.entry.ring_pa),
+            offered.ring_va.eq(rx.entry.ring_va),
+            offered.ppn[0].eq(tlb.ppn_now[0]),
+            offered.ppn[1].eq(tlb.ppn_now[1]),
+            offered.base.eq(rx.base),
+        ]
+        # A job offered to a free writer with nothing queued goes to it directly.
+        m.d.comb += [
+            take.eq(free & (queue.r_rdy | rx.offering)),
+            direct.eq(free & ~queue.r_rdy),
+            next_job.eq(Mux(queue.r_rdy, queued, offered)),
+            starting.eq(Mux(held, current, next_job)),
+            rx.handoff.eq(rx.offering & (direct | queue.w_rdy)),
+            queue.w_data.eq(offered),
+            queue.w_en.eq(rx.handoff & ~direct),
+            queue.r_en.eq(take & queue.r_rdy),
+        ]
+        with m.If(take):
+            m.d.sync += current.eq(next_job)
+        m.d.sync += rx.used.eq(rx.used + Mux(rx.handoff, rx.kept_words, 0) - word_read)
+
+        # The ring: its size, whether it is full, and the slot the next entry goes to.
+        head = self._select(m, "head", 16, self.ring_head, starting.dst_endpoint)
+        tail = self._select(m, "tail", 16, self.ring_tail, starting.dst_endpoint)
+        ring_size = Signal(16)
+        ring_used = Signal(16)
+        ring_full = Signal()
+        slot = Signal(16)
+        slot_pa_offset = Signal(PA_BITS)
+        slot_va_offset = Signal(VA_BITS)
+        entry_pa = Signal(PA_BITS)
+        entry_va = Signal(VA_BITS)
+        m.d.comb += [
+            ring_size.eq(1 << starting.ring_log2),
+            ring_used.eq(tail - head),
+            ring_full.eq(ring_used == ring_size),
+            slot.eq(tail & (ring_size - 1)),
+            slot_pa_offset.eq(slot << _ENTRY_SHIFT),
+            slot_va_offset.eq(slot << _ENTRY_SHIFT),
+            entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), starting.ring_pa[_ENTRY_SHIFT:])
+                        + slot_pa_offset),
+            entry_va.eq(starting.ring_va + slot_va_offset),
+        ]
+        return SimpleNamespace(current=current, starting=starting, free=free, held=held,
+                               take=take, word_read=word_read, ring_full=ring_full,
+                               entry_pa=entry_pa, entry_va=entry_va)
+
+    def _write_out(self, m, job, staging_read):
+        """Write the job through the MessageBuffer: one side announces lines, the other sends
+        their words, each walking the payload and then the entry. Advance the tail and count the
+        message when the entry's last word is taken.
+
+        Return ``start`` (the statements that start the writer on ``job.starting`` in the slot
+        its tail names now), ``entry_written`` and ``entry_va``; :meth:`_write_control` drives
+        ``writing``."""
         writing = Signal()
         entry_pa_kept = Signal(PA_BITS)
         entry_va_kept = Signal(VA_BITS)
-        announce_part = Signal(_Part)
-        announce_offset = Signal(PAGE_BITS + 1)
-        announce_left = Signal(range(STAGING_WORDS + 1))
-        send_part = Signal(_Part)
-        send_offset = Signal(PAGE_BITS + 1)
-        send_left = Signal(range(STAGING_WORDS + 1))
-        send_index = Signal(range(STAGING_WORDS))
         lines_ahead = Signal(range(2 * MAX_PAYLOAD_BYTES // LINE_BYTES + 4))
+        announce = self._announce(m, job.current, writing, entry_pa_kept)
+        send = self._send(m, job.current, writing & (lines_ahead != 0), entry_pa_kept, staging_read)
+        m.d.sync += lines_ahead.eq(lines_ahead + announce.taken - send.line_done)
+        m.d.comb += job.word_read.eq(send.payload_taken)
 
-        # Announcing: the line's first word, its words in this message, its address.
-        # The line's first word is a register of its own, as wide as the counts it is added to:
-        # a slice of the offset would be a narrower operand, which Verilator's -Wall reports.
-        announce_word = Signal(range(STAGING_WORDS + 1))
-        announce_reach = Signal(range(STAGING_WORDS + LINE_WORDS))
-        announce_count = Signal(range(STAGING_WORDS + 1))
-        announce_pa = Signal(PA_BITS)
-        line = self.rx_line.payload
+        # Starting: the payload (unless rejected), then the entry.
+        starting = job.starting
+        words = Signal(range(STAGING_WORDS + 1), name="start_words")
+        first_part = Signal(_Part, name="start_part")
+        first_offset = Signal(PAGE_BITS + 1, name="start_offset")
+        first_left = Signal(range(STAGING_WORDS + 1), name="start_left")
         m.d.comb += [
-            announce_reach.eq(announce_left + announce_word),
-            announce_count.eq(Mux(announce_reach >= LINE_WORDS, LINE_WORDS - announce_word,
-                                  announce_left)),
-            announce_pa.eq(Mux(announce_part == _Part.ENTRY, entry_pa_kept,
-                               Cat(announce_offset[:PAGE_BITS],
-                                   Mux(announce_offset[PAGE_BITS], ppn[1], ppn[0])))),
-            line.addr.eq(announce_pa[_LINE_SHIFT:]),
-            # (the last word's first test always holds, and is left out as Verilator warns)
-            line.words.eq(Cat(((announce_word <= word) if word < LINE_WORDS - 1 else C(1))
-                              & (announce_reach > word) for word in range(LINE_WORDS))),
-            self.rx_line.valid.eq(writing & (announce_part != _Part.DONE)),
+            words.eq(Mux(starting.rejected, 0, starting.length[_WORD_SHIFT:])),
+            first_part.eq(Mux(words != 0, _Part.PAYLOAD, _Part.ENTRY)),
+            first_offset.eq(Mux(words != 0,
+                                Cat(C(0, _WORD_SHIFT),
+                                    starting.remote_va[_WORD_SHIFT:PAGE_BITS]),
+                                job.entry_pa[:PAGE_BITS + 1])),
+            first_left.eq(Mux(words != 0, words, COMPLETION_WORDS)),
         ]
-        line_taken = Signal()
-        m.d.comb += line_taken.eq(self.rx_line.valid & self.rx_line.ready)
-        with m.If(line_taken):
-            with m.If((announce_part == _Part.PAYLOAD) & (announce_left != announce_count)):
-                m.d.sync += [announce_offset.eq(announce_offset + (announce_count << _WORD_SHIFT)),
-                             announce_word.eq(0),
-                             announce_left.eq(announce_left - announce_count)]
-            with m.Elif(announce_part == _Part.PAYLOAD):
-                m.d.sync += [announce_part.eq(_Part.ENTRY),
-                             announce_offset.eq(entry_pa_kept[:PAGE_BITS + 1]),
-                             announce_word.eq(entry_pa_kept[_WORD_SHIFT:_LINE_SHIFT]),
-                             announce_left.eq(COMPLETION_WORDS)]
-            with m.Else():
-                m.d.sync += announce_part.eq(_Part.DONE)
+        start = [
+            entry_pa_kept.eq(job.entry_pa), entry_va_kept.eq(job.entry_va),
+            announce.part.eq(first_part), announce.offset.eq(first_offset),
+            announce.word.eq(first_offset[_WORD_SHIFT:_LINE_SHIFT]), announce.left.eq(first_left),
+            send.part.eq(first_part), send.offset.eq(first_offset), send.left.eq(first_left),
+            send.index.eq(0), lines_ahead.eq(0),
+        ]
 
-        # Sending words: payload words from the staging RAM, whose read port always shows the
-        # word at ``send_index`` (it reads the next one in the cycle a word is taken), then the
-        # entry's words.
-        completion_entry = Signal(CompletionEntry)
-        m.d.comb += [
-            completion_entry.src_node.eq(header.src_node),
-            completion_entry.src_endpoint.eq(header.src_endpoint),
-            completion_entry.status.eq(Mux(rejected, CompletionStatus.REJECTED,
-                                           CompletionStatus.DELIVERED)),
-            completion_entry.length.eq(header.length),
-            completion_entry.seq.eq(header.seq),
-            completion_entry.landing_va.eq(header.remote_va),
-            completion_entry.metadata.eq(header.metadata),
-            completion_entry.stamp.eq(stamp),
-        ]
-        entry_word = Signal(range(COMPLETION_WORDS))
-        entry_data = Signal(FLIT_DATA_BITS)
-        m.d.comb += [
-            entry_word.eq(send_offset[_WORD_SHIFT:_ENTRY_SHIFT]),
-        ]
-        for index in range(COMPLETION_WORDS):
-            with m.If(entry_word == index):
-                m.d.comb += entry_data.eq(
-                    completion_entry.as_value().word_select(index, FLIT_DATA_BITS))
-        beat = self.rx_data.payload
-        beat_taken = Signal()
-        payload_taken = Signal()
-        entry_written = Signal()
-        m.d.comb += [
-            beat.word.eq(send_offset[_WORD_SHIFT:_LINE_SHIFT]),
-            beat.data.eq(Mux(send_part == _Part.ENTRY, entry_data, staging_read.data)),
-            beat.last.eq((beat.word == LINE_WORDS - 1) | (send_left == 1)),
-            self.rx_data.valid.eq(writing & (send_part != _Part.DONE) & (lines_ahead != 0)),
-            beat_taken.eq(self.rx_data.valid & self.rx_data.ready),
-            payload_taken.eq(beat_taken & (send_part == _Part.PAYLOAD)),
-            entry_written.eq(beat_taken & (send_part == _Part.ENTRY) & (send_left == 1)),
-            staging_read.addr.eq(send_index + payload_taken),
-        ]
-        with m.If(beat_taken):
-            m.d.sync += [send_offset.eq(send_offset + FLIT_BYTES), send_left.eq(send_left - 1)]
-            with m.If(payload_taken & (send_left == 1)):
-                m.d.sync += [send_part.eq(_Part.ENTRY),
-                             send_offset.eq(entry_pa_kept[:PAGE_BITS + 1]),
-                             send_left.eq(COMPLETION_WORDS)]
-            with m.Elif(entry_written):
-                m.d.sync += send_part.eq(_Part.DONE)
-        with m.If(~writing):
-            m.d.sync += send_index.eq(0)
-        with m.Elif(payload_taken):
-            m.d.sync += send_index.eq(send_index + 1)
-        m.d.sync += lines_ahead.eq(lines_ahead + line_taken - (beat_taken & beat.last))
-
-        def start_writing():
-            """Return the statements that start the writer on the message (its payload, unless
-            rejected, then the entry) in the ring slot the tail names now."""
-            words = Signal(range(STAGING_WORDS + 1), name="start_words")
-            first_part = Signal(_Part, name="start_part")
-            first_offset = Signal(PAGE_BITS + 1, name="start_offset")
-            first_left = Signal(range(STAGING_WORDS + 1), name="start_left")
-            m.d.comb += [
-                words.eq(Mux(rejected, 0, payload_words)),
-                first_part.eq(Mux(words != 0, _Part.PAYLOAD, _Part.ENTRY)),
-                first_offset.eq(Mux(words != 0,
-                                    Cat(C(0, _WORD_SHIFT), header.remote_va[_WORD_SHIFT:PAGE_BITS]),
-                                    entry_pa[:PAGE_BITS + 1])),
-                first_left.eq(Mux(words != 0, words, COMPLETION_WORDS)),
-            ]
-            return [
-                entry_pa_kept.eq(entry_pa), entry_va_kept.eq(entry_va),
-                announce_part.eq(first_part), announce_offset.eq(first_offset),
-                announce_word.eq(first_offset[_WORD_SHIFT:_LINE_SHIFT]),
-                announce_left.eq(first_left),
-                send_part.eq(first_part), send_offset.eq(first_offset), send_left.eq(first_left),
-                lines_ahead.eq(0),
-            ]
-        start = start_writing()
-
-        # The ring tails: reset by the NI, advanced by each entry written.
+        # The ring tails: reset by the NI, advanced by each entry written; and the counts.
+        endpoint = job.current.dst_endpoint
         for index, ring_tail in enumerate(self.ring_tail):
             with m.If(self.ring_reset[index]):
                 m.d.sync += ring_tail.eq(0)
-            with m.Elif(entry_written & (header.dst_endpoint == index)):
+            with m.Elif(send.entry_written & (endpoint == index)):
                 m.d.sync += ring_tail.eq(ring_tail + 1)
-
-        # The fault being reported.
-        fault_kind = Signal(NiFaultKind)
-        fault_va = Signal(VA_BITS)
-        reporting = Signal()
-        fault = self.fault.payload
-        m.d.comb += [
-            self.fault.valid.eq(reporting),
-            fault.kind.eq(fault_kind),
-            fault.endpoint.eq(header.dst_endpoint),
-            fault.asid.eq(entry.asid),
-            fault.va.eq(fault_va),
-            fault.node.eq(header.src_node),
-        ]
-        fault_taken = Signal()
-        m.d.comb += fault_taken.eq(self.fault.valid & self.fault.ready)
-        counters = {name: getattr(self, f"count_{name}") for name in RX_COUNTERS}
-        with m.If(fault_taken):
-            for kind, name in _FAULT_COUNTERS.items():
-                with m.If(fault_kind == kind):
-                    m.d.sync += counters[name].eq(counters[name] + 1)
-        with m.If(entry_written):
-            with m.If(rejected):
-                m.d.sync += counters["rejected"].eq(counters["rejected"] + 1)
+        with m.If(send.entry_written):
+            with m.If(job.current.rejected):
+                m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
-                m.d.sync += counters["delivered"].eq(counters["delivered"] + 1)
+                m.d.sync += self.count_delivered.eq(self.count_delivered + 1)
+        return SimpleNamespace(writing=writing, start=start, entry_written=send.entry_written,
+                               entry_va=entry_va_kept)
 
-        # The message's course (a state register compared in If chains rather than an FSM, whose
-        # Verilog case statements Verilator finds incomplete).
-        state = Signal(_State)
-        full_wait = Signal()
+    def _announce(self, m, job, writing, entry_pa_kept):
+        """Announce the job's lines on ``rx_line``: each line's address and the words the
+        message covers in it. ``offset`` is the byte offset from the first page's base (the
+        entry's physical address for the entry), ``word`` the line's first word, ``left`` the
+        words still to announce."""
+        part = Signal(_Part, name="announce_part")
+        offset = Signal(PAGE_BITS + 1, name="announce_offset")
+        left = Signal(range(STAGING_WORDS + 1), name="announce_left")
+        # The line's first word is a register of its own, as wide as the counts it is added to:
+        # a slice of the offset would be a narrower operand, which Verilator's -Wall reports.
+        word = Signal(range(STAGING_WORDS + 1), name="announce_word")
+        reach = Signal(range(STAGING_WORDS + LINE_WORDS), name="announce_reach")
+        count = Signal(range(STAGING_WORDS + 1), name="announce_count")
+        pa = Signal(PA_BITS, name="announce_pa")
+        line = self.rx_line.payload
+        m.d.comb += [
+            reach.eq(left + word),
+            count.eq(Mux(reach >= LINE_WORDS, LINE_WORDS - word, left)),
+            pa.eq(Mux(part == _Part.ENTRY, entry_pa_kept,
+                      Cat(offset[:PAGE_BITS], Mux(offset[PAGE_BITS], job.ppn[1], job.ppn[0])))),
+            line.addr.eq(pa[_LINE_SHIFT:]),
+            # (the last word's first test always holds, and is left out as Verilator warns)
+            line.words.eq(Cat(((word <= index) if index < LINE_WORDS - 1 else C(1))
+                              & (reach > index) for index in range(LINE_WORDS))),
+            self.rx_line.valid.eq(writing & (part != _Part.DONE)),
+        ]
+        taken = Signal(name="line_taken")
+        m.d.comb += taken.eq(self.rx_line.valid & self.rx_line.ready)
+        with m.If(taken):
+            with m.If((part == _Part.PAYLOAD) & (left != count)):
+                m.d.sync += [offset.eq(offset + (count << _WORD_SHIFT)), word.eq(0),
+                             left.eq(left - count)]
+            with m.Elif(part == _Part.PAYLOAD):
+                m.d.sync += [part.eq(_Part.ENTRY), offset.eq(entry_pa_kept[:PAGE_BITS + 1]),
+                             word.eq(entry_pa_kept[_WORD_SHIFT:_LINE_SHIFT]),
+                             left.eq(COMPLETION_WORDS)]
+            with m.Else():
+                m.d.sync += part.eq(_Part.DONE)
+        return SimpleNamespace(part=part, offset=offset, word=word, left=left, taken=taken)
 
-        def report(kind, va=0):
-            m.d.sync += [fault_kind.eq(kind), fault_va.eq(va), state.eq(_State.FAULT)]
+    def _send(self, m, job, sending, entry_pa_kept, staging_read):
+        """Send the job's words on ``rx_data`` while ``sending`` (writing, with a line announced
+        ahead): payload words from the job's place in the staging RAM, whose read port always
+        shows the word at ``index`` (it reads the next one in the cycle a word is taken), then
+        the completion entry's words."""
+        part = Signal(_Part, name="send_part")
+        offset = Signal(PAGE_BITS + 1, name="send_offset")
+        left = Signal(range(STAGING_WORDS + 1), name="send_left")
+        index = Signal(range(STAGING_WORDS), name="send_index")
+        read_index = Signal(range(STAGING_WORDS + 1))
+        completion_entry = Signal(CompletionEntry)
+        m.d.comb += [
+            completion_entry.src_node.eq(job.src_node),
+            completion_entry.src_endpoint.eq(job.src_endpoint),
+            completion_entry.status.eq(Mux(job.rejected, CompletionStatus.REJECTED,
+                                           CompletionStatus.DELIVERED)),
+            completion_entry.length.eq(job.length),
+            completion_entry.seq.eq(job.seq),
+            completion_entry.landing_va.eq(job.remote_va),
+            completion_entry.metadata.eq(job.metadata),
+            completion_entry.stamp.eq(job.stamp),
+        ]
+        entry_word = Signal(range(COMPLETION_WORDS))
+        entry_data = Signal(FLIT_DATA_BITS)
+        m.d.comb += entry_word.eq(offset[_WORD_SHIFT:_ENTRY_SHIFT])
+        for word in range(COMPLETION_WORDS):
+            with m.If(entry_word == word):
+                m.d.comb += entry_data.eq(
+                    completion_entry.as_value().word_select(word, FLIT_DATA_BITS))
+        beat = self.rx_data.payload
+        taken = Signal(name="beat_taken")
+        payload_taken = Signal()
+        line_done = Signal()
+        entry_written = Signal()
+        m.d.comb += [
+            beat.word.eq(offset[_WORD_SHIFT:_LINE_SHIFT]),
+            beat.data.eq(Mux(part == _Part.ENTRY, entry_data, staging_read.data)),
+            beat.last.eq((beat.word == LINE_WORDS - 1) | (left == 1)),
+            self.rx_data.valid.eq(sending & (part != _Part.DONE)),
+            taken.eq(self.rx_data.valid & self.rx_data.ready),
+            payload_taken.eq(taken & (part == _Part.PAYLOAD)),
+            line_done.eq(taken & beat.last),
+            entry_written.eq(taken & (part == _Part.ENTRY) & (left == 1)),
+            read_index.eq(index + payload_taken),
+            staging_read.addr.eq(job.base + read_index[:_STAGING_ADDR_BITS]),
+        ]
+        with m.If(taken):
+            m.d.sync += [offset.eq(offset + FLIT_BYTES), left.eq(left - 1)]
+            with m.If(payload_taken & (left == 1)):
+                m.d.sync += [part.eq(_Part.ENTRY), offset.eq(entry_pa_kept[:PAGE_BITS + 1]),
+                             left.eq(COMPLETION_WORDS)]
+            with m.Elif(entry_written):
+                m.d.sync += part.eq(_Part.DONE)
+        with m.If(payload_taken):
+            m.d.sync += index.eq(index + 1)
+        return SimpleNamespace(part=part, offset=offset, left=left, index=index,
+                               payload_taken=payload_taken, line_done=line_done,
+                               entry_written=entry_written)
+
+    def _receive_control(self, m, rx, tlb):
+        """Lead each message through reception: take it, report a fault, or wait for its
+        translation or the OS's answer to a miss; then offer it to the writer's queue, holding
+        the link while the queue is full."""
+        state = Signal(_Receive)
+        kind = Signal(NiFaultKind)
+        va = Signal(VA_BITS)
+        fault_taken = self._faults(m, rx, state == _Receive.FAULT, kind, va)
+
+        def report(fault_kind, fault_va=0):
+            m.d.sync += [kind.eq(fault_kind), va.eq(fault_va), state.eq(_Receive.FAULT)]
+
+        def offer():
+            m.d.comb += rx.offering.eq(1)
+            m.d.sync += state.eq(Mux(rx.handoff, _Receive.RECEIVE, _Receive.HANDOFF))
 
         def deliver():
-            """Act on the translation once it is complete: report a refusal, wait for ring space,
-            or start writing."""
-            with m.If(~translated):
-                m.d.sync += state.eq(_State.DELIVER)
-            with m.Elif(refused[0] | refused[1]):
-                with m.If(refusal == TlbStatus.MISS):
-                    report(NiFaultKind.RX_MISS, refused_va)
-                with m.Elif(refusal == TlbStatus.PERMISSION_FAULT):
-                    report(NiFaultKind.RX_PERMISSION, refused_va)
+            """Act on the translation once it is complete: report a refusal, or offer the
+            message to the writer."""
+            with m.If(~tlb.translated):
+                m.d.sync += state.eq(_Receive.DELIVER)
+            with m.Elif(tlb.refused):
+                with m.If(tlb.refusal == TlbStatus.MISS):
+                    report(NiFaultKind.RX_MISS, tlb.refused_va)
+                with m.Elif(tlb.refusal == TlbStatus.PERMISSION_FAULT):
+                    report(NiFaultKind.RX_PERMISSION, tlb.refused_va)
                 with m.Else():
-                    report(NiFaultKind.RX_KEY, refused_va)
-            with m.Elif(ring_full):
-                m.d.comb += full_wait.eq(1)
-                m.d.sync += state.eq(_State.RING)
+                    report(NiFaultKind.RX_KEY, tlb.refused_va)
             with m.Else():
-                m.d.sync += [*start, state.eq(_State.WRITE)]
+                offer()
 
-        with m.If(state == _State.RECEIVE):
-            with m.If(flit_taken & flit.last):
-                with m.If(crc_bad):
+        with m.If(state == _Receive.RECEIVE):
+            with m.If(rx.trailer):
+                with m.If(rx.crc_bad):
                     report(NiFaultKind.BAD_CRC)
-                with m.Elif(count_bad):
+                with m.Elif(rx.count_bad):
                     report(NiFaultKind.TRUNCATED)
-                with m.Elif(header_bad):
+                with m.Elif(rx.header_bad):
                     report(NiFaultKind.BAD_HEADER)
-                with m.Elif(endpoint_bad):
+                with m.Elif(rx.endpoint_bad):
                     report(NiFaultKind.BAD_ENDPOINT)
                 with m.Else():
                     deliver()
-        with m.Elif(state == _State.DELIVER):
+        with m.Elif(state == _Receive.DELIVER):
             deliver()
-        with m.Elif(state == _State.FAULT):
+        with m.Elif(state == _Receive.FAULT):
             with m.If(fault_taken):
-                with m.If(fault_kind == NiFaultKind.RX_MISS):
-                    m.d.sync += state.eq(_State.ANSWER)
-                with m.Elif(fault_kind == NiFaultKind.RX_REJECTED):
-                    m.d.sync += state.eq(_State.RING)
+                with m.If(kind == NiFaultKind.RX_MISS):
+                    m.d.sync += state.eq(_Receive.ANSWER)
+                with m.Elif(kind == NiFaultKind.RX_REJECTED):
+                    m.d.sync += state.eq(_Receive.HANDOFF)
                 with m.Else():
-                    m.d.sync += state.eq(_State.RECEIVE)
-        with m.Elif(state == _State.ANSWER):
+                    m.d.sync += state.eq(_Receive.RECEIVE)
+        with m.Elif(state == _Receive.ANSWER):
             with m.If(self.miss_answer.valid):
                 with m.If(self.miss_answer.payload.reject):
-                    m.d.sync += rejected.eq(1)
-                    report(NiFaultKind.RX_REJECTED, page_va)
+                    m.d.sync += rx.rejected.eq(1)
+                    report(NiFaultKind.RX_REJECTED, tlb.page_va)
                 with m.Else():
-                    m.d.sync += [issued.eq(0), answered.eq(0), lookup.va.eq(page_va),
-                                 state.eq(_State.DELIVER)]
-        with m.Elif(state == _State.RING):
-            with m.If(ring_full):
+                    m.d.sync += [tlb.issued.eq(0), tlb.answered.eq(0),
+                                 tlb.lookup.va.eq(tlb.page_va), state.eq(_Receive.DELIVER)]
+        with m.Elif(state == _Receive.HANDOFF):
+            offer()
+
+        # Outputs of the states: a first flit also waits for the lookups of the message before,
+        # the first payload flit for room in the staging RAM.
+        m.d.comb += [
+            self.flits.ready.eq((state == _Receive.RECEIVE)
+                                & Mux(rx.flit_index == 0, tlb.idle,
+                                      (rx.flit_index != HEADER_FLITS) | rx.room)),
+            self.miss_answer.ready.eq(state == _Receive.ANSWER),
+        ]
+
+    def _faults(self, m, rx, reporting, kind, va):
+        """Offer the fault of ``kind`` on ``fault`` while ``reporting``, naming the message
+        coming in; count it when taken, which is returned."""
+        fault = self.fault.payload
+        taken = Signal(name="fault_taken")
+        m.d.comb += [
+            self.fault.valid.eq(reporting),
+            fault.kind.eq(kind),
+            fault.endpoint.eq(rx.header.dst_endpoint),
+            fault.asid.eq(rx.entry.asid),
+            fault.va.eq(va),
+            fault.node.eq(rx.header.src_node),
+            taken.eq(self.fault.valid & self.fault.ready),
+        ]
+        with m.If(taken):
+            for fault_kind, name in _FAULT_COUNTERS.items():
+                counter = getattr(self, f"count_{name}")
+                with m.If(kind == fault_kind):
+                    m.d.sync += counter.eq(counter + 1)
+        return taken
+
+    def _write_control(self, m, job, out):
+        """Lead each job through the writer: wait for space in its ring, write it, offer its
+        completion; take the next job as the completion is taken (or at once when idle)."""
+        state = Signal(_Write)
+        full_wait = Signal()
+        m.d.comb += [
+            job.free.eq((state == _Write.IDLE)
+                        | ((state == _Write.NOTIFY) & self.completion.ready)),
+            job.held.eq(state == _Write.RING),
+        ]
+
+        def start_when_space():
+            with m.If(job.ring_full):
                 m.d.comb += full_wait.eq(1)
+                m.d.sync += state.eq(_Write.RING)
             with m.Else():
-                m.d.sync += [*start, state.eq(_State.WRITE)]
-        with m.Elif(state == _State.WRITE):
-            with m.If(entry_written):
-                m.d.sync += state.eq(Mux(header.notify, _State.NOTIFY, _State.RECEIVE))
-        with m.Elif(state == _State.NOTIFY):
+                m.d.sync += [*out.start, state.eq(_Write.WRITE)]
+
+        with m.If(state == _Write.RING):
+            start_when_space()
+        with m.Elif(state == _Write.WRITE):
+            with m.If(out.entry_written):
+                m.d.sync += state.eq(Mux(job.current.notify, _Write.NOTIFY, _Write.IDLE))
+        with m.Elif(state == _Write.NOTIFY):
             with m.If(self.completion.ready):
-                m.d.sync += state.eq(_State.RECEIVE)
+                m.d.sync += state.eq(_Write.IDLE)
+        with m.If(job.take):
+            start_when_space()
 
         # Outputs of the states.
         m.d.comb += [
-            receiving.eq(state == _State.RECEIVE),
-            reporting.eq(state == _State.FAULT),
-            writing.eq(state == _State.WRITE),
-            self.miss_answer.ready.eq(state == _State.ANSWER),
-            self.completion.valid.eq(state == _State.NOTIFY),
-            self.completion.payload.endpoint.eq(header.dst_endpoint),
-            self.completion.payload.entry.eq(entry_va_kept),
+            out.writing.eq(state == _Write.WRITE),
+            self.completion.valid.eq(state == _Write.NOTIFY),
+            self.completion.payload.endpoint.eq(job.current.dst_endpoint),
+            self.completion.payload.entry.eq(out.entry_va),
         ]
         with m.If(full_wait):
-            m.d.sync += counters["ring_full_cycles"].eq(counters["ring_full_cycles"] + 1)
-        return m
+            m.d.sync += self.count_ring_full_cycles.eq(self.count_ring_full_cycles + 1)
 
     @staticmethod
     def _select(m, name, shape, items, index):

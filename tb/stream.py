@@ -17,7 +17,7 @@ from collections import deque
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, First, ReadOnly, RisingEdge
 
-__all__ = ["StreamPorts", "StreamSource", "StreamSink", "cycle"]
+__all__ = ["StreamPorts", "StreamSource", "StreamSink", "StreamMonitor", "cycle"]
 
 
 def cycle():
@@ -50,6 +50,13 @@ class StreamPorts:
     def sink(self, dut, name, **kwargs):
         """Add and return a :class:`StreamSink` on stream member ``name``."""
         driver = StreamSink(dut, name, **kwargs)
+        self._sinks.append(driver)
+        return driver
+
+    def monitor(self, handle, name, **kwargs):
+        """Add and return a :class:`StreamMonitor` on stream ``name`` of ``handle`` (a module
+        of the design, inside it or the top)."""
+        driver = StreamMonitor(handle, name, **kwargs)
         self._sinks.append(driver)
         return driver
 
@@ -206,3 +213,29 @@ class StreamSink:
     def _set_ready(self):
         self._ready_now = self._ready_chance >= 1 or self._rng.random() < self._ready_chance
         self._ready.value = self._ready_now
+
+
+class StreamMonitor:
+    """Watch a stream inside the design without driving it. Made by :meth:`StreamPorts.monitor`.
+
+    Parameters
+    ----------
+    on_transfer : callable
+        ``on_transfer(payload, cycle)`` for each transfer.
+    """
+
+    def __init__(self, handle, name, *, on_transfer):
+        self._payload = getattr(handle, f"{name}__payload")
+        self.valid = getattr(handle, f"{name}__valid")
+        self._ready = getattr(handle, f"{name}__ready")
+        self._on_transfer = on_transfer
+
+    def idle(self):
+        """Nothing to drive."""
+
+    def offered(self):
+        return bool(self.valid.value)
+
+    def edge(self, now):
+        if self.valid.value and self._ready.value:
+            self._on_transfer(int(self._payload.value), now)

@@ -1,0 +1,251 @@
+"""A scenario's processes as threads of the behavioural cores, written with the message library.
+
+:class:`Workload` sets up every process of a :class:`behavioral.scenario.Scenario` on its node
+(an ASID, its receive window, a DMA send buffer, its endpoint and completion ring, one thread)
+and runs its program: sends (PIO or DMA) and waits for the messages it must have consumed before
+the next send (ping-pong). How a process learns of an arrival is its endpoint's armed mode:
+
+* NONE: the thread polls RING_TAIL and consumes what is there;
+* LOCK: the thread waits on the endpoint's notification lock, then consumes every entry there;
+* BRANCH: a handler consumes one entry per arrival, run in place of the thread, which computes
+  while it has nothing to send;
+* SPAWN: a handler thread is started per arrival on a free context; the main thread computes.
+
+Consuming an entry loads it through the node's memory (a message buffer line reaches the core
+by the L1-miss probe) and advances RING_HEAD. Each message gets a record
+(:attr:`Workload.records`) with the cycles at which its steps happened; the testbench adds the
+ones only the hardware side sees.
+
+The node environment given to :class:`Workload` (one per node) has ``core``, ``os``, ``spaces``
+(:class:`behavioral.vm.AddressSpaces`) and ``driver`` (:class:`behavioral.vm.NiDriver`).
+"""
+
+from rtl.layouts import COMPLETION_BYTES, FLIT_BYTES, NotifyMode, UserReg
+
+from . import msglib
+from .core import Compute, MmioRead, Store
+from .memory import SparseMemory
+
+__all__ = ["Workload", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE"]
+
+#: Where every process's handler and notification lock are (per address space, so they may be
+#: the same for all), and the stack of spawned handlers.
+HANDLER_PC = 0x0040_0000
+LOCK_VA = 0x0050_0000
+STACK_VA = 0x0060_0000
+#: Thread ids: process ``i`` (in declaration order) runs as thread MAIN_THREAD_BASE + i.
+MAIN_THREAD_BASE = 1
+#: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
+SPIN_INSTRUCTIONS = 8
+RING_ENTRIES = 16
+
+
+class _Process:
+    """Run-time state of one process."""
+
+    def __init__(self, spec, index, node):
+        self.spec = spec
+        self.node = node
+        self.tid = MAIN_THREAD_BASE + index
+        self.asid = node.spaces.create_process(spec.name)
+        self.ring = None
+        self.receiver = None
+        self.consumed = set()           # ring indices consumed (handlers may finish out of order)
+        self.head = 0                   # the head written to the NI
+
+    @property
+    def endpoint(self):
+        return self.spec.endpoint
+
+
+class Workload:
+    """The processes of ``scenario`` on ``nodes`` (node index -> environment).
+
+    Parameters
+    ----------
+    scenario : :class:`behavioral.scenario.Scenario`
+    nodes : dict
+        Node number -> an object with ``core``, ``os``, ``spaces`` and ``driver``.
+    tlb_prefill : bool
+        Fill the NI TLBs with the windows and send buffers before the run, so that no message
+        waits for the OS's miss handling (the latency figures' set-up); else the first access to
+        each page misses.
+
+    Attributes
+    ----------
+    records : dict
+        Message id -> record (``id``, ``from``, ``to``, ``bytes``, ``send``, ``notify``,
+        ``status``, and ``t_*`` cycle stamps as they happen).
+    entries : dict
+        Message id -> the completion entry its receiver consumed (fields of
+        :data:`rtl.layouts.CompletionEntry`).
+    sent_memory : dict
+        Node -> :class:`behavioral.memory.SparseMemory` of what each process stored into its
+        send buffer (by physical address), for the scoreboard's DMA predictions.
+    """
+
+    def __init__(self, scenario, nodes, *, tlb_prefill=True):
+        self.scenario = scenario
+        self.nodes = nodes
+        self.records = {}
+        self.entries = {}
+        self.sent_memory = {index: SparseMemory() for index in nodes}
+        self.sending = {}               # (node, endpoint) -> message id being sent
+        self.processes = {}
+        self._armed = 0
+        for index, spec in enumerate(scenario.processes.values()):
+            self.processes[spec.name] = _Process(spec, index, nodes[spec.node])
+        for process in self.processes.values():
+            self._set_up(process, tlb_prefill)
+        for message in scenario.messages:
+            self.records[message.id] = {
+                "id": message.id, "from": message.src, "to": message.dst,
+                "bytes": message.bytes, "send": message.send,
+                "notify": self.processes[message.dst].spec.notify.name.lower()
+                if message.notify else "off", "status": "planned"}
+
+    def _set_up(self, process, tlb_prefill):
+        spec, node = process.spec, process.node
+        spaces, driver = node.spaces, node.driver
+        spaces.register_window(process.asid, spec.window.va, spec.window.bytes, spec.window.key)
+        spaces.map(process.asid, spec.send_buffer.va, spec.send_buffer.bytes, local_read=True)
+        process.ring = driver.open_endpoint(spec.endpoint, process.asid, process.tid,
+                                            ring_entries=RING_ENTRIES)
+        process.receiver = msglib.Receiver(spec.endpoint, process.ring)
+        if tlb_prefill:
+            driver.prefill(process.asid, spec.window.va, spec.window.bytes)
+            driver.prefill(process.asid, spec.send_buffer.va, spec.send_buffer.bytes)
+        node.core.handlers.setdefault(HANDLER_PC, self._handler_for(node))
+        node.os.create_thread(process.tid, process.asid, self._main(process),
+                              name=spec.name)
+
+    # What the testbench asks ------------------------------------------------------------------
+
+    def process_of(self, node, endpoint):
+        """Return the name of the process owning ``endpoint`` of ``node``."""
+        for name, process in self.processes.items():
+            if process.spec.node == node and process.spec.endpoint == endpoint:
+                return name
+        raise KeyError(f"no process owns endpoint {endpoint} of node {node}")
+
+    def ring_va(self, name):
+        return self.processes[name].ring.va
+
+    def asid(self, name):
+        return self.processes[name].asid
+
+    def stamp(self, message_id, name, cycle):
+        """Record that message ``message_id`` reached step ``name`` at ``cycle`` (first time
+        only)."""
+        self.records[message_id].setdefault(name, cycle)
+
+    # Threads ----------------------------------------------------------------------------------
+
+    def _main(self, process):
+        spec = process.spec
+        mode = spec.notify
+        yield from msglib.arm(spec.endpoint, mode, lock=LOCK_VA, handler=HANDLER_PC,
+                              stack=STACK_VA)
+        # Nobody sends before every process is armed: a message must find its mode set.
+        self._armed += 1
+        while self._armed < len(self.processes):
+            yield Compute(SPIN_INSTRUCTIONS)
+        for kind, step in self.scenario.program(spec.name):
+            if kind == "send":
+                yield from self._send(process, step)
+            else:
+                while step not in self.entries:
+                    yield from self._wait(process)
+        while True:
+            yield from self._wait(process)
+
+    def _wait(self, process):
+        """Wait for arrivals the process's way, consuming what came."""
+        mode = process.spec.notify
+        core = process.node.core
+        if mode is NotifyMode.NONE:
+            tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
+            if tail == process.receiver.head:
+                yield Compute(SPIN_INSTRUCTIONS)
+                return
+            notified = core.cycle
+            while process.receiver.head != tail:
+                yield from self._consume(process, notified, core.cycle)
+        elif mode is NotifyMode.LOCK:
+            yield from msglib.wait_lock(LOCK_VA)
+            woken = core.cycle
+            tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
+            while process.receiver.head != tail:
+                yield from self._consume(process, None, woken)
+        else:
+            yield Compute(SPIN_INSTRUCTIONS)
+
+    def _consume(self, process, notified, handler_cycle):
+        """Consume the entry at the head (NONE and LOCK: the main thread reads in order)."""
+        entry = yield from process.receiver.consume()
+        self._consumed(process, entry, notified, handler_cycle)
+
+    def _consumed(self, process, entry, notified, handler_cycle):
+        message_id = entry["metadata"]
+        if message_id not in self.records:
+            return
+        self.entries[message_id] = entry
+        record = self.records[message_id]
+        record["status"] = entry["status"].name.lower()
+        if notified is not None:
+            self.stamp(message_id, "t_notified", notified)
+        self.stamp(message_id, "t_handler", handler_cycle)
+        self.stamp(message_id, "t_consumed", process.node.core.cycle)
+
+    def _handler_for(self, node):
+        def handler(entry_va):
+            return self._handler(node, entry_va)
+        return handler
+
+    def _handler(self, node, entry_va):
+        """BRANCH and SPAWN: consume the entry at ``entry_va`` (the Notifier's pointer)."""
+        first = node.core.cycle
+        process = next(p for p in self.processes.values()
+                       if p.node is node and p.ring.va <= entry_va < p.ring.va + p.ring.nbytes)
+        index = (entry_va - process.ring.va) // COMPLETION_BYTES
+        pa = process.ring.pa + index * COMPLETION_BYTES
+        # The entry is read where the Notifier pointed; the head moves over every entry
+        # consumed so far in ring order (handlers of a SPAWN endpoint may finish out of order).
+        entry = yield from msglib.load_entry(pa)
+        process.consumed.add(index)
+        head = process.head
+        while head % process.ring.entries in process.consumed:
+            process.consumed.discard(head % process.ring.entries)
+            head = (head + 1) & 0xFFFF
+        if head != process.head:
+            process.head = head
+            yield from msglib.write_head(process.endpoint, head)
+        self._consumed(process, entry, None, first)
+
+    def _send(self, process, message):
+        spec = process.spec
+        dst = self.processes[message.dst]
+        words = [message.payload_word(i) for i in range(message.bytes // FLIT_BYTES)]
+        fields = dict(dst_node=dst.spec.node, dst_endpoint=dst.spec.endpoint,
+                      remote_va=dst.spec.window.va + message.va_offset, key=message.key,
+                      metadata=message.id, notify=message.notify)
+        node = process.node
+        if message.send == "dma":
+            base = spec.send_buffer.va
+            for index, word in enumerate(words):
+                pa = node.spaces.translate(process.asid, base + FLIT_BYTES * index)
+                self.sent_memory[spec.node].write_word(pa, word)
+                yield Store(pa, word)
+            code = msglib.send(spec.endpoint, dma=True, local_va=base, length=message.bytes,
+                               **fields)
+        else:
+            code = msglib.send(spec.endpoint, payload=words, **fields)
+        self.sending[(spec.node, spec.endpoint)] = message.id
+        self.stamp(message.id, "t_start", node.core.cycle)
+        error = yield from code
+        record = self.records[message.id]
+        if error.name != "NONE":
+            record["status"] = f"refused_{error.name.lower()}"
+        elif record["status"] == "planned":
+            record["status"] = "sent"
+

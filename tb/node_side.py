@@ -1,0 +1,323 @@
+"""One node's behavioural side bound to its NI in the RTL :class:`rtl.ni.System`.
+
+:class:`NodeSide` puts the node's :class:`behavioral.core.SMTCore`, :class:`behavioral.os.OS`,
+:class:`behavioral.memory.MemoryHierarchy` and the OS's NI driver on the ports ``node__<i>__*``
+of the system's Verilog:
+
+* the core's MMIO accesses go out on ``cpu_request`` and come back in order on ``cpu_response``
+  (a read gets the value, a write the :class:`rtl.layouts.MmioStatus`);
+* its lock operations on ``lock_request`` / ``lock_response`` / ``lock_released``, notifications
+  in on ``notify`` and handler returns out on ``handler_return``; the lock table's and the
+  Notifier's hand-offs (``lock_os``, ``notify_os``) reach the OS;
+* its loads and stores go through the hierarchy; an L1 miss probes the message buffer on
+  ``mc_lookup`` and is completed by the answer on ``mc_data``, so that a message line the NI
+  holds reaches the core the way the paper's victim-cache lookup gives it;
+* the message buffer's coherence requests (``coh_req``) invalidate the caches and hand back a
+  dirty copy on ``coh_resp``; its write-backs (``mem_write``) and partial-line reads
+  (``mem_read``) go to DRAM; the TX engine's DMA reads (``dma_read``) get the newest copy of a
+  line (a dirty cached one, else memory's) after the DRAM latency;
+* the OS's NI driver sends its commands on ``os_command`` and takes the NI's faults from
+  ``fault``.
+
+The core is stepped with the clock by :class:`tb.core_driver.CoreDriver`, so Python runs only
+on edges where a port or the core has work.
+"""
+
+from collections import Counter, deque
+from types import SimpleNamespace
+
+import cocotb
+from cocotb.triggers import ClockCycles, Event
+
+from behavioral.memory import MemoryHierarchy, line_of
+from behavioral.vm import AddressSpaces, NiDriver
+from rtl.layouts import (LINE_WORDS, Codec, CohResponse, HandlerReturn, LineBeat,
+                         LineRequest, LockOsEvent, LockReleased, LockRequest, LockResponse,
+                         MemWriteBeat, MmioRequest, MmioResponse, NiFault, NotifyEvent,
+                         NotifyOsEvent, WordBeat, ni_os_command_layout)
+
+from .core_driver import CoreDriver
+from .stream import cycle
+
+__all__ = ["NodeSide"]
+
+MMIO_REQUEST, MMIO_RESPONSE = Codec(MmioRequest), Codec(MmioResponse)
+LOCK_REQUEST, LOCK_RESPONSE, LOCK_RELEASED = Codec(LockRequest), Codec(LockResponse), \
+    Codec(LockReleased)
+NOTIFY_EVENT, HANDLER_RETURN = Codec(NotifyEvent), Codec(HandlerReturn)
+LOCK_OS, NOTIFY_OS, FAULT = Codec(LockOsEvent), Codec(NotifyOsEvent), Codec(NiFault)
+LINE_REQUEST, LINE_BEAT, WORD_BEAT = Codec(LineRequest), Codec(LineBeat), Codec(WordBeat)
+COH_RESPONSE, MEM_WRITE = Codec(CohResponse), Codec(MemWriteBeat)
+
+
+class NodeSide:
+    """Node ``index`` of a system testbench: its core, OS, memory and NI driver on the ports.
+
+    Parameters
+    ----------
+    testbench : :class:`tb.system_tb.SystemTB`
+        Owns the clock, the stream port group and the run's parameters.
+    index : int
+        The node number.
+    core_params, os_params, hierarchy_params, driver_params : dict
+        Parameters of :class:`~behavioral.core.SMTCore`, :class:`~behavioral.os.OS`,
+        :class:`~behavioral.memory.MemoryHierarchy` and :class:`~behavioral.vm.NiDriver`.
+    coh_cycles : int
+        Cycles the caches take to answer a coherence request.
+
+    Attributes
+    ----------
+    core, os, hierarchy, spaces, driver
+        The behavioural parts.
+    counts : :class:`collections.Counter`
+        Port traffic: MMIO accesses, probes and their hits, coherence requests, DMA lines, ...
+    """
+
+    def __init__(self, testbench, index, *, core_params=None, os_params=None,
+                 hierarchy_params=None, driver_params=None, coh_cycles=3):
+        self.tb = testbench
+        self.index = index
+        dut, ports = testbench.dut, testbench.ports
+        prefix = f"node__{index}__"
+        self.counts = Counter()
+        self.coh_cycles = coh_cycles
+        self.hierarchy = MemoryHierarchy(**(hierarchy_params or {}))
+        self.dram_cycles = self.hierarchy.dram_cycles
+        params = testbench.params
+        self.driver_core = CoreDriver(
+            ports, dut.clk, lock_port=SimpleNamespace(request=self._lock_request),
+            notifier_port=self, on_residency=self._residency,
+            core_params={"contexts": params.get("contexts", 4),
+                         "mmio": SimpleNamespace(request=self._mmio_request),
+                         "memory": SimpleNamespace(request=self._memory_access),
+                         **(core_params or {})},
+            os_params=os_params)
+        self.core, self.os = self.driver_core.core, self.driver_core.os
+        self.spaces = AddressSpaces(asid_bits=params.get("asid_bits", 8))
+        self.os_codec = Codec(ni_os_command_layout(params.get("asid_bits", 8)))
+        self.driver = NiDriver(self, self.spaces, later=self.core.after,
+                               endpoints=params.get("endpoints", 8),
+                               contexts=params.get("contexts", 4), **(driver_params or {}))
+
+        def source(name, **kwargs):
+            return ports.source(dut, prefix + name, **kwargs)
+
+        def sink(name, receive):
+            return ports.sink(dut, prefix + name, on_receive=receive)
+
+        self._mmio_waiting = deque()            # (thread, write) per access not answered
+        self.cpu_request = source("cpu_request")
+        sink("cpu_response", self._mmio_answer)
+        self._lock_waiting = deque()
+        self.lock_request = source("lock_request")
+        sink("lock_response", self._lock_answer)
+        sink("lock_released", self._released)
+        sink("notify", self._notified)
+        self.handler_return_port = source("handler_return")
+        sink("lock_os", self._lock_os)
+        sink("notify_os", self._notify_os)
+        self.os_command = source("os_command")
+        sink("fault", self._fault)
+        self.mc_lookup = source("mc_lookup")
+        sink("mc_data", self._mc_beat)
+        self._probes = deque()                  # (access, thread, issued cycle, words)
+        self._coherence = []                    # lines asked at this edge
+        self._deferred = set()
+        sink("coh_req", self._coherence_request)
+        self.coh_resp = source("coh_resp")
+        self._write_back = []
+        sink("mem_write", self._write_back_beat)
+        sink("mem_read", self._memory_read)
+        self.mem_read_data = source("mem_read_data")
+        sink("dma_read", self._dma_read)
+        self.dma_data = source("dma_data")
+        self._line_waiters = {}                 # line -> accesses waiting for its miss
+        ports.after_edge(self._order_coherence)
+
+    # The core's ports ---------------------------------------------------------------------------
+
+    def _mmio_request(self, write, asid, addr, value, thread):
+        self._mmio_waiting.append((thread, write))
+        self.cpu_request.send([MMIO_REQUEST.pack(write=write, asid=asid, addr=addr, data=value)])
+        self.counts["mmio"] += 1
+
+    def _mmio_answer(self, payload, now):
+        thread, write = self._mmio_waiting.popleft()
+        answer = MMIO_RESPONSE.unpack(payload)
+        self.tb.check_mmio_answer(self.index, answer["status"])
+        self.driver_core.sync()
+        self.core.mmio_response(thread, answer["status"].value if write else answer["data"])
+
+    def _lock_request(self, op, asid, addr, thread):
+        self.lock_request.send([LOCK_REQUEST.pack(op=op, asid=asid, addr=addr, thread=thread)])
+
+    def _lock_answer(self, payload, now):
+        fields = LOCK_RESPONSE.unpack(payload)
+        self.driver_core.sync()
+        self.core.lock_response(fields["thread"], fields["status"])
+
+    def _released(self, payload, now):
+        fields = LOCK_RELEASED.unpack(payload)
+        self.tb.notified(self.index, "released", fields, now)
+        self.driver_core.sync()
+        self.core.lock_released(fields["context"], fields["thread"], fields["asid"],
+                                fields["addr"])
+
+    def _notified(self, payload, now):
+        fields = NOTIFY_EVENT.unpack(payload)
+        self.tb.notified(self.index, "notify", fields, now)
+        self.driver_core.sync()
+        self.core.notify(fields)
+
+    def handler_return(self, op, endpoint, context):
+        """The core's Notifier port."""
+        self.handler_return_port.send([HANDLER_RETURN.pack(op=op, endpoint=endpoint,
+                                                           context=context)])
+
+    def _lock_os(self, payload, now):
+        fields = LOCK_OS.unpack(payload)
+        self.tb.notified(self.index, "lock_os", fields, now)
+        self.driver_core.sync()
+        self.os.lock_event(fields)
+
+    def _notify_os(self, payload, now):
+        fields = NOTIFY_OS.unpack(payload)
+        self.tb.notified(self.index, "notify_os", fields, now)
+        self.driver_core.sync()
+        self.os.notify_event(fields)
+
+    # The OS's NI driver -------------------------------------------------------------------------
+
+    def command(self, **fields):
+        """The NI driver's port: queue a privileged command."""
+        self.os_command.send([self.os_codec.pack(**fields)])
+        self.counts["os_commands"] += 1
+
+    def _residency(self, *args):
+        self.driver.residency(*args)
+
+    def _fault(self, payload, now):
+        fields = FAULT.unpack(payload)
+        self.counts[f"fault_{fields['kind'].name.lower()}"] += 1
+        self.tb.fault(self.index, fields, now)
+        self.driver.fault(fields)
+
+    # Loads and stores ---------------------------------------------------------------------------
+
+    def _memory_access(self, write, addr, value, thread):
+        """The core's memory port: answer thread ``thread`` when the access is done."""
+        def answer(result, delay_cycles):
+            self.core.after(delay_cycles, lambda _: self.core.memory_response(thread, result))
+            self.driver_core.wake()
+        self._access(write, addr, value, answer)
+
+    async def load(self, pa):
+        """Load the word at ``pa`` as the core would (through the caches, probing the message
+        buffer on a miss); return its value. For the scoreboard's final reads."""
+        done, result = Event(), []
+
+        def answer(value, delay_cycles):
+            result.append(value)
+            done.set()
+        self._access(False, pa, 0, answer)
+        await done.wait()
+        return result[0]
+
+    def _access(self, write, addr, value, answer):
+        """Start an access; ``answer(value or None, delay_cycles)`` when it is done, the delay
+        counted from the current core cycle."""
+        line = line_of(addr)
+        if self.hierarchy.pending(line):
+            # One miss per line: the access waits for the outstanding one, then goes again.
+            self._line_waiters.setdefault(line, deque()).append((write, addr, value, answer))
+            return
+        access = self.hierarchy.access(addr, write=write, value=value if write else None)
+        if access.done:
+            answer(None if write else access.value, access.cycles + 1)
+            return
+        self.counts["mc_lookups"] += 1
+        self._probes.append([access, answer, cycle(), []])
+        self.mc_lookup.send([LINE_REQUEST.pack(addr=line)])
+
+    def _mc_beat(self, payload, now):
+        probe = self._probes[0]
+        beat = LINE_BEAT.unpack(payload)
+        if beat["hit"]:
+            probe[3].append(beat["data"])
+        if not beat["last"]:
+            return
+        self._probes.popleft()
+        access, answer, issued, words = probe
+        hit = bool(beat["hit"])
+        self.counts["mc_hits" if hit else "mc_misses"] += 1
+        self.hierarchy.complete(access, words if hit else None, now - issued)
+        self.driver_core.sync()
+        answer(None if access.write else access.value,
+               max(0, access.cycles - (now - issued)))
+        line = access.line
+        if line in self._deferred:
+            self._deferred.discard(line)
+            self._answer_coherence(line)
+        for waiting in self._line_waiters.pop(line, ()):
+            self._access(*waiting)
+
+    # The message buffer's requests --------------------------------------------------------------
+
+    def _coherence_request(self, payload, now):
+        # Decided after the edge's probes: a probe taken at the same edge was ordered first.
+        self._coherence.append(LINE_REQUEST.field(payload, "addr"))
+
+    def _order_coherence(self, now):
+        for line in self._coherence:
+            probed = any(probe[0].line == line for probe in self._probes)
+            if self.hierarchy.pending(line) and probed:
+                self._deferred.add(line)
+            else:
+                self._answer_coherence(line)
+        self._coherence.clear()
+
+    def _answer_coherence(self, line):
+        self.counts["coherence"] += 1
+        dirty = self.hierarchy.invalidate(line, miss_ordered_after=True)
+        if dirty is None:
+            beats = [COH_RESPONSE.pack(dirty=0, last=1)]
+        else:
+            beats = [COH_RESPONSE.pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
+                     for index, value in enumerate(dirty)]
+        self._later(self.coh_cycles, self.coh_resp.send, beats)
+
+    def _write_back_beat(self, payload, now):
+        beat = MEM_WRITE.unpack(payload)
+        self._write_back.append(beat["data"])
+        if beat["last"]:
+            words, self._write_back = self._write_back, []
+            self.hierarchy.memory_write(beat["addr"], words)
+            self.counts["write_backs"] += 1
+
+    def _memory_read(self, payload, now):
+        words = self.hierarchy.memory_read(LINE_REQUEST.field(payload, "addr"))
+        self._later(self.dram_cycles, self.mem_read_data.send, _word_beats(words))
+
+    def _dma_read(self, payload, now):
+        words = self.hierarchy.dma_read(LINE_REQUEST.field(payload, "addr"))
+        self.counts["dma_lines"] += 1
+        self._later(self.dram_cycles, self.dma_data.send, _word_beats(words))
+
+    def _later(self, cycles, action, *args):
+        async def wait():
+            await ClockCycles(self.tb.dut.clk, cycles)
+            action(*args)
+        cocotb.start_soon(wait())
+
+    @property
+    def outstanding(self):
+        return (len(self._mmio_waiting) + len(self._probes) + len(self._deferred)
+                + len(self.cpu_request) + len(self.os_command) + len(self.lock_request)
+                + len(self.handler_return_port) + len(self.coh_resp) + len(self.dma_data)
+                + len(self.mem_read_data))
+
+
+def _word_beats(words):
+    return [WORD_BEAT.pack(data=value, last=index == LINE_WORDS - 1)
+            for index, value in enumerate(words)]
+
