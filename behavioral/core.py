@@ -65,7 +65,7 @@ Ports (duck-typed; every call is made during :meth:`SMTCore.step` or an event me
     ``mmio.request(write, asid, addr, value, thread)``: answered by :meth:`SMTCore.mmio_response`
     with the value read (a write's answer is its status), once per request, in order per thread.
     ``memory.load(addr) -> (value, cycles)`` and ``memory.store(addr, value) -> cycles``, or
-    ``memory.request(write, addr, value, thread)`` answered by :meth:`SMTCore.memory_response`:
+    ``memory.request(write, addr, value, tag)`` answered by :meth:`SMTCore.memory_response`:
     see :class:`FlatMemory`. The OS: ``evicted(thread)``, ``thread_exited(thread)``,
     ``notify_event(event)``, ``lock_event(event)`` and ``endpoint(index)`` (for a spawned thread's
     ASID), as :class:`behavioral.os.OS` provides them.
@@ -343,8 +343,9 @@ class FlatMemory:
     A memory object for :class:`SMTCore` needs two methods: ``load(addr) -> (value, cycles)`` and
     ``store(addr, value) -> cycles``, ``cycles`` being the stall after the access's issue cycle.
     A memory whose answers come from outside (a cache miss probing a design in simulation) has
-    instead ``request(write, addr, value, thread)``, and answers each access, in order per
-    thread, with :meth:`SMTCore.memory_response` once it is done.
+    instead ``request(write, addr, value, tag)``, and answers each access with
+    :meth:`SMTCore.memory_response` once it is done, naming the access by its ``tag`` (answers
+    may come in any order: a hit overtakes a miss).
     """
 
     def __init__(self, memory, access_cycles):
@@ -745,9 +746,13 @@ class SMTCore:
 
     def _perform(self, thread, frame, op):
         if isinstance(op, (Load, Store)) and callable(getattr(self.memory, "request", None)):
-            self._await("memory", thread, frame)
+            # Tagged per access, not per thread: threads of one id (SPAWNed handlers of an
+            # endpoint) may have accesses outstanding at once, answered out of order.
+            tag = next(self._sequence)
+            frame.awaiting = "memory"
+            self._awaiting["memory"][tag] = deque([frame])
             write = isinstance(op, Store)
-            self.memory.request(write, op.addr, op.value if write else 0, thread.tid)
+            self.memory.request(write, op.addr, op.value if write else 0, tag)
         elif isinstance(op, Load):
             frame.send, latency = self.memory.load(op.addr)
             frame.ready_at = self.cycle + 1 + latency
@@ -870,10 +875,11 @@ class SMTCore:
         check_range("MMIO value", value, 0, _WORD_LIMIT - 1)
         self._answered("mmio", thread_id).send = value
 
-    def memory_response(self, thread_id, value=0):
-        """Take an outside memory's answer (the value loaded; None for a store) to thread
-        ``thread_id``'s oldest outstanding access; the thread issues again in the next cycle."""
-        self._answered("memory", thread_id).send = value
+    def memory_response(self, tag, value=0):
+        """Take an outside memory's answer (the value loaded; None for a store) to the access
+        ``tag``; its thread issues again in the next cycle."""
+        self._answered("memory", tag).send = value
+        del self._awaiting["memory"][tag]
 
     def _require_os(self, what):
         if self.os is None:

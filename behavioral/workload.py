@@ -26,15 +26,21 @@ from . import msglib
 from .core import Compute, MmioRead, Store
 from .memory import SparseMemory
 
-__all__ = ["Workload", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE"]
+__all__ = ["Workload", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
 
-#: Where every process's handler and notification lock are (per address space, so they may be
-#: the same for all), and the stack of spawned handlers.
+#: Where the handlers are: endpoint ``e``'s process has its handler at HANDLER_PC + e * 0x100
+#: (one table per core: the handler PC tells which process's ring the entry pointer is in, for
+#: rings of different processes may share a VA). The notification lock and the stack of spawned
+#: handlers are at the same VAs in every address space.
 HANDLER_PC = 0x0040_0000
+HANDLER_STRIDE = 0x100
 LOCK_VA = 0x0050_0000
 STACK_VA = 0x0060_0000
-#: Thread ids: process ``i`` (in declaration order) runs as thread MAIN_THREAD_BASE + i.
+#: Thread ids: process ``i`` (in declaration order) runs as thread MAIN_THREAD_BASE + i; the
+#: handlers a SPAWN endpoint starts run as SPAWN_THREAD_BASE + i (BRANCH handlers run in the
+#: main thread).
 MAIN_THREAD_BASE = 1
+SPAWN_THREAD_BASE = 128
 #: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
 SPIN_INSTRUCTIONS = 8
 RING_ENTRIES = 16
@@ -47,6 +53,9 @@ class _Process:
         self.spec = spec
         self.node = node
         self.tid = MAIN_THREAD_BASE + index
+        # The thread the NI names for notifications: the main thread, or the spawned handlers'.
+        self.notified_tid = SPAWN_THREAD_BASE + index if spec.notify is NotifyMode.SPAWN \
+            else self.tid
         self.asid = node.spaces.create_process(spec.name)
         self.ring = None
         self.receiver = None
@@ -109,13 +118,18 @@ class Workload:
         spaces, driver = node.spaces, node.driver
         spaces.register_window(process.asid, spec.window.va, spec.window.bytes, spec.window.key)
         spaces.map(process.asid, spec.send_buffer.va, spec.send_buffer.bytes, local_read=True)
-        process.ring = driver.open_endpoint(spec.endpoint, process.asid, process.tid,
+        process.ring = driver.open_endpoint(spec.endpoint, process.asid, process.notified_tid,
                                             ring_entries=RING_ENTRIES)
         process.receiver = msglib.Receiver(spec.endpoint, process.ring)
         if tlb_prefill:
             driver.prefill(process.asid, spec.window.va, spec.window.bytes)
             driver.prefill(process.asid, spec.send_buffer.va, spec.send_buffer.bytes)
-        node.core.handlers.setdefault(HANDLER_PC, self._handler_for(node))
+        node.core.handlers[self._handler_pc(process)] = self._handler_for(process)
+        # The OS's copy of what the process arms: a spawned handler runs in the endpoint's
+        # address space, and a notification the OS delivers later runs the same handler.
+        node.os.set_endpoint(spec.endpoint, spec.notify, asid=process.asid,
+                             thread=process.notified_tid,
+                             lock=LOCK_VA, handler_pc=self._handler_pc(process), stack=STACK_VA)
         node.os.create_thread(process.tid, process.asid, self._main(process),
                               name=spec.name)
 
@@ -144,8 +158,8 @@ class Workload:
     def _main(self, process):
         spec = process.spec
         mode = spec.notify
-        yield from msglib.arm(spec.endpoint, mode, lock=LOCK_VA, handler=HANDLER_PC,
-                              stack=STACK_VA)
+        yield from msglib.arm(spec.endpoint, mode, lock=LOCK_VA,
+                              handler=self._handler_pc(process), stack=STACK_VA)
         # Nobody sends before every process is armed: a message must find its mode set.
         self._armed += 1
         while self._armed < len(self.processes):
@@ -197,16 +211,18 @@ class Workload:
         self.stamp(message_id, "t_handler", handler_cycle)
         self.stamp(message_id, "t_consumed", process.node.core.cycle)
 
-    def _handler_for(self, node):
+    @staticmethod
+    def _handler_pc(process):
+        return HANDLER_PC + HANDLER_STRIDE * process.endpoint
+
+    def _handler_for(self, process):
         def handler(entry_va):
-            return self._handler(node, entry_va)
+            return self._handler(process, entry_va)
         return handler
 
-    def _handler(self, node, entry_va):
+    def _handler(self, process, entry_va):
         """BRANCH and SPAWN: consume the entry at ``entry_va`` (the Notifier's pointer)."""
-        first = node.core.cycle
-        process = next(p for p in self.processes.values()
-                       if p.node is node and p.ring.va <= entry_va < p.ring.va + p.ring.nbytes)
+        first = process.node.core.cycle
         index = (entry_va - process.ring.va) // COMPLETION_BYTES
         pa = process.ring.pa + index * COMPLETION_BYTES
         # The entry is read where the Notifier pointed; the head moves over every entry

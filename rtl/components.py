@@ -11,8 +11,10 @@ from .locktable import LockTable
 from .msgbuf import MessageBuffer
 from .ni import NetworkInterface, System
 from .notifier import Notifier
+from .rxengine import RxEngine
 from .params import silence_unused
 from .tlb import NITLB
+from .txengine import TxEngine
 
 __all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
 
@@ -25,6 +27,8 @@ COMPONENTS = {
     "locktable": LockTable,
     "notifier": Notifier,
     "framer": MessageFramer,
+    "txengine": TxEngine,
+    "rxengine": RxEngine,
     "ni": NetworkInterface,
     "system": System,
 }

@@ -204,10 +204,10 @@ class NodeSide:
 
     # Loads and stores ---------------------------------------------------------------------------
 
-    def _memory_access(self, write, addr, value, thread):
-        """The core's memory port: answer thread ``thread`` when the access is done."""
+    def _memory_access(self, write, addr, value, tag):
+        """The core's memory port: answer access ``tag`` when it is done."""
         def answer(result, delay_cycles):
-            self.core.after(delay_cycles, lambda _: self.core.memory_response(thread, result))
+            self.core.after(delay_cycles, lambda _: self.core.memory_response(tag, result))
             self.driver_core.wake()
         self._access(write, addr, value, answer)
 

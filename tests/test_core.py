@@ -247,28 +247,35 @@ def test_outside_memory_answers_when_done():
         def __init__(self):
             self.requests = []
 
-        def request(self, write, addr, value, thread):
-            self.requests.append((write, addr, value, thread))
+        def request(self, write, addr, value, tag):
+            self.requests.append((write, addr, value, tag))
 
-    def body():
-        value = yield Load(0x40)
-        yield Store(0x48, value + 1)
+    def body(base):
+        value = yield Load(base)
+        yield Store(base + 8, value + 1)
         return value
 
     memory = OutsideMemory()
-    core = SMTCore(contexts=1, memory=memory)
-    thread = Thread(3, 0, body())
-    core.load_thread(0, thread)
+    core = SMTCore(contexts=2, memory=memory)
+    # Two threads of one id (as SPAWNed handlers of an endpoint are): answers go by tag.
+    first, second = Thread(3, 0, body(0x40)), Thread(3, 0, body(0x80))
+    core.load_thread(0, first)
+    core.load_thread(1, second)
     core.run(4)
-    assert memory.requests == [(False, 0x40, 0, 3)] and not thread.exited
-    core.memory_response(3, 0x99)
+    (_, addr_a, _, tag_a), (_, addr_b, _, tag_b) = memory.requests
+    assert {addr_a, addr_b} == {0x40, 0x80} and tag_a != tag_b
+    answers = {0x40: 0x99, 0x80: 0x11}
+    core.memory_response(tag_b, answers[addr_b])       # the later access answers first
+    core.memory_response(tag_a, answers[addr_a])
     core.run(2)
-    assert memory.requests[1] == (True, 0x48, 0x9A, 3)
-    core.memory_response(3)
+    stores = {addr: (value, tag) for write, addr, value, tag in memory.requests[2:]}
+    assert stores[0x48][0] == 0x9A and stores[0x88][0] == 0x12
+    for _, tag in stores.values():
+        core.memory_response(tag)
     core.step()
-    assert thread.result == 0x99
+    assert (first.result, second.result) == (0x99, 0x11)
     with pytest.raises(RuntimeError, match="no memory request outstanding"):
-        core.memory_response(3)
+        core.memory_response(tag_a)
 
 
 # Lock operations ----------------------------------------------------------------------------------
