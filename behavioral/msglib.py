@@ -40,7 +40,11 @@ _INDEX_MASK = 0xFFFF
 
 
 class MmioError(RuntimeError):
-    """The NI refused a user-level MMIO write."""
+    """The NI refused a user-level MMIO write; ``status`` is its answer."""
+
+    def __init__(self, message, status):
+        super().__init__(message)
+        self.status = status
 
 
 def register(endpoint, reg, word=0):
@@ -56,11 +60,11 @@ def _write(addr, value):
     if status is not MmioStatus.OK:
         raise MmioError(f"MMIO write of {value:#x} to {addr:#06x} answered {status.name}; "
                         f"check that the endpoint is open to this thread's ASID and that no "
-                        f"send of it is in progress")
+                        f"send of it is in progress", status)
 
 
 def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, notify=False,
-         payload=None, dma=False, local_va=0, length=None):
+         payload=None, dma=False, local_va=0, length=None, flags=0):
     """Return the thread code that sends one message from ``endpoint`` and waits until the NI
     has sent or refused it (run it with ``yield from``; the arguments are checked at once).
 
@@ -82,6 +86,9 @@ def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, no
     length : int or None
         Payload bytes: for PIO, ``8 * len(payload)`` when None; required for DMA. A length the
         NI refuses is sent as given (the send returns BAD_LENGTH).
+    flags : int
+        Further descriptor flag bits, beside DMA and NOTIFY (any other bit makes the NI refuse
+        the send with BAD_FLAGS).
 
     Returns
     -------
@@ -104,9 +111,9 @@ def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, no
     if len(words) > MAX_PAYLOAD_BYTES // FLIT_BYTES:
         raise ValueError(f"{len(words)} payload words exceed the "
                          f"{MAX_PAYLOAD_BYTES // FLIT_BYTES} of the largest message")
-    flags = (SendFlags.DMA if dma else SendFlags(0)) | (SendFlags.NOTIFY if notify
-                                                        else SendFlags(0))
-    bits = DESCRIPTOR.pack(dst_node=dst_node, dst_endpoint=dst_endpoint, flags=flags.value,
+    flags |= ((SendFlags.DMA if dma else SendFlags(0))
+              | (SendFlags.NOTIFY if notify else SendFlags(0))).value
+    bits = DESCRIPTOR.pack(dst_node=dst_node, dst_endpoint=dst_endpoint, flags=flags,
                            length=FLIT_BYTES * len(words) if length is None else length,
                            key=key, remote_va=remote_va, local_va=local_va, metadata=metadata)
     for word in words:

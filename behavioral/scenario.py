@@ -40,7 +40,14 @@ Landing addresses
     Unless a message gives ``va_offset``, messages to a process land one after another in its
     window (each at the next 64-byte boundary), wrapping to the window's start when the next one
     does not fit. The sender's process may also be given ``send_buffer = { va = ..., bytes = ...
-    }`` for DMA sends (default: 8 KiB at 0x20000000).
+    }`` for DMA sends (default: 8 KiB at 0x20000000), readable by the NI but not remotely
+    writable.
+
+Processes and the OS
+    A process may set ``work``: instructions it computes after consuming each message (a slow
+    consumer, to fill its completion ring). ``[system.os]`` sets the OS's costs in cycles:
+    ``switch_cycles``, ``deliver_cycles``, ``spawn_cycles``, ``tick_cycles`` (the scheduler's
+    preemption tick) and ``miss_cycles`` (an NI TLB miss answered by the OS).
 
 Every error is a :exc:`ScenarioError` naming the entry and the bad value.
 """
@@ -48,7 +55,8 @@ Every error is a :exc:`ScenarioError` naming the entry and the bad value.
 import random
 from dataclasses import dataclass, field
 
-from rtl.layouts import (FLIT_BYTES, KEY_BITS, LINE_BYTES, MAX_PAYLOAD_BYTES, VA_BITS, NotifyMode)
+from rtl.layouts import (ENDPOINT_BITS, FLIT_BYTES, KEY_BITS, LENGTH_BITS, LINE_BYTES,
+                         MAX_PAYLOAD_BYTES, NODE_BITS, VA_BITS, NotifyMode)
 
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
            "PATTERNS", "SENDS"]
@@ -61,6 +69,9 @@ _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "endpoints", "contexts", "tlb_entries",
                  "asid_bits", "lines", "tx_lines", "rx_lines", "lock_entries", "lock_waiters",
                  "send_buffering", "queue_depth")
+#: What ``[system.os]`` may set.
+OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
+_BAD_SEND_FIELDS = ("length", "dst_node", "flags", "local_va", "endpoint")
 
 
 class ScenarioError(ValueError):
@@ -84,6 +95,7 @@ class Process:
     notify: NotifyMode
     window: Window
     send_buffer: Window
+    work: int = 0
 
 
 @dataclass
@@ -99,6 +111,12 @@ class PlannedMessage:
     va_offset: int
     key: int
     after: int = None
+    #: Set to make a bad send: see the module docstring (None: the usual value).
+    length: int = None
+    dst_node: int = None
+    flags: int = 0
+    local_va: int = None
+    endpoint: int = None
 
     def payload_word(self, index):
         """Return word ``index`` of the payload: distinct for every message and word."""
@@ -111,6 +129,7 @@ class Scenario:
     params: dict
     processes: dict
     messages: list = field(default_factory=list)
+    os: dict = field(default_factory=dict)
 
     def process(self, name):
         return self.processes[name]
@@ -180,19 +199,22 @@ def parse(document, *, seed=0, endpoints=8):
         Naming the bad entry and value.
     """
     _table("the scenario", document, ("system", "process", "traffic"), ("process", "traffic"))
-    system = _table("[system]", document.get("system", {}), ("nodes", "params"))
+    system = _table("[system]", document.get("system", {}), ("nodes", "params", "os"))
     nodes = _int("[system]", "nodes", system.get("nodes", 2), 2, 16)
     params = _table("[system.params]", system.get("params", {}), SYSTEM_PARAMS)
     params = {name: _int("[system.params]", name, value, 0, 1 << 20)
               for name, value in params.items()}
     endpoints = params.get("endpoints", endpoints)
+    os_costs = _table("[system.os]", system.get("os", {}), OS_COSTS)
+    os_costs = {name: _int("[system.os]", name, value, 1 if name == "tick_cycles" else 0,
+                           1 << 32) for name, value in os_costs.items()}
     processes = {}
     if not isinstance(document["process"], list) or not document["process"]:
         raise ScenarioError("[[process]]: give at least one process")
     for index, entry in enumerate(document["process"]):
         where = f"[[process]] #{index + 1}"
-        _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer"),
-               ("name", "node", "window"))
+        _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer",
+                              "work"), ("name", "node", "window"))
         name = entry["name"]
         if not isinstance(name, str) or not name:
             raise ScenarioError(f"{where}: name = {name!r} must be a non-empty string")
@@ -205,13 +227,14 @@ def parse(document, *, seed=0, endpoints=8):
             notify=NOTIFY[_choice(where, "notify", entry.get("notify", "none"), tuple(NOTIFY))],
             window=_window(f"{where} window", entry["window"], keyed=True),
             send_buffer=_window(f"{where} send_buffer",
-                                entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False))
+                                entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False),
+            work=_int(where, "work", entry.get("work", 0), 0, 1 << 20))
         for other in processes.values():
             if (other.node, other.endpoint) == (process.node, process.endpoint):
                 raise ScenarioError(f"{where}: endpoint {process.endpoint} of node "
                                     f"{process.node} is already process {other.name!r}'s")
         processes[name] = process
-    scenario = Scenario(nodes=nodes, params=params, processes=processes)
+    scenario = Scenario(nodes=nodes, params=params, processes=processes, os=os_costs)
     if not isinstance(document["traffic"], list):
         raise ScenarioError("[[traffic]] must be an array of tables")
     rng = random.Random(seed)
@@ -230,8 +253,8 @@ def _traffic(scenario, where, entry, rng):
             raise ScenarioError(f"{where}: a list pattern needs messages = [ ... ]")
         for number, message in enumerate(entry["messages"]):
             spot = f"{where} message #{number + 1}"
-            _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify"),
-                   ("from", "to", "bytes"))
+            _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify",
+                                   *_BAD_SEND_FIELDS), ("from", "to", "bytes"))
             _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify") if k in entry},
                                   **message})
         return
@@ -295,9 +318,15 @@ def _add(scenario, where, fields, after=None):
         raise ScenarioError(f"{where}: a DMA send of {size} bytes does not fit process "
                             f"{fields['from']!r}'s send buffer")
     key = _int(where, "key", fields.get("key", dst.window.key), 0, (1 << KEY_BITS) - 1)
+    bad = {}
+    for name, high in (("length", (1 << LENGTH_BITS) - 1), ("dst_node", (1 << NODE_BITS) - 1),
+                       ("flags", 0xFF), ("local_va", (1 << VA_BITS) - 1),
+                       ("endpoint", (1 << ENDPOINT_BITS) - 1)):
+        if name in fields:
+            bad[name] = _int(where, name, fields[name], 0, high)
     message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
                              bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
-                             after=after)
+                             after=after, **bad)
     scenario.messages.append(message)
     return message
 

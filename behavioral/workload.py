@@ -198,6 +198,8 @@ class Workload:
         """Consume the entry at the head (NONE and LOCK: the main thread reads in order)."""
         entry = yield from process.receiver.consume()
         self._consumed(process, entry, notified, handler_cycle)
+        if process.spec.work:
+            yield Compute(process.spec.work)
 
     def _consumed(self, process, entry, notified, handler_cycle):
         message_id = entry["metadata"]
@@ -237,29 +239,41 @@ class Workload:
             process.head = head
             yield from msglib.write_head(process.endpoint, head)
         self._consumed(process, entry, None, first)
+        if process.spec.work:
+            yield Compute(process.spec.work)
 
     def _send(self, process, message):
         spec = process.spec
         dst = self.processes[message.dst]
         words = [message.payload_word(i) for i in range(message.bytes // FLIT_BYTES)]
-        fields = dict(dst_node=dst.spec.node, dst_endpoint=dst.spec.endpoint,
+        endpoint = spec.endpoint if message.endpoint is None else message.endpoint
+        fields = dict(dst_node=dst.spec.node if message.dst_node is None else message.dst_node,
+                      dst_endpoint=dst.spec.endpoint,
                       remote_va=dst.spec.window.va + message.va_offset, key=message.key,
-                      metadata=message.id, notify=message.notify)
+                      metadata=message.id, notify=message.notify, flags=message.flags,
+                      length=message.length)
         node = process.node
         if message.send == "dma":
-            base = spec.send_buffer.va
-            for index, word in enumerate(words):
-                pa = node.spaces.translate(process.asid, base + FLIT_BYTES * index)
-                self.sent_memory[spec.node].write_word(pa, word)
-                yield Store(pa, word)
-            code = msglib.send(spec.endpoint, dma=True, local_va=base, length=message.bytes,
-                               **fields)
+            base = spec.send_buffer.va if message.local_va is None else message.local_va
+            if message.local_va is None:
+                for index, word in enumerate(words):
+                    pa = node.spaces.translate(process.asid, base + FLIT_BYTES * index)
+                    self.sent_memory[spec.node].write_word(pa, word)
+                    yield Store(pa, word)
+            if fields["length"] is None:
+                fields["length"] = message.bytes
+            code = msglib.send(endpoint, dma=True, local_va=base, **fields)
         else:
-            code = msglib.send(spec.endpoint, payload=words, **fields)
-        self.sending[(spec.node, spec.endpoint)] = message.id
+            code = msglib.send(endpoint, payload=words, **fields)
+        self.sending[(spec.node, endpoint)] = message.id
         self.stamp(message.id, "t_start", node.core.cycle)
-        error = yield from code
         record = self.records[message.id]
+        try:
+            error = yield from code
+        except msglib.MmioError as refusal:
+            # The NI refused an MMIO write: another process's endpoint (or a bug).
+            record["status"] = f"refused_{refusal.status.name.lower()}"
+            return
         if error.name != "NONE":
             record["status"] = f"refused_{error.name.lower()}"
         elif record["status"] == "planned":

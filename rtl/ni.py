@@ -333,8 +333,16 @@ class NetworkInterface(wiring.Component):
         # The units the held command still has to reach.
         to_notifier, to_tlb, to_locktable, to_engine = Signal(), Signal(), Signal(), Signal()
         pending = Signal()
+        # A TLB command changes the table MGMT_LATENCY edges after the TLB takes it; the next
+        # command waits until then, so that a MISS_ANSWER's retried lookup sees the FILL before
+        # it (else the retry misses again, and a repeated FILL keeps making it miss).
+        settling = Signal(range(NITLB.MGMT_LATENCY + 1))
+        with m.If(tlb.mgmt.valid & tlb.mgmt.ready):
+            m.d.sync += settling.eq(NITLB.MGMT_LATENCY)
+        with m.Elif(settling != 0):
+            m.d.sync += settling.eq(settling - 1)
         m.d.comb += [pending.eq(to_notifier | to_tlb | to_locktable | to_engine),
-                     self.os_command.ready.eq(~held_valid | ~pending)]
+                     self.os_command.ready.eq((~held_valid | ~pending) & (settling == 0))]
         # To each unit its part of the held command.
         m.d.comb += [
             command_from_os.eq(held_valid & to_notifier),

@@ -381,7 +381,17 @@ class SystemTB(ComponentTB):
                   if status not in ("delivered", "sent", "planned")}
         counters = {node: {name: int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
                            for name in RX_COUNTERS} for node in self.nodes}
+        nodes = {node: {"ports": dict(side.counts), "os_received": _named(side.os.received),
+                        "os_delivered": _named(side.os.delivered),
+                        "lock_events": _named(side.os.lock_events),
+                        "driver": dict(side.driver.counters), "core": dict(side.core.counters)}
+                 for node, side in self.nodes.items()}
         return {"delivered": statuses.get("delivered", 0), "errors": errors,
                 "mismatches": len(self.mismatches), **self.speed(),
-                "rx_counters": counters, "counts": dict(self.counts)}
+                "rx_counters": counters, "counts": dict(self.counts), "nodes": nodes}
+
+
+def _named(counter):
+    """A Counter keyed by enum members, as a JSON-friendly dict."""
+    return {getattr(key, "name", str(key)): count for key, count in counter.items()}
 

@@ -19,9 +19,11 @@ async def scenario(dut):
     """Run the scenario until every message is settled; zero mismatches."""
     options = knobs("system")
     seed = seed_for("scenario")
-    tb = SystemTB(dut, seed=seed, scenario=parse(options["scenario"], seed=cocotb.RANDOM_SEED),
-                  tlb_prefill=bool(options["tlb_prefill"]),
-                  os_params={"switch_cycles": options["os_switch_cycles"]})
+    scenario = parse(options["scenario"], seed=cocotb.RANDOM_SEED)
+    os_params = {name: value for name, value in scenario.os.items() if name != "miss_cycles"}
+    driver_params = {name: value for name, value in scenario.os.items() if name == "miss_cycles"}
+    tb = SystemTB(dut, seed=seed, scenario=scenario, tlb_prefill=bool(options["tlb_prefill"]),
+                  os_params=os_params, driver_params=driver_params)
     await tb.start()
     try:
         await tb.run(options["timeout_cycles"])

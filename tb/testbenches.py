@@ -73,7 +73,6 @@ TESTBENCHES = {
         options={
             "scenario": None,          # the scenario document (smtni run gives it)
             "tlb_prefill": 1,          # fill the NI TLBs with every window before the run
-            "os_switch_cycles": 2000,  # the OS's cost of putting a thread on a context
             "timeout_cycles": 2_000_000,   # give up (and fail) after this many cycles
         },
         summary="a scenario's processes on n nodes: sends, deliveries and notifications against "
