@@ -386,15 +386,19 @@ class NetworkInterface(wiring.Component):
         ring_reset = Signal(self._endpoints)
         m.d.comb += rx.ring_reset.eq(ring_reset)
         m.d.sync += ring_reset.eq(0)
+        # An endpoint or context the NI does not have is ignored (not truncated into one it has).
+        request = self.os_command.payload
+        endpoint_known, context_known = Signal(), Signal()
+        m.d.comb += [endpoint_known.eq(request.index < self._endpoints),
+                     context_known.eq(request.index < self._contexts)]
         with m.If(self.os_command.valid & self.os_command.ready):
-            request = self.os_command.payload
             m.d.sync += [
                 held.eq(request),
                 held_valid.eq(1),
-                to_notifier.eq((request.op == NiOsOp.WRITE_ENDPOINT)
-                               | (request.op == NiOsOp.WRITE_CONTEXT)),
+                to_notifier.eq(((request.op == NiOsOp.WRITE_ENDPOINT) & endpoint_known)
+                               | ((request.op == NiOsOp.WRITE_CONTEXT) & context_known)),
                 to_tlb.eq(request.op == NiOsOp.TLB),
-                to_locktable.eq(request.op == NiOsOp.WRITE_CONTEXT),
+                to_locktable.eq((request.op == NiOsOp.WRITE_CONTEXT) & context_known),
                 to_engine.eq(request.op == NiOsOp.MISS_ANSWER),
             ]
             with m.If(request.op == NiOsOp.WRITE_ENDPOINT):

@@ -1,5 +1,7 @@
 """The smtni command line: what it prints, its exit status, and one-line errors on bad input."""
 
+import json
+
 import pytest
 
 from tb import cli, runner
@@ -72,10 +74,49 @@ def test_sim_failure_exits_1(capsys, monkeypatch, tmp_path):
     assert "FAIL  random_traffic" in out and "FAIL: 0 passed, 1 failed" in out
 
 
-def test_demo_prints_table(capsys):
-    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--nodes", "2",
-                           "--messages", "10")
+def test_demo_prints_the_latency_table_for_every_mode(capsys):
+    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--count", "2")
     assert status == 0, out
-    assert "flits/cycle received" in out and "worst head wait (cycles)" in out
-    assert "0 scoreboard mismatches" in out
-    assert out.split("waveform: ")[1].strip().endswith("fabric.vcd")
+    assert "one-way doorbell->handler" in out and "notification last flit->handler" in out
+    rows = [line.split() for line in out.splitlines()
+            if line.split()[:1] in (["none"], ["lock"], ["branch"], ["spawn"])]
+    assert sorted((row[0], row[1]) for row in rows) == sorted(
+        (mode, send) for mode in ("none", "lock", "branch", "spawn") for send in ("pio", "dma"))
+    assert all(row[2] == "4" for row in rows)          # 2 round trips: 4 messages each
+    assert "DESIGN targets" in out and "waveforms: none" in out
+
+
+def test_run_writes_records_and_summary(capsys, tmp_path):
+    out_json = tmp_path / "run.json"
+    status, out, _ = smtni(capsys, "run", str(runner.PROJECT_ROOT / "examples" / "pingpong.toml"),
+                           "--sim", "icarus", "--seed", "3", "--json", str(out_json))
+    assert status == 0, out
+    result = json.loads(out_json.read_text())
+    assert result["summary"]["mismatches"] == 0 and result["summary"]["delivered"] == 8
+    assert result["summary"]["cycles_per_s"] > 0
+    record = result["messages"][0]
+    for key in ("id", "from", "to", "bytes", "send", "notify", "status", "t_doorbell",
+                "t_first_flit", "t_last_flit_in", "t_completion", "t_notified", "t_handler"):
+        assert key in record, record
+    assert "seed 3" in out and "0 mismatches" in out
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ("[system]\nnodes = 2\n", ["'process' is missing"]),
+    ("[system\n", ["is not valid TOML"]),
+    ('[[process]]\nname = "a"\nnode = 0\nwindow = { va = 0, bytes = 64 }\n'
+     '[[traffic]]\npattern = "ring"\n', ["pattern = 'ring'; choose one of pingpong"]),
+    ('[system.params]\nsend_buffering = 99\n[[process]]\nname = "a"\nnode = 0\n'
+     'window = { va = 0, bytes = 64 }\n[[traffic]]\npattern = "list"\nmessages = []\n',
+     ["send_buffering must be between 1 and 16, not 99"]),
+])
+def test_bad_scenario_is_one_line_and_status_2(capsys, tmp_path, text, fragments):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    status, _, err = smtni(capsys, "run", str(path))
+    assert_one_line_error(status, err, *fragments)
+
+
+def test_missing_scenario_is_one_line_and_status_2(capsys):
+    status, _, err = smtni(capsys, "run", "/no/such/scenario.toml")
+    assert_one_line_error(status, err, "cannot read scenario /no/such/scenario.toml")
