@@ -9,10 +9,10 @@ from amaranth.lib.wiring import In, Out
 from .framing import LINK_CRC
 from .layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BYTES,
                       FLIT_DATA_BITS, HEADER_FLITS, LENGTH_BITS, LINE_BYTES, LINE_WORDS,
-                      MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS, PA_BITS, RX_COUNTERS, VA_BITS, Completion,
-                      CompletionEntry, CompletionStatus, EndpointEntry, Flit, MessageHeader,
-                      MessageKind, MissAnswer, NiFault, NiFaultKind, RxFillBeat, RxLineRequest,
-                      TlbResponse, TlbStatus, Trailer, tlb_lookup_layout)
+                      MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS, PA_BITS, RX_COUNTERS, VA_BITS,
+                      Completion, CompletionEntry, CompletionStatus, EndpointEntry, Flit,
+                      MessageHeader, MessageKind, MissAnswer, NiFault, NiFaultKind, RxFillBeat,
+                      RxLineRequest, TlbResponse, TlbStatus, Trailer, tlb_lookup_layout)
 from .params import check_int
 
 __all__ = ["RxEngine"]
@@ -73,7 +73,7 @@ class _Write(enum.Enum, shape=2):
 
 #: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
 #: a long one is written keep streaming in.
-_QUEUED_JOBS = 4
+QUEUED_JOBS = 4
 
 #: The writer's job: what it needs of a message that passed its checks and translation (or was
 #: rejected), kept while reception takes the next messages into the staging RAM.
@@ -101,8 +101,12 @@ class RxEngine(wiring.Component):
     """The receive engine of the NI: checks each arriving message and writes it into memory.
 
     It follows the "Receiving" section of :mod:`rtl.ni`. One message at a time comes in from
-    ``flits`` into a staging RAM of :data:`STAGING_WORDS` words while the CRC-32 runs over it;
-    every message is taken up to its ``last`` flit, whatever is wrong with it.
+    ``flits``, its payload into a staging RAM while the CRC-32 runs over it; every message is
+    taken up to its ``last`` flit, whatever is wrong with it. A message that passes its checks
+    and translation (or is rejected) becomes a job of the writer, which writes the jobs out one
+    at a time, in arrival order, while the next messages come in: the staging RAM holds two
+    largest payloads (2 * :data:`STAGING_WORDS` words, a circular buffer), and up to
+    :data:`QUEUED_JOBS` jobs wait behind the one being written.
 
     **Checks.** The flit with ``last`` is the trailer, whatever the header's length says: the CRC
     is that of every flit before it. Then, in this order (one fault each, the message
@@ -131,24 +135,35 @@ class RxEngine(wiring.Component):
     ``remote_va & ~7``); the entry's ``landing_va`` is ``remote_va`` as sent.
 
     **Writing.** While the endpoint's ring is full (``ring_tail - ring_head`` equals ``2 **
-    ring_log2``, mod 2**16) the engine holds the message and the link, counting
-    ``count_ring_full_cycles``. Then it writes through the MessageBuffer: each payload line is
-    announced on ``rx_line`` (physical line address ``(ppn << 12 | offset) >> 6``, the words the
-    message covers in that line), and its words follow on ``rx_data`` in increasing word order,
-    ``last`` on the line's final one; announcements run ahead of the words, and a line's words
-    are offered only after its announcement has been taken. Then the completion entry
+    ring_log2``, mod 2**16) the writer holds the job and every job behind it, counting
+    ``count_ring_full_cycles``; reception goes on until the staging RAM or the job queue is
+    full, then holds the link. Then the writer writes through the MessageBuffer: each payload
+    line is announced on ``rx_line`` (physical line address ``(ppn << 12 | offset) >> 6``, the
+    words the message covers in that line), and its words follow on ``rx_data`` in increasing
+    word order, ``last`` on the line's final one; announcements run ahead of the words, and a
+    line's words are offered only after its announcement has been taken. Then the completion entry
     (:data:`rtl.layouts.CompletionEntry`, ``stamp`` the engine's cycle counter, counted from
     reset, at the cycle the trailer was taken) goes the same way as one partial line at
     ``ring_pa + COMPLETION_BYTES * (tail mod size)`` (``ring_pa`` taken as COMPLETION_BYTES
     aligned). When its last word is taken the tail advances and, if the header's ``notify`` is
     set, ``completion`` offers the entry's VA (``ring_va`` + the same offset).
 
-    **Timing.** ``flits`` takes one flit per cycle while a message streams in; it takes nothing
-    from the trailer until the message is finished (written, discarded or rejected), and holds
-    a first flit while lookups of the message before are still in flight. For an 8-byte message
-    whose page hit, with ``rx_line``, ``rx_data`` and ``completion`` always ready, the payload
-    line is announced in the cycle after the trailer's transfer, and ``completion`` is valid
-    from the sixth clock edge after it (taken at the seventh).
+    Faults are reported by reception, in arrival order among themselves; a later message's fault
+    may come before an earlier message's completion.
+
+    **Timing.** ``flits`` takes one flit per cycle while a message streams in. It holds a first
+    flit while lookups of the message before are still in flight, and the first payload flit
+    until the staging RAM has room for the payload the header asks for (at most
+    :data:`STAGING_WORDS` words). It takes nothing from the trailer until the message is
+    discarded or has become a job: while its translation, fault report or miss answer is
+    pending, and while the job queue is full. The writer writes a job of ``n`` payload words in
+    ``n + 6`` cycles (a cycle for the first announcement, then the payload's and the entry's
+    words one a cycle, then a cycle for the completion, or for going idle), so that with
+    ``rx_line``, ``rx_data`` and ``completion`` always ready back-to-back messages of 2 KiB come
+    in at 260 flits per 262 cycles. For an 8-byte message whose page hit, with the writer idle and
+    those ports always ready, the payload line is announced in the cycle after the trailer's
+    transfer, and ``completion`` is valid from the sixth clock edge after it (taken at the
+    seventh).
 
     Parameters
     ----------
@@ -163,7 +178,7 @@ class RxEngine(wiring.Component):
     Members
     -------
     flits : In(stream.Signature(Flit))
-        The link into the node; taken one per cycle while a message streams in.
+        The link into the node; taken one per cycle while a message streams in (see Timing).
     endpoints : In(EndpointEntry).array(endpoints)
         The NI's endpoint table (registers outside the engine).
     ring_head : In(16).array(endpoints)
@@ -252,13 +267,13 @@ class RxEngine(wiring.Component):
         endpoint entry and the trailer's cycle, run the CRC, and judge the message on its
         trailer's cycle.
 
-        The payload's words are written only if the staging RAM has ``room`` for the words the
-        header asks for (at most a largest payload's) beside the ``used`` words of the writer's
-        jobs; :meth:`_receive_control` holds the first payload flit until it has. It drives
-        ``flits.ready``, ``rejected`` (set when the OS rejects a miss) and ``offering`` (the
-        message is ready to be the writer's job); :meth:`_jobs` drives ``used`` and ``handoff``
-        (the message becomes a job at this edge: the next one's payload goes after its
-        ``kept_words``)."""
+        The payload goes into the staging RAM's free words (``free_words``: those no job of the
+        writer holds), as many as the header asks for (at most a largest payload's); ``room``
+        says that many are free, and the first payload flit waits until it does.
+        :meth:`_receive_control` drives ``flits.ready``, ``rejected`` (set when the OS rejects a
+        miss) and ``offering`` (the message is ready to be the writer's job); :meth:`_jobs`
+        drives ``free_words`` and ``handoff`` (the message becomes a job at this edge: the next
+        one's payload goes after its ``kept_words``)."""
         header = Signal(MessageHeader)
         entry = Signal(EndpointEntry)
         flit_index = Signal(range(_FLIT_COUNT_LIMIT + 1))
@@ -269,7 +284,7 @@ class RxEngine(wiring.Component):
         kept_words = Signal(range(STAGING_WORDS + 1))
         offering = Signal()
         handoff = Signal()
-        used = Signal(range(_STAGING_DEPTH + 1), name="staging_used")
+        free_words = Signal(range(_STAGING_DEPTH + 1), init=_STAGING_DEPTH)
         flit = self.flits.payload
         taken = Signal()
         trailer = Signal()
@@ -319,12 +334,13 @@ class RxEngine(wiring.Component):
         # message that is TRUNCATED or has a BAD_HEADER anyway, and would overwrite a job's).
         # A rejected message keeps none.
         staging_index = Signal(range(_FLIT_COUNT_LIMIT + 1))
-        needed = Signal(range(STAGING_WORDS + 1))
+        # (as wide as the counts it is compared with, which Verilator's -Wall asks for)
+        needed = Signal(range(_STAGING_DEPTH + 1))
         room = Signal()
         m.d.comb += [
             staging_index.eq(flit_index - HEADER_FLITS),
             needed.eq(Mux(payload_words > STAGING_WORDS, STAGING_WORDS, payload_words)),
-            room.eq(used + needed <= _STAGING_DEPTH),
+            room.eq(needed <= free_words),
             staging_write.addr.eq(base + staging_index[:_STAGING_ADDR_BITS]),
             staging_write.data.eq(flit.data),
             staging_write.en.eq(taken & ~flit.last & (flit_index >= HEADER_FLITS)
@@ -350,7 +366,8 @@ class RxEngine(wiring.Component):
         return SimpleNamespace(
             header=header, entry=entry, flit=flit, flit_index=flit_index, taken=taken,
             trailer=trailer, cycle=cycle, stamp=stamp, rejected=rejected, base=base,
-            kept_words=kept_words, offering=offering, handoff=handoff, used=used, room=room,
+            kept_words=kept_words, offering=offering, handoff=handoff, free_words=free_words,
+            room=room,
             crc_bad=crc_bad, count_bad=count_bad, header_bad=header_bad,
             endpoint_bad=endpoint_bad)
 
@@ -427,14 +444,15 @@ class RxEngine(wiring.Component):
 
     def _jobs(self, m, rx, tlb):
         """Queue the messages reception offers for the writer: its ``current`` job (being
-        written, or ``held`` for ring space) and up to :data:`_QUEUED_JOBS` behind it, and count
-        the staging RAM words their payloads hold (``used``, each freed as the writer reads it).
+        written, or ``held`` for ring space) and up to :data:`QUEUED_JOBS` behind it, and count
+        the staging RAM words their payloads do not hold (``rx.free_words``: a job's are taken
+        when it is handed over, and each is freed as the writer reads it).
 
         The writer takes a job at an edge where it is ``free`` (both driven by
         :meth:`_write_control`): the oldest queued, else the one offered, so that a message
         offered to an idle writer starts in the same cycle. Return the queue with the ring of the
         job the writer starts or holds (``starting``)."""
-        m.submodules.jobs = queue = SyncFIFO(width=_Job.size, depth=_QUEUED_JOBS)
+        m.submodules.jobs = queue = SyncFIFO(width=_Job.size, depth=QUEUED_JOBS)
         current = Signal(_Job)
         queued = _Job(queue.r_data)
         offered = Signal(_Job)
@@ -477,7 +495,7 @@ class RxEngine(wiring.Component):
         ]
         with m.If(take):
             m.d.sync += current.eq(next_job)
-        m.d.sync += rx.used.eq(rx.used + Mux(rx.handoff, rx.kept_words, 0) - word_read)
+        m.d.sync += rx.free_words.eq(rx.free_words + word_read - Mux(rx.handoff, rx.kept_words, 0))
 
         # The ring: its size, whether it is full, and the slot the next entry goes to.
         head = self._select(m, "head", 16, self.ring_head, starting.dst_endpoint)
@@ -663,6 +681,8 @@ class RxEngine(wiring.Component):
         """Lead each message through reception: take it, report a fault, or wait for its
         translation or the OS's answer to a miss; then offer it to the writer's queue, holding
         the link while the queue is full."""
+        # (A state register compared in If chains rather than an FSM, whose Verilog case
+        # statements Verilator finds incomplete; the same for the writer.)
         state = Signal(_Receive)
         kind = Signal(NiFaultKind)
         va = Signal(VA_BITS)
