@@ -401,13 +401,16 @@ class MemoryHierarchy:
         return dirty
 
     def dma_read(self, line):
-        """Return ``line`` for a DMA send: the dirty cached copy if any, else memory's.
+        """Return ``(words, cycles)`` of ``line`` for a DMA send: the dirty cached copy if any
+        (snooped in the L2's hit time), else memory's (the DRAM latency).
 
         The caches are left as they are; only a read from memory crosses the bus.
         """
         _check_line(line)
         dirty = self._dirty_copy(line)
-        return dirty if dirty is not None else self._read_dram(line, "dma_read")
+        if dirty is not None:
+            return dirty, self.l2.hit_cycles
+        return self._read_dram(line, "dma_read"), self.dram_cycles
 
     def memory_read(self, line):
         """Return ``line`` straight from DRAM, for the message buffer to fill a partial line."""

@@ -15,7 +15,7 @@ of the system's Verilog:
 * the message buffer's coherence requests (``coh_req``) invalidate the caches and hand back a
   dirty copy on ``coh_resp``; its write-backs (``mem_write``) and partial-line reads
   (``mem_read``) go to DRAM; the TX engine's DMA reads (``dma_read``) get the newest copy of a
-  line (a dirty cached one, else memory's) after the DRAM latency;
+  line: a dirty cached one after the L2's hit time, else memory's after the DRAM latency;
 * the OS's NI driver sends its commands on ``os_command`` and takes the NI's faults from
   ``fault``.
 
@@ -299,9 +299,9 @@ class NodeSide:
         self._later(self.dram_cycles, self.mem_read_data.send, _word_beats(words))
 
     def _dma_read(self, payload, now):
-        words = self.hierarchy.dma_read(LINE_REQUEST.field(payload, "addr"))
+        words, cycles = self.hierarchy.dma_read(LINE_REQUEST.field(payload, "addr"))
         self.counts["dma_lines"] += 1
-        self._later(self.dram_cycles, self.dma_data.send, _word_beats(words))
+        self._later(cycles, self.dma_data.send, _word_beats(words))
 
     def _later(self, cycles, action, *args):
         async def wait():

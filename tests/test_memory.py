@@ -199,10 +199,10 @@ def test_invalidate_raises_while_a_miss_is_outstanding():
 def test_dma_read_sees_dirty_cached_data_without_a_dram_read():
     hierarchy = MemoryHierarchy()
     run(hierarchy, pa(1, 4), write=True, value=77)   # one DRAM fill
-    assert hierarchy.dma_read(1) == [0, 0, 0, 0, 77, 0, 0, 0]
+    assert hierarchy.dma_read(1) == ([0, 0, 0, 0, 77, 0, 0, 0], hierarchy.l2.hit_cycles)
     assert hierarchy.counters["dram_reads"] == 1 and hierarchy.l1.lookup(1).dirty
     hierarchy.memory.write_line(2, [3] * 8)
-    assert hierarchy.dma_read(2) == [3] * 8
+    assert hierarchy.dma_read(2) == ([3] * 8, hierarchy.dram_cycles)
     assert hierarchy.counters["dram_reads"] == 2 and hierarchy.bus_by_kind["dma_read"] == 1
 
 
@@ -304,7 +304,8 @@ class Traffic:
     def dma(self):
         line = self.rng.choice(self.lines)
         if line not in self.buffer:                  # the NI reads a buffered line from the buffer
-            self.check(self.hierarchy.dma_read(line), self.expected_line(line), f"dma {line:#x}")
+            self.check(self.hierarchy.dma_read(line)[0], self.expected_line(line),
+                       f"dma {line:#x}")
 
     def drain(self):
         """Complete every miss, write the buffer back, and check every word written."""
