@@ -652,10 +652,14 @@ class RxEngine(wiring.Component):
         payload_taken = Signal()
         line_done = Signal()
         entry_written = Signal()
+        # The word index from its own signal, not from the payload: a payload bit computed from
+        # another bit of the same payload is a combinational loop to Verilator (UNOPTFLAT).
+        beat_word = Signal(range(LINE_WORDS))
         m.d.comb += [
-            beat.word.eq(offset[_WORD_SHIFT:_LINE_SHIFT]),
+            beat_word.eq(offset[_WORD_SHIFT:_LINE_SHIFT]),
+            beat.word.eq(beat_word),
             beat.data.eq(Mux(part == _Part.ENTRY, entry_data, staging_read.data)),
-            beat.last.eq((beat.word == LINE_WORDS - 1) | (left == 1)),
+            beat.last.eq((beat_word == LINE_WORDS - 1) | (left == 1)),
             self.rx_data.valid.eq(sending & (part != _Part.DONE)),
             taken.eq(self.rx_data.valid & self.rx_data.ready),
             payload_taken.eq(taken & (part == _Part.PAYLOAD)),
