@@ -18,9 +18,10 @@ class LineState(enum.Enum, shape=2):
     FREE = 0
     #: A message being staged for sending (``tx_*`` ports).
     TX = 1
-    #: An arriving line, allocated but not yet complete: invisible to readers.
+    #: An arriving line, allocated but not yet filled: invisible to readers.
     FILL = 2
-    #: A complete arriving line, dirty, owned by the buffer, tagged by its physical line address.
+    #: A filled arriving line, dirty, owned by the buffer, tagged by its physical line address;
+    #: complete (readable) once its merge from memory, if it waits for one, is done.
     RX = 3
 
 
@@ -62,14 +63,59 @@ class _AgeQueue(Elaboratable):
         return m
 
 
+class _MergeQueue(Elaboratable):
+    """The lines waiting for the rest of their words from memory, in the order of their reads: a
+    collapsing queue of line indices, each with the words that fills cover (which the memory's
+    words must not overwrite).
+
+    One push (at the tail, when ``count < depth``) and one pop (of the head) per cycle. ``cover``
+    adds words to the covered words of ``cover_line``, if it is queued (it is at most once): a
+    further fill into a line whose merge is pending.
+    """
+
+    def __init__(self, depth, lines):
+        self.depth = depth
+        self.push = Signal()
+        self.push_line = Signal(range(lines))
+        self.push_covered = Signal(LINE_WORDS)
+        self.pop = Signal()
+        self.cover = Signal()
+        self.cover_line = Signal(range(lines))
+        self.cover_words = Signal(LINE_WORDS)
+        self.count = Signal(range(depth + 1))
+        self.slots = [Signal(range(lines), name=f"merge{i}_line") for i in range(depth)]
+        self.covered = [Signal(LINE_WORDS, name=f"merge{i}_covered") for i in range(depth)]
+
+    def elaborate(self, platform):
+        m = Module()
+        tail = Signal(range(self.depth + 1))
+        m.d.comb += tail.eq(self.count - self.pop)
+        m.d.sync += self.count.eq(self.count + self.push - self.pop)
+        for index in range(self.depth):
+            # The entry this slot holds after the pop, and the words a fill adds to it.
+            after = min(index + 1, self.depth - 1)
+            line = Mux(self.pop, self.slots[after], self.slots[index])
+            covered = Mux(self.pop, self.covered[after], self.covered[index])
+            added = Mux(self.cover & (line == self.cover_line), self.cover_words, 0)
+            with m.If(self.push & (tail == index)):
+                m.d.sync += [self.slots[index].eq(self.push_line),
+                             self.covered[index].eq(self.push_covered)]
+            with m.Else():
+                m.d.sync += [self.slots[index].eq(line), self.covered[index].eq(covered | added)]
+        return m
+
+
 class _WritePort(Elaboratable):
-    """Who writes the data RAM this cycle: the fill's arriving words first, then the prepared
-    line's merge data (the RX side); the RX side and TX writes alternate when both wait."""
+    """Who writes the data RAM this cycle. On the RX side the fill's arriving words first, then
+    the coherence answer's dirty words, then memory's; the RX side and TX writes alternate when
+    both wait."""
+
+    RX_SIDE = ("fill", "coherence", "memory")
 
     def __init__(self, write, lines):
         self._write = write
         self.requesters = {}
-        for name in ("fill", "merge", "tx"):
+        for name in (*self.RX_SIDE, "tx"):
             self.requesters[name] = (Signal(name=f"{name}_write"),
                                      Signal(range(lines * LINE_WORDS), name=f"{name}_write_addr"),
                                      Signal(FLIT_DATA_BITS, name=f"{name}_write_data"),
@@ -82,17 +128,18 @@ class _WritePort(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        fill, merge, tx = (self.requesters[name] for name in ("fill", "merge", "tx"))
+        rx_side = [self.requesters[name] for name in self.RX_SIDE]
+        tx = self.requesters["tx"]
         tx_first = Signal()
-        rx_side = fill[0] | merge[0]
-        m.d.comb += [
-            tx[3].eq(tx[0] & (~rx_side | tx_first)),
-            fill[3].eq(fill[0] & ~tx[3]),
-            merge[3].eq(merge[0] & ~fill[0] & ~tx[3]),
-        ]
-        with m.If(rx_side & tx[0]):
+        rx_wants = Cat(want for want, _, _, _ in rx_side).any()
+        m.d.comb += tx[3].eq(tx[0] & (~rx_wants | tx_first))
+        earlier = tx[3]
+        for want, _, _, granted in rx_side:
+            m.d.comb += granted.eq(want & ~earlier)
+            earlier = earlier | want
+        with m.If(rx_wants & tx[0]):
             m.d.sync += tx_first.eq(~tx_first)
-        for want, addr, data, granted in (fill, merge, tx):
+        for want, addr, data, granted in (*rx_side, tx):
             with m.If(granted):
                 m.d.comb += [self._write.en.eq(1), self._write.addr.eq(addr),
                              self._write.data.eq(data)]
@@ -104,9 +151,8 @@ class _Prep(enum.Enum, shape=3):
     IDLE = 0
     COH_REQ = 1     # ask the core caches to give the line up
     COH_WAIT = 2    # take their answer (and dirty data, merged under the fill)
-    MEM_REQ = 3     # a partial fill of a line no cache had dirty: read the rest from memory
-    MEM_WAIT = 4
-    READY = 5       # prepared; waits for the fill engine
+    MEM_REQ = 3     # a partial fill of a line no cache had dirty: ask memory for the rest
+    READY = 4       # prepared; waits for the fill engine
 
 
 class _Client(enum.Enum, shape=2):
@@ -141,15 +187,27 @@ class MessageBuffer(wiring.Component):
     * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
       core's caches to give it up. ``coh_resp`` answers, with the line's data if a cache held it
       dirty; that data is kept under the words the fill does not write. A partial fill of a line
-      no cache held dirty reads the rest from memory (``mem_read``, ``mem_read_data``);
+      no cache held dirty asks memory for the rest (``mem_read``) and goes on without waiting:
+      see merging, below;
     * when the buffer holds ``lines - tx_lines`` RX lines, the announcement waits for a write-back.
+
+    **Merging.** A line whose words come from memory after its fill is *merging* until they are
+    in: memory's words (``mem_read_data``, the answers in the order of the reads) are written
+    only where no fill of the line writes, so whichever comes first, the fill's words stay. A
+    further announcement of a merging line reuses it as any RX line, and the merge then leaves
+    its words alone too. Up to :attr:`MERGES` reads are outstanding; a further partial line
+    waits in the preparation, and its fill with it, until the oldest merge ends. A line is
+    complete when it is RX and not merging: probes of a merging line wait (as for a line in
+    FILL, below) and so does its write-back, so that no one reads memory's stale words in place
+    of the fill's, or a line with words missing.
 
     The buffer orders a line's coherence request against the probes of that line: a probe taken
     before the request's transfer misses (the caches still own the line), one taken after waits
-    until the fill's last word, which makes the line RX (the newest in age), and then hits. The
-    caches' side of the bargain: a request for a line whose miss has already had its probe taken
-    is answered after that miss completes (and takes the line away again); a miss whose probe
-    has not been taken yet is no reason to wait, as its probe will hit.
+    until the line is complete (the fill's last word makes it RX, the newest in age; a merge, if
+    any, has ended), and then hits. The caches' side of the bargain: a request for a line whose
+    miss has already had its probe taken is answered after that miss completes (and takes the
+    line away again); a miss whose probe has not been taken yet is no reason to wait, as its
+    probe will hit.
 
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
     are taken one cycle after they are offered at the earliest (the tag compare is registered
@@ -157,7 +215,8 @@ class MessageBuffer(wiring.Component):
     hit with the line's words, one per cycle while taken. A ``mc_lookup`` hit hands the line
     over: when its last word is taken, the line is FREE. ``ni_read`` leaves it.
 
-    **Write-back.** The oldest RX line is written to memory on ``mem_write`` when more than
+    **Write-back.** The oldest RX line is written to memory on ``mem_write`` (once it is complete:
+    a merging line holds the write-backs behind it until its merge ends) when more than
     ``rx_lines`` lines are RX, or when all of RX's ``lines - tx_lines`` lines but one are in use
     (so that the next announcement finds a line without waiting), or when an announcement waits
     for a line. The line is FREE when its last word is taken, so memory has it before anyone can
@@ -167,8 +226,8 @@ class MessageBuffer(wiring.Component):
     The line reader serves one probe or write-back at a time and starts the next in the cycle
     the last word of one is taken, so write-backs keep up with a line per 8 cycles. Its order of
     priority: a write-back that an announcement waits for, ``mc_lookup``, any other write-back,
-    ``ni_read``. The write port serves arriving words, then coherence and memory data,
-    alternating with TX writes when both wait.
+    ``ni_read``. The write port serves arriving words, then coherence data, then memory data,
+    alternating with TX writes when both wait; so a merge waits while words arrive.
 
     Parameters
     ----------
@@ -198,6 +257,9 @@ class MessageBuffer(wiring.Component):
     bad_tx_ops : Out(16)
         TX operations on lines that were not TX (saturating).
     """
+
+    #: Most lines waiting for their merge from memory at a time (fewer if RX has fewer lines).
+    MERGES = 8
 
     def __init__(self, *, lines=64, tx_lines=16, rx_lines=48):
         self._lines = check_int(self, "lines", lines, 4, 256)
@@ -243,6 +305,8 @@ class MessageBuffer(wiring.Component):
         m.submodules.ram = ram = Memory(shape=FLIT_DATA_BITS, depth=lines * LINE_WORDS, init=[])
         m.submodules.ages = ages = _AgeQueue(lines - self._tx_lines, lines)
         m.submodules.write = write = _WritePort(ram.write_port(), lines)
+        m.submodules.merges = merges = _MergeQueue(min(self.MERGES, lines - self._tx_lines),
+                                                   lines)
         self._states = {state: Signal(lines, name=f"lines_{state.name.lower()}")
                         for state in LineState}
         for state, vector in self._states.items():
@@ -250,7 +314,7 @@ class MessageBuffer(wiring.Component):
         reader = _ReaderView(lines)
         prep = _PrepView(lines)
         self._tx(m, write, ram.read_port())
-        self._rx(m, write, ages, reader, prep)
+        self._rx(m, write, ages, merges, reader, prep)
         self._reader(m, ram.read_port(), ages, reader, prep)
         return m
 
@@ -319,19 +383,19 @@ class MessageBuffer(wiring.Component):
 
     # RX: preparing announced lines, and filling them ------------------------------------------
 
-    def _rx(self, m, write, ages, reader, prep):
+    def _rx(self, m, write, ages, merges, reader, prep):
         lines = self._lines
         rx_used = prep.rx_used
         state = prep.state
         words = Signal(LINE_WORDS)
         dirty = Signal()
-        merge_word = Signal(range(LINE_WORDS))
+        coh_word = Signal(range(LINE_WORDS))
 
         # Taking an announcement: reuse the RX line of the address unless the line reader has it,
         # or streams a line it will free, or may start a job this cycle (decided from the
-        # reader's registers and its requests' valid alone, so that neither decision waits for
-        # the other's compare); wait while a fill of the address is prepared or in progress;
-        # else allocate, if RX may use another line.
+        # reader's registers, its requests' valid and registered facts alone, so that neither
+        # decision waits for the other's compare); wait while a fill of the address is prepared
+        # or in progress; else allocate, if RX may use another line.
         # The tag compare is registered while the announcement waits (its payload is stable);
         # the decision ANDs it with the lines' states now. Tags change only when an announcement
         # is taken, after which the next one is compared afresh.
@@ -363,8 +427,11 @@ class MessageBuffer(wiring.Component):
         m.d.sync += [prep.unqueue.eq(0), prep.retagged.eq(0)]
         with m.If(self.rx_line.valid & self.rx_line.ready):
             m.d.sync += [prep.addr.eq(announced.addr), words.eq(announced.words), dirty.eq(0),
-                         merge_word.eq(0)]
+                         coh_word.eq(0)]
             with m.If(match.any()):
+                # If the line is merging, its merge leaves these words alone too.
+                m.d.comb += [merges.cover.eq(1), merges.cover_line.eq(match_line),
+                             merges.cover_words.eq(announced.words)]
                 m.d.sync += [prep.unqueue.eq(1), prep.unqueue_line.eq(match_line)]
                 m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
                 set_indexed(m, self.state, match_line, LineState.FILL)
@@ -375,45 +442,55 @@ class MessageBuffer(wiring.Component):
                 set_indexed(m, self.tag, free_line, announced.addr)
                 m.d.sync += prep.retagged.eq(Cat(free_line == line for line in range(lines)))
 
-        # Coherence, then memory for a partial line no cache had dirty. Their words are written
-        # only where the fill will not write.
+        # Coherence: a dirty copy's words are written only where the fill will not write.
         m.d.comb += [self.coh_req.payload.addr.eq(prep.addr),
-                     self.mem_read.payload.addr.eq(prep.addr),
                      prep.before_coherence.eq(state == _Prep.COH_REQ)]
-        keep = ~(words & Cat(merge_word == word for word in range(LINE_WORDS))).any()
-        merge_valid = Signal()
-        merge_data = Signal(FLIT_DATA_BITS)
-        statements, merge_granted = write.request("merge", merge_valid & keep,
-                                                  Cat(merge_word, prep.line), merge_data)
+        coh_beat = self.coh_resp.payload
+        coh_keep = ~(words & Cat(coh_word == word for word in range(LINE_WORDS))).any()
+        statements, coh_granted = write.request(
+            "coherence", (state == _Prep.COH_WAIT) & self.coh_resp.valid & coh_beat.dirty
+            & coh_keep, Cat(coh_word, prep.line), coh_beat.data)
         m.d.comb += statements
         with m.If(state == _Prep.COH_REQ):
             m.d.comb += self.coh_req.valid.eq(1)
             with m.If(self.coh_req.ready):
                 m.d.sync += state.eq(_Prep.COH_WAIT)
         with m.Elif(state == _Prep.COH_WAIT):
-            beat = self.coh_resp.payload
-            m.d.comb += [merge_valid.eq(self.coh_resp.valid & beat.dirty),
-                         merge_data.eq(beat.data),
-                         self.coh_resp.ready.eq(~(beat.dirty & keep) | merge_granted)]
+            m.d.comb += self.coh_resp.ready.eq(~(coh_beat.dirty & coh_keep) | coh_granted)
             with m.If(self.coh_resp.valid & self.coh_resp.ready):
-                m.d.sync += [merge_word.eq(merge_word + 1), dirty.eq(dirty | beat.dirty)]
-                with m.If(beat.last):
-                    complete = beat.dirty | dirty | words.all()
+                m.d.sync += [coh_word.eq(coh_word + 1), dirty.eq(dirty | coh_beat.dirty)]
+                with m.If(coh_beat.last):
+                    complete = coh_beat.dirty | dirty | words.all()
                     m.d.sync += [state.eq(Mux(complete, _Prep.READY, _Prep.MEM_REQ)),
-                                 merge_word.eq(0)]
+                                 coh_word.eq(0)]
+        # A partial line no cache had dirty: its read from memory is queued, and the line goes
+        # to the fill at once; it is merging until memory's words are in.
         with m.Elif(state == _Prep.MEM_REQ):
-            m.d.comb += self.mem_read.valid.eq(1)
-            with m.If(self.mem_read.ready):
-                m.d.sync += state.eq(_Prep.MEM_WAIT)
-        with m.Elif(state == _Prep.MEM_WAIT):
-            beat = self.mem_read_data.payload
-            m.d.comb += [merge_valid.eq(self.mem_read_data.valid),
-                         merge_data.eq(beat.data),
-                         self.mem_read_data.ready.eq(~keep | merge_granted)]
-            with m.If(self.mem_read_data.valid & self.mem_read_data.ready):
-                m.d.sync += merge_word.eq(merge_word + 1)
-                with m.If(beat.last):
-                    m.d.sync += state.eq(_Prep.READY)
+            m.d.comb += [self.mem_read.valid.eq(merges.count != merges.depth),
+                         self.mem_read.payload.addr.eq(prep.addr),
+                         merges.push_line.eq(prep.line), merges.push_covered.eq(words)]
+            with m.If(self.mem_read.valid & self.mem_read.ready):
+                m.d.comb += merges.push.eq(1)
+                m.d.sync += state.eq(_Prep.READY)
+
+        # Merging: memory's words of the oldest read go where no fill of the line writes (its
+        # covered words grow with each fill announced into it meanwhile). The last word makes
+        # the line complete.
+        mem_word = Signal(range(LINE_WORDS))
+        mem_beat = self.mem_read_data.payload
+        head = merges.slots[0]
+        mem_keep = ~(merges.covered[0] & Cat(mem_word == word for word in range(LINE_WORDS))).any()
+        statements, mem_granted = write.request("memory", self.mem_read_data.valid & mem_keep,
+                                                Cat(mem_word, head), mem_beat.data)
+        m.d.comb += [*statements, self.mem_read_data.ready.eq(~mem_keep | mem_granted)]
+        with m.If(self.mem_read_data.valid & self.mem_read_data.ready):
+            m.d.sync += mem_word.eq(mem_word + 1)
+            with m.If(mem_beat.last):
+                m.d.comb += [merges.pop.eq(1), prep.merge_ends.eq(1)]
+                m.d.sync += mem_word.eq(0)
+        m.d.sync += prep.merging.eq(
+            (prep.merging | Mux(merges.push, Cat(prep.line == line for line in range(lines)), 0))
+            & ~Mux(merges.pop, Cat(head == line for line in range(lines)), 0))
 
         # Filling: the prepared line passes to the fill as the fill's previous line completes.
         filling = Signal()
@@ -504,22 +581,28 @@ class MessageBuffer(wiring.Component):
             blocked = Signal(name=f"{name}_blocked")
             before_coherence = prep.before_coherence & (prep.line == line)
             m.d.comb += [
-                rx_hit.eq((match & self._in_state(LineState.RX)).any()),
+                rx_hit.eq((match & self._in_state(LineState.RX) & ~prep.merging).any()),
                 blocked.eq(match.any() & ~rx_hit & ~before_coherence),
             ]
-            return request.valid & fresh & ~blocked, rx_hit, line
+            # A probe that waits for a merge stays blocked until the merge ends; registered, so
+            # that it does not stop an announcement's reuse of a line all that while (see
+            # reader.may_start).
+            parked = Signal(name=f"{name}_parked")
+            m.d.sync += parked.eq(request.valid & fresh & (match & prep.merging).any()
+                                  & ~prep.merge_ends)
+            return request.valid & fresh & ~blocked, rx_hit, line, request.valid & ~parked
 
-        lookup_go, lookup_hit, lookup_line = classify(self.mc_lookup, "lookup")
-        ni_go, ni_hit, ni_line = classify(self.ni_read, "ni_read")
+        lookup_go, lookup_hit, lookup_line, lookup_may_go = classify(self.mc_lookup, "lookup")
+        ni_go, ni_hit, ni_line, ni_may_go = classify(self.ni_read, "ni_read")
         write_back = Signal()
         capacity = self._lines - self._tx_lines
-        m.d.comb += write_back.eq((count != 0) & ~prep.unqueue & (
-            (count > self._rx_lines) | (rx_used >= capacity - 1)
-            | prep.waits_for_line))
+        head_merging = (prep.merging & Cat(head == line for line in range(self._lines))).any()
+        m.d.comb += write_back.eq((count != 0) & ~prep.unqueue & ~head_merging
+                                  & ((count > self._rx_lines) | (rx_used >= capacity - 1)
+                                     | prep.waits_for_line))
         m.d.comb += [
             reader.frees.eq(reader.busy & hit & (client != _Client.NI_READ)),
-            reader.may_start.eq((~reader.busy | done) & (self.mc_lookup.valid
-                                                         | self.ni_read.valid | write_back)),
+            reader.may_start.eq((~reader.busy | done) & (lookup_may_go | ni_may_go | write_back)),
         ]
         start_client = Signal(_Client)
         start_hit = Signal()
@@ -581,6 +664,9 @@ class _PrepView:
         self.line = Signal(range(lines), name="prep_line")
         self.addr = Signal(LINE_ADDR_BITS, name="prep_addr")
         self.before_coherence = Signal(name="prep_before_coherence")
+        #: Lines waiting for the rest of their words from memory (a bit per line): not complete.
+        self.merging = Signal(lines, name="lines_merging")
+        self.merge_ends = Signal(name="merge_ends")     # a line stops merging at the clock edge
         #: Lines in FILL or RX, counted as they are allocated and freed.
         self.rx_used = Signal(range(lines + 1), name="rx_used")
         self.allocates = Signal(name="prep_allocates")

@@ -86,6 +86,8 @@ class MessageBufferTB(ComponentTB):
         self.mismatches = []
         self.counts = Counter()
         self.commits = []                   # edges at which fills completed
+        self._announcements = deque()       # edges at which announcements were taken
+        self.fill_cycles = {"partial": [], "full": []}    # announcement taken to last word
         self._fills = deque()               # announced fills: (line, {word: value})
         self._issued = {"mc": deque(), "ni": deque()}     # probes not taken yet
         self._probes = {"mc": deque(), "ni": deque()}     # taken, not answered yet
@@ -147,6 +149,7 @@ class MessageBufferTB(ComponentTB):
         if line in self.model:
             self.counts["merges"] += 1       # into a line the buffer holds
         self.model.announce(line)
+        self._announcements.append(accepted)
 
     def _fill_word(self, payload, offered, accepted):
         if not RX_FILL.field(payload, "last"):
@@ -156,6 +159,8 @@ class MessageBufferTB(ComponentTB):
             self.reference.write_word(line * LINE_BYTES + word * 8, value)
         self._mismatch(self.model.commit(line))
         self.commits.append(accepted)
+        self.fill_cycles["partial" if len(words) < LINE_WORDS else "full"].append(
+            accepted - self._announcements.popleft())
         self.counts["fills"] += 1
         self.counts["partial_fills" if len(words) < LINE_WORDS else "full_fills"] += 1
 
@@ -382,4 +387,7 @@ class MessageBufferTB(ComponentTB):
                 "tx_lines": self.tx_lines, "rx_lines": self.rx_lines,
                 "counts": dict(sorted(self.counts.items())),
                 "hierarchy": dict(self.hierarchy.counters),
+                "fill_cycles": {kind: {"mean": round(sum(cycles) / len(cycles), 1),
+                                       "max": max(cycles)}
+                                for kind, cycles in self.fill_cycles.items() if cycles},
                 "held_at_end": len(self.model), "mismatches": len(self.mismatches)}

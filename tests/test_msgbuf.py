@@ -79,11 +79,13 @@ async def put_line(ctx, port, codec, beats):
 class Neighbours:
     """The buffer's surroundings: the core caches answer coherence requests (with the words of
     ``dirty[addr]``, else clean), memory answers reads (with the :data:`MEMORY` words of the
-    line) and takes write-backs at once. Each records what the buffer asked of it."""
+    line, ``memory_cycles`` after taking the read) and takes write-backs at once. Each records
+    what the buffer asked of it."""
 
-    def __init__(self, dut, dirty=None):
+    def __init__(self, dut, dirty=None, *, memory_cycles=0):
         self.dut = dut
         self.dirty = dirty or {}
+        self.memory_cycles = memory_cycles
         self.coherence, self.reads, self.writes = [], [], []
 
     @property
@@ -101,6 +103,8 @@ class Neighbours:
         while True:
             addr = (await serve(ctx, self.dut.mem_read)).addr
             self.reads.append(addr)
+            if self.memory_cycles:
+                await ctx.tick().repeat(self.memory_cycles)
             await put_line(ctx, self.dut.mem_read_data, WORD_BEAT,
                            [dict(data=data) for data in words_of(MEMORY, addr)])
 
@@ -224,6 +228,181 @@ def test_partial_fill(dirty):
     under = words_of(DIRTY if dirty else MEMORY, A)
     assert answers == [hit(merged(under, words_of(FILLED, A), mask))]
     assert (neighbours.coherence, neighbours.reads) == ([A], [] if dirty else [A])
+
+
+#: Memory's latency in the tests of merges that arrive after the fill.
+SLOW_MEMORY = 100
+#: The words of an 8-byte message (at offset 24), of a 32-byte completion entry.
+MESSAGE, COMPLETION = 0b0000_1000, 0b0000_1111
+
+
+def merge_done(dut):
+    return transfer(dut.mem_read_data) & dut.mem_read_data.payload.last
+
+
+def fill_done(dut):
+    return transfer(dut.rx_data) & dut.rx_data.payload.last
+
+
+@pytest.mark.parametrize("mask", [MESSAGE, COMPLETION], ids=["message", "completion"])
+def test_partial_fill_does_not_wait_for_memory(mask):
+    """A partial line's words are taken at once while its read from memory takes 100 cycles; an
+    NI read offered meanwhile is taken the cycle after memory's last word, and finds memory's
+    words merged under the fill's."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut, memory_cycles=SLOW_MEMORY)
+    log, answers = [], []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    trace = tracer(log, announced=transfer(dut.rx_line), filled=fill_done(dut),
+                   merged=merge_done(dut), taken=transfer(dut.ni_read))
+    run(dut, bench, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    announced, = edges(log, "announced")
+    filled, = edges(log, "filled")
+    merge_edge, = edges(log, "merged")
+    # The coherence round trip and the memory read's request, then a word per cycle.
+    assert filled - announced == 4 + bin(mask).count("1")
+    assert merge_edge - filled >= SLOW_MEMORY
+    assert edges(log, "taken") == [merge_edge + 1]
+    assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), mask))]
+    assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A], [A], [])
+
+
+def test_probe_waits_for_the_merge():
+    """A mc_lookup of a filled line whose merge is pending waits for the merge, then takes the
+    complete line over."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut, memory_cycles=SLOW_MEMORY)
+    log, answers = [], []
+
+    async def filler(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), COMPLETION)
+
+    async def prober(ctx):
+        await ticks_until(ctx, fill_done(dut))
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    trace = tracer(log, filled=fill_done(dut), merged=merge_done(dut),
+                   offered=dut.mc_lookup.valid, taken=transfer(dut.mc_lookup),
+                   answer=transfer(dut.mc_data))
+    run(dut, filler, prober, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    filled, = edges(log, "filled")
+    merge_edge, = edges(log, "merged")
+    waited = list(range(filled + 1, merge_edge + 2))
+    assert edges(log, "offered")[:len(waited)] == waited
+    assert edges(log, "taken")[0] == merge_edge + 1
+    assert edges(log, "answer")[:8] == list(range(merge_edge + 2, merge_edge + 10))
+    assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), COMPLETION)),
+                       MISS]
+
+
+@pytest.mark.parametrize("port", ["ni_read", "mc_lookup"])
+def test_two_partial_fills_while_the_merge_is_pending(port):
+    """Two completion entries' worth of fills into one line, the second overlapping the first,
+    both taken before memory answers (a probe offered between them waiting for the merge does not
+    hold the second back): the line holds the second's words, then the first's, then memory's,
+    with one coherence request and one memory read."""
+    first, second = 0b0000_0111, 0b0011_0100
+    dut = small_buffer()
+    neighbours = Neighbours(dut, memory_cycles=SLOW_MEMORY)
+    log, answers = [], []
+
+    async def filler(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), first)
+        await ctx.tick().repeat(4)
+        await fill(ctx, dut, A, words_of(REFILLED, A), second)
+
+    async def prober(ctx):
+        await ticks_until(ctx, fill_done(dut))
+        answers.append(await probe(ctx, dut, port, A))
+
+    trace = tracer(log, filled=fill_done(dut), merged=merge_done(dut))
+    run(dut, filler, prober, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    merge_edge, = edges(log, "merged")
+    assert all(filled < merge_edge - SLOW_MEMORY // 2 for filled in edges(log, "filled"))
+    filled_words = merged(words_of(FILLED, A), words_of(REFILLED, A), second)
+    assert answers == [hit(merged(words_of(MEMORY, A), filled_words, first | second))]
+    assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A], [A], [])
+
+
+def test_merges_outstanding_at_most():
+    """Partial lines keep arriving while memory takes 100 cycles (reads pipelined): MERGES reads
+    are outstanding, the next partial line waits for the first merge, and every line ends up
+    merged."""
+    dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
+    neighbours = Neighbours(dut)
+    addrs = [A + index for index in range(MessageBuffer.MERGES + 2)]
+    reads, log, answers = [], [], []
+    clock = {"edge": 0}
+
+    async def filler(ctx):
+        for addr in addrs:
+            await fill(ctx, dut, addr, words_of(FILLED, addr), MESSAGE)
+        answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in addrs])
+
+    async def memory_reads(ctx):
+        ctx.set(dut.mem_read.ready, 1)
+        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.mem_read),
+                                                         dut.mem_read.payload.addr):
+            clock["edge"] += 1
+            if taken:
+                reads.append((clock["edge"] + SLOW_MEMORY, addr))
+
+    async def memory_answers(ctx):
+        while True:
+            await ctx.tick()
+            if reads and reads[0][0] <= clock["edge"]:
+                _, addr = reads.pop(0)
+                await put_line(ctx, dut.mem_read_data, WORD_BEAT,
+                               [dict(data=data) for data in words_of(MEMORY, addr)])
+
+    trace = tracer(log, filled=fill_done(dut), merged=merge_done(dut), read=transfer(dut.mem_read))
+    run(dut, filler, memory_reads, memory_answers, neighbours.caches, trace,
+        deadline_cycles=DEADLINE)
+    first_merge = edges(log, "merged")[0]
+    assert sum(edge < first_merge for edge in edges(log, "read")) == MessageBuffer.MERGES
+    assert sum(edge < first_merge for edge in edges(log, "filled")) == MessageBuffer.MERGES
+    assert answers == [hit(merged(words_of(MEMORY, addr), words_of(FILLED, addr), MESSAGE))
+                       for addr in addrs]
+
+
+def test_memory_words_before_the_fill_words():
+    """Memory's words merged before the fill's words arrive stay under them."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    answers = []
+
+    async def bench(ctx):
+        await announce(ctx, dut, A, COMPLETION)
+        await ticks_until(ctx, merge_done(dut))
+        await ctx.tick().repeat(4)
+        await send_fill(ctx, dut, words_of(FILLED, A), COMPLETION)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), COMPLETION))]
+
+
+def test_write_back_waits_for_the_merge():
+    """With no lines kept, a partial line is written back the cycle after its merge, whole."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut, memory_cycles=SLOW_MEMORY)
+    log = []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), MESSAGE)
+        await ticks_until(ctx, written_back(dut))
+
+    trace = tracer(log, merged=merge_done(dut), written=transfer(dut.mem_write))
+    run(dut, bench, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    merge_edge, = edges(log, "merged")
+    assert edges(log, "written") == list(range(merge_edge + 2, merge_edge + 10))
+    assert neighbours.writes == written(
+        A, merged(words_of(MEMORY, A), words_of(FILLED, A), MESSAGE))
 
 
 def test_fill_of_a_held_line_merges_without_coherence():
