@@ -67,6 +67,14 @@ TESTBENCHES = {
         summary="every mode against the model with the core and OS models: BRANCH into a "
                 "computing thread, queued arrivals, SPAWN free/evict/OS, non-resident targets; "
                 "latency per mode"),
+    "rxengine": Testbench(
+        component="rxengine",
+        module="tb.rxengine_tests",
+        options={
+            "messages": 60,            # messages, good and damaged, on the link
+        },
+        summary="corrupted, truncated and overlong messages among good ones straight onto the "
+                "RX engine's link, against the reference NI"),
     "system": Testbench(
         component="system",
         module="tb.system_tests",
