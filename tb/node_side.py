@@ -106,7 +106,8 @@ class NodeSide:
             return ports.sink(dut, prefix + name, on_receive=receive)
 
         self._mmio_waiting = deque()            # (thread, write) per access not answered
-        self.cpu_request = source("cpu_request")
+        self.cpu_request = source("cpu_request", on_accept=lambda payload, offered, taken:
+                                  testbench.mmio_taken(index, payload, taken))
         sink("cpu_response", self._mmio_answer)
         self._lock_waiting = deque()
         self.lock_request = source("lock_request")
@@ -116,7 +117,8 @@ class NodeSide:
         self.handler_return_port = source("handler_return")
         sink("lock_os", self._lock_os)
         sink("notify_os", self._notify_os)
-        self.os_command = source("os_command")
+        self.os_command = source("os_command", on_accept=lambda payload, offered, taken:
+                                 testbench.os_command_taken(index, payload, taken))
         sink("fault", self._fault)
         self.mc_lookup = source("mc_lookup")
         sink("mc_data", self._mc_beat)
