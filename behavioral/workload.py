@@ -88,6 +88,9 @@ class Workload:
     entries : dict
         Message id -> the completion entry its receiver consumed (fields of
         :data:`rtl.layouts.CompletionEntry`).
+    strays : list
+        ``(process, entry)`` of each entry consumed that names no message of the scenario, or
+        one consumed before.
     sent_memory : dict
         Node -> :class:`behavioral.memory.SparseMemory` of what each process stored into its
         send buffer (by physical address), for the scoreboard's DMA predictions.
@@ -98,6 +101,7 @@ class Workload:
         self.nodes = nodes
         self.records = {}
         self.entries = {}
+        self.strays = []
         self.sent_memory = {index: SparseMemory() for index in nodes}
         self.sending = {}               # (node, endpoint) -> message id being sent
         self.processes = {}
@@ -203,7 +207,9 @@ class Workload:
 
     def _consumed(self, process, entry, notified, handler_cycle):
         message_id = entry["metadata"]
-        if message_id not in self.records:
+        if message_id not in self.records or message_id in self.entries:
+            # Not a message of the scenario, or one consumed before: the NI delivered wrongly.
+            self.strays.append((process.spec.name, entry))
             return
         self.entries[message_id] = entry
         record = self.records[message_id]

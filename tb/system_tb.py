@@ -306,7 +306,9 @@ class SystemTB(ComponentTB):
                    if not record["status"].startswith(("refused", "discarded"))
                    and record["id"] not in self.workload.entries]
         return (f"{len(waiting)} messages not settled, first {waiting[:3]}; "
-                f"{sum(map(len, self._held.values()))} held for ring space")
+                f"{sum(map(len, self._held.values()))} held for ring space; "
+                f"{len(self.workload.strays)} entries of no outstanding message consumed, first "
+                f"{self.workload.strays[:1]}")
 
     async def _check_memory(self):
         for node, words in self.expected_memory.items():
@@ -318,6 +320,9 @@ class SystemTB(ComponentTB):
             self.counts["words_checked"] += len(words)
 
     def _check_entries(self):
+        for process, entry in self.workload.strays:
+            self._mismatch(f"process {process} consumed an entry of no outstanding message: "
+                           f"{entry}")
         for message_id, entry in self.workload.entries.items():
             expected = self.expected_entries.get(message_id)
             got = {name: value for name, value in entry.items() if name != "stamp"}
