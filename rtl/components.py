@@ -74,5 +74,11 @@ def check(name, params=None):
 
 
 def to_verilog(name, params=None):
-    """Return the Verilog of component ``name``; the top module is called ``name``."""
-    return verilog.convert(elaborate(name, params), name=name, emit_src=False)
+    """Return the Verilog of component ``name``; the top module is called ``name``.
+
+    A component that writes its own Verilog (:meth:`rtl.ni.System.to_verilog`: one NI module for
+    every node) does so."""
+    component = elaborate(name, params)
+    if hasattr(component, "to_verilog"):
+        return component.to_verilog(name)
+    return verilog.convert(component, name=name, emit_src=False)

@@ -83,11 +83,12 @@ Privileged interface (the ``os`` port, :func:`rtl.layouts.ni_os_command_layout`)
 
 from amaranth import *
 from amaranth.lib import stream, wiring
+from amaranth.back import verilog
 from amaranth.lib.wiring import In, Out
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
-from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NOTIFIER_COUNTERS,
+from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS, NOTIFIER_COUNTERS,
                       PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse, Doorbell,
                       EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest, LockOsEvent,
                       LockReleased, LockRequest, LockResponse, MemWriteBeat, MissAnswer,
@@ -98,7 +99,7 @@ from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NOTIFI
 from .locktable import LockTable
 from .msgbuf import MessageBuffer
 from .notifier import Notifier
-from .params import check_int, silence_unused
+from .params import check_int, check_node, node_number, node_strap, silence_unused
 from .rxengine import RxEngine
 from .tlb import NITLB
 from .txengine import TxEngine
@@ -155,8 +156,10 @@ class NetworkInterface(wiring.Component):
 
     Parameters
     ----------
-    node : int
-        This node's number, 0 to ``nodes - 1``.
+    node : int or None
+        This node's number, 0 to ``nodes - 1``; None: it comes in on the strap port
+        ``node_id`` (``In(NODE_BITS)``), so that one module serves every node of a
+        :class:`System`.
     nodes : int
         Nodes in the system, 2 to 16.
     endpoints : int
@@ -195,7 +198,7 @@ class NetworkInterface(wiring.Component):
                  lines=64, tx_lines=16, rx_lines=48, lock_entries=32, lock_waiters=32,
                  send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
-        self._node = check_int(self, "node", node, 0, nodes - 1)
+        self._node = check_node(self, node, nodes - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
         self._contexts = check_int(self, "contexts", contexts, 1, 8)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
@@ -214,6 +217,7 @@ class NetworkInterface(wiring.Component):
             "link_tx": Out(stream.Signature(Flit)),
             "link_rx": In(stream.Signature(Flit)),
             **_node_signature(endpoints=endpoints, contexts=contexts, asid_bits=asid_bits),
+            **node_strap(self._node),
         })
 
     def _build_parts(self):
@@ -251,6 +255,8 @@ class NetworkInterface(wiring.Component):
             m.submodules[name] = part
         tx, rx, tlb, msgbuf = parts["tx"], parts["rx"], parts["tlb"], parts["msgbuf"]
         locktable, notifier = parts["locktable"], parts["notifier"]
+        if self._node is None:
+            m.d.comb += [tx.node_id.eq(self.node_id), rx.node_id.eq(self.node_id)]
 
         # The parts' ports that are the NI's.
         for outer, inner in (
@@ -552,7 +558,7 @@ class NetworkInterface(wiring.Component):
                     mmio_fault.endpoint.eq(endpoint),
                     mmio_fault.asid.eq(request.asid),
                     mmio_fault.va.eq(request.addr),
-                    mmio_fault.node.eq(self._node),
+                    mmio_fault.node.eq(node_number(self)),
                 ]
         with m.Elif(self.cpu_response.ready):
             m.d.sync += self.cpu_response.valid.eq(0)
@@ -563,6 +569,13 @@ class System(wiring.Component):
 
     NI ``i`` is node ``i``; its link ports go to the Fabric's port ``i``, every other port is
     the system's ``node[i]`` (Verilog ports ``node__<i>__<port>__...``).
+
+    :meth:`to_verilog` writes the NI once, as the module ``<name>_ni`` whose node number comes in
+    on the strap port ``node_id``, and instantiates it ``nodes`` times as ``ni0``, ``ni1``, ...;
+    the links between the NIs and the Fabric are the top's wires ``ni<i>__link_tx__*`` and
+    ``ni<i>__link_rx__*``. A simulator then compiles one NI however many nodes there are.
+    Elaborated for the Amaranth simulator or for synthesis, each NI is its own submodule with its
+    node number built in.
 
     Parameters
     ----------
@@ -612,19 +625,62 @@ class System(wiring.Component):
         return [Fabric(**self._fabric_params),
                 *(NetworkInterface(node=index, **self._ni_params) for index in range(self._nodes))]
 
+    def to_verilog(self, name="system"):
+        """Return the Verilog of the system with the top module ``name``: the NI module
+        ``<name>_ni`` (written once), then the top and the Fabric."""
+        ni = NetworkInterface(node=None, **self._ni_params)
+        ni_text = verilog.convert(ni, name=f"{name}_ni", emit_src=False)
+        top_text = verilog.convert(self, name=name, platform=_SharedNI(f"{name}_ni"),
+                                   emit_src=False)
+        return ni_text + top_text
+
     def elaborate(self, platform):
         m = Module()
         fabric, *nis = self._build_parts()
         m.submodules.fabric = fabric
         m.d.comb += self.fabric_dropped.eq(fabric.dropped)
         for index, ni in enumerate(nis):
+            outer = self.node[index]
+            if isinstance(platform, _SharedNI):
+                silence_unused(ni)
+                instance, link_tx, link_rx = platform.instance(index, outer, self._ni_params)
+                m.submodules[f"ni{index}"] = instance
+                wiring.connect(m, link_tx, fabric.inputs[index])
+                wiring.connect(m, fabric.outputs[index], link_rx)
+                continue
             m.submodules[f"ni{index}"] = ni
             wiring.connect(m, ni.link_tx, fabric.inputs[index])
             wiring.connect(m, fabric.outputs[index], ni.link_rx)
-            outer = self.node[index]
             for name, member in outer.signature.members.items():
                 if member.is_port:
                     m.d.comb += getattr(outer, name).eq(getattr(ni, name))   # a counter
                 else:
                     wiring.connect(m, wiring.flipped(getattr(outer, name)), getattr(ni, name))
         return m
+
+
+class _SharedNI:
+    """The platform under which :meth:`System.to_verilog` elaborates the top: each NI becomes an
+    instance of the one module ``module``, its node number tied to its strap."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def instance(self, index, outer, ni_params):
+        """Return NI ``index`` as an :class:`~amaranth.hdl.Instance` bound to the system's ports
+        ``outer``, and its link wires (``ni<index>__link_tx``, ``ni<index>__link_rx``) for the
+        Fabric."""
+        template = NetworkInterface(node=None, **ni_params)    # for its signature only
+        silence_unused(template)
+        link_tx = stream.Signature(Flit).create(path=(f"ni{index}", "link_tx"))
+        link_rx = stream.Signature(Flit).flip().create(path=(f"ni{index}", "link_rx"))
+        bound = {"link_tx": link_tx, "link_rx": link_rx, "node_id": Const(index, NODE_BITS),
+                 **{name: getattr(outer, name) for name in outer.signature.members}}
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+        for path, member, _ in template.signature.flatten(template):
+            value = bound[path[0]]
+            for step in path[1:]:
+                value = value[step] if isinstance(step, int) else getattr(value, step)
+            direction = "i" if member.flow == In else "o"
+            ports[f"{direction}_{'__'.join(map(str, path))}"] = Value.cast(value)
+        return Instance(self.module, **ports), link_tx, link_rx

@@ -13,7 +13,7 @@ from .layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BY
                       Completion, CompletionEntry, CompletionStatus, EndpointEntry, Flit,
                       MessageHeader, MessageKind, MissAnswer, NiFault, NiFaultKind, RxFillBeat,
                       RxLineRequest, TlbResponse, TlbStatus, Trailer, tlb_lookup_layout)
-from .params import check_int
+from .params import check_int, check_node, node_number, node_strap
 
 __all__ = ["RxEngine"]
 
@@ -167,8 +167,8 @@ class RxEngine(wiring.Component):
 
     Parameters
     ----------
-    node : int
-        This NI's node number, 0 to 15.
+    node : int or None
+        This NI's node number, 0 to 15; None: it comes in on the strap port ``node_id``.
     endpoints : int
         Endpoints of the node, 1 to 16.
     asid_bits : int
@@ -212,7 +212,7 @@ class RxEngine(wiring.Component):
     """
 
     def __init__(self, *, node=0, endpoints=8, asid_bits=8):
-        self._node = check_int(self, "node", node, 0, (1 << NODE_BITS) - 1)
+        self._node = check_node(self, node, (1 << NODE_BITS) - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 1 << ENDPOINT_BITS)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, 16)
         super().__init__({
@@ -229,6 +229,7 @@ class RxEngine(wiring.Component):
             "rx_data": Out(stream.Signature(RxFillBeat)),
             "completion": Out(stream.Signature(Completion)),
             **{f"count_{name}": Out(32) for name in RX_COUNTERS},
+            **node_strap(self._node),
         })
 
     @property
@@ -313,7 +314,7 @@ class RxEngine(wiring.Component):
             expected_flits.eq(HEADER_FLITS + payload_words),
             crc_bad.eq(Trailer(flit.data).crc != link_crc.crc),
             count_bad.eq(flit_index != expected_flits),
-            header_bad.eq((header.dst_node != self._node) | (header.kind != MessageKind.PUT)
+            header_bad.eq((header.dst_node != node_number(self)) | (header.kind != MessageKind.PUT)
                           | (header.length[:_WORD_SHIFT] != 0)
                           | (header.length > MAX_PAYLOAD_BYTES)),
             # (every endpoint number is in range when the NI has 16)

@@ -12,7 +12,7 @@ from .layouts import (ENDPOINT_BITS, FLIT_BYTES, FLIT_DATA_BITS, LINE_ADDR_BITS,
                       MessageKind, MissAnswer, NiFault, NiFaultKind, SendDescriptor, SendFlags,
                       TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus, WordBeat,
                       tlb_lookup_layout)
-from .params import check_int
+from .params import check_int, check_node, node_number, node_strap
 
 __all__ = ["TxEngine"]
 
@@ -109,8 +109,9 @@ class TxEngine(wiring.Component):
 
     Parameters
     ----------
-    node : int
-        This NI's node number (the header's ``src_node``), 0 to 15.
+    node : int or None
+        This NI's node number (the header's ``src_node``), 0 to 15; None: it comes in on the
+        strap port ``node_id``.
     nodes : int
         Nodes in the system, 2 to 16: a destination at or above is BAD_NODE.
     endpoints : int
@@ -162,7 +163,7 @@ class TxEngine(wiring.Component):
     """
 
     def __init__(self, *, node=0, nodes=2, endpoints=8, send_buffering=4, asid_bits=8):
-        self._node = check_int(self, "node", node, 0, MAX_NODES - 1)
+        self._node = check_node(self, node, MAX_NODES - 1)
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 1 << ENDPOINT_BITS)
         self._send_buffering = check_int(self, "send_buffering", send_buffering, 1, 16)
@@ -181,6 +182,7 @@ class TxEngine(wiring.Component):
             "dma_data": In(stream.Signature(WordBeat)),
             "flits": Out(stream.Signature(Flit)),
             **{f"count_{name}": Out(32) for name in TX_COUNTERS},
+            **node_strap(self._node),
         })
 
     @property
@@ -403,7 +405,7 @@ class TxEngine(wiring.Component):
             self.fault.payload.endpoint.eq(current),
             self.fault.payload.asid.eq(asid),
             self.fault.payload.va.eq(fault_va),
-            self.fault.payload.node.eq(self._node),
+            self.fault.payload.node.eq(node_number(self)),
             self.miss_answer.ready.eq(at["ANSWER"]),
             # A DMA header waits for its first payload word (see the class docstring).
             framer.header.valid.eq((checked & ~facts["translate"])
@@ -412,7 +414,7 @@ class TxEngine(wiring.Component):
         header = framer.header.payload
         m.d.comb += [
             header.dst_node.eq(desc.dst_node),
-            header.src_node.eq(self._node),
+            header.src_node.eq(node_number(self)),
             header.dst_endpoint.eq(desc.dst_endpoint),
             header.kind.eq(MessageKind.PUT),
             header.notify.eq((desc.flags & SendFlags.NOTIFY.value) != 0),

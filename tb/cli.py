@@ -107,7 +107,7 @@ def _run_testbench(name, *, sim, seed, waves, pairs, only=None, verbose=False):
     _check(bench.component, rtl_params)
     seed = random.randrange(1 << 31) if seed is None else seed
     print(f"{name} on {sim}, seed {seed} (replay with --seed {seed})", flush=True)
-    build = runner.build(bench.component, rtl_params, sim=sim)
+    build = runner.build(bench.component, rtl_params, sim=sim, waves=waves)
     return runner.run(build, bench.module, seed=seed, waves=waves, options=options,
                       only=only, echo=verbose)
 
@@ -179,7 +179,7 @@ def _system_params(scenario):
 
 def _run_scenario(document, scenario, *, sim, seed, waves, label, options=None):
     """Run ``scenario`` on the RTL system; return ``(result, records, summary)``."""
-    build = runner.build("system", _system_params(scenario), sim=sim)
+    build = runner.build("system", _system_params(scenario), sim=sim, waves=waves)
     result = runner.run(build, get_testbench("system").module, seed=seed, waves=waves,
                         options={"scenario": document, **(options or {})}, label=label)
     figures = result.results.get("scenario", {})

