@@ -4,6 +4,7 @@ The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenche
 """
 
 import cocotb
+from cocotb.triggers import ClockCycles, ReadOnly
 
 from .component_tb import knobs, seed_for
 from .fabric_tb import FabricTB
@@ -79,3 +80,19 @@ async def no_contention_rate(dut):
             f"expected one per {tb.cycles_per_flit}")
     assert set(tb.latencies) == {1 + tb.link_latency}, f"latencies {sorted(set(tb.latencies))}"
     record_result("no_contention_rate", {**tb.figures(), "latency_cycles": 1 + tb.link_latency})
+
+
+@cocotb.test()
+async def woken_in_readonly(dut):
+    """The stream port group, asleep, is woken from inside the ReadOnly phase with nothing to
+    do (as a coroutine that reads settled values and then hands the group work may), and a
+    message sent afterwards still arrives."""
+    tb = FabricTB(dut, seed=seed_for("woken_in_readonly"))
+    await tb.start()
+    await ClockCycles(dut.clk, 4)
+    await ReadOnly()
+    tb.ports.wake()
+    await ClockCycles(dut.clk, 4)
+    tb.send(0, tb.message(0, 1, 16))
+    await tb.drain(timeout_cycles=200)
+    tb.check()

@@ -87,8 +87,10 @@ class StreamPorts:
                 self._work.clear()
                 await settled
                 if not (self._working() or any(sink.offered() for sink in self._sinks)):
+                    # A wake may come inside the ReadOnly phase (an event set by a coroutine
+                    # that reads settled values), where ReadOnly cannot be awaited again: the
+                    # group goes on to the next edge whatever woke it.
                     await self._sleep()
-                    continue
             await edge
             # What the design gives at an edge was decided before the edge; what it takes at the
             # edge, on the state before it. So results come first: a line that leaves the

@@ -23,5 +23,6 @@ def test_fabric_testbench(sim, params, seed):
     assert result.passed, (f"seed {seed}: {result.message} {result.tests}; log {result.log}")
     assert set(result.tests) == {"random_traffic/backpressure=False",
                                  "random_traffic/backpressure=True",
-                                 "full_contention", "no_contention_rate"}
+                                 "full_contention", "no_contention_rate",
+                                 "woken_in_readonly"}
     assert result.results["random_traffic/backpressure=True"]["mismatches"] == 0
