@@ -52,7 +52,7 @@ formal: setup
 synth: setup
 	$(BIN)/smtni synth $(COMPONENT) --device $(DEVICE) $(if $(NODES),--param nodes=$(NODES))
 
-## bench: cycles/s of the Fabric testbench and of a bare clock loop on both simulators
+## bench: one table of co-simulation speed (clock loops, native harness, demo, 4-node random) and System build times
 bench: setup
 	$(BIN)/python -m tb.bench
 

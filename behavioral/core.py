@@ -581,6 +581,35 @@ class SMTCore:
                 return False
         return True
 
+    def quiet_cycles(self):
+        """Return how many cycles from :attr:`cycle` on are sure, if nothing from outside
+        reaches the core, to issue nothing but instructions of the ``Compute`` operations under
+        way, to take no new operation and to fire no timer: a driver may step them later, all at
+        once, without changing anything. None: no bound (every thread waits on an event and no
+        timer is pending)."""
+        timer = self.next_timer_cycle
+        bound = None if timer is None else timer - self.cycle
+        for ctx in self._contexts:
+            if ctx.thread is None:
+                continue
+            frame = ctx.thread.frames[-1]
+            if self.cycle < ctx.ready_at:
+                horizon = ctx.ready_at - self.cycle
+            elif not frame.activated:
+                return 0
+            elif frame.parked or frame.awaiting:
+                continue
+            elif frame.ready_at > self.cycle:
+                horizon = frame.ready_at - self.cycle
+            elif isinstance(frame.op, Compute):
+                # A context may take every issue slot; the operation's last instruction may be
+                # followed in the same cycle by the next operation.
+                horizon = (frame.remaining - 1) // self.issue_width
+            else:
+                return 0
+            bound = horizon if bound is None else min(bound, horizon)
+        return bound
+
     def skip(self, cycles):
         """Advance ``cycles`` idle cycles at once, counting them as :meth:`step` would.
 

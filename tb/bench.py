@@ -1,44 +1,168 @@
-"""Co-simulation speed: cycles per second of the Fabric testbench against a bare clock loop.
+"""Co-simulation speed, measured in one run on this machine: ``python -m tb.bench`` (``make bench``).
 
-``python -m tb.bench [--nodes N] [--messages M] [--seed S]`` (``make bench``) runs, on each
-simulator, the Fabric's random-traffic test with and without backpressure and a cocotb loop that
-only awaits clock edges on the same design, and prints the cycles/s of each and their ratio.
+One table, for Icarus and Verilator:
+
+* the bare cocotb clock loop on the smallest component (the arbiter): what cocotb itself costs;
+* the 2-node System with the clock only (``tb.clock_loop_tests``, no other Python coroutine);
+* the same System Verilog under a native C++ harness that only toggles the clock, built with
+  the same Verilator options (Verilator only): the limit the cocotb build is measured against;
+* the 2-node demo (the 8 ping-pong runs of ``smtni demo``, cycles over wall time in all);
+* a 4-node random scenario (``examples/random4.toml`` scaled to ``--messages``);
+
+each in cycles/s and as a share of the System's clock-only figure (of its own node count); then
+the build time of the 2-node and 4-node System (fresh builds, timed here). The targets are
+DESIGN §8's.
 """
 
 import argparse
+import json
+import subprocess
+import time
+import tomllib
+from pathlib import Path
 
-from .runner import SIMULATORS, build, run
-from .testbenches import get_testbench
+from behavioral.scenario import parse
+
+from . import cli
+from .progress import status
+from .runner import (CXX_OPT, LINT_WAIVERS, PROJECT_ROOT, SIM_BUILD, SIMULATORS, VERILATOR_ARGS,
+                     build, digest, run, verilator_root, write_verilog)
+
+NATIVE_MAIN = """\
+// Clock-only harness: reset for two cycles, then toggle clk; print cycles/s as JSON.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include "Vtop.h"
+#include "verilated.h"
+
+int main(int argc, char** argv) {
+    long cycles = argc > 1 ? atol(argv[1]) : 100000;
+    VerilatedContext context;
+    Vtop top{&context};
+    top.rst = 1;
+    for (int i = 0; i < 4; ++i) { top.clk = i & 1; top.eval(); }
+    top.rst = 0;
+    auto start = std::chrono::steady_clock::now();
+    for (long i = 0; i < cycles; ++i) { top.clk = 0; top.eval(); top.clk = 1; top.eval(); }
+    std::chrono::duration<double> wall = std::chrono::steady_clock::now() - start;
+    printf("{\\"cycles\\": %ld, \\"wall_s\\": %.3f, \\"cycles_per_s\\": %.0f}\\n",
+           cycles, wall.count(), cycles / wall.count());
+    top.final();
+    return 0;
+}
+"""
 
 
-def measure(sim, *, nodes, messages, seed):
-    """Return ``{test: figures}`` for the Fabric tests and the clock loop on ``sim``."""
-    bench = get_testbench("fabric")
-    design = build(bench.component, {"nodes": nodes}, sim=sim)
-    loop = run(design, "tb.clock_loop_tests", seed=seed, label="bench-loop")
-    traffic = run(design, bench.module, seed=seed, options={"messages": messages},
-                  label="bench-traffic", only="random_traffic")
-    for result in (loop, traffic):
-        if not result.passed:
-            raise SystemExit(f"{sim}: {result.message or result.tests}; see {result.log}")
-    return {**loop.results, **traffic.results}
+def clock_only(component, params, sim, cycles):
+    """Return cycles/s of the bare cocotb clock loop on ``component``."""
+    design = build(component, params, sim=sim)
+    result = run(design, "tb.clock_loop_tests", seed=1, options={"cycles": cycles},
+                 label="bench-clock")
+    if not result.passed:
+        raise SystemExit(f"{component} on {sim}: {result.message}; see {result.log}")
+    return result.results["clock_loop"]["cycles_per_s"]
+
+
+def native(params, cycles):
+    """Build the System's Verilog with the native harness; return (cycles/s, build seconds)."""
+    root = verilator_root()
+    directory = SIM_BUILD / "native" / f"system-{digest(json.dumps(params, sort_keys=True))[:10]}"
+    source = write_verilog("system", params, directory / "system.v")
+    main = directory / "main.cpp"
+    main.write_text(NATIVE_MAIN)
+    start = time.monotonic()
+    with status(f"verilator: building the native harness in {directory.relative_to(PROJECT_ROOT)}"):
+        subprocess.run([str(root / "bin" / "verilator"), "--cc", "--exe", "-Mdir", str(directory),
+                        "--top-module", "system", "--prefix", "Vtop", *VERILATOR_ARGS,
+                        str(LINT_WAIVERS), str(source), str(main), "-o", "harness"],
+                       check=True, capture_output=True)
+        subprocess.run(["make", "-j2", "-C", str(directory), "-f", "Vtop.mk",
+                        "CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={CXX_OPT}",
+                        f"OPT_SLOW={CXX_OPT}", f"OPT_GLOBAL={CXX_OPT}"],
+                       check=True, capture_output=True)
+    built_s = time.monotonic() - start
+    output = subprocess.run([str(directory / "harness"), str(cycles)], check=True,
+                            capture_output=True, text=True).stdout
+    return json.loads(output)["cycles_per_s"], built_s
+
+
+def fresh_build_seconds(params, sim):
+    """Build the System with ``params`` from nothing; return the seconds it took."""
+    design = build("system", params, sim=sim)
+    (design.directory / "build.stamp").unlink()
+    start = time.monotonic()
+    build("system", params, sim=sim)
+    return time.monotonic() - start
+
+
+def demo_speed(sim, seed):
+    """Run the demo's 8 runs; return total cycles over total wall time."""
+    cycles = wall = 0
+    for mode in cli.DEMO_MODES:
+        for send in ("pio", "dma"):
+            document = cli.demo_scenario(mode, send, count=8)
+            summary = _scenario(document, sim, seed, f"bench-demo-{mode}-{send}")
+            cycles += summary["cycles"]
+            wall += summary["wall_s"]
+    return round(cycles / wall)
+
+
+def random_speed(sim, seed, messages):
+    """Run ``examples/random4.toml`` with ``messages`` messages; return its cycles/s."""
+    document = tomllib.loads((PROJECT_ROOT / "examples" / "random4.toml").read_text())
+    pio, dma = document["traffic"]
+    pio["count"] = messages * 3 // 5
+    dma["count"] = messages - pio["count"]
+    return _scenario(document, sim, seed, "bench-random4")["cycles_per_s"]
+
+
+def _scenario(document, sim, seed, label):
+    scenario = parse(document, seed=seed)
+    result, _, summary, mismatches = cli._run_scenario(document, scenario, sim=sim, seed=seed,
+                                                       waves=False, label=label)
+    if not result.passed or summary.get("mismatches", 1):
+        raise SystemExit(f"{label} on {sim}: {result.message or mismatches[:1]}; "
+                         f"see {result.log}")
+    return summary
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tb.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=4)
-    parser.add_argument("--messages", type=int, default=300, help="messages per input")
+    parser = argparse.ArgumentParser(prog="python -m tb.bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=100_000, help="clock-only cycles")
+    parser.add_argument("--messages", type=int, default=1000,
+                        help="messages of the 4-node random scenario")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sim", choices=SIMULATORS, action="append",
+                        help="measure only this simulator (repeatable)")
     args = parser.parse_args(argv)
-    print(f"Fabric, {args.nodes} nodes, {args.messages} messages per input, seed {args.seed}")
-    print(f"{'simulator':10} {'test':38} {'cycles':>8} {'cycles/s':>9} {'of loop':>8}")
-    for sim in SIMULATORS:
-        figures = measure(sim, nodes=args.nodes, messages=args.messages, seed=args.seed)
-        loop_rate = figures["clock_loop"]["cycles_per_s"]
-        for test, result in figures.items():
-            share = result["cycles_per_s"] / loop_rate
-            print(f"{sim:10} {test:38} {result['cycles']:8} {result['cycles_per_s']:9} "
-                  f"{share:8.0%}")
+    two, four = {"nodes": 2}, {"nodes": 4}
+    rows, builds = [], []
+    for sim in args.sim or SIMULATORS:
+        builds += [(sim, nodes, fresh_build_seconds(params, sim))
+                   for nodes, params in ((2, two), (4, four))]
+        # Icarus evaluates the System about 40 times slower: fewer cycles, same figure.
+        cycles = args.cycles if sim == "verilator" else args.cycles // 20
+        base2 = clock_only("system", two, sim, cycles)
+        base4 = clock_only("system", four, sim, cycles)
+        rows += [(sim, "clock loop, arbiter (no design to speak of)",
+                  clock_only("arbiter", {}, sim, args.cycles), base2),
+                 (sim, "2-node System, clock only", base2, base2)]
+        if sim == "verilator":
+            rate, seconds = native(two, args.cycles * 5)
+            rows.append((sim, "2-node System, native C++ harness", rate, base2))
+            builds.append(("native", 2, seconds))
+        rows += [(sim, "2-node demo (8 ping-pong runs)", demo_speed(sim, args.seed), base2),
+                 (sim, "4-node System, clock only", base4, base4),
+                 (sim, f"4-node random, {args.messages} messages",
+                  random_speed(sim, args.seed, args.messages), base4)]
+    print(f"\n{'simulator':10} {'run':44} {'cycles/s':>9} {'of clock-only':>14}")
+    for sim, name, rate, base in rows:
+        print(f"{sim:10} {name:44} {rate:9} {rate / base:14.0%}")
+    print(f"\n{'build':10} {'nodes':>5} {'seconds':>8}")
+    for sim, nodes, seconds in builds:
+        print(f"{sim:10} {nodes:5} {seconds:8.0f}")
 
 
 if __name__ == "__main__":

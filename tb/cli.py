@@ -194,7 +194,8 @@ def cmd_run(args):
           f"{len(scenario.messages)} messages, on {args.sim}, seed {seed} "
           f"(replay with --seed {seed})", flush=True)
     result, records, summary, mismatches = _run_scenario(
-        document, scenario, sim=args.sim, seed=seed, waves=args.waves, label="run")
+        document, scenario, sim=args.sim, seed=seed, waves=args.waves, label="run",
+        options={"lockstep": int(args.lockstep)})
     _print_latencies(records)
     if summary:
         print(f"delivered {summary['delivered']}, errors {summary['errors'] or 'none'}, "
@@ -414,6 +415,8 @@ def _parser():
     _add_sim_options(run)
     run.add_argument("--waves", action="store_true", help="write a VCD waveform")
     run.add_argument("--json", metavar="OUT", help="write the per-message records and summary")
+    run.add_argument("--lockstep", action="store_true",
+                     help="step every core at every cycle (slow; must give the same records)")
     run.set_defaults(func=cmd_run)
 
     demo = commands.add_parser("demo", help="2-node ping-pong in every notification mode: "

@@ -113,7 +113,7 @@ class _CoreLockPort:
 
 def _core_on_table(tb, **os_params):
     """Return a :class:`~tb.core_driver.CoreDriver` whose core and OS drive the lock table."""
-    driver = CoreDriver(tb.ports, tb.dut.clk, lock_port=_CoreLockPort(tb),
+    driver = CoreDriver(tb.ports, lock_port=_CoreLockPort(tb),
                         on_residency=lambda context, resident, thread, evictable:
                         tb.set_residency(context, resident, thread),
                         core_params={"contexts": tb.params["contexts"]},

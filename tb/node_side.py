@@ -64,6 +64,8 @@ class NodeSide:
         :class:`~behavioral.memory.MemoryHierarchy` and :class:`~behavioral.vm.NiDriver`.
     coh_cycles : int
         Cycles the caches take to answer a coherence request.
+    lockstep : bool
+        Step the core every cycle (see :class:`tb.core_driver.CoreDriver`).
 
     Attributes
     ----------
@@ -74,7 +76,7 @@ class NodeSide:
     """
 
     def __init__(self, testbench, index, *, core_params=None, os_params=None,
-                 hierarchy_params=None, driver_params=None, coh_cycles=3):
+                 hierarchy_params=None, driver_params=None, coh_cycles=3, lockstep=False):
         self.tb = testbench
         self.index = index
         dut, ports = testbench.dut, testbench.ports
@@ -85,13 +87,13 @@ class NodeSide:
         self.dram_cycles = self.hierarchy.dram_cycles
         params = testbench.params
         self.driver_core = CoreDriver(
-            ports, dut.clk, lock_port=SimpleNamespace(request=self._lock_request),
+            ports, lock_port=SimpleNamespace(request=self._lock_request),
             notifier_port=self, on_residency=self._residency,
             core_params={"contexts": params.get("contexts", 4),
                          "mmio": SimpleNamespace(request=self._mmio_request),
                          "memory": SimpleNamespace(request=self._memory_access),
                          **(core_params or {})},
-            os_params=os_params)
+            os_params=os_params, lockstep=lockstep)
         self.core, self.os = self.driver_core.core, self.driver_core.os
         self.spaces = AddressSpaces(asid_bits=params.get("asid_bits", 8))
         self.os_codec = Codec(ni_os_command_layout(params.get("asid_bits", 8)))

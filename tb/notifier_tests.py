@@ -82,7 +82,7 @@ class _CoreNotifierPort:
 def _core_on_notifier(tb, handlers, **os_params):
     """Return a :class:`~tb.core_driver.CoreDriver` whose core and OS take the Notifier's
     events, with the handler table ``handlers`` (PC -> generator function of the entry)."""
-    driver = CoreDriver(tb.ports, tb.dut.clk, notifier_port=_CoreNotifierPort(tb),
+    driver = CoreDriver(tb.ports, notifier_port=_CoreNotifierPort(tb),
                         on_residency=lambda context, resident, thread, evictable:
                         tb.write_context(context, busy=resident, evictable=evictable,
                                          thread=thread),

@@ -91,8 +91,13 @@ class ProgressReport:
         self._path = Path(path) if path else None
         self._last = 0.0
 
+    def due(self):
+        """Return whether a report would be written now (so that figures are counted only
+        then)."""
+        return self._path is not None and time.monotonic() - self._last >= _REPORT_INTERVAL_S
+
     def update(self, done, cycles, cycles_per_s):
-        if self._path is None or time.monotonic() - self._last < _REPORT_INTERVAL_S:
+        if not self.due():
             return
         self._last = time.monotonic()
         scratch = self._path.with_suffix(".tmp")

@@ -40,6 +40,7 @@ from rtl.layouts import (FLIT_DATA_BITS, PAGE_BITS, RX_COUNTERS,
 
 from .component_tb import ComponentTB
 from .node_side import NodeSide
+from .progress import ProgressReport
 from .stream import cycle
 
 __all__ = ["SystemTB"]
@@ -88,10 +89,13 @@ class SystemTB(ComponentTB):
         See :class:`behavioral.workload.Workload`.
     core_params, os_params, hierarchy_params, driver_params : dict
         For every node's behavioural parts (see :class:`tb.node_side.NodeSide`).
+    lockstep : bool
+        Step every node's core at every cycle (``smtni run --lockstep``): the oracle of the
+        event-driven run, which must give the same records and summary.
     """
 
     def __init__(self, dut, *, seed, scenario, tlb_prefill=True, core_params=None,
-                 os_params=None, hierarchy_params=None, driver_params=None):
+                 os_params=None, hierarchy_params=None, driver_params=None, lockstep=False):
         super().__init__(dut, seed=seed)
         self.scenario = scenario
         self.mismatches = []
@@ -102,7 +106,8 @@ class SystemTB(ComponentTB):
         self.nodes, self.refs = {}, {}
         for index in range(self.node_count):
             node = NodeSide(self, index, core_params=core_params, os_params=os_params,
-                            hierarchy_params=hierarchy_params, driver_params=driver_params)
+                            hierarchy_params=hierarchy_params, driver_params=driver_params,
+                            lockstep=lockstep)
             self.nodes[index] = node
             self.refs[index] = ReferenceNI(index, nodes=self.node_count,
                                            os_translate=self._page_table(node), **ni_params)
@@ -130,6 +135,7 @@ class SystemTB(ComponentTB):
                                on_transfer=self._completion(index))
         self.workload = Workload(scenario, self.nodes, tlb_prefill=tlb_prefill)
         self.records = self.workload.records
+        self.progress = ProgressReport(total=len(scenario.messages))
 
     @staticmethod
     def _page_table(node):
@@ -279,15 +285,20 @@ class SystemTB(ComponentTB):
     def accounted(self):
         """Return whether every message is settled: refused, discarded, or written by the NI
         and (if it asked to notify) consumed by its receiver."""
-        for message in self.scenario.messages:
-            record = self.records[message.id]
-            if record["status"].startswith(("refused", "discarded")):
-                continue
-            if message.id not in self.expected_entries:
-                return False
-            if message.notify and message.id not in self.workload.entries:
-                return False
+        if self.progress.due():
+            speed = self.speed()
+            self.progress.update(sum(map(self._settled, self.scenario.messages)),
+                                 speed["cycles"], speed["cycles_per_s"])
+        if not all(map(self._settled, self.scenario.messages)):
+            return False
         return all(self._rx_written(node) >= self.expected_written[node] for node in self.nodes)
+
+    def _settled(self, message):
+        if self.records[message.id]["status"].startswith(("refused", "discarded")):
+            return True
+        if message.id not in self.expected_entries:
+            return False
+        return not message.notify or message.id in self.workload.entries
 
     def _rx_written(self, node):
         return sum(int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)

@@ -23,7 +23,8 @@ async def scenario(dut):
     os_params = {name: value for name, value in scenario.os.items() if name != "miss_cycles"}
     driver_params = {name: value for name, value in scenario.os.items() if name == "miss_cycles"}
     tb = SystemTB(dut, seed=seed, scenario=scenario, tlb_prefill=bool(options["tlb_prefill"]),
-                  os_params=os_params, driver_params=driver_params)
+                  os_params=os_params, driver_params=driver_params,
+                  lockstep=bool(options["lockstep"]))
     await tb.start()
     try:
         await tb.run(options["timeout_cycles"])

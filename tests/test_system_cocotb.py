@@ -89,3 +89,30 @@ def test_oversubscribed_contexts_go_through_the_os(sim, seed):
     assert server["os_received"].get("NO_CONTEXT", 0) > 0, server
     assert server["os_received"].get("NOT_RESIDENT", 0) > 0, server
     assert server["os_received"] == server["os_delivered"], server
+
+
+#: Figures of a run's summary that are the host's, not the simulation's.
+_WALL_CLOCK = ("wall_s", "cycles_per_s")
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+@pytest.mark.parametrize("name", sorted(path.stem for path in EXAMPLES.glob("*.toml")))
+def test_event_driven_run_equals_lockstep(name, sim, seed):
+    """The event-driven run (cores skip the cycles in which they have nothing to do, ports wake
+    Python only when they have work) gives exactly the per-message records (every stamp) and the
+    summary of the run that steps every core at every cycle (``smtni run --lockstep``)."""
+    document = tomllib.loads((EXAMPLES / f"{name}.toml").read_text())
+    scenario = parse(document, seed=seed)
+    runs = []
+    for lockstep in (False, True):
+        result, records, summary, mismatches = cli._run_scenario(
+            document, scenario, sim=sim, seed=seed, waves=False,
+            label=f"pytest-{name}-lockstep{int(lockstep)}", options={"lockstep": int(lockstep)})
+        assert result.passed and summary["mismatches"] == 0, \
+            f"seed {seed}, lockstep {lockstep}: {result.message} {mismatches[:3]}; {result.log}"
+        assert len(records) == len(scenario.messages)
+        runs.append((records, {k: v for k, v in summary.items() if k not in _WALL_CLOCK}))
+    (records, summary), (lockstep_records, lockstep_summary) = runs
+    for record, oracle in zip(records, lockstep_records, strict=True):
+        assert record == oracle, f"seed {seed}: event-driven {record}, lockstep {oracle}"
+    assert summary == lockstep_summary, f"seed {seed}"
