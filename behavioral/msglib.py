@@ -64,7 +64,7 @@ def _write(addr, value):
 
 
 def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, notify=False,
-         payload=None, dma=False, local_va=0, length=None, flags=0):
+         payload=None, dma=False, local_va=0, length=None, flags=0, while_busy=None):
     """Return the thread code that sends one message from ``endpoint`` and waits until the NI
     has sent or refused it (run it with ``yield from``; the arguments are checked at once).
 
@@ -89,6 +89,11 @@ def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, no
     flags : int
         Further descriptor flag bits, beside DMA and NOTIFY (any other bit makes the NI refuse
         the send with BAD_FLAGS).
+    while_busy : callable or None
+        Called with no argument each time STATUS says the send is still under way; the thread
+        code it returns runs before the next look at STATUS. A process that consumes its own
+        arrivals there cannot deadlock with a peer whose full ring holds this message while
+        that peer's send waits for this process's ring.
 
     Returns
     -------
@@ -118,10 +123,10 @@ def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, no
                            key=key, remote_va=remote_va, local_va=local_va, metadata=metadata)
     for word in words:
         check_range("payload word", word, 0, _WORD_MASK)
-    return _doorbell(endpoint, bits, words)
+    return _doorbell(endpoint, bits, words, while_busy)
 
 
-def _doorbell(endpoint, bits, words):
+def _doorbell(endpoint, bits, words, while_busy):
     """Write the descriptor ``bits`` and the payload ``words``, ring, wait for the outcome."""
     for index in range(DESCRIPTOR_WORDS):
         yield from _write(register(endpoint, UserReg.DESCRIPTOR, index),
@@ -133,6 +138,8 @@ def _doorbell(endpoint, bits, words):
         status = STATUS.unpack((yield MmioRead(register(endpoint, UserReg.STATUS))))
         if not status["busy"]:
             return status["error"]
+        if while_busy is not None:
+            yield from while_busy()
 
 
 def arm(endpoint, mode, *, lock=0, handler=0, stack=0):

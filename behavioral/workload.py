@@ -11,6 +11,10 @@ the next send (ping-pong). How a process learns of an arrival is its endpoint's 
   while it has nothing to send;
 * SPAWN: a handler thread is started per arrival on a free context; the main thread computes.
 
+With NONE and LOCK, a thread whose send is under way polls RING_TAIL between its looks at STATUS
+and consumes what came: a send held by a full ring then cannot wait for ever on a peer whose own
+send waits for this ring.
+
 Consuming an entry loads it through the node's memory (a message buffer line reaches the core
 by the L1-miss probe) and advances RING_HEAD. Each message gets a record
 (:attr:`Workload.records`) with the cycles at which its steps happened; the testbench adds the
@@ -182,13 +186,8 @@ class Workload:
         mode = process.spec.notify
         core = process.node.core
         if mode is NotifyMode.NONE:
-            tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
-            if tail == process.receiver.head:
+            if not (yield from self._poll(process)):
                 yield Compute(SPIN_INSTRUCTIONS)
-                return
-            notified = core.cycle
-            while process.receiver.head != tail:
-                yield from self._consume(process, notified, core.cycle)
         elif mode is NotifyMode.LOCK:
             yield from msglib.wait_lock(LOCK_VA)
             woken = core.cycle
@@ -197,6 +196,17 @@ class Workload:
                 yield from self._consume(process, None, woken)
         else:
             yield Compute(SPIN_INSTRUCTIONS)
+
+    def _poll(self, process):
+        """Read RING_TAIL and consume every entry up to it; return whether there was one."""
+        core = process.node.core
+        tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
+        if tail == process.receiver.head:
+            return False
+        notified = core.cycle
+        while process.receiver.head != tail:
+            yield from self._consume(process, notified, core.cycle)
+        return True
 
     def _consume(self, process, notified, handler_cycle):
         """Consume the entry at the head (NONE and LOCK: the main thread reads in order)."""
@@ -259,6 +269,13 @@ class Workload:
                       metadata=message.id, notify=message.notify, flags=message.flags,
                       length=message.length)
         node = process.node
+        # The main thread consumes its arrivals itself (NONE, LOCK): it polls its ring while its
+        # send is under way, or two processes whose sends wait for each other's full rings would
+        # wait for ever. Handlers consume for BRANCH and SPAWN.
+        consume = None
+        if spec.notify in (NotifyMode.NONE, NotifyMode.LOCK):
+            def consume():
+                return self._poll(process)
         if message.send == "dma":
             base = spec.send_buffer.va if message.local_va is None else message.local_va
             if message.local_va is None:
@@ -268,9 +285,9 @@ class Workload:
                     yield Store(pa, word)
             if fields["length"] is None:
                 fields["length"] = message.bytes
-            code = msglib.send(endpoint, dma=True, local_va=base, **fields)
+            code = msglib.send(endpoint, dma=True, local_va=base, while_busy=consume, **fields)
         else:
-            code = msglib.send(endpoint, payload=words, **fields)
+            code = msglib.send(endpoint, payload=words, while_busy=consume, **fields)
         self.sending[(spec.node, endpoint)] = message.id
         self.stamp(message.id, "t_start", node.core.cycle)
         record = self.records[message.id]

@@ -114,6 +114,23 @@ def test_dma_send(ni):
     assert not any(op.addr >= register(1, UserReg.PAYLOAD) for op in ops)
 
 
+def test_while_busy_runs_between_status_reads(ni):
+    """The caller's code runs once per STATUS read that finds the send under way, and not after
+    the one that finds it done."""
+    sent, runs = [], []
+
+    def while_busy():
+        runs.append(len(sent))
+        yield MmioRead(register(1, UserReg.RING_TAIL))
+
+    error, ops = drive(send(1, dst_node=1, dst_endpoint=0, payload=[1], while_busy=while_busy),
+                       ni, before=sends_on_second_status_read(ni, None, sent))
+    assert error is TxError.NONE and runs == [0]
+    assert ops[-3:] == [MmioRead(register(1, UserReg.STATUS)),
+                        MmioRead(register(1, UserReg.RING_TAIL)),
+                        MmioRead(register(1, UserReg.STATUS))]
+
+
 def test_refused_send_returns_the_error(ni):
     sent = []
     error, _ = drive(send(1, dst_node=1, dst_endpoint=0, payload=[1], length=12), ni,
