@@ -17,12 +17,27 @@ from collections import deque
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import Event, First, ReadOnly, RisingEdge
 
-__all__ = ["StreamPorts", "StreamSource", "StreamSink", "StreamMonitor", "cycle"]
+__all__ = ["StreamPorts", "StreamSource", "StreamSink", "StreamMonitor", "cycle", "high"]
 
 
 def cycle():
     """Return the number of the latest rising clock edge."""
     return int(get_sim_time("ns"))
+
+
+def high(handle):
+    """Return whether the 1-bit signal ``handle`` is 1; raise ValueError if it is X or Z.
+
+    What ``bool(handle.value)`` returns, without making a :class:`cocotb.types.Logic` on the
+    way: the group reads every port's ``valid`` and ``ready`` at every edge it services, and the
+    object cost five times the read (cocotb 2.1's handle internals; the version is pinned).
+    """
+    bit = handle._handle.get_signal_val_binstr()
+    if bit == "1":
+        return True
+    if bit == "0":
+        return False
+    raise ValueError(f"{handle._path} is {bit}: a stream's valid and ready must be 0 or 1")
 
 
 class StreamPorts:
@@ -156,7 +171,7 @@ class StreamSource:
 
     def edge(self, now):
         # A payload presented during this time step first shows at the next edge.
-        if self._offered is not None and self._offered <= now and self._ready.value:
+        if self._offered is not None and self._offered <= now and high(self._ready):
             payload = self._queue.popleft()
             if self._on_accept is not None:
                 self._on_accept(payload, self._offered, now)
@@ -204,10 +219,10 @@ class StreamSink:
 
     def offered(self):
         """Return whether the design offers a payload now (read in the settled phase)."""
-        return bool(self.valid.value)
+        return high(self.valid)
 
     def edge(self, now):
-        if self._ready_now and self.valid.value:
+        if self._ready_now and high(self.valid):
             self._on_receive(int(self._payload.value), now)
         if self._ready_chance < 1:
             self._set_ready()
@@ -236,8 +251,8 @@ class StreamMonitor:
         """Nothing to drive."""
 
     def offered(self):
-        return bool(self.valid.value)
+        return high(self.valid)
 
     def edge(self, now):
-        if self.valid.value and self._ready.value:
+        if high(self.valid) and high(self._ready):
             self._on_transfer(int(self._payload.value), now)
