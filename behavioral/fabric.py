@@ -7,7 +7,9 @@ the same output; a message to a node that does not exist is dropped whole and co
 
 from collections import deque
 
-from .message import HEADER, Message, MessageError
+from rtl.layouts import MessageHeader, codec
+
+from .message import Message, MessageError
 
 __all__ = ["FabricModel"]
 
@@ -35,7 +37,7 @@ class FabricModel:
 
     def destination(self, flits):
         """Return the output a message goes to, or ``None`` if the Fabric must drop it."""
-        dst = HEADER.field(flits[0][0], "dst_node")
+        dst = codec(MessageHeader).field(flits[0][0], "dst_node")
         return dst if dst < self.nodes else None
 
     def sent(self, port, flits):

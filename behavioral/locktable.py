@@ -22,18 +22,13 @@ Where the specification is silent, the model decides:
 from collections import deque
 from dataclasses import dataclass, field
 
-from rtl.layouts import (LOCK_SIGNAL_RESERVE, MAX_CONTEXTS, Codec, LockKind, LockOp, LockOsEvent,
-                         LockOsReason, LockReleased, LockRequest, LockSignal, LockStatus, Residency)
+from rtl.layouts import (LOCK_SIGNAL_RESERVE, MAX_CONTEXTS, LockKind, LockOp, LockOsEvent,
+                         LockOsReason, LockReleased, LockRequest, LockSignal, LockStatus, Residency,
+                         codec)
 
 from .checks import check_range, payload
 
 __all__ = ["LockResult", "LockTableModel"]
-
-_REQUEST = Codec(LockRequest)
-_SIGNAL = Codec(LockSignal)
-_RESIDENCY = Codec(Residency)
-_RELEASED = Codec(LockReleased)
-_OS_EVENT = Codec(LockOsEvent)
 
 
 @dataclass(frozen=True)
@@ -140,7 +135,7 @@ class LockTableModel:
         """
         op = LockOp(op)
         # Packing rejects what the hardware's port could not carry.
-        _REQUEST.pack(op=op, asid=asid, addr=addr, thread=thread)
+        codec(LockRequest).pack(op=op, asid=asid, addr=addr, thread=thread)
         handler = {LockOp.ACQUIRE: self._acquire, LockOp.RELEASE: self._release,
                    LockOp.WAIT: self._wait}[op]
         return handler((asid, addr), thread)
@@ -152,7 +147,7 @@ class LockTableModel:
         the lock's count is at its maximum, or it has no entry and none is free. Nothing changed
         then; the hardware holds the SIGNAL, and the testbench applies it again once accepted.
         """
-        _SIGNAL.pack(asid=asid, addr=addr)
+        codec(LockSignal).pack(asid=asid, addr=addr)
         key = (asid, addr)
         lock = self._locks.get(key)
         if lock is None:
@@ -171,7 +166,7 @@ class LockTableModel:
 
         A context at or beyond ``contexts`` changes nothing.
         """
-        _RESIDENCY.pack(context=context, resident=int(resident), thread=thread)
+        codec(Residency).pack(context=context, resident=int(resident), thread=thread)
         if context < len(self._residency):
             self._residency[context] = thread if resident else None
 
@@ -239,11 +234,11 @@ class LockTableModel:
         context = self.resident_context(thread)
         if context is not None:
             asid, addr = key
-            return LockResult(status, released=payload(_RELEASED, context=context, thread=thread,
-                                                       asid=asid, addr=addr))
+            return LockResult(status, released=payload(codec(LockReleased), context=context,
+                                                       thread=thread, asid=asid, addr=addr))
         return LockResult(status, os_event=self._os_event(LockOsReason.NOT_RESIDENT, thread, key))
 
     @staticmethod
     def _os_event(reason, thread, key):
         asid, addr = key
-        return payload(_OS_EVENT, reason=reason, thread=thread, asid=asid, addr=addr)
+        return payload(codec(LockOsEvent), reason=reason, thread=thread, asid=asid, addr=addr)

@@ -7,14 +7,11 @@ of the pieces.
 import zlib
 from dataclasses import dataclass, field
 
-from rtl.layouts import (FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, MAX_PAYLOAD_BYTES, Codec, Flit,
-                         MessageHeader, MessageKind, Trailer)
+from rtl.layouts import (FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, MAX_PAYLOAD_BYTES, Flit,
+                         MessageHeader, MessageKind, Trailer, codec)
 
-__all__ = ["Message", "MessageError", "FLIT", "HEADER", "TRAILER", "flit_value"]
+__all__ = ["Message", "MessageError", "flit_value"]
 
-FLIT = Codec(Flit)
-HEADER = Codec(MessageHeader)
-TRAILER = Codec(Trailer)
 
 _DATA_MASK = (1 << FLIT_DATA_BITS) - 1
 
@@ -25,7 +22,7 @@ class MessageError(ValueError):
 
 def flit_value(data, last):
     """Return the integer of one :data:`rtl.layouts.Flit` (what a link's payload port carries)."""
-    return FLIT.pack(data=data, last=last)
+    return codec(Flit).pack(data=data, last=last)
 
 
 @dataclass(frozen=True)
@@ -54,11 +51,11 @@ class Message:
 
     def header_bits(self):
         """Return the packed header as one integer."""
-        return HEADER.pack(dst_node=self.dst_node, src_node=self.src_node,
-                           dst_endpoint=self.dst_endpoint,
-                           src_endpoint=self.src_endpoint, kind=self.kind, notify=self.notify,
-                           length=len(self.payload), seq=self.seq, key=self.key,
-                           remote_va=self.remote_va, metadata=self.metadata)
+        return codec(MessageHeader).pack(
+            dst_node=self.dst_node, src_node=self.src_node, dst_endpoint=self.dst_endpoint,
+            src_endpoint=self.src_endpoint, kind=self.kind, notify=self.notify,
+            length=len(self.payload), seq=self.seq, key=self.key, remote_va=self.remote_va,
+            metadata=self.metadata)
 
     def flits(self):
         """Return the message as a list of ``(data, last)`` pairs, header first, trailer last."""
@@ -67,7 +64,7 @@ class Message:
         words = [(header >> (FLIT_DATA_BITS * i)) & _DATA_MASK for i in range(HEADER_FLITS)]
         words += [int.from_bytes(self.payload[i:i + FLIT_BYTES], "little")
                   for i in range(0, len(self.payload), FLIT_BYTES)]
-        words.append(TRAILER.pack(crc=zlib.crc32(header_bytes + self.payload)))
+        words.append(codec(Trailer).pack(crc=zlib.crc32(header_bytes + self.payload)))
         return [(word, index == len(words) - 1) for index, word in enumerate(words)]
 
     @classmethod
@@ -85,7 +82,7 @@ class Message:
         header = sum(data << (FLIT_DATA_BITS * i)
                      for i, (data, _) in enumerate(flits[:HEADER_FLITS]))
         try:
-            fields = HEADER.unpack(header)
+            fields = codec(MessageHeader).unpack(header)
         except ValueError as error:
             raise MessageError(f"bad header: {error}") from None
         payload_flits = fields["length"] // FLIT_BYTES
@@ -96,7 +93,7 @@ class Message:
             raise MessageError("'last' is not set on exactly the final flit")
         payload = b"".join(data.to_bytes(FLIT_BYTES, "little")
                            for data, _ in flits[HEADER_FLITS:-1])
-        crc = TRAILER.field(flits[-1][0], "crc")
+        crc = codec(Trailer).field(flits[-1][0], "crc")
         header_bytes = header.to_bytes(HEADER_FLITS * FLIT_BYTES, "little")
         if crc != zlib.crc32(header_bytes + payload):
             raise MessageError(f"CRC mismatch: trailer {crc:#010x}")

@@ -21,9 +21,9 @@ wrong ASID) or a send overlapped on one endpoint.
 """
 
 from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, DESCRIPTOR_WORDS, ENDPOINT_BITS,
-                         FLIT_BYTES, FLIT_DATA_BITS, MAX_PAYLOAD_BYTES, PAGE_BITS, Codec,
-                         CompletionEntry, MmioStatus, NotifyMode, SendDescriptor, SendFlags,
-                         TxStatus, UserReg)
+                         FLIT_BYTES, FLIT_DATA_BITS, MAX_PAYLOAD_BYTES, PAGE_BITS, CompletionEntry,
+                         MmioStatus, NotifyMode, SendDescriptor, SendFlags, TxStatus, UserReg,
+                         codec)
 
 from .checks import check_range
 from .core import Load, MmioRead, MmioWrite, Wait
@@ -31,9 +31,6 @@ from .core import Load, MmioRead, MmioWrite, Wait
 __all__ = ["MmioError", "register", "send", "arm", "wait_lock", "load_entry", "write_head",
            "Receiver"]
 
-DESCRIPTOR = Codec(SendDescriptor)
-STATUS = Codec(TxStatus)
-ENTRY = Codec(CompletionEntry)
 
 _WORD_MASK = (1 << FLIT_DATA_BITS) - 1
 _INDEX_MASK = 0xFFFF
@@ -118,9 +115,10 @@ def send(endpoint, *, dst_node, dst_endpoint, remote_va=0, key=0, metadata=0, no
                          f"{MAX_PAYLOAD_BYTES // FLIT_BYTES} of the largest message")
     flags |= ((SendFlags.DMA if dma else SendFlags(0))
               | (SendFlags.NOTIFY if notify else SendFlags(0))).value
-    bits = DESCRIPTOR.pack(dst_node=dst_node, dst_endpoint=dst_endpoint, flags=flags,
-                           length=FLIT_BYTES * len(words) if length is None else length,
-                           key=key, remote_va=remote_va, local_va=local_va, metadata=metadata)
+    bits = codec(SendDescriptor).pack(
+        dst_node=dst_node, dst_endpoint=dst_endpoint, flags=flags,
+        length=FLIT_BYTES * len(words) if length is None else length, key=key,
+        remote_va=remote_va, local_va=local_va, metadata=metadata)
     for word in words:
         check_range("payload word", word, 0, _WORD_MASK)
     return _doorbell(endpoint, bits, words, while_busy)
@@ -135,7 +133,7 @@ def _doorbell(endpoint, bits, words, while_busy):
         yield from _write(register(endpoint, UserReg.PAYLOAD, index), word)
     yield from _write(register(endpoint, UserReg.DOORBELL), 0)
     while True:
-        status = STATUS.unpack((yield MmioRead(register(endpoint, UserReg.STATUS))))
+        status = codec(TxStatus).unpack((yield MmioRead(register(endpoint, UserReg.STATUS))))
         if not status["busy"]:
             return status["error"]
         if while_busy is not None:
@@ -175,7 +173,7 @@ def load_entry(pa):
     bits = 0
     for index in range(COMPLETION_WORDS):
         bits |= (yield Load(pa + FLIT_BYTES * index)) << (FLIT_DATA_BITS * index)
-    return ENTRY.unpack(bits)
+    return codec(CompletionEntry).unpack(bits)
 
 
 def write_head(endpoint, head):

@@ -26,22 +26,14 @@ Where the specification is silent, the model decides:
 from collections import deque
 from dataclasses import dataclass
 
-from rtl.layouts import (ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, Codec, Completion,
-                         HandlerReturn, HandlerReturnOp, LockSignal, NotifierCommandOp,
-                         NotifierContext, NotifierEndpoint, NotifyEvent, NotifyEventKind,
-                         NotifyMode, NotifyOsEvent, NotifyOsReason, notifier_command_layout)
+from rtl.layouts import (ENDPOINT_BITS, MAX_CONTEXTS, NOTIFIER_COUNTERS, Completion, HandlerReturn,
+                         HandlerReturnOp, LockSignal, NotifierCommandOp, NotifierContext,
+                         NotifierEndpoint, NotifyEvent, NotifyEventKind, NotifyMode, NotifyOsEvent,
+                         NotifyOsReason, codec, notifier_command_layout)
 
 from .checks import check_range, payload
 
 __all__ = ["NotifierResult", "NotifierModel"]
-
-_COMPLETION = Codec(Completion)
-_RETURN = Codec(HandlerReturn)
-_ENDPOINT = Codec(NotifierEndpoint)
-_CONTEXT = Codec(NotifierContext)
-_EVENT = Codec(NotifyEvent)
-_SIGNAL = Codec(LockSignal)
-_OS_EVENT = Codec(NotifyOsEvent)
 
 
 @dataclass(frozen=True)
@@ -81,9 +73,9 @@ class NotifierModel:
         check_range("contexts", contexts, 1, MAX_CONTEXTS)
         check_range("queue_depth", queue_depth, 1, 16)
         self._queue_depth = queue_depth
-        self._command = Codec(notifier_command_layout(endpoints, contexts))
-        self._endpoints = [payload(_ENDPOINT) for _ in range(endpoints)]
-        self._contexts = [payload(_CONTEXT) for _ in range(contexts)]
+        self._command = codec(notifier_command_layout(endpoints, contexts))
+        self._endpoints = [payload(codec(NotifierEndpoint)) for _ in range(endpoints)]
+        self._contexts = [payload(codec(NotifierContext)) for _ in range(contexts)]
         self._in_handler = [False] * endpoints
         self._queues = [deque() for _ in range(endpoints)]
         self._counters = dict.fromkeys(NOTIFIER_COUNTERS, 0)
@@ -121,7 +113,7 @@ class NotifierModel:
         :exc:`ValueError`
             If a field does not fit the :data:`rtl.layouts.Completion` port.
         """
-        _COMPLETION.pack(endpoint=endpoint, entry=entry)
+        codec(Completion).pack(endpoint=endpoint, entry=entry)
         if endpoint >= len(self._endpoints):
             return self._to_os(NotifyOsReason.BAD_ENDPOINT, endpoint, 0, entry)
         deliver = {NotifyMode.NONE: self._poll, NotifyMode.LOCK: self._signal,
@@ -136,7 +128,7 @@ class NotifierModel:
         counts in ``bad_returns`` and changes nothing else.
         """
         op = HandlerReturnOp(op)
-        _RETURN.pack(op=op, endpoint=endpoint, context=context)
+        codec(HandlerReturn).pack(op=op, endpoint=endpoint, context=context)
         if op is HandlerReturnOp.EXIT:
             return self._exit(context)
         return self._return(endpoint, context)
@@ -152,9 +144,9 @@ class NotifierModel:
         op = NotifierCommandOp(op)
         self._command.pack(op=op, index=index, endpoint=endpoint or {}, context=context or {})
         if op is NotifierCommandOp.WRITE_ENDPOINT:
-            table, value = self._endpoints, payload(_ENDPOINT, **(endpoint or {}))
+            table, value = self._endpoints, payload(codec(NotifierEndpoint), **(endpoint or {}))
         else:
-            table, value = self._contexts, payload(_CONTEXT, **(context or {}))
+            table, value = self._contexts, payload(codec(NotifierContext), **(context or {}))
         if index < len(table):
             table[index] = value
 
@@ -167,7 +159,7 @@ class NotifierModel:
     def _signal(self, endpoint, entry):
         row = self._endpoints[endpoint]
         self._counters["lock"] += 1
-        return NotifierResult(signal=payload(_SIGNAL, asid=row["asid"], addr=row["lock"]))
+        return NotifierResult(signal=payload(codec(LockSignal), asid=row["asid"], addr=row["lock"]))
 
     def _branch(self, endpoint, entry):
         thread = self._endpoints[endpoint]["thread"]
@@ -193,10 +185,10 @@ class NotifierModel:
         if context is None:
             return self._to_os(NotifyOsReason.NO_CONTEXT, endpoint, row["thread"], entry)
         evicted = self._contexts[context]["thread"] if evict else 0
-        self._contexts[context] = payload(_CONTEXT, busy=1, thread=row["thread"])
+        self._contexts[context] = payload(codec(NotifierContext), busy=1, thread=row["thread"])
         self._counters["evict" if evict else "spawn"] += 1
         return NotifierResult(event=payload(
-            _EVENT, kind=NotifyEventKind.SPAWN, evict=int(evict), context=context,
+            codec(NotifyEvent), kind=NotifyEventKind.SPAWN, evict=int(evict), context=context,
             thread=row["thread"], evicted=evicted, endpoint=endpoint, pc=row["handler_pc"],
             sp=row["stack"], entry=entry))
 
@@ -205,13 +197,13 @@ class NotifierModel:
         row = self._endpoints[endpoint]
         self._counters["branch"] += 1
         return NotifierResult(event=payload(
-            _EVENT, kind=NotifyEventKind.BRANCH, context=context, thread=row["thread"],
+            codec(NotifyEvent), kind=NotifyEventKind.BRANCH, context=context, thread=row["thread"],
             endpoint=endpoint, pc=row["handler_pc"], entry=entry))
 
     def _to_os(self, reason, endpoint, thread, entry):
         self._counters["os"] += 1
-        return NotifierResult(os_event=payload(_OS_EVENT, reason=reason, endpoint=endpoint,
-                                               thread=thread, entry=entry))
+        return NotifierResult(os_event=payload(codec(NotifyOsEvent), reason=reason,
+                                               endpoint=endpoint, thread=thread, entry=entry))
 
     # Handler ends ---------------------------------------------------------------------------------
 
@@ -229,7 +221,7 @@ class NotifierModel:
         if context >= len(self._contexts):
             self._counters["bad_returns"] += 1
         else:
-            self._contexts[context] = payload(_CONTEXT)
+            self._contexts[context] = payload(codec(NotifierContext))
         return NotifierResult()
 
     # Helpers --------------------------------------------------------------------------------------

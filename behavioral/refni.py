@@ -47,25 +47,20 @@ from dataclasses import dataclass, field
 
 from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, COMPLETION_WORDS, DESCRIPTOR_WORDS,
                          ENDPOINT_BITS, FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, MAX_CONTEXTS,
-                         MAX_NODES, MAX_PAYLOAD_BYTES, MMIO_ADDR_BITS, PA_BITS, PAGE_BITS, VA_BITS,
-                         Codec, CompletionEntry, CompletionStatus, EndpointEntry, MessageKind,
-                         MmioStatus, NiFault, NiFaultKind, NiOsOp, NotifierCommandOp, NotifyMode,
-                         SendDescriptor, SendFlags, TlbStatus, TxError, TxStatus, UserReg,
-                         ni_os_command_layout)
+                         MAX_NODES, MAX_PAYLOAD_BYTES, MMIO_ADDR_BITS, PAGE_BITS, PA_BITS, VA_BITS,
+                         CompletionEntry, CompletionStatus, EndpointEntry, MessageHeader,
+                         MessageKind, MmioStatus, NiFault, NiFaultKind, NiOsOp, NotifierCommandOp,
+                         NotifyMode, SendDescriptor, SendFlags, TlbStatus, Trailer, TxError,
+                         TxStatus, UserReg, codec, ni_os_command_layout)
 
 from .checks import check_range, is_int, payload
 from .memory import SparseMemory
-from .message import HEADER, TRAILER, Message
+from .message import Message
 from .notifier import NotifierModel
 from .tlb import TLBModel
 
 __all__ = ["RxResult", "TxOutcome", "RxOutcome", "ReferenceNI", "ReferenceSystem"]
 
-DESCRIPTOR = Codec(SendDescriptor)
-ENTRY = Codec(CompletionEntry)
-_ENDPOINT = Codec(EndpointEntry)
-_STATUS = Codec(TxStatus)
-_FAULT = Codec(NiFault)
 
 _PAGE_BYTES = 1 << PAGE_BITS
 _WORD_MASK = (1 << FLIT_DATA_BITS) - 1
@@ -149,7 +144,7 @@ class RxOutcome:
         for pa, word in self.writes.items():
             memory.write_word(pa, word)
         if self.entry is not None:
-            bits = ENTRY.pack(**self.entry)
+            bits = codec(CompletionEntry).pack(**self.entry)
             for index in range(COMPLETION_WORDS - 1):
                 memory.write_word(self.entry_pa + FLIT_BYTES * index,
                                   (bits >> (FLIT_DATA_BITS * index)) & _WORD_MASK)
@@ -247,8 +242,8 @@ class ReferenceNI:
         self.notifier = NotifierModel(endpoints, contexts)
         self.faults = []
         self._os_translate = os_translate
-        self._command = Codec(ni_os_command_layout(asid_bits))
-        self._table = [payload(_ENDPOINT) for _ in range(endpoints)]
+        self._command = codec(ni_os_command_layout(asid_bits))
+        self._table = [payload(codec(EndpointEntry)) for _ in range(endpoints)]
         self._head = [0] * endpoints
         self._tail = [0] * endpoints
         self._arm = [dict.fromkeys(_ARM.values(), 0) for _ in range(endpoints)]
@@ -304,7 +299,7 @@ class ReferenceNI:
         slot = self._slots[index]
         if not write:
             return MmioStatus.OK, {UserReg.DOORBELL: 0,
-                                   UserReg.STATUS: _STATUS.pack(**self.status(index)),
+                                   UserReg.STATUS: codec(TxStatus).pack(**self.status(index)),
                                    UserReg.RING_HEAD: self._head[index],
                                    UserReg.RING_TAIL: self._tail[index]}[reg]
         if reg in _SLOT and slot.busy:
@@ -371,8 +366,8 @@ class ReferenceNI:
             return None
         self._tx_pointer = (index + 1) % self.endpoints
         slot = self._slots[index]
-        fields = DESCRIPTOR.unpack(sum(word << (FLIT_DATA_BITS * i)
-                                       for i, word in enumerate(slot.descriptor)))
+        fields = codec(SendDescriptor).unpack(sum(word << (FLIT_DATA_BITS * i)
+                                                  for i, word in enumerate(slot.descriptor)))
         length, flags = fields["length"], fields["flags"]
         words = length // FLIT_BYTES
         error = TxError.NONE
@@ -449,14 +444,14 @@ class ReferenceNI:
         for index, data in enumerate(body[:HEADER_FLITS]):
             mask = _WORD_MASK << (FLIT_DATA_BITS * index)
             header = (header & ~mask) | data << (FLIT_DATA_BITS * index)
-        arriving = HEADER.field(flits[0][0], "dst_endpoint")
-        row = self._table[arriving] if arriving < self.endpoints else payload(_ENDPOINT)
-        h = {name: HEADER.field(header, name) for name in
+        arriving = codec(MessageHeader).field(flits[0][0], "dst_endpoint")
+        row = self._table[arriving] if arriving < self.endpoints else payload(codec(EndpointEntry))
+        h = {name: codec(MessageHeader).field(header, name) for name in
              ("dst_node", "src_node", "dst_endpoint", "kind", "notify", "length", "key",
               "remote_va", "src_endpoint", "seq", "metadata")}
         crc = zlib.crc32(b"".join(data.to_bytes(FLIT_BYTES, "little") for data in body))
         check = None
-        if TRAILER.field(trailer, "crc") != crc:
+        if codec(Trailer).field(trailer, "crc") != crc:
             check = NiFaultKind.BAD_CRC
         elif len(body) != HEADER_FLITS + h["length"] // FLIT_BYTES:
             check = NiFaultKind.TRUNCATED
@@ -483,7 +478,7 @@ class ReferenceNI:
         if refusal in (TlbStatus.PERMISSION_FAULT, TlbStatus.KEY_FAULT):
             kind = {TlbStatus.PERMISSION_FAULT: NiFaultKind.RX_PERMISSION,
                     TlbStatus.KEY_FAULT: NiFaultKind.RX_KEY}[refusal]
-            faults.append(payload(_FAULT, kind=kind, va=translated, **fault))
+            faults.append(payload(codec(NiFault), kind=kind, va=translated, **fault))
             self._commit(header, tlb, faults)
             return RxOutcome(RxResult.DISCARDED, kind)
         index = h["dst_endpoint"]
@@ -492,7 +487,8 @@ class ReferenceNI:
             return RxOutcome(RxResult.HELD)
         rejected = refusal is TlbStatus.MISS
         if rejected:
-            faults.append(payload(_FAULT, kind=NiFaultKind.RX_REJECTED, va=pages[0], **fault))
+            faults.append(payload(codec(NiFault), kind=NiFaultKind.RX_REJECTED, va=pages[0],
+                                  **fault))
         self._commit(header, tlb, faults)
         writes = {} if rejected else {_word_pa(translated, h["remote_va"], i): word
                                       for i, word in enumerate(words)}
@@ -500,8 +496,8 @@ class ReferenceNI:
         entry_pa = ((row["ring_pa"] & ~(COMPLETION_BYTES - 1)) + slot_offset) % (1 << PA_BITS)
         entry_va = (row["ring_va"] + slot_offset) & _VA_MASK
         self._tail[index] = (self._tail[index] + 1) & 0xFFFF
-        entry = payload(ENTRY, src_node=h["src_node"], src_endpoint=h["src_endpoint"],
-                        status=CompletionStatus.REJECTED if rejected
+        entry = payload(codec(CompletionEntry), src_node=h["src_node"],
+                        src_endpoint=h["src_endpoint"], status=CompletionStatus.REJECTED if rejected
                         else CompletionStatus.DELIVERED,
                         length=h["length"], seq=h["seq"], landing_va=h["remote_va"],
                         metadata=h["metadata"])
@@ -537,8 +533,8 @@ class ReferenceNI:
             va, status = refused
             if status is not TlbStatus.MISS:
                 return refused
-            faults.append(payload(_FAULT, kind=miss_kind, endpoint=endpoint, asid=asid, va=va,
-                                  node=node))
+            faults.append(payload(codec(NiFault), kind=miss_kind, endpoint=endpoint, asid=asid,
+                                  va=va, node=node))
             page = self._os_translate(asid, va) if self._os_translate else None
             if page is None:
                 return refused
@@ -550,7 +546,7 @@ class ReferenceNI:
                            f"them all; use more tlb_entries")
 
     def _fault(self, kind, **fields):
-        self.faults.append(payload(_FAULT, kind=kind, **fields))
+        self.faults.append(payload(codec(NiFault), kind=kind, **fields))
 
 
 class ReferenceSystem:

@@ -24,6 +24,8 @@ The node environment given to :class:`Workload` (one per node) has ``core``, ``o
 (:class:`behavioral.vm.AddressSpaces`) and ``driver`` (:class:`behavioral.vm.NiDriver`).
 """
 
+import functools
+
 from rtl.layouts import COMPLETION_BYTES, FLIT_BYTES, NotifyMode, UserReg
 
 from . import msglib
@@ -274,8 +276,7 @@ class Workload:
         # wait for ever. Handlers consume for BRANCH and SPAWN.
         consume = None
         if spec.notify in (NotifyMode.NONE, NotifyMode.LOCK):
-            def consume():
-                return self._poll(process)
+            consume = functools.partial(self._poll, process)
         if message.send == "dma":
             base = spec.send_buffer.va if message.local_va is None else message.local_va
             if message.local_va is None:

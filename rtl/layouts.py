@@ -11,6 +11,7 @@ concatenated flit data.
 """
 
 import enum as py_enum
+import functools
 
 from amaranth.lib import data, enum
 
@@ -36,7 +37,7 @@ __all__ = [
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
     "TxSlotWrite", "Doorbell", "MissAnswer",
-    "Codec",
+    "Codec", "codec",
 ]
 
 
@@ -765,7 +766,7 @@ class Codec:
             if isinstance(shape, type) and issubclass(shape, py_enum.Enum):
                 kind = shape
             elif isinstance(shape, data.Layout):
-                kind = Codec(shape)
+                kind = codec(shape)
             else:
                 kind = None
             self._fields[name] = (field.offset, field.width, kind)
@@ -825,3 +826,11 @@ class Codec:
         """Return one field of ``bits`` as an integer."""
         offset, width, _ = self._fields[name]
         return (int(bits) >> offset) & ((1 << width) - 1)
+
+
+@functools.cache
+def codec(layout):
+    """Return the :class:`Codec` of ``layout``, made once and shared: the one every model and
+    testbench uses for that format (``codec(CompletionEntry).unpack(bits)``). Layouts made by a
+    function with the same parameters are equal, so they share a codec too."""
+    return Codec(layout)

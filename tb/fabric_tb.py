@@ -6,8 +6,8 @@ from functools import partial
 from cocotb.triggers import ClockCycles
 
 from behavioral.fabric import FabricModel
-from behavioral.message import FLIT, HEADER, Message, flit_value
-from rtl.layouts import FLIT_BYTES, MAX_NODES
+from behavioral.message import Message, flit_value
+from rtl.layouts import FLIT_BYTES, MAX_NODES, Flit, MessageHeader, codec
 
 from .component_tb import ComponentTB
 from .stream import cycle
@@ -136,7 +136,7 @@ class FabricTB(ComponentTB):
     # Monitors ---------------------------------------------------------------------------------
 
     def _accepted(self, port, payload, offered, accepted):
-        data, last = FLIT.field(payload, "data"), FLIT.field(payload, "last")
+        data, last = codec(Flit).field(payload, "data"), codec(Flit).field(payload, "last")
         flits = self._in_flits[port]
         stats = self.inputs[port]
         if not flits:
@@ -150,7 +150,7 @@ class FabricTB(ComponentTB):
             self._in_flits[port] = []
 
     def _received(self, port, payload, when):
-        data, last = FLIT.field(payload, "data"), FLIT.field(payload, "last")
+        data, last = codec(Flit).field(payload, "data"), codec(Flit).field(payload, "last")
         flits = self._out_flits[port]
         stats = self.outputs[port]
         if not flits:
@@ -161,11 +161,12 @@ class FabricTB(ComponentTB):
         stats.flit(when)
         if last:
             stats.messages += 1
-            self.deliveries[port].append(HEADER.field(flits[0][0], "src_node"))
+            self.deliveries[port].append(codec(MessageHeader).field(flits[0][0], "src_node"))
             self.model.delivered(port, flits)
             self._out_flits[port] = []
 
     @staticmethod
     def _identity(first_flit):
         """Identify a message by the (source, destination, sequence) in its first flit."""
-        return tuple(HEADER.field(first_flit, name) for name in ("src_node", "dst_node", "seq"))
+        header = codec(MessageHeader)
+        return tuple(header.field(first_flit, name) for name in ("src_node", "dst_node", "seq"))

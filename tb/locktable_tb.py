@@ -10,17 +10,14 @@ wake-ups, port by port, in order, against the model's.
 from collections import Counter
 
 from behavioral.locktable import LockTableModel
-from rtl.layouts import (Codec, LockOp, LockOsEvent, LockReleased, LockRequest, LockResponse,
-                         LockSignal, Residency)
+from rtl.layouts import (LockOp, LockOsEvent, LockReleased, LockRequest, LockResponse, LockSignal,
+                         Residency, codec)
 
 from .component_tb import ComponentTB, OrderedOutputs
 
 __all__ = ["LockTableTB"]
 
-REQUEST, RESPONSE = Codec(LockRequest), Codec(LockResponse)
-SIGNAL, RELEASED, OS_EVENT = Codec(LockSignal), Codec(LockReleased), Codec(LockOsEvent)
-RESIDENCY = Codec(Residency)
-OUTPUTS = {"response": RESPONSE, "released": RELEASED, "os": OS_EVENT}
+OUTPUTS = {"response": LockResponse, "released": LockReleased, "os": LockOsEvent}
 
 
 class LockTableTB(ComponentTB):
@@ -53,23 +50,24 @@ class LockTableTB(ComponentTB):
         self.request = self.ports.source(dut, "request", on_accept=self._request_taken)
         self.signal = self.ports.source(dut, "signal", on_accept=self._signal_taken)
         self.residency = self.ports.source(dut, "residency", on_accept=self._residency_taken)
-        for name, codec in OUTPUTS.items():
-            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec),
+        for name, layout in OUTPUTS.items():
+            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec(layout)),
                             ready_percent=ready_percent, rng=self.rng)
 
     # Stimulus -----------------------------------------------------------------------------------
 
     def lock_request(self, op, asid, addr, thread):
         """Queue a core-side operation (``op`` a :class:`~rtl.layouts.LockOp`)."""
-        self.request.send([REQUEST.pack(op=op, asid=asid, addr=addr, thread=thread)])
+        self.request.send([codec(LockRequest).pack(op=op, asid=asid, addr=addr, thread=thread)])
 
     def lock_signal(self, asid, addr):
         """Queue a SIGNAL from the NI side."""
-        self.signal.send([SIGNAL.pack(asid=asid, addr=addr)])
+        self.signal.send([codec(LockSignal).pack(asid=asid, addr=addr)])
 
     def set_residency(self, context, resident, thread):
         """Queue a residency write: ``context`` holds ``thread`` (or nothing)."""
-        self.residency.send([RESIDENCY.pack(context=context, resident=resident, thread=thread)])
+        self.residency.send([codec(Residency).pack(context=context, resident=resident,
+                                                   thread=thread)])
 
     @property
     def outstanding(self):
@@ -100,7 +98,7 @@ class LockTableTB(ComponentTB):
 
     def _request_taken(self, payload, offered, accepted):
         self.counts["requests"] += 1
-        request = REQUEST.unpack(payload)
+        request = codec(LockRequest).unpack(payload)
         self.offers.append((offered, request["op"], request["asid"], request["addr"]))
         result = self.model.request(request["op"], request["asid"], request["addr"],
                                     request["thread"])
@@ -111,7 +109,7 @@ class LockTableTB(ComponentTB):
     def _signal_taken(self, payload, offered, accepted):
         self.counts["signals"] += 1
         self.signal_waits.append(accepted - offered)
-        signal = SIGNAL.unpack(payload)
+        signal = codec(LockSignal).unpack(payload)
         self.signalled[signal["asid"], signal["addr"]] += 1
         self.offers.append((offered, "SIGNAL", signal["asid"], signal["addr"]))
         result = self.model.signal(signal["asid"], signal["addr"])
@@ -122,7 +120,7 @@ class LockTableTB(ComponentTB):
 
     def _residency_taken(self, payload, offered, accepted):
         self.counts["residency"] += 1
-        fields = RESIDENCY.unpack(payload)
+        fields = codec(Residency).unpack(payload)
         self.model.residency(fields["context"], fields["resident"], fields["thread"])
 
     # Random workload ----------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from cocotb.triggers import ClockCycles, Event
 
 from behavioral.memory import MemoryHierarchy, SparseMemory, line_of
 from behavioral.msgbuf import MessageBufferModel
-from rtl.layouts import (LINE_BYTES, LINE_WORDS, Codec, CohResponse, LineBeat, LineRequest,
-                         MemWriteBeat, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
+from rtl.layouts import (LINE_BYTES, LINE_WORDS, CohResponse, LineBeat, LineRequest, MemWriteBeat,
+                         MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat, codec,
                          msgbuf_line_index_layout, msgbuf_tx_command_layout)
 
 from .component_tb import ComponentTB
@@ -34,13 +34,6 @@ from .stream import cycle
 
 __all__ = ["MessageBufferTB"]
 
-RX_LINE = Codec(RxLineRequest)
-RX_FILL = Codec(RxFillBeat)
-LINE_REQUEST = Codec(LineRequest)
-LINE_BEAT = Codec(LineBeat)
-COH_RESPONSE = Codec(CohResponse)
-MEM_WRITE = Codec(MemWriteBeat)
-WORD_BEAT = Codec(WordBeat)
 FULL = (1 << LINE_WORDS) - 1
 
 
@@ -95,7 +88,7 @@ class MessageBufferTB(ComponentTB):
         self._deferred = set()              # coherence requests waiting for such a miss
         self._coherence_requests = []       # taken at this edge
         self._write_back = []
-        self.tx_codec = Codec(msgbuf_tx_command_layout(self.lines))
+        self.tx_codec = codec(msgbuf_tx_command_layout(self.lines))
         self.tx_owned = []                  # lines allocated to the sender, in order
         self._tx_expected = deque()
         self.bad_tx_ops = 0
@@ -119,7 +112,7 @@ class MessageBufferTB(ComponentTB):
         self.tx_alloc = ports.sink(dut, "tx_alloc", on_receive=self._allocated)
         self.tx_cmd = ports.source(dut, "tx_cmd")
         self.tx_data = ports.sink(dut, "tx_data", on_receive=self._tx_word)
-        self.line_codec = Codec(msgbuf_line_index_layout(self.lines))
+        self.line_codec = codec(msgbuf_line_index_layout(self.lines))
         ports.after_edge(self._order_coherence)
 
     def _later(self, cycles, action, *args):
@@ -138,21 +131,22 @@ class MessageBufferTB(ComponentTB):
     def fill(self, line, words):
         """Deliver ``words`` ({word index: value}) into physical line ``line``."""
         mask = sum(1 << word for word in words)
-        self.rx_line.send([RX_LINE.pack(addr=line, words=mask)])
+        self.rx_line.send([codec(RxLineRequest).pack(addr=line, words=mask)])
         order = sorted(words)
-        self.rx_data.send([RX_FILL.pack(word=word, data=words[word], last=word == order[-1])
+        self.rx_data.send([codec(RxFillBeat).pack(word=word, data=words[word],
+                                                  last=word == order[-1])
                            for word in order])
         self._fills.append((line, words))
 
     def _announced(self, payload, offered, accepted):
-        line = RX_LINE.field(payload, "addr")
+        line = codec(RxLineRequest).field(payload, "addr")
         if line in self.model:
             self.counts["merges"] += 1       # into a line the buffer holds
         self.model.announce(line)
         self._announcements.append(accepted)
 
     def _fill_word(self, payload, offered, accepted):
-        if not RX_FILL.field(payload, "last"):
+        if not codec(RxFillBeat).field(payload, "last"):
             return
         line, words = self._fills.popleft()
         for word, value in words.items():
@@ -168,7 +162,7 @@ class MessageBufferTB(ComponentTB):
 
     def _coherence(self, payload, now):
         # Decided once the edge's probes are in: one taken at the same edge was ordered first.
-        self._coherence_requests.append(LINE_REQUEST.field(payload, "addr"))
+        self._coherence_requests.append(codec(LineRequest).field(payload, "addr"))
 
     def _order_coherence(self, now):
         for line in self._coherence_requests:
@@ -182,10 +176,10 @@ class MessageBufferTB(ComponentTB):
     def _answer_coherence(self, line):
         dirty = self.hierarchy.invalidate(line, miss_ordered_after=True)
         if dirty is None:
-            beats = [COH_RESPONSE.pack(dirty=0, last=1)]
+            beats = [codec(CohResponse).pack(dirty=0, last=1)]
         else:
             self.counts["coherence_dirty"] += 1
-            beats = [COH_RESPONSE.pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
+            beats = [codec(CohResponse).pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
                      for index, value in enumerate(dirty)]
         self._later(self.coh_cycles, self.coh_resp.send, beats)
 
@@ -199,7 +193,7 @@ class MessageBufferTB(ComponentTB):
         if not access.done:
             probe = _Probe(line=line_of(pa), issued=start, access=access)
             self._issued["mc"].append(probe)
-            self.mc_lookup.send([LINE_REQUEST.pack(addr=probe.line)])
+            self.mc_lookup.send([codec(LineRequest).pack(addr=probe.line)])
             await probe.done.wait()
         else:
             self._performed(access)
@@ -237,7 +231,7 @@ class MessageBufferTB(ComponentTB):
     def _beat(self, kind, payload):
         """Collect a probe answer's beat; return the probe when its last word is in."""
         probe = self._probes[kind][0]
-        beat = LINE_BEAT.unpack(payload)
+        beat = codec(LineBeat).unpack(payload)
         probe.hit = bool(beat["hit"])
         probe.beat_cycles.append(cycle())
         if probe.hit:
@@ -287,7 +281,7 @@ class MessageBufferTB(ComponentTB):
         the hierarchy. Return the probe."""
         probe = _Probe(line=line, issued=cycle())
         self._issued["ni"].append(probe)
-        self.ni_read.send([LINE_REQUEST.pack(addr=line)])
+        self.ni_read.send([codec(LineRequest).pack(addr=line)])
         await probe.done.wait()
         return probe
 
@@ -309,7 +303,7 @@ class MessageBufferTB(ComponentTB):
     # Memory ---------------------------------------------------------------------------------
 
     def _write_back_beat(self, payload, now):
-        beat = MEM_WRITE.unpack(payload)
+        beat = codec(MemWriteBeat).unpack(payload)
         self._write_back.append(beat["data"])
         if not beat["last"]:
             return
@@ -321,10 +315,10 @@ class MessageBufferTB(ComponentTB):
         self.counts["write_backs"] += 1
 
     def _memory_read(self, payload, now):
-        words = self.hierarchy.memory_read(LINE_REQUEST.field(payload, "addr"))
+        words = self.hierarchy.memory_read(codec(LineRequest).field(payload, "addr"))
         self.counts["memory_reads"] += 1
         self._later(self.hierarchy.dram_cycles, self.mem_read_data.send,
-                    [WORD_BEAT.pack(data=value, last=index == LINE_WORDS - 1)
+                    [codec(WordBeat).pack(data=value, last=index == LINE_WORDS - 1)
                      for index, value in enumerate(words)])
 
     # The sender's staging -------------------------------------------------------------------
@@ -342,7 +336,7 @@ class MessageBufferTB(ComponentTB):
 
     def _tx_word(self, payload, now):
         line, word, expected = self._tx_expected.popleft()
-        got = WORD_BEAT.unpack(payload)
+        got = codec(WordBeat).unpack(payload)
         self.counts["tx_reads"] += 1
         if (got["data"], got["last"]) != (expected, word == LINE_WORDS - 1):
             self._mismatch(f"TX read of line {line} word {word}: {got['data']:#x} last "

@@ -31,23 +31,15 @@ from cocotb.triggers import ClockCycles, Event
 
 from behavioral.memory import MemoryHierarchy, line_of
 from behavioral.vm import AddressSpaces, NiDriver
-from rtl.layouts import (LINE_WORDS, Codec, CohResponse, HandlerReturn, LineBeat,
-                         LineRequest, LockOsEvent, LockReleased, LockRequest, LockResponse,
-                         MemWriteBeat, MmioRequest, MmioResponse, NiFault, NotifyEvent,
-                         NotifyOsEvent, WordBeat, ni_os_command_layout)
+from rtl.layouts import (LINE_WORDS, CohResponse, HandlerReturn, LineBeat, LineRequest, LockOsEvent,
+                         LockReleased, LockRequest, LockResponse, MemWriteBeat, MmioRequest,
+                         MmioResponse, NiFault, NotifyEvent, NotifyOsEvent, WordBeat, codec,
+                         ni_os_command_layout)
 
 from .core_driver import CoreDriver
 from .stream import cycle
 
 __all__ = ["NodeSide"]
-
-MMIO_REQUEST, MMIO_RESPONSE = Codec(MmioRequest), Codec(MmioResponse)
-LOCK_REQUEST, LOCK_RESPONSE, LOCK_RELEASED = Codec(LockRequest), Codec(LockResponse), \
-    Codec(LockReleased)
-NOTIFY_EVENT, HANDLER_RETURN = Codec(NotifyEvent), Codec(HandlerReturn)
-LOCK_OS, NOTIFY_OS, FAULT = Codec(LockOsEvent), Codec(NotifyOsEvent), Codec(NiFault)
-LINE_REQUEST, LINE_BEAT, WORD_BEAT = Codec(LineRequest), Codec(LineBeat), Codec(WordBeat)
-COH_RESPONSE, MEM_WRITE = Codec(CohResponse), Codec(MemWriteBeat)
 
 
 class NodeSide:
@@ -96,7 +88,7 @@ class NodeSide:
             os_params=os_params, lockstep=lockstep)
         self.core, self.os = self.driver_core.core, self.driver_core.os
         self.spaces = AddressSpaces(asid_bits=params.get("asid_bits", 8))
-        self.os_codec = Codec(ni_os_command_layout(params.get("asid_bits", 8)))
+        self.os_codec = codec(ni_os_command_layout(params.get("asid_bits", 8)))
         self.driver = NiDriver(self, self.spaces, later=self.core.after,
                                endpoints=params.get("endpoints", 8),
                                contexts=params.get("contexts", 4), **(driver_params or {}))
@@ -142,50 +134,52 @@ class NodeSide:
 
     def _mmio_request(self, write, asid, addr, value, thread):
         self._mmio_waiting.append((thread, write))
-        self.cpu_request.send([MMIO_REQUEST.pack(write=write, asid=asid, addr=addr, data=value)])
+        self.cpu_request.send([codec(MmioRequest).pack(write=write, asid=asid, addr=addr,
+                                                       data=value)])
         self.counts["mmio"] += 1
 
     def _mmio_answer(self, payload, now):
         thread, write = self._mmio_waiting.popleft()
-        answer = MMIO_RESPONSE.unpack(payload)
+        answer = codec(MmioResponse).unpack(payload)
         self.tb.check_mmio_answer(self.index, answer["status"])
         self.driver_core.sync()
         self.core.mmio_response(thread, answer["status"].value if write else answer["data"])
 
     def _lock_request(self, op, asid, addr, thread):
-        self.lock_request.send([LOCK_REQUEST.pack(op=op, asid=asid, addr=addr, thread=thread)])
+        self.lock_request.send([codec(LockRequest).pack(op=op, asid=asid, addr=addr,
+                                                        thread=thread)])
 
     def _lock_answer(self, payload, now):
-        fields = LOCK_RESPONSE.unpack(payload)
+        fields = codec(LockResponse).unpack(payload)
         self.driver_core.sync()
         self.core.lock_response(fields["thread"], fields["status"])
 
     def _released(self, payload, now):
-        fields = LOCK_RELEASED.unpack(payload)
+        fields = codec(LockReleased).unpack(payload)
         self.tb.notified(self.index, "released", fields, now)
         self.driver_core.sync()
         self.core.lock_released(fields["context"], fields["thread"], fields["asid"],
                                 fields["addr"])
 
     def _notified(self, payload, now):
-        fields = NOTIFY_EVENT.unpack(payload)
+        fields = codec(NotifyEvent).unpack(payload)
         self.tb.notified(self.index, "notify", fields, now)
         self.driver_core.sync()
         self.core.notify(fields)
 
     def handler_return(self, op, endpoint, context):
         """The core's Notifier port."""
-        self.handler_return_port.send([HANDLER_RETURN.pack(op=op, endpoint=endpoint,
-                                                           context=context)])
+        self.handler_return_port.send([codec(HandlerReturn).pack(op=op, endpoint=endpoint,
+                                                                 context=context)])
 
     def _lock_os(self, payload, now):
-        fields = LOCK_OS.unpack(payload)
+        fields = codec(LockOsEvent).unpack(payload)
         self.tb.notified(self.index, "lock_os", fields, now)
         self.driver_core.sync()
         self.os.lock_event(fields)
 
     def _notify_os(self, payload, now):
-        fields = NOTIFY_OS.unpack(payload)
+        fields = codec(NotifyOsEvent).unpack(payload)
         self.tb.notified(self.index, "notify_os", fields, now)
         self.driver_core.sync()
         self.os.notify_event(fields)
@@ -201,7 +195,7 @@ class NodeSide:
         self.driver.residency(*args)
 
     def _fault(self, payload, now):
-        fields = FAULT.unpack(payload)
+        fields = codec(NiFault).unpack(payload)
         self.counts[f"fault_{fields['kind'].name.lower()}"] += 1
         self.tb.fault(self.index, fields, now)
         self.driver.fault(fields)
@@ -241,11 +235,11 @@ class NodeSide:
             return
         self.counts["mc_lookups"] += 1
         self._probes.append([access, answer, cycle(), []])
-        self.mc_lookup.send([LINE_REQUEST.pack(addr=line)])
+        self.mc_lookup.send([codec(LineRequest).pack(addr=line)])
 
     def _mc_beat(self, payload, now):
         probe = self._probes[0]
-        beat = LINE_BEAT.unpack(payload)
+        beat = codec(LineBeat).unpack(payload)
         if beat["hit"]:
             probe[3].append(beat["data"])
         if not beat["last"]:
@@ -269,7 +263,7 @@ class NodeSide:
 
     def _coherence_request(self, payload, now):
         # Decided after the edge's probes: a probe taken at the same edge was ordered first.
-        self._coherence.append(LINE_REQUEST.field(payload, "addr"))
+        self._coherence.append(codec(LineRequest).field(payload, "addr"))
 
     def _order_coherence(self, now):
         for line in self._coherence:
@@ -284,14 +278,14 @@ class NodeSide:
         self.counts["coherence"] += 1
         dirty = self.hierarchy.invalidate(line, miss_ordered_after=True)
         if dirty is None:
-            beats = [COH_RESPONSE.pack(dirty=0, last=1)]
+            beats = [codec(CohResponse).pack(dirty=0, last=1)]
         else:
-            beats = [COH_RESPONSE.pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
+            beats = [codec(CohResponse).pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
                      for index, value in enumerate(dirty)]
         self._later(self.coh_cycles, self.coh_resp.send, beats)
 
     def _write_back_beat(self, payload, now):
-        beat = MEM_WRITE.unpack(payload)
+        beat = codec(MemWriteBeat).unpack(payload)
         self._write_back.append(beat["data"])
         if beat["last"]:
             words, self._write_back = self._write_back, []
@@ -299,11 +293,11 @@ class NodeSide:
             self.counts["write_backs"] += 1
 
     def _memory_read(self, payload, now):
-        words = self.hierarchy.memory_read(LINE_REQUEST.field(payload, "addr"))
+        words = self.hierarchy.memory_read(codec(LineRequest).field(payload, "addr"))
         self._later(self.dram_cycles, self.mem_read_data.send, _word_beats(words))
 
     def _dma_read(self, payload, now):
-        words, cycles = self.hierarchy.dma_read(LINE_REQUEST.field(payload, "addr"))
+        words, cycles = self.hierarchy.dma_read(codec(LineRequest).field(payload, "addr"))
         self.counts["dma_lines"] += 1
         self._later(cycles, self.dma_data.send, _word_beats(words))
 
@@ -322,6 +316,6 @@ class NodeSide:
 
 
 def _word_beats(words):
-    return [WORD_BEAT.pack(data=value, last=index == LINE_WORDS - 1)
+    return [codec(WordBeat).pack(data=value, last=index == LINE_WORDS - 1)
             for index, value in enumerate(words)]
 

@@ -7,16 +7,15 @@ the events, signals and OS hand-offs, port by port, in order, and the path count
 """
 
 from behavioral.notifier import NotifierModel
-from rtl.layouts import (NOTIFIER_COUNTERS, Codec, Completion, HandlerReturn, LockSignal,
-                         NotifierCommandOp, NotifyEvent, NotifyOsEvent, notifier_command_layout)
+from rtl.layouts import (NOTIFIER_COUNTERS, Completion, HandlerReturn, LockSignal,
+                         NotifierCommandOp, NotifyEvent, NotifyOsEvent, codec,
+                         notifier_command_layout)
 
 from .component_tb import ComponentTB, OrderedOutputs
 
 __all__ = ["NotifierTB"]
 
-COMPLETION, RETURN = Codec(Completion), Codec(HandlerReturn)
-EVENT, SIGNAL, OS_EVENT = Codec(NotifyEvent), Codec(LockSignal), Codec(NotifyOsEvent)
-OUTPUTS = {"event": EVENT, "signal": SIGNAL, "os": OS_EVENT}
+OUTPUTS = {"event": NotifyEvent, "signal": LockSignal, "os": NotifyOsEvent}
 
 
 class NotifierTB(ComponentTB):
@@ -38,7 +37,7 @@ class NotifierTB(ComponentTB):
     def __init__(self, dut, *, seed, ready_percent=100):
         super().__init__(dut, seed=seed)
         self.model = NotifierModel(**self.params)
-        self.command_codec = Codec(notifier_command_layout(self.params["endpoints"],
+        self.command_codec = codec(notifier_command_layout(self.params["endpoints"],
                                                            self.params["contexts"]))
         self.mismatches = []
         self.outputs = OrderedOutputs(OUTPUTS, self.mismatches)
@@ -48,19 +47,20 @@ class NotifierTB(ComponentTB):
         self.handler_return = self.ports.source(dut, "handler_return",
                                                 on_accept=self._return_taken)
         self.command = self.ports.source(dut, "command", on_accept=self._command_taken)
-        for name, codec in OUTPUTS.items():
-            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec),
+        for name, layout in OUTPUTS.items():
+            self.ports.sink(dut, name, on_receive=self.outputs.receiver(self, name, codec(layout)),
                             ready_percent=ready_percent, rng=self.rng)
 
     # Stimulus -----------------------------------------------------------------------------------
 
     def complete(self, endpoint, entry):
         """Queue a completion: a message's entry at ``entry`` was written for ``endpoint``."""
-        self.completion.send([COMPLETION.pack(endpoint=endpoint, entry=entry)])
+        self.completion.send([codec(Completion).pack(endpoint=endpoint, entry=entry)])
 
     def returned(self, op, endpoint=0, context=0):
         """Queue a handler return (``op`` a :class:`~rtl.layouts.HandlerReturnOp`)."""
-        self.handler_return.send([RETURN.pack(op=op, endpoint=endpoint, context=context)])
+        self.handler_return.send([codec(HandlerReturn).pack(op=op, endpoint=endpoint,
+                                                            context=context)])
 
     def write_endpoint(self, index, **fields):
         """Queue an endpoint-table write (fields of :data:`~rtl.layouts.NotifierEndpoint`)."""
@@ -103,14 +103,14 @@ class NotifierTB(ComponentTB):
 
     def _completion_taken(self, payload, offered, accepted):
         self.counts["completions"] += 1
-        fields = COMPLETION.unpack(payload)
+        fields = codec(Completion).unpack(payload)
         self._expect(self.model.completion(fields["endpoint"], fields["entry"]))
         if self.on_completion:
             self.on_completion(fields, accepted)
 
     def _return_taken(self, payload, offered, accepted):
         self.counts["returns"] += 1
-        fields = RETURN.unpack(payload)
+        fields = codec(HandlerReturn).unpack(payload)
         self._expect(self.model.handler_return(fields["op"], fields["endpoint"],
                                                fields["context"]))
 

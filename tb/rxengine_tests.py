@@ -13,17 +13,14 @@ import cocotb
 
 from behavioral.message import Message, flit_value
 from behavioral.refni import ReferenceNI, RxResult
-from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, LINE_BYTES, PAGE_BITS, Codec, Completion,
+from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, LINE_BYTES, PAGE_BITS, Completion,
                          EndpointEntry, NiFault, NiOsOp, RxFillBeat, RxLineRequest, TlbOp,
-                         TlbResponse, TlbStatus, tlb_lookup_layout)
+                         TlbResponse, TlbStatus, codec, tlb_lookup_layout)
 
 from .component_tb import ComponentTB, knobs, seed_for
 from .runner import record_result
 
-ENDPOINT = Codec(EndpointEntry)
-LOOKUP, RESPONSE = Codec(tlb_lookup_layout()), Codec(TlbResponse)
-LINE, BEAT = Codec(RxLineRequest), Codec(RxFillBeat)
-FAULT, COMPLETION = Codec(NiFault), Codec(Completion)
+LOOKUP, RESPONSE = codec(tlb_lookup_layout()), codec(TlbResponse)
 ASID, KEY, WINDOW_VA, FRAME = 3, 0x1234, 0x1000_0000, 0x200
 RING = {"enabled": 1, "asid": ASID, "thread": 5, "ring_log2": 8, "ring_pa": 0x0010_0000,
         "ring_va": 0x7000_0000_0000}
@@ -58,7 +55,8 @@ async def damaged_links(dut):
     # The endpoint table and ring heads (inputs held by the NI): endpoint 0 open, the rest not.
     dut.ring_reset.value = 0
     for index in range(tb.params["endpoints"]):
-        getattr(dut, f"endpoints__{index}").value = ENDPOINT.pack(**RING) if index == 0 else 0
+        entry = codec(EndpointEntry).pack(**RING) if index == 0 else 0
+        getattr(dut, f"endpoints__{index}").value = entry
         getattr(dut, f"ring_head__{index}").value = 0
     for page in range(4):
         ref.os_command(op=NiOsOp.TLB, tlb={
@@ -79,10 +77,10 @@ async def damaged_links(dut):
             tlb_response.send([RESPONSE.pack(status=TlbStatus.MISS)])
 
     def line(payload, now):
-        announced.append(LINE.unpack(payload)["addr"])
+        announced.append(codec(RxLineRequest).unpack(payload)["addr"])
 
     def beat(payload, now):
-        fields = BEAT.unpack(payload)
+        fields = codec(RxFillBeat).unpack(payload)
         got["words"][announced[0] * LINE_BYTES + fields["word"] * FLIT_BYTES] = fields["data"]
         if fields["last"]:
             announced.pop(0)
@@ -93,9 +91,10 @@ async def damaged_links(dut):
     ports.sink(dut, "tlb_request", on_receive=lookup)
     ports.sink(dut, "rx_line", on_receive=line)
     ports.sink(dut, "rx_data", on_receive=beat)
-    ports.sink(dut, "fault", on_receive=lambda p, now: got["faults"].append(FAULT.unpack(p)))
+    ports.sink(dut, "fault",
+               on_receive=lambda p, now: got["faults"].append(codec(NiFault).unpack(p)))
     ports.sink(dut, "completion",
-               on_receive=lambda p, now: got["completions"].append(COMPLETION.unpack(p)))
+               on_receive=lambda p, now: got["completions"].append(codec(Completion).unpack(p)))
     ports.source(dut, "miss_answer")
     await tb.start()
     rng = random.Random(tb.rng.random())

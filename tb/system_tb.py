@@ -33,9 +33,8 @@ from dataclasses import replace
 from behavioral.message import Message, MessageError
 from behavioral.refni import ReferenceNI, RxResult
 from behavioral.workload import Workload
-from rtl.layouts import (FLIT_DATA_BITS, PAGE_BITS, RX_COUNTERS,
-                         Codec, Completion, CompletionEntry, Flit, MmioRequest, MmioStatus,
-                         NiFaultKind, NiOsOp, NotifyMode, TxError, UserReg,
+from rtl.layouts import (FLIT_DATA_BITS, PAGE_BITS, RX_COUNTERS, Completion, Flit, MmioRequest,
+                         MmioStatus, NiFaultKind, NiOsOp, NotifyMode, TxError, UserReg, codec,
                          ni_os_command_layout)
 
 from .component_tb import ComponentTB
@@ -45,8 +44,6 @@ from .stream import cycle
 
 __all__ = ["SystemTB"]
 
-FLIT, COMPLETION = Codec(Flit), Codec(Completion)
-MMIO_REQUEST, ENTRY = Codec(MmioRequest), Codec(CompletionEntry)
 _WORD_MASK = (1 << FLIT_DATA_BITS) - 1
 #: Faults that depend on when the OS answers, not on the message: left out of the comparison.
 _TIMING_FAULTS = {NiFaultKind.TX_MISS, NiFaultKind.RX_MISS}
@@ -68,7 +65,7 @@ class _LinkMonitor:
         self.on_message = on_message
 
     def transfer(self, payload, now):
-        flit = FLIT.unpack(payload)
+        flit = codec(Flit).unpack(payload)
         if not self.flits:
             self.first = now
         self.flits.append((flit["data"], bool(flit["last"])))
@@ -111,7 +108,7 @@ class SystemTB(ComponentTB):
             self.nodes[index] = node
             self.refs[index] = ReferenceNI(index, nodes=self.node_count,
                                            os_translate=self._page_table(node), **ni_params)
-        self.os_codec = Codec(ni_os_command_layout(self.params.get("asid_bits", 8)))
+        self.os_codec = codec(ni_os_command_layout(self.params.get("asid_bits", 8)))
         self._statuses = defaultdict(deque)         # node -> predicted MMIO answer statuses
         self._predicted = defaultdict(deque)        # (node, endpoint) -> messages to be sent
         self._refusals = {}                         # message id -> predicted TxError
@@ -161,7 +158,7 @@ class SystemTB(ComponentTB):
 
     def mmio_taken(self, node, payload, now):
         """A node's NI took an MMIO access (called by :class:`NodeSide`): the model takes it."""
-        fields = MMIO_REQUEST.unpack(payload)
+        fields = codec(MmioRequest).unpack(payload)
         status, _ = self.refs[node].mmio(fields["write"], fields["asid"], fields["addr"],
                                          fields["data"])
         self._statuses[node].append((status, fields))
@@ -268,7 +265,7 @@ class SystemTB(ComponentTB):
 
     def _completion(self, node):
         def taken(payload, now):
-            entry = COMPLETION.field(payload, "entry")
+            entry = codec(Completion).field(payload, "entry")
             owners = self._entry_owner.get((node, entry))
             if not owners:
                 self._mismatch(f"node {node}: completion for entry {entry:#x} at {now}, but no "

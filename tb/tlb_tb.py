@@ -14,7 +14,7 @@ from functools import partial
 from cocotb.triggers import ClockCycles
 
 from behavioral.tlb import TLBModel
-from rtl.layouts import (PAGE_BITS, Codec, TlbOp, TlbResponse, TlbStatus, tlb_command_layout,
+from rtl.layouts import (PAGE_BITS, TlbOp, TlbResponse, TlbStatus, codec, tlb_command_layout,
                          tlb_lookup_layout)
 from rtl.tlb import NITLB
 
@@ -23,7 +23,6 @@ from .stream import cycle
 
 __all__ = ["TLBTB"]
 
-RESPONSE = Codec(TlbResponse)
 PORTS = ("tx", "rx")
 
 
@@ -44,8 +43,8 @@ class TLBTB(ComponentTB):
         super().__init__(dut, seed=seed)
         self.entries = self.params["entries"]
         self.asid_bits = self.params["asid_bits"]
-        self.lookup_codec = Codec(tlb_lookup_layout(self.asid_bits))
-        self.command_codec = Codec(tlb_command_layout(self.asid_bits))
+        self.lookup_codec = codec(tlb_lookup_layout(self.asid_bits))
+        self.command_codec = codec(tlb_command_layout(self.asid_bits))
         self.model = TLBModel(self.entries, self.asid_bits)
         self.mismatches = []
         self.counts = {status.name: 0 for status in TlbStatus}
@@ -137,7 +136,7 @@ class TLBTB(ComponentTB):
         if answer.index is not None and self._last_write[answer.index] >= taken:
             status, ppn = TlbStatus.MISS, 0
             self.counts["stale"] += 1
-        got = RESPONSE.unpack(payload)
+        got = codec(TlbResponse).unpack(payload)
         self.counts[got["status"].name] += 1
         self.latencies[port].append(when - taken)
         self.arrivals[port].append(when)

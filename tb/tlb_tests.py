@@ -6,7 +6,7 @@ The knobs (``--param NAME=VALUE``) and their defaults are in :mod:`tb.testbenche
 import cocotb
 from cocotb.triggers import ClockCycles
 
-from rtl.layouts import TlbOp, TlbStatus
+from rtl.layouts import TlbOp
 
 from .component_tb import knobs, seed_for
 from .runner import record_result

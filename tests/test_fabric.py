@@ -1,8 +1,9 @@
 import pytest
 
 from behavioral.fabric import FabricModel
-from behavioral.message import FLIT, Message
+from behavioral.message import Message
 from rtl.fabric import Fabric
+from rtl.layouts import Flit, codec
 from tests.sim import run
 
 
@@ -20,7 +21,7 @@ def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
                 ctx.set(stream.valid, bool(queue))
                 if queue:
                     data, last = queue[0]
-                    ctx.set(stream.payload.as_value(), FLIT.pack(data=data, last=last))
+                    ctx.set(stream.payload.as_value(), codec(Flit).pack(data=data, last=last))
             for port, stream in enumerate(dut.outputs):
                 ctx.set(stream.ready, ready(cycle, port))
             for port, stream in enumerate(dut.inputs):
@@ -29,7 +30,7 @@ def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
                     accepted[port].append(cycle)
             for port, stream in enumerate(dut.outputs):
                 if ctx.get(stream.valid) and ctx.get(stream.ready):
-                    flit = FLIT.unpack(ctx.get(stream.payload.as_value()))
+                    flit = codec(Flit).unpack(ctx.get(stream.payload.as_value()))
                     outputs[port].append((cycle, flit["data"], bool(flit["last"])))
             await ctx.tick()
 
@@ -81,7 +82,7 @@ def test_drop_counter_counts_each_dropped_message():
         for flits in (bad, bad, bad):
             for data, last in flits:
                 ctx.set(dut.inputs[1].valid, 1)
-                ctx.set(dut.inputs[1].payload.as_value(), FLIT.pack(data=data, last=last))
+                ctx.set(dut.inputs[1].payload.as_value(), codec(Flit).pack(data=data, last=last))
                 assert ctx.get(dut.inputs[1].ready)
                 await ctx.tick()
             ctx.set(dut.inputs[1].valid, 0)

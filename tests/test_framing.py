@@ -3,9 +3,9 @@ link format of behavioral/message.py."""
 
 import random
 
-from behavioral.message import HEADER, Message
+from behavioral.message import Message
 from rtl.framing import MessageFramer
-from rtl.layouts import FLIT_BYTES, MAX_PAYLOAD_BYTES, MessageKind
+from rtl.layouts import FLIT_BYTES, MAX_PAYLOAD_BYTES, MessageHeader, MessageKind, codec
 from tests.sim import run, stream_put
 
 
@@ -93,4 +93,4 @@ def test_the_header_sits_in_the_first_flits():
     """The destination node is in the first flit (the Fabric routes on it)."""
     message = random_message(random.Random(2), 16)
     flits, _ = frame([message])
-    assert HEADER.field(flits[0][0], "dst_node") == message.dst_node
+    assert codec(MessageHeader).field(flits[0][0], "dst_node") == message.dst_node

@@ -9,15 +9,12 @@ import pytest
 from amaranth.hdl import Value
 
 from behavioral.locktable import LockResult, LockTableModel
-from rtl.layouts import (LOCK_SIGNAL_RESERVE, Codec, LockOp, LockOsEvent, LockOsReason,
-                         LockReleased, LockRequest, LockResponse, LockSignal, LockStatus,
-                         Residency)
+from rtl.layouts import (LOCK_SIGNAL_RESERVE, LockOp, LockOsEvent, LockOsReason, LockReleased,
+                         LockRequest, LockResponse, LockSignal, LockStatus, Residency, codec)
 from rtl.locktable import LockTable
 from rtl.params import silence_unused
 from tests.sim import OneAtATime, edges, run, stream_put, stream_put_together, tracer, transfer
 
-REQUEST, RESPONSE, SIGNAL = Codec(LockRequest), Codec(LockResponse), Codec(LockSignal)
-RELEASED, OS_EVENT, RESIDENCY = Codec(LockReleased), Codec(LockOsEvent), Codec(Residency)
 ACQUIRE, RELEASE, WAIT = LockOp.ACQUIRE, LockOp.RELEASE, LockOp.WAIT
 GRANTED, BLOCKED, FULL = LockStatus.GRANTED, LockStatus.BLOCKED, LockStatus.FULL
 NOT_OWNER, WRONG_KIND = LockStatus.NOT_OWNER, LockStatus.WRONG_KIND
@@ -37,13 +34,13 @@ def small_table(**kwargs):
 
 
 def released(context, thread, addr=A, asid=ASID):
-    return LockResult(released=RELEASED.unpack(RELEASED.pack(context=context, thread=thread,
-                                                             asid=asid, addr=addr)))
+    bits = codec(LockReleased).pack(context=context, thread=thread, asid=asid, addr=addr)
+    return LockResult(released=codec(LockReleased).unpack(bits))
 
 
 def to_os(reason, thread, addr, asid=ASID):
-    return LockResult(os_event=OS_EVENT.unpack(OS_EVENT.pack(reason=reason, thread=thread,
-                                                             asid=asid, addr=addr)))
+    bits = codec(LockOsEvent).pack(reason=reason, thread=thread, asid=asid, addr=addr)
+    return LockResult(os_event=codec(LockOsEvent).unpack(bits))
 
 
 def answered(status, event=LockResult()):
@@ -63,26 +60,26 @@ class Table(OneAtATime):
         out = await self.outputs(ctx)
         status = None
         if out["response"] is not None:
-            response = RESPONSE.unpack(out["response"])
+            response = codec(LockResponse).unpack(out["response"])
             assert response["thread"] == thread, "the response does not echo the thread"
             status = response["status"]
         return LockResult(status,
-                          RELEASED.unpack(out["released"]) if out["released"] is not None
+                          codec(LockReleased).unpack(out["released"]) if out["released"] is not None
                           else None,
-                          OS_EVENT.unpack(out["os"]) if out["os"] is not None else None)
+                          codec(LockOsEvent).unpack(out["os"]) if out["os"] is not None else None)
 
     async def request(self, ctx, op, addr, thread, asid=ASID):
-        await stream_put(ctx, self.dut.request, REQUEST.pack(op=op, asid=asid, addr=addr,
-                                                             thread=thread))
+        await stream_put(ctx, self.dut.request, codec(LockRequest).pack(op=op, asid=asid, addr=addr,
+                                                                        thread=thread))
         return await self._result(ctx, thread)
 
     async def signal(self, ctx, addr, asid=ASID):
-        await stream_put(ctx, self.dut.signal, SIGNAL.pack(asid=asid, addr=addr))
+        await stream_put(ctx, self.dut.signal, codec(LockSignal).pack(asid=asid, addr=addr))
         return await self._result(ctx)
 
     async def residency(self, ctx, context, thread, resident=1):
-        await stream_put(ctx, self.dut.residency, RESIDENCY.pack(context=context,
-                                                                 resident=resident, thread=thread))
+        await stream_put(ctx, self.dut.residency,
+                         codec(Residency).pack(context=context, resident=resident, thread=thread))
         assert await self._result(ctx) == LockResult()
 
     def used(self, ctx):
@@ -398,7 +395,7 @@ def test_signal_to_a_mutex_is_bad_signal_and_changes_nothing():
 async def hold(ctx, dut, addr, cycles):
     """Offer SIGNAL ``addr`` and leave it offered; return whether it was refused for ``cycles``
     edges with nothing coming out."""
-    ctx.set(Value.cast(dut.signal.payload), SIGNAL.pack(asid=ASID, addr=addr))
+    ctx.set(Value.cast(dut.signal.payload), codec(LockSignal).pack(asid=ASID, addr=addr))
     ctx.set(dut.signal.valid, 1)
     refused = True
     for _ in range(cycles):
@@ -419,8 +416,8 @@ def test_signal_held_at_the_count_maximum_until_a_wait_consumes_one():
         results.append(await hold(ctx, dut, A, 6))
         # The WAIT is taken first (the request's turn), the SIGNAL at the next edge.
         results.append(await stream_put_together(
-            ctx, (dut.request, REQUEST.pack(op=WAIT, asid=ASID, addr=A, thread=1)),
-            (dut.signal, SIGNAL.pack(asid=ASID, addr=A))))
+            ctx, (dut.request, codec(LockRequest).pack(op=WAIT, asid=ASID, addr=A, thread=1)),
+            (dut.signal, codec(LockSignal).pack(asid=ASID, addr=A))))
         await ctx.tick()
         for thread in (1, 2, 3, 4):                                   # count 3 again
             results.append(await table.request(ctx, WAIT, A, thread))
@@ -444,8 +441,8 @@ def test_signal_held_while_no_entry_is_free_until_one_frees():
         results.append(await hold(ctx, dut, C, 6))
         results.append(table.used(ctx))
         results.append(await stream_put_together(
-            ctx, (dut.request, REQUEST.pack(op=RELEASE, asid=ASID, addr=A, thread=1)),
-            (dut.signal, SIGNAL.pack(asid=ASID, addr=C))))
+            ctx, (dut.request, codec(LockRequest).pack(op=RELEASE, asid=ASID, addr=A, thread=1)),
+            (dut.signal, codec(LockSignal).pack(asid=ASID, addr=C))))
         await ctx.tick()
         results.append(table.used(ctx))
         results.append(await table.request(ctx, WAIT, C, 3))          # the SIGNAL was kept
@@ -473,15 +470,15 @@ def test_one_operation_per_cycle():
 
     async def requester(ctx):
         for op, addr, thread, _ in requests:
-            await stream_put(ctx, dut.request, REQUEST.pack(op=op, asid=ASID, addr=addr,
-                                                            thread=thread))
+            await stream_put(ctx, dut.request, codec(LockRequest).pack(op=op, asid=ASID, addr=addr,
+                                                                       thread=thread))
 
     async def ni(ctx):
         for _ in range(2):
-            await stream_put(ctx, dut.signal, SIGNAL.pack(asid=ASID, addr=B))
+            await stream_put(ctx, dut.signal, codec(LockSignal).pack(asid=ASID, addr=B))
 
     async def os(ctx):
-        await stream_put(ctx, dut.residency, RESIDENCY.pack(context=1, resident=1, thread=2))
+        await stream_put(ctx, dut.residency, codec(Residency).pack(context=1, resident=1, thread=2))
 
     async def consumer(ctx):
         for name in OUTPUTS:
@@ -502,7 +499,7 @@ def test_one_operation_per_cycle():
     assert [LockStatus(log[edge + 1]["status"]) for edge in taken] == \
         [status for *_, status in requests]
     assert edges(log, "released") == [taken[2] + 1]
-    assert RELEASED.unpack(log[taken[2] + 1]["woken"]) == released(1, 2).released
+    assert codec(LockReleased).unpack(log[taken[2] + 1]["woken"]) == released(1, 2).released
 
 
 def test_signal_reaches_released_in_two_cycles_behind_a_request():
@@ -517,10 +514,10 @@ def test_signal_reaches_released_in_two_cycles_behind_a_request():
         await table.residency(ctx, 1, 7)
         for together in (False, True):
             await table.request(ctx, WAIT, A, 7)
-            offers = [(dut.signal, SIGNAL.pack(asid=ASID, addr=A))]
+            offers = [(dut.signal, codec(LockSignal).pack(asid=ASID, addr=A))]
             if together:
-                offers.insert(0, (dut.request, REQUEST.pack(op=ACQUIRE, asid=ASID, addr=B,
-                                                            thread=3)))
+                acquire = codec(LockRequest).pack(op=ACQUIRE, asid=ASID, addr=B, thread=3)
+                offers.insert(0, (dut.request, acquire))
             waited.append(await stream_put_together(ctx, *offers))
             await ctx.tick().repeat(2)
 
@@ -532,7 +529,7 @@ def test_signal_reaches_released_in_two_cycles_behind_a_request():
     wakes = edges(log, "released")
     assert waited == [[1], [1, 2]]
     assert [wake - start for wake, start in zip(wakes, offered, strict=True)] == [1, 2]
-    assert [RELEASED.unpack(log[wake]["woken"]) for wake in wakes] == \
+    assert [codec(LockReleased).unpack(log[wake]["woken"]) for wake in wakes] == \
         [released(1, 7).released] * 2
 
 
@@ -545,14 +542,14 @@ def test_backpressure_holds_every_result_without_loss():
 
     async def bench(ctx):
         operations = [
-            (dut.residency, RESIDENCY.pack(context=0, resident=1, thread=2)),
-            *((dut.request, REQUEST.pack(op=op, asid=ASID, addr=addr, thread=thread))
+            (dut.residency, codec(Residency).pack(context=0, resident=1, thread=2)),
+            *((dut.request, codec(LockRequest).pack(op=op, asid=ASID, addr=addr, thread=thread))
               for op, addr, thread in ((ACQUIRE, A, 1), (ACQUIRE, A, 2), (ACQUIRE, A, 3),
                                        (RELEASE, A, 1), (RELEASE, A, 2))),
-            (dut.signal, SIGNAL.pack(asid=ASID, addr=A)),
-            (dut.request, REQUEST.pack(op=RELEASE, asid=ASID, addr=A, thread=3)),
-            (dut.request, REQUEST.pack(op=WAIT, asid=ASID, addr=B, thread=4)),
-            (dut.signal, SIGNAL.pack(asid=ASID, addr=B)),
+            (dut.signal, codec(LockSignal).pack(asid=ASID, addr=A)),
+            (dut.request, codec(LockRequest).pack(op=RELEASE, asid=ASID, addr=A, thread=3)),
+            (dut.request, codec(LockRequest).pack(op=WAIT, asid=ASID, addr=B, thread=4)),
+            (dut.signal, codec(LockSignal).pack(asid=ASID, addr=B)),
         ]
         for port, payload in operations:
             await stream_put(ctx, port, payload)
@@ -583,12 +580,13 @@ def test_backpressure_holds_every_result_without_loss():
     got = {name: [row[f"{name}_payload"] for row in log
                   if row[f"{name}_valid"] and row[f"{name}_ready"]] for name in OUTPUTS}
     assert len(edges(log, "taken")) == 10
-    assert [RESPONSE.unpack(bits) for bits in got["response"]] == [
+    assert [codec(LockResponse).unpack(bits) for bits in got["response"]] == [
         {"status": status, "thread": thread} for status, thread in (
             (GRANTED, 1), (BLOCKED, 2), (BLOCKED, 3), (GRANTED, 1), (GRANTED, 2), (GRANTED, 3),
             (BLOCKED, 4))]
-    assert [RELEASED.unpack(bits) for bits in got["released"]] == [released(0, 2).released]
-    assert [OS_EVENT.unpack(bits) for bits in got["os"]] == [
+    assert ([codec(LockReleased).unpack(bits) for bits in got["released"]]
+            == [released(0, 2).released])
+    assert [codec(LockOsEvent).unpack(bits) for bits in got["os"]] == [
         to_os(NOT_RESIDENT, 3, A).os_event, to_os(BAD_SIGNAL, 0, A).os_event,
         to_os(NOT_RESIDENT, 4, B).os_event]
 
@@ -636,13 +634,13 @@ def test_random_traffic_against_model(seed):
                 queue.append(thread)
         else:
             op, lock = WAIT, rng.choice(events)
-        return REQUEST.pack(op=op, asid=lock[0], addr=lock[1], thread=thread)
+        return codec(LockRequest).pack(op=op, asid=lock[0], addr=lock[1], thread=thread)
 
     requests = [random_request() for _ in range(200)]
-    signals = [SIGNAL.pack(asid=asid, addr=addr) for asid, addr in
+    signals = [codec(LockSignal).pack(asid=asid, addr=addr) for asid, addr in
                (rng.choice(events if rng.random() < 0.97 else mutexes) for _ in range(70))]
-    updates = [RESIDENCY.pack(context=rng.randrange(3), resident=rng.random() < 0.8,
-                              thread=rng.randrange(1, 5)) for _ in range(40)]
+    updates = [codec(Residency).pack(context=rng.randrange(3), resident=rng.random() < 0.8,
+                                     thread=rng.randrange(1, 5)) for _ in range(40)]
 
     async def consumer(ctx):
         while True:
@@ -676,27 +674,28 @@ def test_random_traffic_against_model(seed):
         outputs_free = not any(row[f"{name}_valid"] and not row[f"{name}_ready"]
                                for name in OUTPUTS)
         if taken(row, "residency"):
-            fields = RESIDENCY.unpack(row["residency_payload"])
+            fields = codec(Residency).unpack(row["residency_payload"])
             model.residency(fields["context"], fields["resident"], fields["thread"])
             result = LockResult()
         elif taken(row, "signal"):
-            result = model.signal(**SIGNAL.unpack(row["signal_payload"]))
+            result = model.signal(**codec(LockSignal).unpack(row["signal_payload"]))
             if result is None:
                 problems.append(f"edge {edge}: took a SIGNAL the specification holds")
                 continue
         elif taken(row, "request"):
-            fields = REQUEST.unpack(row["request_payload"])
+            fields = codec(LockRequest).unpack(row["request_payload"])
             result = model.request(**fields)
-            want["response"].append(RESPONSE.pack(status=result.status, thread=fields["thread"]))
+            want["response"].append(codec(LockResponse).pack(status=result.status,
+                                                             thread=fields["thread"]))
         else:
             if row["signal_valid"] and outputs_free:
-                if model.signal(**SIGNAL.unpack(row["signal_payload"])) is not None:
+                if model.signal(**codec(LockSignal).unpack(row["signal_payload"])) is not None:
                     problems.append(f"edge {edge}: held a SIGNAL the specification takes")
             continue
         if result.released is not None:
-            want["released"].append(RELEASED.pack(**result.released))
+            want["released"].append(codec(LockReleased).pack(**result.released))
         if result.os_event is not None:
-            want["os"].append(OS_EVENT.pack(**result.os_event))
+            want["os"].append(codec(LockOsEvent).pack(**result.os_event))
     assert sum(taken(row, "request") for row in log) == len(requests)
     assert sum(taken(row, "residency") for row in log) == len(updates)
     for name in OUTPUTS:

@@ -6,8 +6,7 @@ from collections import Counter, defaultdict, deque
 import pytest
 
 from behavioral.locktable import LockResult, LockTableModel
-from rtl.layouts import (Codec, LockKind, LockOp, LockOsEvent, LockOsReason, LockReleased,
-                         LockStatus)
+from rtl.layouts import LockKind, LockOp, LockOsEvent, LockOsReason, LockReleased, LockStatus, codec
 
 ASID, ADDR = 3, 0x7f00_1000
 ACQUIRE, RELEASE, WAIT = LockOp.ACQUIRE, LockOp.RELEASE, LockOp.WAIT
@@ -210,11 +209,11 @@ def test_events_compare_equal_to_unpacked_payloads():
     model.request(ACQUIRE, ASID, 0x40, 1)
     got = [model.signal(ASID, ADDR).released, model.signal(ASID, ADDR).os_event,
            model.signal(ASID, 0x40).os_event]
-    want = [Codec(LockReleased).unpack(Codec(LockReleased).pack(context=1, thread=6, asid=ASID,
+    want = [codec(LockReleased).unpack(codec(LockReleased).pack(context=1, thread=6, asid=ASID,
                                                                 addr=ADDR)),
-            Codec(LockOsEvent).unpack(Codec(LockOsEvent).pack(
+            codec(LockOsEvent).unpack(codec(LockOsEvent).pack(
                 reason=LockOsReason.NOT_RESIDENT, thread=7, asid=ASID, addr=ADDR)),
-            Codec(LockOsEvent).unpack(Codec(LockOsEvent).pack(
+            codec(LockOsEvent).unpack(codec(LockOsEvent).pack(
                 reason=LockOsReason.BAD_SIGNAL, asid=ASID, addr=0x40))]
     assert got == want
     assert all(type(g[k]) is type(w[k]) for g, w in zip(got, want) for k in w)

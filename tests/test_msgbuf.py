@@ -4,16 +4,11 @@ import random
 
 import pytest
 
-from rtl.layouts import (Codec, CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest,
-                         WordBeat, msgbuf_tx_command_layout)
+from rtl.layouts import (CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
+                         codec, msgbuf_tx_command_layout)
 from rtl.msgbuf import MessageBuffer
 from tests.sim import edges, run, stream_get, stream_put, tracer, transfer
 
-LINE_REQUEST = Codec(LineRequest)
-ANNOUNCEMENT = Codec(RxLineRequest)
-FILL_BEAT = Codec(RxFillBeat)
-COH_BEAT = Codec(CohResponse)
-WORD_BEAT = Codec(WordBeat)
 FULL = 0xFF
 MISS = [(0, 0, 1)]
 # The top nibble of a test word says where it came from.
@@ -97,7 +92,7 @@ class Neighbours:
             addr = (await serve(ctx, self.dut.coh_req)).addr
             self.coherence.append(addr)
             beats = [dict(dirty=1, data=data) for data in self.dirty.get(addr, ())]
-            await put_line(ctx, self.dut.coh_resp, COH_BEAT, beats or [{}])
+            await put_line(ctx, self.dut.coh_resp, codec(CohResponse), beats or [{}])
 
     async def memory_reads(self, ctx):
         while True:
@@ -105,7 +100,7 @@ class Neighbours:
             self.reads.append(addr)
             if self.memory_cycles:
                 await ctx.tick().repeat(self.memory_cycles)
-            await put_line(ctx, self.dut.mem_read_data, WORD_BEAT,
+            await put_line(ctx, self.dut.mem_read_data, codec(WordBeat),
                            [dict(data=data) for data in words_of(MEMORY, addr)])
 
     async def memory_writes(self, ctx):
@@ -115,12 +110,12 @@ class Neighbours:
 
 
 async def announce(ctx, dut, addr, mask=FULL):
-    await stream_put(ctx, dut.rx_line, ANNOUNCEMENT.pack(addr=addr, words=mask))
+    await stream_put(ctx, dut.rx_line, codec(RxLineRequest).pack(addr=addr, words=mask))
 
 
 async def send_fill(ctx, dut, words, mask=FULL):
     """Send the words of ``mask`` on ``rx_data``, in order."""
-    await put_line(ctx, dut.rx_data, FILL_BEAT,
+    await put_line(ctx, dut.rx_data, codec(RxFillBeat),
                    [dict(word=word, data=words[word]) for word in range(8) if mask >> word & 1])
 
 
@@ -132,7 +127,7 @@ async def fill(ctx, dut, addr, words, mask=FULL):
 async def probe(ctx, dut, port, addr):
     """Return the beats (hit, data, last) answering a probe of ``addr`` on ``port``
     (``"mc_lookup"`` or ``"ni_read"``)."""
-    await stream_put(ctx, getattr(dut, port), LINE_REQUEST.pack(addr=addr))
+    await stream_put(ctx, getattr(dut, port), codec(LineRequest).pack(addr=addr))
     answer = dut.mc_data if port == "mc_lookup" else dut.ni_data
     beats = []
     while not beats or not beats[-1][2]:
@@ -146,7 +141,7 @@ async def allocate(ctx, dut):
 
 
 async def tx_command(ctx, dut, op, line, word=0, data=0):
-    command = Codec(msgbuf_tx_command_layout(dut.lines))
+    command = codec(msgbuf_tx_command_layout(dut.lines))
     await stream_put(ctx, dut.tx_cmd, command.pack(op=op, line=line, word=word, data=data))
 
 
@@ -357,7 +352,7 @@ def test_merges_outstanding_at_most():
             await ctx.tick()
             if reads and reads[0][0] <= clock["edge"]:
                 _, addr = reads.pop(0)
-                await put_line(ctx, dut.mem_read_data, WORD_BEAT,
+                await put_line(ctx, dut.mem_read_data, codec(WordBeat),
                                [dict(data=data) for data in words_of(MEMORY, addr)])
 
     trace = tracer(log, filled=fill_done(dut), merged=merge_done(dut), read=transfer(dut.mem_read))

@@ -11,11 +11,11 @@ import pytest
 from behavioral.core import Load, MmioRead, MmioWrite, Wait
 from behavioral.memory import SparseMemory
 from behavioral.message import Message
-from behavioral.msglib import DESCRIPTOR, MmioError, Receiver, arm, register, send, wait_lock
+from behavioral.msglib import MmioError, Receiver, arm, register, send, wait_lock
 from behavioral.refni import ReferenceNI, RxResult
 from behavioral.vm import Ring
 from rtl.layouts import (COMPLETION_BYTES, CompletionStatus, LockStatus, NiOsOp, NotifyMode,
-                         SendFlags, TlbOp, TxError, UserReg)
+                         SendDescriptor, SendFlags, TlbOp, TxError, UserReg, codec)
 
 ASID = 2
 RING = Ring(va=0x7000_0000_0000, pa=0x0030_0000, entries=4)
@@ -88,8 +88,8 @@ def test_pio_send_produces_the_message(ni):
         dst_node=1, src_node=0, dst_endpoint=4, src_endpoint=1, notify=True, seq=0, key=7,
         remote_va=0x2000, metadata=99,
         payload=(0xAA).to_bytes(8, "little") + (0xBB).to_bytes(8, "little"))
-    bits = DESCRIPTOR.pack(dst_node=1, dst_endpoint=4, flags=SendFlags.NOTIFY.value, length=16,
-                           key=7, remote_va=0x2000, metadata=99)
+    bits = codec(SendDescriptor).pack(dst_node=1, dst_endpoint=4, flags=SendFlags.NOTIFY.value,
+                                      length=16, key=7, remote_va=0x2000, metadata=99)
     assert ops == [
         *(MmioWrite(register(1, UserReg.DESCRIPTOR, i), bits >> (64 * i) & (2**64 - 1))
           for i in range(4)),

@@ -7,22 +7,16 @@ request "not dirty" and every memory read with zeros."""
 import pytest
 from amaranth.hdl import Value
 
-from behavioral.message import FLIT, Message
-from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_WORDS, PAGE_BITS, CohResponse, Codec,
-                         LockOp, LockOsEvent, LockOsReason, LockReleased, LockRequest,
-                         LockResponse, LockStatus, MmioRequest, MmioResponse, MmioStatus,
-                         NiEngine, NiFault, NiFaultKind, NiOsOp, NotifyMode, SendDescriptor,
-                         SendFlags, TlbOp, TxError, TxStatus, UserReg, WordBeat,
-                         ni_os_command_layout)
+from behavioral.message import Message
+from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_WORDS, PAGE_BITS, CohResponse, Flit,
+                         LockOp, LockOsEvent, LockOsReason, LockReleased, LockRequest, LockResponse,
+                         LockStatus, MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
+                         NiFaultKind, NiOsOp, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError,
+                         TxStatus, UserReg, WordBeat, codec, ni_os_command_layout)
 from rtl.ni import NetworkInterface
 from tests.sim import run, stream_get, stream_put, transfer
 
-OS_COMMAND = Codec(ni_os_command_layout())
-REQUEST, RESPONSE = Codec(MmioRequest), Codec(MmioResponse)
-FAULT, STATUS, DESCRIPTOR = Codec(NiFault), Codec(TxStatus), Codec(SendDescriptor)
-LOCK_REQUEST, LOCK_RESPONSE = Codec(LockRequest), Codec(LockResponse)
-RELEASED, LOCK_OS = Codec(LockReleased), Codec(LockOsEvent)
-COH, WORD = Codec(CohResponse), Codec(WordBeat)
+OS_COMMAND = codec(ni_os_command_layout())
 
 #: A configuration small enough to elaborate and build a simulator for in about two seconds.
 SMALL = dict(node=0, nodes=2, endpoints=2, contexts=2, tlb_entries=4, lines=8, tx_lines=2,
@@ -59,16 +53,17 @@ def arrival(*, dst_endpoint=0, notify=True, remote_va=REMOTE_VA):
 
 
 def descriptor_words(**fields):
-    packed = DESCRIPTOR.pack(**fields)
+    packed = codec(SendDescriptor).pack(**fields)
     return [(packed >> (64 * i)) & MASK64 for i in range(DESCRIPTOR_WORDS)]
 
 
 def status(busy=0, error=TxError.NONE, sent=0):
-    return STATUS.pack(busy=busy, error=error, sent=sent)
+    return codec(TxStatus).pack(busy=busy, error=error, sent=sent)
 
 
 def fault(kind, *, endpoint, asid, va=0, node=0):
-    return FAULT.unpack(FAULT.pack(kind=kind, endpoint=endpoint, asid=asid, va=va, node=node))
+    return codec(NiFault).unpack(codec(NiFault).pack(kind=kind, endpoint=endpoint, asid=asid,
+                                                     va=va, node=node))
 
 
 class Bench:
@@ -116,7 +111,7 @@ class Bench:
         ``until`` when the simulation ends.)"""
         request, answer = self.dut.coh_req, self.dut.coh_resp
         ctx.set(request.ready, 1)
-        ctx.set(Value.cast(answer.payload), COH.pack(dirty=0, data=0, last=1))
+        ctx.set(Value.cast(answer.payload), codec(CohResponse).pack(dirty=0, data=0, last=1))
         owed = 0
         async for _, _, asked, answered in ctx.tick().sample(transfer(request),
                                                               transfer(answer)):
@@ -134,7 +129,8 @@ class Bench:
                                                               transfer(answer)):
             owed += LINE_WORDS * asked - answered
             ctx.set(answer.valid, owed > 0)
-            ctx.set(Value.cast(answer.payload), WORD.pack(data=0, last=int(owed % LINE_WORDS == 1)))
+            ctx.set(Value.cast(answer.payload),
+                    codec(WordBeat).pack(data=0, last=int(owed % LINE_WORDS == 1)))
 
     async def _dma(self, ctx):
         """The TX engine's DMA reads, from the same memory of zeros."""
@@ -156,9 +152,10 @@ class Bench:
     async def mmio(self, ctx, write, endpoint, offset, data=0, *, asid=ASID):
         """Make one access; return ``(MmioStatus, data)`` of its answer."""
         offset = offset.value if isinstance(offset, UserReg) else offset
-        await stream_put(ctx, self.dut.cpu_request, REQUEST.pack(
+        await stream_put(ctx, self.dut.cpu_request, codec(MmioRequest).pack(
             write=write, asid=asid, addr=endpoint << PAGE_BITS | offset, data=data))
-        answer = RESPONSE.unpack((await stream_get(ctx, self.dut.cpu_response)).as_bits())
+        answer = codec(MmioResponse).unpack(
+            (await stream_get(ctx, self.dut.cpu_response)).as_bits())
         return answer["status"], answer["data"]
 
     async def read(self, ctx, endpoint, offset, *, asid=ASID):
@@ -186,13 +183,14 @@ class Bench:
 
     async def deliver(self, ctx, message):
         for data, last in message.flits():
-            await stream_put(ctx, self.dut.link_rx, FLIT.pack(data=data, last=last))
+            await stream_put(ctx, self.dut.link_rx, codec(Flit).pack(data=data, last=last))
 
     async def lock(self, ctx, op, addr, *, thread=THREAD):
         """Make one lock operation in ASID; return its LockStatus."""
-        await stream_put(ctx, self.dut.lock_request, LOCK_REQUEST.pack(
+        await stream_put(ctx, self.dut.lock_request, codec(LockRequest).pack(
             op=op, asid=ASID, addr=addr, thread=thread))
-        response = LOCK_RESPONSE.unpack((await stream_get(ctx, self.dut.lock_response)).as_bits())
+        response = codec(LockResponse).unpack(
+            (await stream_get(ctx, self.dut.lock_response)).as_bits())
         assert response["thread"] == thread
         return response["status"]
 
@@ -208,7 +206,7 @@ class Bench:
         """Wait until ``endpoint``'s STATUS shows busy low; return STATUS."""
         for _ in range(100):
             value = await self.register(ctx, endpoint, UserReg.STATUS)
-            if not STATUS.field(value, "busy"):
+            if not codec(TxStatus).field(value, "busy"):
                 return value
         raise AssertionError(f"endpoint {endpoint} stays busy")
 
@@ -216,11 +214,11 @@ class Bench:
         return ctx.get(getattr(self.dut, f"count_{name}"))
 
     def faults(self):
-        return [FAULT.unpack(bits) for bits in self.taken["fault"]]
+        return [codec(NiFault).unpack(bits) for bits in self.taken["fault"]]
 
     def sent(self):
         """The messages taken on ``link_tx``."""
-        flits = [(FLIT.field(bits, "data"), FLIT.field(bits, "last"))
+        flits = [(codec(Flit).field(bits, "data"), codec(Flit).field(bits, "last"))
                  for bits in self.taken["link_tx"]]
         messages, start = [], 0
         for index, (_, last) in enumerate(flits):
@@ -341,7 +339,7 @@ def test_foreign_asid_waits_while_its_fault_is_not_taken():
         seen["first"] = await bench.read(ctx, 0, UserReg.STATUS, asid=OTHER_ASID)
         seen["own while pending"] = await bench.read(ctx, 0, UserReg.RING_TAIL)
         ctx.set(dut.cpu_request.valid, 1)
-        ctx.set(Value.cast(dut.cpu_request.payload), REQUEST.pack(
+        ctx.set(Value.cast(dut.cpu_request.payload), codec(MmioRequest).pack(
             write=0, asid=OTHER_ASID + 1, addr=UserReg.RING_HEAD.value))
         readies = []
         for _ in range(10):
@@ -351,7 +349,8 @@ def test_foreign_asid_waits_while_its_fault_is_not_taken():
         ctx.set(dut.fault.ready, 1)
         await ctx.tick().until(dut.cpu_request.ready)
         ctx.set(dut.cpu_request.valid, 0)
-        seen["second"] = RESPONSE.unpack((await stream_get(ctx, dut.cpu_response)).as_bits())
+        seen["second"] = codec(MmioResponse).unpack(
+            (await stream_get(ctx, dut.cpu_response)).as_bits())
         await ctx.tick().repeat(5)
 
     bench.run(test)
@@ -444,11 +443,12 @@ async def set_up_receiver(bench, ctx, *, endpoint=0):
 
 
 def released(context):
-    return RELEASED.pack(context=context, thread=THREAD, asid=ASID, addr=LOCK_VA)
+    return codec(LockReleased).pack(context=context, thread=THREAD, asid=ASID, addr=LOCK_VA)
 
 
 def not_resident():
-    return LOCK_OS.pack(reason=LockOsReason.NOT_RESIDENT, thread=THREAD, asid=ASID, addr=LOCK_VA)
+    return codec(LockOsEvent).pack(reason=LockOsReason.NOT_RESIDENT, thread=THREAD, asid=ASID,
+                                   addr=LOCK_VA)
 
 
 @pytest.mark.parametrize("contexts, released_, os_events", [

@@ -8,15 +8,13 @@ import pytest
 from amaranth.hdl import Value
 
 from behavioral.notifier import NotifierModel, NotifierResult
-from rtl.layouts import (NOTIFIER_COUNTERS, Codec, Completion, HandlerReturn, HandlerReturnOp,
-                         LockSignal, NotifierCommandOp, NotifyEvent, NotifyEventKind, NotifyMode,
-                         NotifyOsEvent, NotifyOsReason)
+from rtl.layouts import (NOTIFIER_COUNTERS, Completion, HandlerReturn, HandlerReturnOp, LockSignal,
+                         NotifierCommandOp, NotifyEvent, NotifyEventKind, NotifyMode, NotifyOsEvent,
+                         NotifyOsReason, codec)
 from rtl.notifier import Notifier
 from rtl.params import silence_unused
 from tests.sim import OneAtATime, edges, run, stream_put, stream_put_together, tracer, transfer
 
-COMPLETION, RETURN = Codec(Completion), Codec(HandlerReturn)
-EVENT, SIGNAL, OS_EVENT = Codec(NotifyEvent), Codec(LockSignal), Codec(NotifyOsEvent)
 NONE, LOCK, BRANCH, SPAWN = NotifyMode.NONE, NotifyMode.LOCK, NotifyMode.BRANCH, NotifyMode.SPAWN
 RET, EXIT = HandlerReturnOp.RETURN, HandlerReturnOp.EXIT
 WRITE_ENDPOINT, WRITE_CONTEXT = NotifierCommandOp.WRITE_ENDPOINT, NotifierCommandOp.WRITE_CONTEXT
@@ -38,23 +36,24 @@ def entry(number):
 
 
 def branched(context, thread, endpoint, entry, pc=PC):
-    return NotifierResult(event=EVENT.unpack(EVENT.pack(
+    return NotifierResult(event=codec(NotifyEvent).unpack(codec(NotifyEvent).pack(
         kind=NotifyEventKind.BRANCH, context=context, thread=thread, endpoint=endpoint, pc=pc,
         entry=entry)))
 
 
 def spawned(context, thread, endpoint, entry, evicted=None, pc=PC, sp=STACK):
-    return NotifierResult(event=EVENT.unpack(EVENT.pack(
+    return NotifierResult(event=codec(NotifyEvent).unpack(codec(NotifyEvent).pack(
         kind=NotifyEventKind.SPAWN, evict=int(evicted is not None), context=context,
         thread=thread, evicted=evicted or 0, endpoint=endpoint, pc=pc, sp=sp, entry=entry)))
 
 
 def signalled(asid, addr):
-    return NotifierResult(signal=SIGNAL.unpack(SIGNAL.pack(asid=asid, addr=addr)))
+    return NotifierResult(signal=codec(LockSignal).unpack(
+        codec(LockSignal).pack(asid=asid, addr=addr)))
 
 
 def to_os(reason, endpoint, thread, entry):
-    return NotifierResult(os_event=OS_EVENT.unpack(OS_EVENT.pack(
+    return NotifierResult(os_event=codec(NotifyOsEvent).unpack(codec(NotifyOsEvent).pack(
         reason=reason, endpoint=endpoint, thread=thread, entry=entry)))
 
 
@@ -72,20 +71,22 @@ class Box(OneAtATime):
 
     def __init__(self, dut):
         super().__init__(dut, OUTPUTS, deadline_cycles=DEADLINE)
-        self.command_codec = Codec(dut.command.payload.shape())
+        self.command_codec = codec(dut.command.payload.shape())
 
     async def _result(self, ctx):
         out = await self.outputs(ctx)
-        return NotifierResult(*(codec.unpack(out[name]) if out[name] is not None else None
-                                for name, codec in zip(OUTPUTS, (EVENT, SIGNAL, OS_EVENT))))
+        return NotifierResult(*(codec(layout).unpack(out[name]) if out[name] is not None else None
+                                for name, layout in zip(OUTPUTS, (NotifyEvent, LockSignal,
+                                                                  NotifyOsEvent))))
 
     async def completion(self, ctx, endpoint, entry):
-        await stream_put(ctx, self.dut.completion, COMPLETION.pack(endpoint=endpoint, entry=entry))
+        await stream_put(ctx, self.dut.completion,
+                         codec(Completion).pack(endpoint=endpoint, entry=entry))
         return await self._result(ctx)
 
     async def handler_return(self, ctx, op, endpoint=0, context=0):
-        await stream_put(ctx, self.dut.handler_return, RETURN.pack(op=op, endpoint=endpoint,
-                                                                   context=context))
+        await stream_put(ctx, self.dut.handler_return,
+                         codec(HandlerReturn).pack(op=op, endpoint=endpoint, context=context))
         return await self._result(ctx)
 
     async def write_endpoint(self, ctx, index, **fields):
@@ -416,17 +417,17 @@ def test_one_input_per_cycle_return_then_command_then_completion():
         await box.write_endpoint(ctx, 0, mode=BRANCH, thread=9, handler_pc=PC)
         await box.completion(ctx, 0, entry(1))
         results.append(await stream_put_together(
-            ctx, (dut.completion, COMPLETION.pack(endpoint=0, entry=entry(2))),
+            ctx, (dut.completion, codec(Completion).pack(endpoint=0, entry=entry(2))),
             (dut.command, box.command_codec.pack(op=WRITE_ENDPOINT, index=0, endpoint={
                 "mode": BRANCH, "thread": 9, "handler_pc": PC2})),
-            (dut.handler_return, RETURN.pack(op=RET, endpoint=0, context=0))))
+            (dut.handler_return, codec(HandlerReturn).pack(op=RET, endpoint=0, context=0))))
         await ctx.tick().repeat(2)
         results.append(box.counters(ctx))
 
     box.run(tracer(log, event=transfer(dut.event), payload=Value.cast(dut.event.payload)), bench,
             check=False)
     assert results == [[3, 2, 1], counts(branch=2)]
-    assert [EVENT.unpack(log[edge]["payload"]) for edge in edges(log, "event")] == [
+    assert [codec(NotifyEvent).unpack(log[edge]["payload"]) for edge in edges(log, "event")] == [
         branched(0, 9, 0, entry(1)).event, branched(0, 9, 0, entry(2), pc=PC2).event]
 
 
@@ -434,7 +435,7 @@ def test_backpressure_holds_every_output_without_loss():
     """With the outputs ready only now and then, every output comes out once, in order; an output
     waiting stays valid and unchanged, and no input is taken while one waits."""
     dut = small_notifier()
-    command = Codec(dut.command.payload.shape())
+    command = codec(dut.command.payload.shape())
     log = []
     pattern = {"event": (3, 0), "signal": (4, 1), "os": (5, 2)}      # ready when edge % n == k
 
@@ -446,11 +447,11 @@ def test_backpressure_holds_every_output_without_loss():
                 "mode": BRANCH, "thread": 9, "handler_pc": PC})),
             (dut.command, command.pack(op=WRITE_ENDPOINT, index=1, endpoint={
                 "mode": LOCK, "asid": 7, "lock": LOCK_VA})),
-            *((dut.completion, COMPLETION.pack(endpoint=endpoint, entry=entry(number)))
+            *((dut.completion, codec(Completion).pack(endpoint=endpoint, entry=entry(number)))
               for endpoint, number in ((0, 1), (0, 2), (1, 3), (0, 4), (0, 5), (1, 6), (3, 7))),
-            (dut.handler_return, RETURN.pack(op=RET, endpoint=0, context=1)),
-            (dut.completion, COMPLETION.pack(endpoint=1, entry=entry(8))),
-            (dut.handler_return, RETURN.pack(op=RET, endpoint=0, context=0)),
+            (dut.handler_return, codec(HandlerReturn).pack(op=RET, endpoint=0, context=1)),
+            (dut.completion, codec(Completion).pack(endpoint=1, entry=entry(8))),
+            (dut.handler_return, codec(HandlerReturn).pack(op=RET, endpoint=0, context=0)),
         ]
         for port, payload in inputs:
             await stream_put(ctx, port, payload)
@@ -478,9 +479,9 @@ def test_backpressure_holds_every_output_without_loss():
         for name in waiting:
             assert log[edge + 1][f"{name}_valid"], f"edge {edge}: {name} dropped"
             assert log[edge + 1][f"{name}_payload"] == row[f"{name}_payload"]
-    got = {name: [codec.unpack(row[f"{name}_payload"]) for row in log
+    got = {name: [codec(layout).unpack(row[f"{name}_payload"]) for row in log
                   if row[f"{name}_valid"] and row[f"{name}_ready"]]
-           for name, codec in zip(OUTPUTS, (EVENT, SIGNAL, OS_EVENT))}
+           for name, layout in zip(OUTPUTS, (NotifyEvent, LockSignal, NotifyOsEvent))}
     assert len(edges(log, "taken")) == 13
     assert got == {
         "event": [branched(0, 9, 0, entry(1)).event, branched(1, 9, 0, entry(2)).event,
@@ -523,13 +524,14 @@ def random_input(rng, endpoints, contexts, command):
                        weights=[10, 4, 1, 2, 2])[0]
     endpoint = rng.randrange(endpoints) if rng.random() < 0.9 else endpoints
     if kind == "completion":
-        return "completion", COMPLETION.pack(endpoint=endpoint, entry=entry(rng.randrange(64)))
+        return "completion", codec(Completion).pack(endpoint=endpoint,
+                                                    entry=entry(rng.randrange(64)))
     if kind == "return":
-        return "handler_return", RETURN.pack(op=RET, endpoint=endpoint,
-                                             context=rng.randrange(contexts))
+        return "handler_return", codec(HandlerReturn).pack(op=RET, endpoint=endpoint,
+                                                           context=rng.randrange(contexts))
     if kind == "exit":
-        return "handler_return", RETURN.pack(op=EXIT, context=rng.randrange(contexts)
-                                             if rng.random() < 0.9 else contexts)
+        context = rng.randrange(contexts) if rng.random() < 0.9 else contexts
+        return "handler_return", codec(HandlerReturn).pack(op=EXIT, context=context)
     if kind == "endpoint":
         fields = {"mode": rng.choices(list(NotifyMode), weights=[1, 1, 3, 2])[0],
                   "asid": rng.randrange(4), "thread": rng.randrange(1, 4),
@@ -546,9 +548,9 @@ def random_input(rng, endpoints, contexts, command):
 def apply(model, command, port, payload):
     """Apply an input to the reference model; return its NotifierResult."""
     if port == "completion":
-        return model.completion(**COMPLETION.unpack(payload))
+        return model.completion(**codec(Completion).unpack(payload))
     if port == "handler_return":
-        return model.handler_return(**RETURN.unpack(payload))
+        return model.handler_return(**codec(HandlerReturn).unpack(payload))
     fields = command.unpack(payload)
     model.command(fields["op"], fields["index"], fields["endpoint"], fields["context"])
     return NOTHING
@@ -592,7 +594,7 @@ def test_random_traffic_against_model(seed):
     rng = random.Random(seed)
     params = dict(endpoints=2, contexts=2, queue_depth=2)
     dut, model = Notifier(**params), NotifierModel(**params)
-    command = Codec(dut.command.payload.shape())
+    command = codec(dut.command.payload.shape())
     log = []
     inputs = {"completion": [], "handler_return": [], "command": []}
     while sum(map(len, inputs.values())) < 200:
@@ -632,10 +634,10 @@ def test_random_traffic_against_model(seed):
         for port in ports:
             taken[port] += 1
             result = apply(model, command, port, row[f"{port}_payload"])
-            for name, value, codec in zip(OUTPUTS, (result.event, result.signal,
-                                                    result.os_event), (EVENT, SIGNAL, OS_EVENT)):
+            for name, value, layout in zip(OUTPUTS, (result.event, result.signal, result.os_event),
+                                           (NotifyEvent, LockSignal, NotifyOsEvent)):
                 if value is not None:
-                    want[name].append(codec.pack(**value))
+                    want[name].append(codec(layout).pack(**value))
     got = {name: [row[f"{name}_payload"] for row in log if row[f"{name}_taken"]]
            for name in OUTPUTS}
     assert taken == {port: len(payloads) for port, payloads in inputs.items()}, \

@@ -6,8 +6,9 @@ from collections import Counter, deque
 import pytest
 
 from behavioral.notifier import NotifierModel, NotifierResult
-from rtl.layouts import (NOTIFIER_COUNTERS, Codec, HandlerReturnOp, LockSignal, NotifierCommandOp,
-                         NotifyEvent, NotifyEventKind, NotifyMode, NotifyOsEvent, NotifyOsReason)
+from rtl.layouts import (NOTIFIER_COUNTERS, HandlerReturnOp, LockSignal, NotifierCommandOp,
+                         NotifyEvent, NotifyEventKind, NotifyMode, NotifyOsEvent, NotifyOsReason,
+                         codec)
 
 WRITE_ENDPOINT, WRITE_CONTEXT = NotifierCommandOp.WRITE_ENDPOINT, NotifierCommandOp.WRITE_CONTEXT
 RETURN, EXIT = HandlerReturnOp.RETURN, HandlerReturnOp.EXIT
@@ -251,7 +252,7 @@ def test_outputs_compare_equal_to_unpacked_payloads():
             (NotifyEvent, dict(kind=NotifyEventKind.BRANCH, thread=7, endpoint=1, pc=PC,
                                entry=0x80)),
             (LockSignal, dict(asid=2, addr=LOCK))]
-    want = [Codec(layout).unpack(Codec(layout).pack(**fields)) for layout, fields in want]
+    want = [codec(layout).unpack(codec(layout).pack(**fields)) for layout, fields in want]
     assert got == want
     assert all(type(g[k]) is type(w[k]) for g, w in zip(got, want) for k in w)
 

@@ -10,13 +10,13 @@ import zlib
 import pytest
 
 from behavioral.memory import SparseMemory
-from behavioral.message import HEADER, TRAILER, Message
-from behavioral.refni import (DESCRIPTOR, ENTRY, ReferenceNI, ReferenceSystem, RxResult,
+from behavioral.message import Message
+from behavioral.refni import (ReferenceNI, ReferenceSystem, RxResult,
                               TxOutcome)
 from behavioral.vm import Page
-from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, HEADER_FLITS, MmioStatus,
-                         NiEngine, NiFaultKind, NiOsOp, NotifyMode, SendFlags, TlbOp, TxError,
-                         UserReg)
+from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, HEADER_FLITS, CompletionEntry, MessageHeader,
+                         MmioStatus, NiEngine, NiFaultKind, NiOsOp, NotifyMode, SendDescriptor,
+                         SendFlags, TlbOp, Trailer, TxError, UserReg, codec)
 
 ASID = 3
 THREAD = 7
@@ -57,8 +57,8 @@ def read(ni, endpoint, reg, asid=ASID):
 def post(ni, endpoint, payload=(), *, flags=0, length=None, **fields):
     """Write a descriptor (and PIO payload) into ``endpoint``'s slot and ring the doorbell."""
     fields = {"dst_node": 1, "dst_endpoint": 2, "key": KEY, "remote_va": VA, **fields}
-    bits = DESCRIPTOR.pack(flags=flags, length=8 * len(payload) if length is None else length,
-                           **fields)
+    bits = codec(SendDescriptor).pack(
+        flags=flags, length=8 * len(payload) if length is None else length, **fields)
     for word in range(4):
         assert write(ni, endpoint, UserReg.DESCRIPTOR, bits >> (64 * word) & (2**64 - 1),
                      word) == (MmioStatus.OK, 0)
@@ -78,7 +78,7 @@ def fault(kind, *, endpoint, asid=ASID, va=0, node=0):
 def reframe(words):
     """Return flits carrying ``words`` (header and payload) with a good CRC trailer."""
     data = b"".join(word.to_bytes(8, "little") for word in words)
-    return [(word, False) for word in words] + [(TRAILER.pack(crc=zlib.crc32(data)), True)]
+    return [(word, False) for word in words] + [(codec(Trailer).pack(crc=zlib.crc32(data)), True)]
 
 
 def words_of(message):
@@ -315,7 +315,7 @@ def test_receive_delivers_payload_entry_and_completion(receiver):
     outcome.apply(memory)
     assert memory.read_word(PPN << 12 | 8) == 0x0F0E0D0C0B0A0908
     entry = sum(memory.read_word(outcome.entry_pa + 8 * i) << (64 * i) for i in range(4))
-    assert ENTRY.unpack(entry) == {**outcome.entry, "stamp": 0x5A}
+    assert codec(CompletionEntry).unpack(entry) == {**outcome.entry, "stamp": 0x5A}
 
 
 def test_receive_without_notify_has_no_completion(receiver):
@@ -394,7 +394,7 @@ def test_bad_crc(receiver):
 
 def test_bad_crc_wins_over_a_bad_header(receiver):
     flits = message().flits()
-    flits[0] = (HEADER.pack(dst_node=5, dst_endpoint=2) | (flits[0][0] & ~0xF), False)
+    flits[0] = (codec(MessageHeader).pack(dst_node=5, dst_endpoint=2) | (flits[0][0] & ~0xF), False)
     discarded(receiver, flits, NiFaultKind.BAD_CRC, endpoint=2)
 
 
@@ -421,7 +421,7 @@ def test_short_message_keeps_the_header_before_it(receiver):
     receiver.receive(message(dst_endpoint=3))         # BAD_ENDPOINT; its header is kept
     # A lone trailer (the CRC of nothing is 0): the header is the one before, the endpoint entry
     # the one the trailer's data names as a first flit (endpoint 0).
-    discarded(receiver, [(TRAILER.pack(crc=0), True)], NiFaultKind.TRUNCATED, endpoint=3,
+    discarded(receiver, [(codec(Trailer).pack(crc=0), True)], NiFaultKind.TRUNCATED, endpoint=3,
               asid=5)
 
 
@@ -434,7 +434,7 @@ def test_too_long(receiver):
                                     {"length": 2056}])
 def test_bad_header(receiver, fields):
     fields = {"dst_node": 1, "dst_endpoint": 2, "key": KEY, "remote_va": VA, **fields}
-    header = HEADER.pack(**fields)
+    header = codec(MessageHeader).pack(**fields)
     words = [header >> (64 * i) & (2**64 - 1) for i in range(HEADER_FLITS)]
     words += [0] * (fields.get("length", 0) // FLIT_BYTES)
     discarded(receiver, reframe(words), NiFaultKind.BAD_HEADER, endpoint=2)

@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 import pytest
 from amaranth.hdl import Value
 
-from behavioral.message import FLIT, HEADER, TRAILER, Message
-from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, FLIT_BYTES, HEADER_FLITS,
-                         LINE_BYTES, MAX_PAYLOAD_BYTES, PAGE_BITS, RX_COUNTERS, Codec,
-                         Completion, CompletionEntry, CompletionStatus, EndpointEntry, MissAnswer,
-                         NiFault, NiFaultKind, RxFillBeat, RxLineRequest, TlbResponse, TlbStatus,
-                         tlb_lookup_layout)
+from behavioral.message import Message
+from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, FLIT_BYTES, HEADER_FLITS, LINE_BYTES,
+                         MAX_PAYLOAD_BYTES, PAGE_BITS, RX_COUNTERS, Completion, CompletionEntry,
+                         CompletionStatus, EndpointEntry, Flit, MessageHeader, MissAnswer, NiFault,
+                         NiFaultKind, RxFillBeat, RxLineRequest, TlbResponse, TlbStatus, Trailer,
+                         codec, tlb_lookup_layout)
 from rtl.params import silence_unused
 from rtl.rxengine import QUEUED_JOBS, RxEngine
 from tests.sim import run, stream_put
@@ -28,20 +28,14 @@ RING_PA = 0x8000_0040       # COMPLETION_BYTES aligned, not line aligned: entrie
 RING_VA = 0x7f00_0000_1040
 PAGE = 1 << PAGE_BITS
 
-ENTRY = Codec(EndpointEntry)
-LOOKUP = Codec(tlb_lookup_layout(8))
-RESPONSE = Codec(TlbResponse)
-FAULT = Codec(NiFault)
-LINE = Codec(RxLineRequest)
-BEAT = Codec(RxFillBeat)
-COMPLETION = Codec(Completion)
-COMPLETION_ENTRY = Codec(CompletionEntry)
+LOOKUP = codec(tlb_lookup_layout(8))
 
 
 def endpoint_entry(index, *, ring_log2=4, enabled=True):
     """Endpoint ``index``'s table entry: an ASID and a ring of its own."""
-    return ENTRY.pack(enabled=enabled, asid=ASID + index, thread=index, ring_log2=ring_log2,
-                      ring_pa=RING_PA + 0x1000 * index, ring_va=RING_VA + 0x1000 * index)
+    return codec(EndpointEntry).pack(enabled=enabled, asid=ASID + index, thread=index,
+                                     ring_log2=ring_log2, ring_pa=RING_PA + 0x1000 * index,
+                                     ring_va=RING_VA + 0x1000 * index)
 
 
 def ppn_of(va):
@@ -69,13 +63,13 @@ def raw_flits(*, length, words, last_at=None, bad_crc=False, **header):
     fields = dict(dst_node=NODE, src_node=3, dst_endpoint=0, kind=0, length=length, key=KEY,
                   remote_va=0x1000_0000)
     fields.update(header)
-    header_bits = HEADER.pack(**fields)
+    header_bits = codec(MessageHeader).pack(**fields)
     data = [(header_bits >> (64 * i)) & ((1 << 64) - 1) for i in range(HEADER_FLITS)]
     data += [0x1111_0000_0000_0000 + i for i in range(words)]
     if last_at is not None:
         data = data[:last_at]
     sent = b"".join(word.to_bytes(8, "little") for word in data)
-    data.append(TRAILER.pack(crc=zlib.crc32(sent) ^ (1 if bad_crc else 0)))
+    data.append(codec(Trailer).pack(crc=zlib.crc32(sent) ^ (1 if bad_crc else 0)))
     return [(word, index == len(data) - 1) for index, word in enumerate(data)]
 
 
@@ -154,7 +148,7 @@ class Bench:
                 ctx.set(Value.cast(view), entry)
             for flits in flit_lists:
                 for data, last in flits:
-                    await stream_put(ctx, dut.flits, FLIT.pack(data=data, last=last))
+                    await stream_put(ctx, dut.flits, codec(Flit).pack(data=data, last=last))
                 await ctx.tick().repeat(self.gap_cycles) if self.gap_cycles else None
 
         async def tlb(ctx):
@@ -171,7 +165,7 @@ class Bench:
                     result.lookups.append((edge, fields))
                     status, ppn = self.tlb(fields["asid"], fields["va"], fields["key"])
                     # Taken at this edge: valid in the cycle after the next.
-                    pending.append((edge + 1, RESPONSE.pack(status=status, ppn=ppn)))
+                    pending.append((edge + 1, codec(TlbResponse).pack(status=status, ppn=ppn)))
                 due = bool(pending) and pending[0][0] <= edge
                 ctx.set(dut.tlb_response.valid, due)
                 ctx.set(Value.cast(dut.tlb_response.payload), pending[0][1] if due else 0)
@@ -219,16 +213,16 @@ class Bench:
                     if last:
                         result.last_flits.append(edge)
                 if line:
-                    result.lines.append((edge, LINE.unpack(line_bits)))
+                    result.lines.append((edge, codec(RxLineRequest).unpack(line_bits)))
                 if beat:
-                    result.beats.append((edge, BEAT.unpack(beat_bits)))
+                    result.beats.append((edge, codec(RxFillBeat).unpack(beat_bits)))
                 if fault:
-                    result.faults.append((edge, FAULT.unpack(fault_bits)))
+                    result.faults.append((edge, codec(NiFault).unpack(fault_bits)))
                 if done_valid and not offered:
                     result.completion_offered.append(edge)
                 offered = done_valid and not done
                 if done:
-                    result.completions.append((edge, COMPLETION.unpack(done_bits)))
+                    result.completions.append((edge, codec(Completion).unpack(done_bits)))
                 result.counters = dict(zip(RX_COUNTERS, values[11:11 + len(RX_COUNTERS)]))
                 result.tails = list(values[11 + len(RX_COUNTERS):])
                 if self.ready_percent < 100:
@@ -259,7 +253,7 @@ def read_entry(memory, endpoint, slot):
     """Decode the completion entry in ``slot`` of ``endpoint``'s ring from what was written."""
     first = entry_pa(endpoint, slot) // FLIT_BYTES
     bits = sum(memory[first + i] << (64 * i) for i in range(COMPLETION_WORDS))
-    return COMPLETION_ENTRY.unpack(bits)
+    return codec(CompletionEntry).unpack(bits)
 
 
 def check_delivered(result, msg, *, slot=0, last_flit=None, status=CompletionStatus.DELIVERED):

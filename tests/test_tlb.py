@@ -3,7 +3,7 @@ import random
 import pytest
 
 from behavioral.tlb import TLBModel
-from rtl.layouts import Codec, TlbOp, TlbStatus, tlb_command_layout, tlb_lookup_layout
+from rtl.layouts import TlbOp, TlbStatus, codec, tlb_command_layout, tlb_lookup_layout
 from rtl.tlb import NITLB
 from tests.sim import run, stream_get, stream_put
 
@@ -12,14 +12,14 @@ RW = {"local_read": 1, "remote_write": 1}
 
 async def command(ctx, dut, op, **fields):
     """Issue a management command and wait until it has completed."""
-    await stream_put(ctx, dut.mgmt, Codec(dut.mgmt.payload.shape()).pack(op=op, **fields))
+    await stream_put(ctx, dut.mgmt, codec(dut.mgmt.payload.shape()).pack(op=op, **fields))
     await ctx.tick().repeat(dut.MGMT_LATENCY)
 
 
 async def lookup(ctx, dut, port, asid, va, key=0):
     """Return (status, ppn) of one lookup on ``port`` ("tx" or "rx")."""
     request = getattr(dut, f"{port}_request")
-    await stream_put(ctx, request, Codec(request.payload.shape()).pack(asid=asid, va=va, key=key))
+    await stream_put(ctx, request, codec(request.payload.shape()).pack(asid=asid, va=va, key=key))
     response = await stream_get(ctx, getattr(dut, f"{port}_response"))
     return TlbStatus(response.status), response.ppn
 
@@ -107,7 +107,7 @@ def test_full_table_replaces_round_robin():
 
 def test_one_lookup_per_cycle_answered_in_two_cycles():
     dut = NITLB(entries=4)
-    lookups = Codec(tlb_lookup_layout())
+    lookups = codec(tlb_lookup_layout())
     accepted, answered = [], []
 
     async def bench(ctx):
@@ -135,9 +135,9 @@ def test_invalidation_kills_a_waiting_hit():
     async def bench(ctx):
         await command(ctx, dut, TlbOp.FILL, asid=3, vpn=9, ppn=1, perm=RW)
         # The response waits (ready low) while the entry is invalidated behind it.
-        await stream_put(ctx, dut.rx_request, Codec(tlb_lookup_layout()).pack(asid=3, va=9 << 12))
+        await stream_put(ctx, dut.rx_request, codec(tlb_lookup_layout()).pack(asid=3, va=9 << 12))
         await stream_put(ctx, dut.mgmt,
-                         Codec(tlb_command_layout()).pack(op=TlbOp.INVALIDATE, asid=3, vpn=9))
+                         codec(tlb_command_layout()).pack(op=TlbOp.INVALIDATE, asid=3, vpn=9))
         await ctx.tick().repeat(4)
         statuses.append(TlbStatus((await stream_get(ctx, dut.rx_response)).status))
 

@@ -8,19 +8,11 @@ from collections import deque
 import pytest
 
 from behavioral.message import Message
-from rtl.layouts import (LINE_WORDS, Codec, LineBeat, NiFault, NiFaultKind, SendDescriptor,
-                         SendFlags, TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus,
-                         WordBeat)
+from rtl.layouts import (LINE_WORDS, LineBeat, NiFault, NiFaultKind, SendDescriptor, SendFlags,
+                         TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus, WordBeat, codec)
 from rtl.txengine import TxEngine
 from tests.sim import run, stream_put
 
-DESCRIPTOR = Codec(SendDescriptor)
-SLOT = Codec(TxSlotWrite)
-STATUS = Codec(TxStatus)
-FAULT = Codec(NiFault)
-BEAT = Codec(LineBeat)
-WORD = Codec(WordBeat)
-RESPONSE = Codec(TlbResponse)
 MASK64 = (1 << 64) - 1
 
 
@@ -49,7 +41,7 @@ class Send:
             rng.getrandbits(64) for _ in range(min(length, 2048) // 8)]
 
     def words(self):
-        packed = DESCRIPTOR.pack(**self.fields)
+        packed = codec(SendDescriptor).pack(**self.fields)
         return [(packed >> (64 * i)) & MASK64 for i in range(4)]
 
 
@@ -82,20 +74,20 @@ class Bench:
     async def write_slot(self, ctx, send, *, payload=True):
         for word, value in enumerate(send.words()):
             await stream_put(ctx, self.dut.slot_write,
-                             SLOT.pack(endpoint=send.endpoint, descriptor=1, word=word,
-                                       data=value))
+                             codec(TxSlotWrite).pack(endpoint=send.endpoint, descriptor=1,
+                                                     word=word, data=value))
         if payload and not send.fields["flags"] & SendFlags.DMA.value:
             for word, value in enumerate(send.payload):
                 await stream_put(ctx, self.dut.slot_write,
-                                 SLOT.pack(endpoint=send.endpoint, descriptor=0, word=word,
-                                           data=value))
+                                 codec(TxSlotWrite).pack(endpoint=send.endpoint, descriptor=0,
+                                                         word=word, data=value))
 
     async def ring(self, ctx, send):
         await stream_put(ctx, self.dut.doorbell, {"endpoint": send.endpoint, "asid": send.asid})
         self.doorbell_edges.append(self.edge)
 
     def status(self, ctx, endpoint):
-        return STATUS.unpack(ctx.get(self.dut.status[endpoint].as_value()))
+        return codec(TxStatus).unpack(ctx.get(self.dut.status[endpoint].as_value()))
 
     async def wait_idle(self, ctx, endpoint, limit=5000):
         for _ in range(limit):
@@ -158,10 +150,10 @@ class Bench:
     def _tlb_answer(self, asid, va):
         entry = self.tlb.get((asid, va >> 12))
         if entry is None:
-            return RESPONSE.pack(status=TlbStatus.MISS)
+            return codec(TlbResponse).pack(status=TlbStatus.MISS)
         if entry == "no_read":
-            return RESPONSE.pack(status=TlbStatus.PERMISSION_FAULT)
-        return RESPONSE.pack(status=TlbStatus.HIT, ppn=entry)
+            return codec(TlbResponse).pack(status=TlbStatus.PERMISSION_FAULT)
+        return codec(TlbResponse).pack(status=TlbStatus.HIT, ppn=entry)
 
     async def os(self, ctx):
         """Takes faults; answers each TX_MISS, a few cycles later, as ``miss_answers`` says."""
@@ -175,7 +167,7 @@ class Bench:
                 self.answer_edges.append(self.edge)
                 ctx.set(dut.miss_answer.valid, 0)
             if fault_taken:
-                fault = FAULT.unpack(bits)
+                fault = codec(NiFault).unpack(bits)
                 self.faults.append(fault)
                 if fault["kind"] == NiFaultKind.TX_MISS:
                     countdown, missed = 3, fault
@@ -194,9 +186,10 @@ class Bench:
 
     def _answer_beats(self, line):
         if line in self.buffered:
-            return [BEAT.pack(hit=1, data=buffered_word(line, i), last=int(i == LINE_WORDS - 1))
+            return [codec(LineBeat).pack(hit=1, data=buffered_word(line, i),
+                                         last=int(i == LINE_WORDS - 1))
                     for i in range(LINE_WORDS)]
-        return [BEAT.pack(hit=0, last=1)]
+        return [codec(LineBeat).pack(hit=0, last=1)]
 
     async def msgbuf(self, ctx):
         """The MessageBuffer's ``ni_read`` port: takes a probe that has waited a cycle (the real
@@ -247,7 +240,8 @@ class Bench:
                 line, word = current
                 ctx.set(dut.dma_data.valid, 1)
                 ctx.set(dut.dma_data.payload.as_value(),
-                        WORD.pack(data=memory_word(line, word), last=int(word == LINE_WORDS - 1)))
+                        codec(WordBeat).pack(data=memory_word(line, word),
+                                             last=int(word == LINE_WORDS - 1)))
 
     def run(self, user, *monitors):
         """Simulate until ``user`` returns (and the fakes with it) or the deadline."""

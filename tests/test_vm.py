@@ -13,7 +13,7 @@ from behavioral.core import Compute, SMTCore
 from behavioral.os import OS
 from behavioral.vm import (PAGE_BYTES, RING_VA_BASE, AddressSpaces, NiDriver, OutOfFrames, Page,
                            Ring)
-from rtl.layouts import (COMPLETION_BYTES, Codec, NiEngine, NiFaultKind, NiOsOp, TlbOp,
+from rtl.layouts import (COMPLETION_BYTES, NiEngine, NiFaultKind, NiOsOp, TlbOp, codec,
                          ni_os_command_layout)
 
 BASE_PA = 0x0010_0000
@@ -26,7 +26,7 @@ class Port:
     """A fake ``os`` port: records each command's fields and its packed value."""
 
     def __init__(self, asid_bits=8):
-        self.codec = Codec(ni_os_command_layout(asid_bits))
+        self.codec = codec(ni_os_command_layout(asid_bits))
         self.commands = []
 
     def command(self, **fields):
