@@ -198,12 +198,14 @@ class Build:
     waves: bool = False
 
 
-def build(component, params=None, *, sim="verilator", waves=False):
+def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
     """Build ``component`` with ``params`` (missing ones take defaults) for ``sim``.
 
     ``waves`` compiles tracing into a Verilator build (a build of its own: tracing slows every
-    run); Icarus writes waves from any build. A build that has work to do says so on stderr,
-    with its elapsed time (:func:`tb.progress.status`).
+    run); Icarus writes waves from any build. ``fresh`` empties the build's folder first, so that
+    nothing of an earlier build (object files, runs) is reused: what a build from a clean clone
+    costs. A build that has work to do says so on stderr, with its elapsed time
+    (:func:`tb.progress.status`).
 
     Raises
     ------
@@ -220,6 +222,10 @@ def build(component, params=None, *, sim="verilator", waves=False):
     trace = waves and sim == "verilator"
     directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}{'-waves' if trace else ''}"
     with locked(directory):
+        if fresh:
+            for path in directory.iterdir():
+                if path.name != ".lock":
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
         stamp = directory / "build.stamp"
         expected = digest(_rtl_digest() + key + _toolchain_digest(sim))
         if not stamp.exists() or stamp.read_text() != expected:

@@ -25,6 +25,18 @@ def test_build_is_reused_until_parameters_change():
     assert other.directory != first.directory
 
 
+def test_fresh_build_keeps_nothing_of_the_last():
+    params = {"nodes": 2, "link_latency": 5}
+    first = runner.build("fabric", params, sim="icarus")
+    leftover = first.directory / "run-old"
+    leftover.mkdir(exist_ok=True)
+    binary = first.directory / "sim.vvp"
+    before = binary.stat().st_mtime_ns
+    fresh = runner.build("fabric", params, sim="icarus", fresh=True)
+    assert fresh.directory == first.directory and not leftover.exists()
+    assert binary.stat().st_mtime_ns > before and (fresh.directory / "build.stamp").exists()
+
+
 @pytest.mark.parametrize("kwargs, error", [
     (dict(component="fabric", sim="xsim"), "unknown simulator 'xsim'"),
     (dict(component="fabric", params={"nodes": 99}), "nodes must be between 2 and 16"),
