@@ -760,6 +760,7 @@ class Codec:
 
     def __init__(self, layout):
         self._layout = data.Layout.cast(layout)
+        self._width = self._layout.size         # a layout computes its size at every ask
         self._fields = {}
         for name, field in self._layout:
             shape = field.shape
@@ -777,7 +778,7 @@ class Codec:
 
     @property
     def width(self):
-        return self._layout.size
+        return self._width
 
     def pack(self, **values):
         """Return the integer holding ``values``; fields not named are zero.
@@ -810,8 +811,8 @@ class Codec:
         """Return a dict of every field of ``bits``; enum fields become enum members and layout
         fields dicts."""
         bits = int(bits)
-        if not 0 <= bits < (1 << self._layout.size):
-            raise ValueError(f"{bits:#x} is wider than the {self._layout.size}-bit layout")
+        if not 0 <= bits < (1 << self._width):
+            raise ValueError(f"{bits:#x} is wider than the {self._width}-bit layout")
         result = {}
         for name, (offset, width, kind) in self._fields.items():
             value = (bits >> offset) & ((1 << width) - 1)
