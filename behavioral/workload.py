@@ -24,15 +24,17 @@ The node environment given to :class:`Workload` (one per node) has ``core``, ``o
 (:class:`behavioral.vm.AddressSpaces`) and ``driver`` (:class:`behavioral.vm.NiDriver`).
 """
 
+import enum
 import functools
 
-from rtl.layouts import COMPLETION_BYTES, FLIT_BYTES, NotifyMode, UserReg
+from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, CompletionStatus, MmioStatus, NiFaultKind,
+                         NotifyMode, TxError, UserReg)
 
 from . import msglib
 from .core import Compute, MmioRead, Store
 from .memory import SparseMemory
 
-__all__ = ["Workload", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
+__all__ = ["Workload", "MessageStatus", "settled_without_entry", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
 
 #: Where the handlers are: endpoint ``e``'s process has its handler at HANDLER_PC + e * 0x100
 #: (one table per core: the handler PC tells which process's ring the entry pointer is in, for
@@ -50,6 +52,31 @@ SPAWN_THREAD_BASE = 128
 #: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
 SPIN_INSTRUCTIONS = 8
 RING_ENTRIES = 16
+
+
+def _statuses():
+    names = {"PLANNED": "planned", "SENT": "sent"}
+    names.update((status.name, status.name.lower()) for status in CompletionStatus)
+    for refusal in (*TxError, *MmioStatus):
+        if refusal not in (TxError.NONE, MmioStatus.OK):
+            names[f"REFUSED_{refusal.name}"] = f"refused_{refusal.name.lower()}"
+    names.update((f"DISCARDED_{kind.name}", f"discarded_{kind.name.lower()}")
+                 for kind in NiFaultKind)
+    return names
+
+
+#: What became of a message: PLANNED (not sent yet), SENT (left its NI), DELIVERED or REJECTED
+#: (the completion entry its receiver consumed says which), REFUSED_<error> (the sending NI
+#: refused it: a :class:`rtl.layouts.TxError`, or the :class:`rtl.layouts.MmioStatus` of a write
+#: it refused) or DISCARDED_<fault> (the receiving NI dropped it: a
+#: :class:`rtl.layouts.NiFaultKind`). A string enum: records and JSON hold the lower-case names.
+MessageStatus = enum.StrEnum("MessageStatus", _statuses())
+
+
+def settled_without_entry(status):
+    """Return whether a message with ``status`` is settled with no completion entry to wait for
+    (refused by its sender's NI or discarded by its receiver's)."""
+    return status.name.startswith(("REFUSED_", "DISCARDED_"))
 
 
 class _Process:
@@ -121,7 +148,7 @@ class Workload:
                 "id": message.id, "from": message.src, "to": message.dst,
                 "bytes": message.bytes, "send": message.send,
                 "notify": self.processes[message.dst].spec.notify.name.lower()
-                if message.notify else "off", "status": "planned"}
+                if message.notify else "off", "status": MessageStatus.PLANNED}
 
     def _set_up(self, process, tlb_prefill):
         spec, node = process.spec, process.node
@@ -225,7 +252,7 @@ class Workload:
             return
         self.entries[message_id] = entry
         record = self.records[message_id]
-        record["status"] = entry["status"].name.lower()
+        record["status"] = MessageStatus[entry["status"].name]
         if notified is not None:
             self.stamp(message_id, "t_notified", notified)
         self.stamp(message_id, "t_handler", handler_cycle)
@@ -296,10 +323,10 @@ class Workload:
             error = yield from code
         except msglib.MmioError as refusal:
             # The NI refused an MMIO write: another process's endpoint (or a bug).
-            record["status"] = f"refused_{refusal.status.name.lower()}"
+            record["status"] = MessageStatus[f"REFUSED_{refusal.status.name}"]
             return
         if error.name != "NONE":
-            record["status"] = f"refused_{error.name.lower()}"
-        elif record["status"] == "planned":
-            record["status"] = "sent"
+            record["status"] = MessageStatus[f"REFUSED_{error.name}"]
+        elif record["status"] is MessageStatus.PLANNED:
+            record["status"] = MessageStatus.SENT
 

@@ -32,7 +32,7 @@ from dataclasses import replace
 
 from behavioral.message import Message, MessageError
 from behavioral.refni import ReferenceNI, RxResult
-from behavioral.workload import Workload
+from behavioral.workload import MessageStatus, Workload, settled_without_entry
 from rtl.layouts import (FLIT_DATA_BITS, PAGE_BITS, RX_COUNTERS, Completion, Flit, MmioRequest,
                          MmioStatus, NiFaultKind, NiOsOp, NotifyMode, TxError, UserReg, codec,
                          ni_os_command_layout)
@@ -252,7 +252,7 @@ class SystemTB(ComponentTB):
         if outcome.result is RxResult.DISCARDED:
             self.counts["discarded"] += 1
             if record is not None:
-                record["status"] = f"discarded_{outcome.fault.name.lower()}"
+                record["status"] = MessageStatus[f"DISCARDED_{outcome.fault.name}"]
                 self.discarded.add(message_id)
             return
         outcome.apply(self.expected_memory[node])
@@ -291,7 +291,7 @@ class SystemTB(ComponentTB):
         return all(self._rx_written(node) >= self.expected_written[node] for node in self.nodes)
 
     def _settled(self, message):
-        if self.records[message.id]["status"].startswith(("refused", "discarded")):
+        if settled_without_entry(self.records[message.id]["status"]):
             return True
         if message.id not in self.expected_entries:
             return False
@@ -311,7 +311,7 @@ class SystemTB(ComponentTB):
 
     def _unsettled(self):
         waiting = [record for record in self.records.values()
-                   if not record["status"].startswith(("refused", "discarded"))
+                   if not settled_without_entry(record["status"])
                    and record["id"] not in self.workload.entries]
         return (f"{len(waiting)} messages not settled, first {waiting[:3]}; "
                 f"{sum(map(len, self._held.values()))} held for ring space; "
@@ -342,7 +342,7 @@ class SystemTB(ComponentTB):
                 record["stamp"] = entry["stamp"]
         for message_id, error in self._refusals.items():
             status = self.records[message_id]["status"]
-            if status != f"refused_{error.name.lower()}":
+            if status is not MessageStatus[f"REFUSED_{error.name}"]:
                 self._mismatch(f"message {message_id}: status {status}, the model refused it "
                                f"with {error.name}")
 
@@ -384,7 +384,8 @@ class SystemTB(ComponentTB):
         """Return the run's summary: deliveries, errors by kind, mismatches, speed."""
         statuses = Counter(record["status"] for record in self.records.values())
         errors = {status: count for status, count in statuses.items()
-                  if status not in ("delivered", "sent", "planned")}
+                  if status not in (MessageStatus.DELIVERED, MessageStatus.SENT,
+                                    MessageStatus.PLANNED)}
         counters = {node: {name: int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
                            for name in RX_COUNTERS} for node in self.nodes}
         nodes = {node: {"ports": dict(side.counts), "os_received": _named(side.os.received),
@@ -392,7 +393,7 @@ class SystemTB(ComponentTB):
                         "lock_events": _named(side.os.lock_events),
                         "driver": dict(side.driver.counters), "core": dict(side.core.counters)}
                  for node, side in self.nodes.items()}
-        return {"delivered": statuses.get("delivered", 0), "errors": errors,
+        return {"delivered": statuses.get(MessageStatus.DELIVERED, 0), "errors": errors,
                 "mismatches": len(self.mismatches), **self.speed(),
                 "rx_counters": counters, "counts": dict(self.counts), "nodes": nodes}
 
