@@ -1,0 +1,330 @@
+"""The scoreboard of a system run and its latency recorder, apart from the testbench that wires
+them to the design (:class:`tb.system_tb.SystemTB`): monitor -> reference model -> checker.
+
+:class:`SystemScoreboard` gives every node's :class:`behavioral.refni.ReferenceNI` what the node's
+NI is given, as the NI takes it: each user MMIO access (the NI's answer status is checked against
+the model's), each OS command, and each message that arrives on the node's link (taken from the
+Fabric's output). So
+
+* each message a node sends is predicted at its doorbell from the slot's contents (PIO) or from
+  what the sender stored (DMA), and the flits on the node's link must rebuild it (the sequence
+  number is checked apart: consecutive per source and destination in link order); a refused send
+  is predicted with its error, which the sending thread's STATUS must show;
+* each message that arrives is predicted: the memory it writes, its completion entry (compared
+  with the entry the receiving process consumes), or the fault that discards it; the faults each
+  node reports must be those predicted;
+* at the end, every word the model wrote into a node's memory is loaded back through that
+  node's caches and message buffer and compared.
+
+:class:`LatencyRecorder` keeps the per-message cycle stamps (``t_*``, in the workload's records)
+and the events the cores got, and at the end adds each message's ``t_notified`` and checks the
+completion entries' stamps against the cycles the last flits came in.
+"""
+
+from collections import Counter, defaultdict, deque
+from dataclasses import replace
+
+from behavioral.message import Message, MessageError
+from behavioral.refni import ReferenceNI, RxResult
+from behavioral.workload import MessageStatus, settled_without_entry
+from rtl.layouts import (PAGE_BITS, Completion, MmioRequest, MmioStatus, NiFaultKind, NiOsOp,
+                         NotifyMode, TxError, UserReg, codec, ni_os_command_layout)
+
+from .stream import cycle
+
+__all__ = ["SystemScoreboard", "LatencyRecorder"]
+
+#: Faults that depend on when the OS answers, not on the message: left out of the comparison.
+_TIMING_FAULTS = {NiFaultKind.TX_MISS, NiFaultKind.RX_MISS}
+#: The core event that notifies a receiver armed with each mode.
+_NOTIFY_EVENTS = {NotifyMode.LOCK: "released", NotifyMode.BRANCH: "notify",
+                  NotifyMode.SPAWN: "notify"}
+
+
+class _Words(dict):
+    """Expected memory: physical address -> word, written through ``write_word``."""
+
+    def write_word(self, pa, value):
+        self[pa] = value
+
+
+class LatencyRecorder:
+    """The cycle stamps of every message of ``workload`` and the events the cores got.
+
+    Parameters
+    ----------
+    workload : :class:`behavioral.workload.Workload`
+        Its records get the stamps.
+    """
+
+    def __init__(self, workload):
+        self.workload = workload
+        self.records = workload.records
+        self.events = []                    # (node, cycle, kind, fields)
+        self.entry_va = {}                  # message id -> VA of its completion entry
+        self.entry_stamp = {}               # message id -> the stamp in its consumed entry
+
+    def stamp(self, message_id, name, when):
+        """Message ``message_id`` reached step ``name`` at cycle ``when`` (first time only)."""
+        self.workload.stamp(message_id, name, when)
+
+    def on_event(self, node, kind, fields, now):
+        """A node's core got a notification, release or OS hand-off."""
+        self.events.append((node, now, kind, fields))
+
+    def finish(self, scenario, mismatch):
+        """Check the consumed entries' stamps and add ``t_notified`` from the cores' events;
+        ``mismatch(text)`` reports a failed check."""
+        offsets = {self.entry_stamp[message_id] - record["t_last_flit_in"]
+                   for message_id, record in self.records.items()
+                   if message_id in self.entry_stamp and "t_last_flit_in" in record}
+        if len(offsets) > 1:
+            # The stamp is the receiving NI's cycle count when the last flit came in.
+            mismatch(f"completion stamps are not the last flit's cycle at a fixed offset: "
+                     f"{sorted(offsets)}")
+        for message_id, record in self.records.items():
+            if "t_notified" in record or "t_completion" not in record:
+                continue
+            dst = scenario.processes[record["to"]]
+            kind = _NOTIFY_EVENTS.get(dst.notify)
+            for node, when, event, fields in self.events:
+                if (node == dst.node and event == kind and when >= record["t_completion"]
+                        and (kind == "released"
+                             or fields["entry"] == self.entry_va.get(message_id))):
+                    record["t_notified"] = when
+                    break
+
+
+class SystemScoreboard:
+    """The reference NIs of a system run, what they predict, and the checks.
+
+    Parameters
+    ----------
+    workload : :class:`behavioral.workload.Workload`
+        The processes: which message each endpoint is sending, what DMA senders stored, the
+        records and the entries consumed.
+    recorder : :class:`LatencyRecorder`
+        Gets the stamps of what the models see happen.
+    page_tables : dict
+        Node -> ``translate(asid, va)`` (a physical address or None): the OS's answer to the
+        model's TLB misses.
+    ni_params : dict
+        The NIs' parameters the models share (``endpoints``, ``contexts``, ``tlb_entries``,
+        ``asid_bits``).
+
+    Attributes
+    ----------
+    mismatches : list of str
+        Every failed check, with its cycle.
+    counts : :class:`collections.Counter`
+        ``messages_sent``, ``messages_arrived``, ``discarded``, ``words_checked``.
+    expected_written : :class:`collections.Counter`
+        Node -> completion entries its NI must write.
+    """
+
+    def __init__(self, workload, recorder, page_tables, ni_params):
+        self.workload = workload
+        self.recorder = recorder
+        self.records = workload.records
+        self.mismatches = []
+        self.counts = Counter()
+        self.refs = {node: ReferenceNI(node, nodes=len(page_tables), os_translate=translate,
+                                       **ni_params)
+                     for node, translate in page_tables.items()}
+        self._os_codec = codec(ni_os_command_layout(ni_params.get("asid_bits", 8)))
+        self._statuses = defaultdict(deque)         # node -> predicted MMIO answer statuses
+        self._predicted = defaultdict(deque)        # (node, endpoint) -> messages to be sent
+        self._refusals = {}                         # message id -> predicted TxError
+        self._seq = Counter()                       # (src, dst) -> next sequence number
+        self._held = defaultdict(deque)             # node -> messages held for ring space
+        self.expected_memory = defaultdict(_Words)  # node -> words the NI writes
+        self.expected_entries = {}                  # message id -> entry (stamp left out)
+        self._entry_owner = defaultdict(deque)      # (node, entry VA) -> message ids in order
+        self.expected_written = Counter()
+        self._rtl_faults = defaultdict(Counter)     # node -> (kind, endpoint, va) counted
+
+    def _mismatch(self, text):
+        self.mismatches.append(f"cycle {cycle()}: {text}")
+
+    # What the NIs take -----------------------------------------------------------------------
+
+    def on_mmio(self, node, payload, now):
+        """Node ``node``'s NI took the MMIO access ``payload`` at edge ``now``."""
+        fields = codec(MmioRequest).unpack(payload)
+        status, _ = self.refs[node].mmio(fields["write"], fields["asid"], fields["addr"],
+                                         fields["data"])
+        self._statuses[node].append((status, fields))
+        offset = fields["addr"] & ((1 << PAGE_BITS) - 1)
+        endpoint = fields["addr"] >> PAGE_BITS
+        if fields["write"] and status is MmioStatus.OK:
+            if offset == UserReg.DOORBELL.value:
+                self._doorbell(node, endpoint, now)
+            elif offset == UserReg.RING_HEAD.value:
+                self._retry_held(node)
+
+    def on_mmio_answer(self, node, status):
+        """Node ``node``'s NI answered an MMIO access with ``status`` (in answer order)."""
+        expected, fields = self._statuses[node].popleft()
+        if MmioStatus(status) is not expected:
+            self._mismatch(f"node {node} MMIO {fields}: answered {MmioStatus(status).name}, "
+                           f"the model says {expected.name}")
+
+    def on_os_command(self, node, payload):
+        """Node ``node``'s NI took the privileged command ``payload``."""
+        fields = self._os_codec.unpack(payload)
+        self.refs[node].os_command(**fields)
+        if fields["op"] is NiOsOp.WRITE_ENDPOINT:
+            self._retry_held(node)
+
+    def on_fault(self, node, fields):
+        """Node ``node``'s NI reported the fault ``fields``."""
+        if fields["kind"] not in _TIMING_FAULTS:
+            self._rtl_faults[node][(fields["kind"], fields["endpoint"], fields["va"])] += 1
+
+    def _doorbell(self, node, endpoint, now):
+        message_id = self.workload.sending.get((node, endpoint))
+        if message_id is not None:
+            self.recorder.stamp(message_id, "t_doorbell", now)
+        outcome = self.refs[node].send_next(self.workload.sent_memory[node].read_word)
+        if outcome is None:
+            self._mismatch(f"node {node} endpoint {endpoint}: doorbell taken, but the model has "
+                           f"no send pending")
+        elif outcome.error is not TxError.NONE:
+            self._refusals[message_id] = outcome.error
+        else:
+            self._predicted[(node, outcome.endpoint)].append(outcome.message)
+
+    # What the links and Notifiers carry ------------------------------------------------------
+
+    def on_sent(self, node, flits, first, last):
+        """Node ``node``'s NI sent the message ``flits`` (``(data, last)`` pairs) between edges
+        ``first`` and ``last``."""
+        self.counts["messages_sent"] += 1
+        try:
+            message = Message.from_flits(flits)
+        except MessageError as error:
+            self._mismatch(f"node {node} sent a malformed message at {first}: {error}")
+            return
+        queue = self._predicted[(node, message.src_endpoint)]
+        if not queue:
+            self._mismatch(f"node {node} sent {message} at {first}; none was predicted")
+            return
+        expected = queue.popleft()
+        if replace(message, seq=0) != replace(expected, seq=0):
+            self._mismatch(f"node {node} sent {message} at {first}; the model says {expected}")
+        pair = (node, message.dst_node)
+        if message.seq != self._seq[pair]:
+            self._mismatch(f"node {node} -> {message.dst_node}: seq {message.seq}, expected "
+                           f"{self._seq[pair]}")
+        self._seq[pair] = (message.seq + 1) & 0xFFFF
+        if message.metadata in self.records:
+            self.recorder.stamp(message.metadata, "t_first_flit", first)
+
+    def on_arrived(self, node, flits, first, last):
+        """The message ``flits`` came into node ``node``'s NI, its last flit at edge ``last``."""
+        self.counts["messages_arrived"] += 1
+        self._held[node].append((flits, last))
+        if len(self._held[node]) == 1:
+            self._retry_held(node)
+
+    def on_completion(self, node, payload, now):
+        """Node ``node``'s RX engine handed the completion ``payload`` to its Notifier."""
+        entry = codec(Completion).field(payload, "entry")
+        owners = self._entry_owner.get((node, entry))
+        if not owners:
+            self._mismatch(f"node {node}: completion for entry {entry:#x} at {now}, but no "
+                           f"message with notify was written there")
+            return
+        self.recorder.stamp(owners.popleft(), "t_completion", now)
+
+    def _retry_held(self, node):
+        """Give the model the messages that arrived, in order, until one is held."""
+        held = self._held[node]
+        while held:
+            flits, last = held[0]
+            outcome = self.refs[node].receive(flits)
+            if outcome.result is RxResult.HELD:
+                return
+            held.popleft()
+            self._received(node, flits, last, outcome)
+
+    def _received(self, node, flits, last, outcome):
+        try:
+            message_id = Message.from_flits(flits).metadata
+        except MessageError:
+            message_id = None
+        record = self.records.get(message_id)
+        if record is not None:
+            self.recorder.stamp(message_id, "t_last_flit_in", last)
+        if outcome.result is RxResult.DISCARDED:
+            self.counts["discarded"] += 1
+            if record is not None:
+                record["status"] = MessageStatus[f"DISCARDED_{outcome.fault.name}"]
+            return
+        outcome.apply(self.expected_memory[node])
+        self.expected_written[node] += 1
+        if record is not None:
+            self.expected_entries[message_id] = outcome.entry
+            self.recorder.entry_va[message_id] = outcome.entry_va
+            if outcome.completion is not None:
+                self._entry_owner[(node, outcome.entry_va)].append(message_id)
+
+    # Progress and the end ----------------------------------------------------------------------
+
+    def settled(self, message):
+        """Return whether planned ``message`` is settled: refused, discarded, or written by
+        its receiver's NI and (if it asked to notify) consumed by its receiver."""
+        if settled_without_entry(self.records[message.id]["status"]):
+            return True
+        if message.id not in self.expected_entries:
+            return False
+        return not message.notify or message.id in self.workload.entries
+
+    def unsettled(self):
+        """Describe what keeps the run from being settled."""
+        waiting = [record for record in self.records.values()
+                   if not settled_without_entry(record["status"])
+                   and record["id"] not in self.workload.entries]
+        return (f"{len(waiting)} messages not settled, first {waiting[:3]}; "
+                f"{sum(map(len, self._held.values()))} held for ring space; "
+                f"{len(self.workload.strays)} entries of no outstanding message consumed, first "
+                f"{self.workload.strays[:1]}")
+
+    async def check_memory(self, load):
+        """Load back every word the models wrote (``await load(node, pa)``) and compare."""
+        for node, words in self.expected_memory.items():
+            for pa, value in sorted(words.items()):
+                got = await load(node, pa)
+                if got != value:
+                    self._mismatch(f"node {node} memory {pa:#x}: {got:#x}, the model wrote "
+                                   f"{value:#x}")
+            self.counts["words_checked"] += len(words)
+
+    def check_end(self):
+        """The checks at the end of the run: the entries consumed, the refusals, the faults."""
+        for process, entry in self.workload.strays:
+            self._mismatch(f"process {process} consumed an entry of no outstanding message: "
+                           f"{entry}")
+        for message_id, entry in self.workload.entries.items():
+            expected = self.expected_entries.get(message_id)
+            got = {name: value for name, value in entry.items() if name != "stamp"}
+            if expected is None or got != {k: v for k, v in expected.items() if k != "stamp"}:
+                self._mismatch(f"message {message_id}: entry {got}, the model says {expected}")
+            self.recorder.entry_stamp[message_id] = entry["stamp"]
+        for message_id, error in self._refusals.items():
+            status = self.records[message_id]["status"]
+            if status is not MessageStatus[f"REFUSED_{error.name}"]:
+                self._mismatch(f"message {message_id}: status {status}, the model refused it "
+                               f"with {error.name}")
+        for node, ref in self.refs.items():
+            expected = Counter((fault["kind"], fault["endpoint"], fault["va"])
+                               for fault in ref.faults if fault["kind"] not in _TIMING_FAULTS)
+            if expected != self._rtl_faults[node]:
+                self._mismatch(f"node {node} faults {dict(self._rtl_faults[node])}, the model "
+                               f"says {dict(expected)}")
+        self.recorder.finish(self.workload.scenario, self._mismatch)
+
+    def check(self):
+        """Fail with the first mismatches, if any."""
+        assert not self.mismatches, (f"{len(self.mismatches)} mismatches, first: "
+                                     + "; ".join(self.mismatches[:5]))
