@@ -16,6 +16,7 @@ DESIGN §8's.
 
 import argparse
 import json
+import shutil
 import subprocess
 import time
 import tomllib
@@ -64,9 +65,11 @@ def clock_only(component, params, sim, cycles):
 
 
 def native(params, cycles):
-    """Build the System's Verilog with the native harness; return (cycles/s, build seconds)."""
+    """Build the System's Verilog with the native harness, from nothing; return (cycles/s,
+    build seconds)."""
     root = verilator_root()
     directory = SIM_BUILD / "native" / f"system-{digest(json.dumps(params, sort_keys=True))[:10]}"
+    shutil.rmtree(directory, ignore_errors=True)
     source = write_verilog("system", params, directory / "system.v")
     main = directory / "main.cpp"
     main.write_text(NATIVE_MAIN)
