@@ -34,7 +34,8 @@ from . import msglib
 from .core import Compute, MmioRead, Store
 from .memory import SparseMemory
 
-__all__ = ["Workload", "MessageStatus", "settled_without_entry", "HANDLER_PC", "LOCK_VA", "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
+__all__ = ["Workload", "MessageStatus", "settled_without_entry", "HANDLER_PC", "LOCK_VA",
+           "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
 
 #: Where the handlers are: endpoint ``e``'s process has its handler at HANDLER_PC + e * 0x100
 #: (one table per core: the handler PC tells which process's ring the entry pointer is in, for

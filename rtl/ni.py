@@ -88,13 +88,13 @@ from amaranth.lib.wiring import In, Out
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
-from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS, NOTIFIER_COUNTERS,
-                      PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse, Doorbell,
-                      EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest, LockOsEvent,
-                      LockReleased, LockRequest, LockResponse, MemWriteBeat, MissAnswer,
-                      MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault, NiFaultKind,
-                      NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode, NotifyOsEvent,
-                      TxStatus, UserReg, WordBeat, ni_os_command_layout,
+from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS,
+                      NOTIFIER_COUNTERS, PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse,
+                      Doorbell, EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest,
+                      LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
+                      MissAnswer, MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
+                      NiFaultKind, NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode,
+                      NotifyOsEvent, TxStatus, UserReg, WordBeat, ni_os_command_layout,
                       notifier_command_layout)
 from .locktable import LockTable
 from .msgbuf import MessageBuffer

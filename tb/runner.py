@@ -326,8 +326,9 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
         with (contextlib.nullcontext() if echo else
               watch(test_dir / "progress.json", f"{build.component} on {build.sim}")):
             runner.test(test_module=module, hdl_toplevel=build.component,
-                        hdl_toplevel_lang="verilog", build_dir=build.directory, test_dir=test_dir, seed=seed, waves=waves and build.sim == "verilator",
-                        plusargs=plusargs,
+                        hdl_toplevel_lang="verilog", build_dir=build.directory,
+                        test_dir=test_dir, seed=seed,
+                        waves=waves and build.sim == "verilator", plusargs=plusargs,
                         extra_env=env, results_xml=str(results_xml),
                         test_filter=re.escape(only) if only else None,
                         timescale=("1ns", "1ps"), log_file=None if echo else log)

@@ -82,7 +82,7 @@ TESTBENCHES = {
             "scenario": None,          # the scenario document (smtni run gives it)
             "tlb_prefill": 1,          # fill the NI TLBs with every window before the run
             "timeout_cycles": 2_000_000,   # give up (and fail) after this many cycles
-            "lockstep": 0,             # step every core at every cycle (the event-driven run's oracle)
+            "lockstep": 0,             # step every core at every cycle (the event-driven oracle)
         },
         summary="a scenario's processes on n nodes: sends, deliveries and notifications against "
                 "the reference NI; per-message cycle stamps (smtni run, smtni demo)"),
