@@ -30,7 +30,7 @@ def high(handle):
 
     What ``bool(handle.value)`` returns, without making a :class:`cocotb.types.Logic` on the
     way: the group reads every port's ``valid`` and ``ready`` at every edge it services, and the
-    object cost five times the read (cocotb 2.1's handle internals; the version is pinned).
+    object cost about ten times the read (cocotb 2.1's handle internals; the version is pinned).
     """
     bit = handle._handle.get_signal_val_binstr()
     if bit == "1":
