@@ -58,6 +58,8 @@ from dataclasses import dataclass, field
 from rtl.layouts import (ENDPOINT_BITS, FLIT_BYTES, KEY_BITS, LENGTH_BITS, LINE_BYTES,
                          MAX_PAYLOAD_BYTES, NODE_BITS, VA_BITS, NotifyMode)
 
+from .vm import PAGE_BYTES, RING_VA_BASE
+
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
            "PATTERNS", "SENDS"]
 
@@ -182,10 +184,25 @@ def _window(where, value, *, keyed):
     size = _int(where, "bytes", value["bytes"], LINE_BYTES, 1 << 30)
     if va % LINE_BYTES:
         raise ScenarioError(f"{where}: va = {va:#x} must be a multiple of {LINE_BYTES}")
-    if va + size > 1 << VA_BITS:
-        raise ScenarioError(f"{where}: va {va:#x} + {size} bytes runs past the 48-bit space")
+    if va + size > RING_VA_BASE:
+        raise ScenarioError(f"{where}: va {va:#x} + {size} bytes reaches {RING_VA_BASE:#x}, where "
+                            f"the OS puts the completion rings; place it lower")
     key = _int(where, "key", value.get("key", 0), 0, (1 << KEY_BITS) - 1) if keyed else 0
     return Window(va, size, key)
+
+
+def _disjoint(where, window, send_buffer):
+    """The window and the send buffer are mapped in one address space: no page in both."""
+    def pages(span):
+        return range(span.va // PAGE_BYTES, (span.va + span.bytes - 1) // PAGE_BYTES + 1)
+    shared = set(pages(window)) & set(pages(send_buffer))
+    if shared:
+        raise ScenarioError(
+            f"{where}: window {window.va:#x} + {window.bytes} bytes and send_buffer "
+            f"{send_buffer.va:#x} + {send_buffer.bytes} bytes share the page at "
+            f"{min(shared) * PAGE_BYTES:#x} of the process's address space; move one of them "
+            f"(the send buffer's default is {_DEFAULT_SEND_BUFFER['va']:#x}, "
+            f"{_DEFAULT_SEND_BUFFER['bytes']} bytes)")
 
 
 def parse(document, *, seed=0, endpoints=8):
@@ -229,6 +246,7 @@ def parse(document, *, seed=0, endpoints=8):
             send_buffer=_window(f"{where} send_buffer",
                                 entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False),
             work=_int(where, "work", entry.get("work", 0), 0, 1 << 20))
+        _disjoint(where, process.window, process.send_buffer)
         for other in processes.values():
             if (other.node, other.endpoint) == (process.node, process.endpoint):
                 raise ScenarioError(f"{where}: endpoint {process.endpoint} of node "

@@ -109,6 +109,10 @@ def test_run_writes_records_and_summary(capsys, tmp_path):
     ('[system.params]\nsend_buffering = 99\n[[process]]\nname = "a"\nnode = 0\n'
      'window = { va = 0, bytes = 64 }\n[[traffic]]\npattern = "list"\nmessages = []\n',
      ["send_buffering must be between 1 and 16, not 99"]),
+    ('[[process]]\nname = "a"\nnode = 0\nwindow = { va = 0x20000000, bytes = 64 }\n'
+     '[[traffic]]\npattern = "list"\nmessages = []\n',
+     ["process 'a': window 0x20000000 + 64 bytes and send_buffer 0x20000000",
+      "move one of them"]),
 ])
 def test_bad_scenario_is_one_line_and_status_2(capsys, tmp_path, text, fragments):
     path = tmp_path / "bad.toml"

@@ -92,6 +92,15 @@ def test_bad_traffic_is_named(traffic, error):
     (("endpoint = 2", "endpoint = 0"), "endpoint 0 of node 0"),
     (("va = 0x10000000, bytes = 4096, key = 0x99", "va = 0x10000004, bytes = 4096"),
      "va = 0x10000004 must be a multiple of 64"),
+    # The default send buffer is 8 KiB at 0x20000000: a window's last page on its first one.
+    (("va = 0x10000000, bytes = 4096, key = 0x99", "va = 0x1FFFF000, bytes = 8192"),
+     r"window 0x1ffff000 \+ 8192 bytes and send_buffer 0x20000000 \+ 8192 bytes share the "
+     r"page at 0x20000000"),
+    (("window = { va = 0x10000000, bytes = 4096, key = 0x99 }",
+      "window = { va = 0x10000000, bytes = 4096, key = 0x99 }\n"
+      "send_buffer = { va = 0x10000fc0, bytes = 64 }"), "share the page at 0x10000000"),
+    (("va = 0x10000000, bytes = 4096, key = 0x99", "va = 0x6FFFFFFFF000, bytes = 8192"),
+     "reaches 0x700000000000, where the OS puts the completion rings"),
 ])
 def test_bad_processes_are_named(change, error):
     base = BASE.replace(*change, 1) if change[0] != "endpoint = 2" else \
