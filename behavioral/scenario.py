@@ -194,14 +194,14 @@ def _window(where, value, *, keyed):
 def _disjoint(where, window, send_buffer):
     """The window and the send buffer are mapped in one address space: no page in both."""
     def pages(span):
-        return range(span.va // PAGE_BYTES, (span.va + span.bytes - 1) // PAGE_BYTES + 1)
-    shared = set(pages(window)) & set(pages(send_buffer))
-    if shared:
+        return span.va // PAGE_BYTES, (span.va + span.bytes - 1) // PAGE_BYTES
+    (first, last), (other_first, other_last) = pages(window), pages(send_buffer)
+    if max(first, other_first) <= min(last, other_last):
         raise ScenarioError(
             f"{where}: window {window.va:#x} + {window.bytes} bytes and send_buffer "
             f"{send_buffer.va:#x} + {send_buffer.bytes} bytes share the page at "
-            f"{min(shared) * PAGE_BYTES:#x} of the process's address space; move one of them "
-            f"(the send buffer's default is {_DEFAULT_SEND_BUFFER['va']:#x}, "
+            f"{max(first, other_first) * PAGE_BYTES:#x} of the process's address space; move "
+            f"one of them (the send buffer's default is {_DEFAULT_SEND_BUFFER['va']:#x}, "
             f"{_DEFAULT_SEND_BUFFER['bytes']} bytes)")
 
 
