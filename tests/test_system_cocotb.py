@@ -13,11 +13,12 @@ from tb.runner import SIMULATORS
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name, sim, seed):
+def run_example(name, sim, seed, options=None):
     document = tomllib.loads((EXAMPLES / f"{name}.toml").read_text())
     scenario = parse(document, seed=seed)
     result, records, summary, mismatches = cli._run_scenario(
-        document, scenario, sim=sim, seed=seed, waves=False, label=f"pytest-{name}")
+        document, scenario, sim=sim, seed=seed, waves=False, label=f"pytest-{name}",
+        options=options)
     assert result.passed and summary["mismatches"] == 0, \
         f"seed {seed}: {result.message} {mismatches[:3]}; log {result.log}"
     assert len(records) == len(scenario.messages)
@@ -45,6 +46,16 @@ def test_four_nodes_random_all_to_all(sim, seed):
     records, summary = run_example("alltoall", sim, seed)
     assert {record["status"] for record in records.values()} == {"delivered"}
     assert summary["delivered"] == 24
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_crossfire_of_full_rings_does_not_deadlock(sim, seed):
+    """Two processes send 40 messages each at the other before receiving any: their rings fill
+    while both still send (a deadlock, stalled at the deadline, unless a waiting sender consumes
+    its own arrivals); the run takes about 7,500 cycles."""
+    records, summary = run_example("crossfire", sim, seed, options={"timeout_cycles": 60_000})
+    assert {record["status"] for record in records.values()} == {"delivered"}
+    assert summary["delivered"] == 80
 
 
 FAULT_STATUSES = {
