@@ -8,9 +8,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from rtl.layouts import (FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, MAX_PAYLOAD_BYTES, Flit,
-                         MessageHeader, MessageKind, Trailer, codec)
+                         LinkFaultKind, MessageHeader, MessageKind, Trailer, codec)
 
-__all__ = ["Message", "MessageError", "flit_value"]
+__all__ = ["Message", "MessageError", "flit_value", "apply_link_fault"]
 
 
 _DATA_MASK = (1 << FLIT_DATA_BITS) - 1
@@ -23,6 +23,26 @@ class MessageError(ValueError):
 def flit_value(data, last):
     """Return the integer of one :data:`rtl.layouts.Flit` (what a link's payload port carries)."""
     return codec(Flit).pack(data=data, last=last)
+
+
+def apply_link_fault(flits, fault):
+    """Return the flits (``(data, last)`` pairs) of one message as a link fault injector
+    (:class:`rtl.faults.LinkFaultInjector`) passes them on with ``fault`` (fields of
+    :data:`rtl.layouts.LinkFault`, or None: unchanged)."""
+    flits = list(flits)
+    if fault is None:
+        return flits
+    kind, at, bit = LinkFaultKind(fault["kind"]), fault["flit"], fault["bit"]
+    if kind is LinkFaultKind.CORRUPT and at < len(flits):
+        data, last = flits[at]
+        flits[at] = (data ^ 1 << bit, last)
+    elif kind is LinkFaultKind.TRUNCATE and at < len(flits) - 1:
+        flits[at + 1:] = []
+        flits[at] = (flits[at][0], True)
+    elif kind is LinkFaultKind.APPEND:
+        data, _ = flits[-1]
+        flits[-1:] = [(data, False), (data ^ 1 << bit, True)]
+    return flits
 
 
 @dataclass(frozen=True)

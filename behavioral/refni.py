@@ -270,6 +270,12 @@ class ReferenceNI:
         check_range("endpoint", index, 0, self.endpoints - 1)
         return self._head[index], self._tail[index]
 
+    def registers(self, index):
+        """Return what a read of each readable register of endpoint ``index`` answers now:
+        :class:`rtl.layouts.UserReg` -> value."""
+        return {UserReg.DOORBELL: 0, UserReg.STATUS: codec(TxStatus).pack(**self.status(index)),
+                UserReg.RING_HEAD: self._head[index], UserReg.RING_TAIL: self._tail[index]}
+
     def pending(self):
         """Return the endpoints whose doorbelled send waits for :meth:`send_next`."""
         return [index for index, slot in enumerate(self._slots) if slot.busy]
@@ -298,10 +304,7 @@ class ReferenceNI:
         reg, word = register
         slot = self._slots[index]
         if not write:
-            return MmioStatus.OK, {UserReg.DOORBELL: 0,
-                                   UserReg.STATUS: codec(TxStatus).pack(**self.status(index)),
-                                   UserReg.RING_HEAD: self._head[index],
-                                   UserReg.RING_TAIL: self._tail[index]}[reg]
+            return MmioStatus.OK, self.registers(index)[reg]
         if reg in _SLOT and slot.busy:
             return MmioStatus.SLOT_BUSY, 0
         if reg is UserReg.DESCRIPTOR:
@@ -309,7 +312,7 @@ class ReferenceNI:
         elif reg is UserReg.PAYLOAD:
             slot.payload[word] = data
         elif reg is UserReg.DOORBELL:
-            slot.busy, slot.asid = True, asid
+            slot.busy, slot.asid, slot.error = True, asid, TxError.NONE
         elif reg is UserReg.RING_HEAD:
             self._head[index] = data & 0xFFFF
         elif reg is UserReg.ARM_MODE:

@@ -6,6 +6,7 @@ from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
+from .faults import LinkFaultInjector
 from .framing import MessageFramer
 from .locktable import LockTable
 from .msgbuf import MessageBuffer
@@ -31,6 +32,7 @@ COMPONENTS = {
     "rxengine": RxEngine,
     "ni": NetworkInterface,
     "system": System,
+    "linkfault": LinkFaultInjector,
 }
 
 

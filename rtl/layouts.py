@@ -36,7 +36,7 @@ __all__ = [
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
-    "TxSlotWrite", "Doorbell", "MissAnswer",
+    "TxSlotWrite", "Doorbell", "MissAnswer", "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
     "Codec", "codec",
 ]
 
@@ -534,8 +534,9 @@ class TxError(enum.Enum, shape=3):
     DMA_REJECTED = 5
 
 
-#: The TX status of an endpoint (the user page's STATUS register). ``busy`` is set by the doorbell
-#: and cleared when the last flit has left or the send was refused; then ``error`` tells which.
+#: The TX status of an endpoint (the user page's STATUS register). ``busy`` is set by the doorbell,
+#: which clears ``error``, and cleared when the last flit has left or the send was refused; then
+#: ``error`` tells which.
 TxStatus = data.StructLayout({
     "busy":  1,
     "error": TxError,
@@ -743,6 +744,30 @@ assert MAX_PAYLOAD_BYTES < (1 << LENGTH_BITS)
 assert SendDescriptor.size == DESCRIPTOR_WORDS * FLIT_DATA_BITS
 assert CompletionEntry.size == COMPLETION_WORDS * FLIT_DATA_BITS
 assert UserReg.PAYLOAD.value + MAX_PAYLOAD_BYTES == 1 << PAGE_BITS
+
+#: Flits of the longest message a node sends.
+MAX_MESSAGE_FLITS = HEADER_FLITS + MAX_PAYLOAD_BYTES // FLIT_BYTES + TRAILER_FLITS
+
+
+class LinkFaultKind(enum.Enum, shape=2):
+    """What a link fault injector (:class:`rtl.faults.LinkFaultInjector`) does to one message;
+    :func:`behavioral.message.apply_link_fault` is its model."""
+    #: Flip bit ``bit`` of flit ``flit`` (nothing if the message is shorter).
+    CORRUPT = 0
+    #: Set ``last`` on flit ``flit`` and drop the flits after it (nothing if ``flit`` is the
+    #: message's last or beyond).
+    TRUNCATE = 1
+    #: Clear ``last`` on the message's last flit and add one flit after it: that flit's data
+    #: with bit ``bit`` flipped, ``last`` set.
+    APPEND = 2
+
+
+#: A fault to inject into the next message that starts on a link.
+LinkFault = data.StructLayout({
+    "kind": LinkFaultKind,
+    "flit": range(MAX_MESSAGE_FLITS),
+    "bit":  range(FLIT_DATA_BITS),
+})
 
 
 class Codec:

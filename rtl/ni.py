@@ -88,10 +88,11 @@ from amaranth.lib.wiring import In, Out
 
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
+from .faults import LinkFaultInjector
 from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS,
                       NOTIFIER_COUNTERS, PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse,
                       Doorbell, EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest,
-                      LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
+                      LinkFault, LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
                       MissAnswer, MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
                       NiFaultKind, NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode,
                       NotifyOsEvent, TxStatus, UserReg, WordBeat, ni_os_command_layout,
@@ -583,6 +584,10 @@ class System(wiring.Component):
         2 to 16.
     link_latency, cycles_per_flit : int
         The Fabric's link pipeline stages and rate limiter.
+    link_faults : bool
+        Put a :class:`rtl.faults.LinkFaultInjector` on each link from the Fabric to an NI (a test
+        system: ``smtni soak``), its command port the system's ``link_fault[i]``; the link into
+        the injector is ``ni<i>__from_fabric``.
     **ni_params
         Every parameter of :class:`NetworkInterface` but ``node`` and ``nodes``.
 
@@ -591,12 +596,15 @@ class System(wiring.Component):
     node : array of the NI ports but the links, one per node
     fabric_dropped : Out(32)
         Flits the Fabric dropped (misrouted; see :class:`rtl.fabric.Fabric`).
+    link_fault : array of In(stream.Signature(LinkFault)), one per node
+        With ``link_faults`` only: the fault for the next message into NI ``i``.
     """
 
-    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, endpoints=8, contexts=4,
-                 tlb_entries=32, asid_bits=8, lines=64, tx_lines=16, rx_lines=48,
-                 lock_entries=32, lock_waiters=32, send_buffering=4, queue_depth=4):
+    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, link_faults=False,
+                 endpoints=8, contexts=4, tlb_entries=32, asid_bits=8, lines=64, tx_lines=16,
+                 rx_lines=48, lock_entries=32, lock_waiters=32, send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
+        self._link_faults = bool(check_int(self, "link_faults", int(link_faults), 0, 1))
         ni_params = dict(nodes=nodes, endpoints=endpoints, contexts=contexts,
                          tlb_entries=tlb_entries, asid_bits=asid_bits, lines=lines,
                          tx_lines=tx_lines, rx_lines=rx_lines, lock_entries=lock_entries,
@@ -615,6 +623,8 @@ class System(wiring.Component):
         super().__init__({
             "node": Out(wiring.Signature(members)).array(nodes),
             "fabric_dropped": Out(32),
+            **({"link_fault": In(stream.Signature(LinkFault)).array(nodes)}
+               if self._link_faults else {}),
         })
 
     @property
@@ -646,17 +656,30 @@ class System(wiring.Component):
                 instance, link_tx, link_rx = platform.instance(index, outer, self._ni_params)
                 m.submodules[f"ni{index}"] = instance
                 wiring.connect(m, link_tx, fabric.inputs[index])
-                wiring.connect(m, fabric.outputs[index], link_rx)
+                self._link_in(m, index, fabric.outputs[index], link_rx)
                 continue
             m.submodules[f"ni{index}"] = ni
             wiring.connect(m, ni.link_tx, fabric.inputs[index])
-            wiring.connect(m, fabric.outputs[index], ni.link_rx)
+            self._link_in(m, index, fabric.outputs[index], ni.link_rx)
             for name, member in outer.signature.members.items():
                 if member.is_port:
                     m.d.comb += getattr(outer, name).eq(getattr(ni, name))   # a counter
                 else:
                     wiring.connect(m, wiring.flipped(getattr(outer, name)), getattr(ni, name))
         return m
+
+    def _link_in(self, m, index, fabric_out, link_rx):
+        """Connect the Fabric's output ``index`` to NI ``index``'s link input ``link_rx``,
+        through a fault injector in a system with ``link_faults``."""
+        if not self._link_faults:
+            wiring.connect(m, fabric_out, link_rx)
+            return
+        from_fabric = stream.Signature(Flit).create(path=(f"ni{index}", "from_fabric"))
+        injector = m.submodules[f"link_fault{index}"] = LinkFaultInjector()
+        wiring.connect(m, fabric_out, wiring.flipped(from_fabric))
+        wiring.connect(m, from_fabric, injector.i)
+        wiring.connect(m, injector.o, link_rx)
+        wiring.connect(m, wiring.flipped(self.link_fault[index]), injector.command)
 
 
 class _SharedNI:

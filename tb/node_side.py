@@ -23,6 +23,7 @@ The core is stepped with the clock by :class:`tb.core_driver.CoreDriver`, so Pyt
 on edges where a port or the core has work.
 """
 
+import random
 from collections import Counter, deque
 from types import SimpleNamespace
 
@@ -58,6 +59,12 @@ class NodeSide:
         Cycles the caches take to answer a coherence request.
     lockstep : bool
         Step the core every cycle (see :class:`tb.core_driver.CoreDriver`).
+    backpressure : int
+        Percent of cycles in which each port the node takes from is not ready, and each port it
+        drives holds back what it has (0: none).
+    memory_jitter : int
+        Up to this many cycles more, drawn for each answer, before the caches answer a coherence
+        request and memory a read or a DMA read (each port still answers in order).
 
     Attributes
     ----------
@@ -68,7 +75,8 @@ class NodeSide:
     """
 
     def __init__(self, testbench, index, *, core_params=None, os_params=None,
-                 hierarchy_params=None, driver_params=None, coh_cycles=3, lockstep=False):
+                 hierarchy_params=None, driver_params=None, coh_cycles=3, lockstep=False,
+                 backpressure=0, memory_jitter=0):
         self.tb = testbench
         self.index = index
         dut, ports = testbench.dut, testbench.ports
@@ -93,11 +101,17 @@ class NodeSide:
                                endpoints=params.get("endpoints", 8),
                                contexts=params.get("contexts", 4), **(driver_params or {}))
 
+        self.rng = random.Random(testbench.rng.randrange(1 << 32))
+        self.memory_jitter = memory_jitter
+        self._due = {}                          # port -> cycle of its latest answer
+
         def source(name, **kwargs):
-            return ports.source(dut, prefix + name, **kwargs)
+            return ports.source(dut, prefix + name, idle_percent=backpressure, rng=self.rng,
+                                **kwargs)
 
         def sink(name, receive):
-            return ports.sink(dut, prefix + name, on_receive=receive)
+            return ports.sink(dut, prefix + name, on_receive=receive,
+                              ready_percent=100 - backpressure, rng=self.rng)
 
         self._mmio_waiting = deque()            # (thread, write) per access not answered
         self.cpu_request = source("cpu_request", on_accept=lambda payload, offered, taken:
@@ -141,7 +155,8 @@ class NodeSide:
     def _mmio_answer(self, payload, now):
         thread, write = self._mmio_waiting.popleft()
         answer = codec(MmioResponse).unpack(payload)
-        self.tb.check_mmio_answer(self.index, answer["status"])
+        self.tb.check_mmio_answer(self.index, answer["status"],
+                                  None if write else answer["data"])
         self.driver_core.sync()
         self.core.mmio_response(thread, answer["status"].value if write else answer["data"])
 
@@ -282,7 +297,7 @@ class NodeSide:
         else:
             beats = [codec(CohResponse).pack(dirty=1, data=value, last=index == LINE_WORDS - 1)
                      for index, value in enumerate(dirty)]
-        self._later(self.coh_cycles, self.coh_resp.send, beats)
+        self._answer(self.coh_resp, self.coh_cycles, beats)
 
     def _write_back_beat(self, payload, now):
         beat = codec(MemWriteBeat).unpack(payload)
@@ -294,12 +309,22 @@ class NodeSide:
 
     def _memory_read(self, payload, now):
         words = self.hierarchy.memory_read(codec(LineRequest).field(payload, "addr"))
-        self._later(self.dram_cycles, self.mem_read_data.send, _word_beats(words))
+        self._answer(self.mem_read_data, self.dram_cycles, _word_beats(words))
 
     def _dma_read(self, payload, now):
         words, cycles = self.hierarchy.dma_read(codec(LineRequest).field(payload, "addr"))
         self.counts["dma_lines"] += 1
-        self._later(cycles, self.dma_data.send, _word_beats(words))
+        self._answer(self.dma_data, cycles, _word_beats(words))
+
+    def _answer(self, port, cycles, beats):
+        """Send ``beats`` on ``port`` ``cycles`` from now, plus the jitter, after what the port
+        answered before."""
+        if self.memory_jitter:
+            due = max(cycle() + cycles + self.rng.randrange(self.memory_jitter + 1),
+                      self._due.get(port, 0))
+            self._due[port] = due
+            cycles = due - cycle()
+        self._later(cycles, port.send, beats)
 
     def _later(self, cycles, action, *args):
         async def wait():

@@ -24,15 +24,18 @@ completion entries' stamps against the cycles the last flits came in.
 from collections import Counter, defaultdict, deque
 from dataclasses import replace
 
-from behavioral.message import Message, MessageError
+from behavioral.message import Message, MessageError, apply_link_fault
 from behavioral.refni import ReferenceNI, RxResult
 from behavioral.workload import MessageStatus, settled_without_entry
-from rtl.layouts import (PAGE_BITS, Completion, MmioRequest, MmioStatus, NiFaultKind, NiOsOp,
-                         NotifyMode, TxError, UserReg, codec, ni_os_command_layout)
+from rtl.layouts import (FLIT_BYTES, PAGE_BITS, Completion, LinkFault, MmioRequest, MmioStatus,
+                         NiFaultKind, NiOsOp, NotifyMode, TxError, UserReg, codec,
+                         ni_os_command_layout)
 
 from .stream import cycle
 
 __all__ = ["SystemScoreboard", "LatencyRecorder"]
+
+_PAGE_WORDS = (1 << PAGE_BITS) // FLIT_BYTES
 
 #: Faults that depend on when the OS answers, not on the message: left out of the comparison.
 _TIMING_FAULTS = {NiFaultKind.TX_MISS, NiFaultKind.RX_MISS}
@@ -142,6 +145,15 @@ class SystemScoreboard:
         self._entry_owner = defaultdict(deque)      # (node, entry VA) -> message ids in order
         self.expected_written = Counter()
         self._rtl_faults = defaultdict(Counter)     # node -> (kind, endpoint, va) counted
+        self._translate = page_tables
+        self._in_fabric = defaultdict(deque)        # (src, dst) -> messages the Fabric must give
+        self._to_ni = defaultdict(deque)            # node -> (flits, link fault) to its NI
+        self._link_faults = defaultdict(dict)       # node -> edge -> fault taken by its injector
+        self.fabric_drops = 0                       # messages sent to a node that does not exist
+        self._history = defaultdict(list)           # (node, endpoint, UserReg) -> values in turn
+        self._floor = Counter()                     # (node, endpoint, UserReg) -> last read's
+        for node, ref in self.refs.items():
+            self._note_registers(node, range(ref.endpoints))
 
     def _mismatch(self, text):
         self.mismatches.append(f"cycle {cycle()}: {text}")
@@ -153,26 +165,57 @@ class SystemScoreboard:
         fields = codec(MmioRequest).unpack(payload)
         status, _ = self.refs[node].mmio(fields["write"], fields["asid"], fields["addr"],
                                          fields["data"])
-        self._statuses[node].append((status, fields))
         offset = fields["addr"] & ((1 << PAGE_BITS) - 1)
         endpoint = fields["addr"] >> PAGE_BITS
+        register = None
+        if not fields["write"] and status is MmioStatus.OK:
+            register = (node, endpoint, UserReg(offset))
+        # A read may answer any value the register held from the previous read's answer up to
+        # now: the model changes at once what the NI changes a few cycles later.
+        self._statuses[node].append((status, fields, register,
+                                     len(self._history[register]) if register else 0))
         if fields["write"] and status is MmioStatus.OK:
             if offset == UserReg.DOORBELL.value:
+                self._note_registers(node, [endpoint])
                 self._doorbell(node, endpoint, now)
             elif offset == UserReg.RING_HEAD.value:
+                self._note_registers(node, [endpoint])
                 self._retry_held(node)
 
-    def on_mmio_answer(self, node, status):
-        """Node ``node``'s NI answered an MMIO access with ``status`` (in answer order)."""
-        expected, fields = self._statuses[node].popleft()
+    def on_mmio_answer(self, node, status, data=None):
+        """Node ``node``'s NI answered an MMIO access with ``status`` and, for a read, ``data``
+        (in answer order)."""
+        expected, fields, register, upper = self._statuses[node].popleft()
         if MmioStatus(status) is not expected:
             self._mismatch(f"node {node} MMIO {fields}: answered {MmioStatus(status).name}, "
                            f"the model says {expected.name}")
+        elif data is not None and register is None and data != 0:
+            self._mismatch(f"node {node} MMIO read {fields}: answered {data:#x} with "
+                           f"{expected.name}; a read that is not OK answers 0")
+        elif data is not None and register is not None:
+            floor = self._floor[register]
+            held = self._history[register][floor:upper]
+            if data in held:
+                self._floor[register] = floor + held.index(data)
+            else:
+                _, endpoint, reg = register
+                self._mismatch(f"node {node} endpoint {endpoint} read {reg.name}: {data:#x}; "
+                               f"since the last read the model held {[hex(v) for v in held]}")
+
+    def _note_registers(self, node, endpoints):
+        """Append the readable registers of ``endpoints`` that changed to their histories."""
+        ref = self.refs[node]
+        for endpoint in endpoints:
+            for reg, value in ref.registers(endpoint).items():
+                history = self._history[(node, endpoint, reg)]
+                if not history or history[-1] != value:
+                    history.append(value)
 
     def on_os_command(self, node, payload):
         """Node ``node``'s NI took the privileged command ``payload``."""
         fields = self._os_codec.unpack(payload)
         self.refs[node].os_command(**fields)
+        self._note_registers(node, range(self.refs[node].endpoints))
         if fields["op"] is NiOsOp.WRITE_ENDPOINT:
             self._retry_held(node)
 
@@ -186,6 +229,8 @@ class SystemScoreboard:
         if message_id is not None:
             self.recorder.stamp(message_id, "t_doorbell", now)
         outcome = self.refs[node].send_next(self.workload.sent_memory[node].read_word)
+        if outcome is not None:
+            self._note_registers(node, [outcome.endpoint])
         if outcome is None:
             self._mismatch(f"node {node} endpoint {endpoint}: doorbell taken, but the model has "
                            f"no send pending")
@@ -219,11 +264,45 @@ class SystemScoreboard:
         self._seq[pair] = (message.seq + 1) & 0xFFFF
         if message.metadata in self.records:
             self.recorder.stamp(message.metadata, "t_first_flit", first)
+        if message.dst_node < len(self.refs):
+            self._in_fabric[pair].append(flits)
+        else:
+            self.fabric_drops += 1
+
+    def on_fabric_out(self, node, flits, first, last):
+        """The Fabric gave the message ``flits`` to node ``node`` between edges ``first`` and
+        ``last``: it must be the oldest one some node sent to ``node`` and the Fabric still
+        holds, unchanged."""
+        for src in self.refs:
+            queue = self._in_fabric.get((src, node))
+            if queue and queue[0] == flits:
+                queue.popleft()
+                break
+        else:
+            self._mismatch(f"the Fabric gave node {node} at {first} {_describe(flits)}, which no "
+                           f"node sent it (or not in that order)")
+        self._to_ni[node].append((flits, self._link_faults[node].pop(first, None)))
+
+    def on_link_fault(self, node, payload, now):
+        """The fault injector on the link into node ``node``'s NI took the fault ``payload``
+        at edge ``now``, with the first flit of a message."""
+        fault = codec(LinkFault).unpack(payload)
+        self._link_faults[node][now] = fault
+        self.counts[f"link_fault_{fault['kind'].name.lower()}"] += 1
 
     def on_arrived(self, node, flits, first, last):
         """The message ``flits`` came into node ``node``'s NI, its last flit at edge ``last``."""
         self.counts["messages_arrived"] += 1
-        self._held[node].append((flits, last))
+        sent = flits
+        if not self._to_ni[node]:
+            self._mismatch(f"node {node}'s NI took at {first} {_describe(flits)}, which the "
+                           f"Fabric did not give it")
+        else:
+            sent, fault = self._to_ni[node].popleft()
+            if flits != apply_link_fault(sent, fault):
+                self._mismatch(f"node {node}'s NI took at {first} {_describe(flits)}; the Fabric "
+                               f"gave {_describe(sent)}, the link fault {fault}")
+        self._held[node].append((flits, last, sent))
         if len(self._held[node]) == 1:
             self._retry_held(node)
 
@@ -241,14 +320,17 @@ class SystemScoreboard:
         """Give the model the messages that arrived, in order, until one is held."""
         held = self._held[node]
         while held:
-            flits, last = held[0]
+            flits, last, sent = held[0]
             outcome = self.refs[node].receive(flits)
             if outcome.result is RxResult.HELD:
                 return
             held.popleft()
-            self._received(node, flits, last, outcome)
+            self._received(node, sent, last, outcome)
+            self._note_registers(node, range(self.refs[node].endpoints))
 
     def _received(self, node, flits, last, outcome):
+        """The model took the message of ``flits`` (as sent: a link fault may have damaged
+        what the NI got) with ``outcome``."""
         try:
             message_id = Message.from_flits(flits).metadata
         except MessageError:
@@ -300,8 +382,71 @@ class SystemScoreboard:
                                    f"{value:#x}")
             self.counts["words_checked"] += len(words)
 
-    def check_end(self):
-        """The checks at the end of the run: the entries consumed, the refusals, the faults."""
+    async def check_landing(self, load):
+        """Load back whole every page that a message not delivered (discarded, refused or
+        rejected) would have landed in, and compare it with what the models wrote there (zero
+        where they wrote nothing): nothing of such a message may reach memory."""
+        scenario = self.workload.scenario
+        pages = set()
+        for message in scenario.messages:
+            if self.records[message.id]["status"] is MessageStatus.DELIVERED or not message.bytes:
+                continue
+            dst = scenario.processes[message.dst]
+            va = dst.window.va + message.va_offset
+            asid = self.workload.asid(message.dst)
+            pages.update((dst.node, asid, page) for page in
+                         range(va >> PAGE_BITS, ((va + message.bytes - 1) >> PAGE_BITS) + 1))
+        for node, asid, page in sorted(pages):
+            entry = self._translate[node](asid, page << PAGE_BITS)
+            if entry is None:
+                continue                    # not mapped: nothing can land there
+            expected = self.expected_memory[node]
+            for index in range(_PAGE_WORDS):
+                pa = entry.ppn << PAGE_BITS | index * FLIT_BYTES
+                got = await load(node, pa)
+                if got != expected.get(pa, 0):
+                    self._mismatch(f"node {node} memory {pa:#x} (ASID {asid} page "
+                                   f"{page << PAGE_BITS:#x}, where a message not delivered "
+                                   f"would land): {got:#x}, the model says "
+                                   f"{expected.get(pa, 0):#x}")
+            self.counts["landing_pages_checked"] += 1
+
+    def check_end(self, rx_written, fabric_dropped):
+        """The checks at the end of a run: nothing predicted is left; ``rx_written`` (node ->
+        completion entries its NI wrote) and ``fabric_dropped`` (messages the Fabric dropped)
+        are exactly what the models say; the entries consumed, the refusals, the faults."""
+        left = {
+            "sends predicted, never sent": [message for queue in self._predicted.values()
+                                            for message in queue],
+            "messages in the Fabric, never given out": [
+                _describe(flits) for queue in self._in_fabric.values() for flits in queue],
+            "messages out of the Fabric, never taken by the NI": [
+                _describe(flits) for queue in self._to_ni.values() for flits, _ in queue],
+            "link faults taken with no message": [
+                fault for faults in self._link_faults.values() for fault in faults.values()],
+            "messages held for ring space at the end": [
+                _describe(flits) for queue in self._held.values() for flits, _, _ in queue],
+            "MMIO accesses never answered": [fields for queue in self._statuses.values()
+                                             for _, fields, _, _ in queue],
+            "completions predicted, never given to the Notifier": [
+                message_id for queue in self._entry_owner.values() for message_id in queue],
+        }
+        for what, items in left.items():
+            if items:
+                self._mismatch(f"{len(items)} {what}; first {items[0]}")
+        for node, count in rx_written.items():
+            if count != self.expected_written[node]:
+                self._mismatch(f"node {node}'s NI wrote {count} completion entries, the model "
+                               f"says {self.expected_written[node]}")
+        if fabric_dropped != self.fabric_drops:
+            self._mismatch(f"the Fabric dropped {fabric_dropped} messages, the model says "
+                           f"{self.fabric_drops}")
+        for message_id, record in self.records.items():
+            refused = record["status"].name.removeprefix("REFUSED_")
+            if (refused in TxError.__members__ and refused != record["status"].name
+                    and self._refusals.get(message_id) is not TxError[refused]):
+                self._mismatch(f"message {message_id}: refused with {refused}, the model "
+                               f"says {getattr(self._refusals.get(message_id), 'name', 'sent')}")
         for process, entry in self.workload.strays:
             self._mismatch(f"process {process} consumed an entry of no outstanding message: "
                            f"{entry}")
@@ -328,3 +473,11 @@ class SystemScoreboard:
         """Fail with the first mismatches, if any."""
         assert not self.mismatches, (f"{len(self.mismatches)} mismatches, first: "
                                      + "; ".join(self.mismatches[:5]))
+
+
+def _describe(flits):
+    """A message's flits, in a line: the message if they make one, else their count and head."""
+    try:
+        return str(Message.from_flits(flits))
+    except MessageError as error:
+        return f"{len(flits)} flits ({error}), first {flits[0][0]:#x}"

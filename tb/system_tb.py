@@ -18,8 +18,11 @@ consumes the entry: the handler, or the thread after its lock wait or poll).
 
 from collections import Counter
 
+from cocotb.triggers import ClockCycles
+
 from behavioral.workload import MessageStatus, Workload
-from rtl.layouts import RX_COUNTERS, Flit, codec
+from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, RX_COUNTERS, Flit, LinkFault,
+                         LinkFaultKind, codec)
 
 from .component_tb import ComponentTB
 from .node_side import NodeSide
@@ -62,17 +65,24 @@ class SystemTB(ComponentTB):
     lockstep : bool
         Step every node's core at every cycle (``smtni run --lockstep``): the oracle of the
         event-driven run, which must give the same records and summary.
+    backpressure, memory_jitter : int
+        For every node side (see :class:`tb.node_side.NodeSide`).
+    link_fault_percent : float
+        In a system built with ``link_faults``: the chance, per message out of the Fabric, that
+        the next message into that NI gets a random :data:`rtl.layouts.LinkFault`.
     """
 
     def __init__(self, dut, *, seed, scenario, tlb_prefill=True, core_params=None,
-                 os_params=None, hierarchy_params=None, driver_params=None, lockstep=False):
+                 os_params=None, hierarchy_params=None, driver_params=None, lockstep=False,
+                 backpressure=0, memory_jitter=0, link_fault_percent=0):
         super().__init__(dut, seed=seed)
         self.scenario = scenario
         ni_params = {name: self.params[name] for name in
                      ("endpoints", "contexts", "tlb_entries", "asid_bits") if name in self.params}
         self.nodes = {index: NodeSide(self, index, core_params=core_params, os_params=os_params,
                                       hierarchy_params=hierarchy_params,
-                                      driver_params=driver_params, lockstep=lockstep)
+                                      driver_params=driver_params, lockstep=lockstep,
+                                      backpressure=backpressure, memory_jitter=memory_jitter)
                       for index in range(self.params.get("nodes", 2))}
         self.workload = Workload(scenario, self.nodes, tlb_prefill=tlb_prefill)
         self.records = self.workload.records
@@ -82,27 +92,52 @@ class SystemTB(ComponentTB):
             {index: _page_table(node) for index, node in self.nodes.items()}, ni_params)
         self.mismatches = self.scoreboard.mismatches
         board = self.scoreboard
+        self.link_fault_percent = link_fault_percent
+        self.link_faults = {}
         for index in self.nodes:
             # The links between the NIs and the Fabric are wires of the top module; the
             # completions inside each NI are made public for this (tb.runner.PUBLIC_INSIDE).
             self.ports.monitor(dut, f"ni{index}__link_tx", on_transfer=_LinkMonitor(
                 lambda flits, first, last, node=index: board.on_sent(node, flits, first,
                                                                      last)).transfer)
-            self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=_LinkMonitor(
-                lambda flits, first, last, node=index: board.on_arrived(node, flits, first,
-                                                                        last)).transfer)
+            arrived = _LinkMonitor(lambda flits, first, last, node=index:
+                                   board.on_arrived(node, flits, first, last))
+            if self.params.get("link_faults"):
+                self.link_faults[index] = self.ports.source(
+                    dut, f"link_fault__{index}", on_accept=lambda payload, offered, taken,
+                    node=index: board.on_link_fault(node, payload, taken))
+                self.ports.monitor(dut, f"ni{index}__from_fabric", on_transfer=_LinkMonitor(
+                    lambda flits, first, last, node=index: self._from_fabric(
+                        node, flits, first, last)).transfer)
+                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer)
+            else:
+                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=_LinkMonitor(
+                    lambda flits, first, last, node=index, arrived=arrived: (
+                        board.on_fabric_out(node, flits, first, last),
+                        arrived.on_message(flits, first, last))).transfer)
             self.ports.monitor(getattr(dut, f"ni{index}").notifier, "completion",
                                on_transfer=lambda payload, now, node=index:
                                board.on_completion(node, payload, now))
         self.progress = ProgressReport(total=len(scenario.messages))
+
+    def _from_fabric(self, node, flits, first, last):
+        """A message left the Fabric for node ``node``'s injector: score it, and perhaps have
+        the injector damage a later one."""
+        self.scoreboard.on_fabric_out(node, flits, first, last)
+        port = self.link_faults[node]
+        if not port.busy and self.rng.random() * 100 < self.link_fault_percent:
+            port.send([codec(LinkFault).pack(
+                kind=self.rng.choice(list(LinkFaultKind)),
+                flit=self.rng.randrange(min(len(flits) + 1, MAX_MESSAGE_FLITS)),
+                bit=self.rng.randrange(FLIT_DATA_BITS))])
 
     # What the node sides report (tb.node_side.NodeSide calls these) ----------------------------
 
     def mmio_taken(self, node, payload, now):
         self.scoreboard.on_mmio(node, payload, now)
 
-    def check_mmio_answer(self, node, status):
-        self.scoreboard.on_mmio_answer(node, status)
+    def check_mmio_answer(self, node, status, data):
+        self.scoreboard.on_mmio_answer(node, status, data)
 
     def os_command_taken(self, node, payload, now):
         self.scoreboard.on_os_command(node, payload)
@@ -132,12 +167,22 @@ class SystemTB(ComponentTB):
         return sum(int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
                    for name in ("delivered", "rejected"))
 
-    async def run(self, timeout_cycles):
-        """Run the scenario until every message is settled; then check the memory, the entries
-        and the faults, and finish the records."""
-        await self.wait_until(self.accounted, timeout_cycles, self.scoreboard.unsettled)
-        await self.scoreboard.check_memory(lambda node, pa: self.nodes[node].load(pa))
-        self.scoreboard.check_end()
+    async def run(self, timeout_cycles, quiet_cycles=200):
+        """Run the scenario until every message is settled, then ``quiet_cycles`` more (a late
+        duplicate, a stray write or completion shows up there); then check the memory, the
+        landing pages of what was not delivered, the entries, the faults and that nothing
+        predicted is left, and finish the records. The first mismatch ends the run early (what
+        it withholds from the models would stall it), with the checks that need no memory."""
+        await self.wait_until(lambda: self.mismatches or self.accounted(), timeout_cycles,
+                              self.scoreboard.unsettled)
+        if self.mismatches:
+            return
+        await ClockCycles(self.dut.clk, quiet_cycles)
+        load = lambda node, pa: self.nodes[node].load(pa)     # noqa: E731
+        await self.scoreboard.check_memory(load)
+        await self.scoreboard.check_landing(load)
+        self.scoreboard.check_end({node: self._rx_written(node) for node in self.nodes},
+                                  int(self.dut.fabric_dropped.value))
 
     def check(self):
         self.scoreboard.check()

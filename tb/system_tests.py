@@ -24,10 +24,12 @@ async def scenario(dut):
     driver_params = {name: value for name, value in scenario.os.items() if name == "miss_cycles"}
     tb = SystemTB(dut, seed=seed, scenario=scenario, tlb_prefill=bool(options["tlb_prefill"]),
                   os_params=os_params, driver_params=driver_params,
-                  lockstep=bool(options["lockstep"]))
+                  lockstep=bool(options["lockstep"]), backpressure=options["backpressure"],
+                  memory_jitter=options["memory_jitter"],
+                  link_fault_percent=options["link_fault_percent"])
     await tb.start()
     try:
-        await tb.run(options["timeout_cycles"])
+        await tb.run(options["timeout_cycles"], options["quiet_cycles"])
     finally:
         record_result("scenario", {"messages": sorted(tb.records.values(), key=lambda r: r["id"]),
                                    "summary": tb.summary(),

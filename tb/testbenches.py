@@ -82,7 +82,11 @@ TESTBENCHES = {
             "scenario": None,          # the scenario document (smtni run gives it)
             "tlb_prefill": 1,          # fill the NI TLBs with every window before the run
             "timeout_cycles": 2_000_000,   # give up (and fail) after this many cycles
+            "quiet_cycles": 200,       # run on after everything is settled: late duplicates show
             "lockstep": 0,             # step every core at every cycle (the event-driven oracle)
+            "backpressure": 0,         # percent of cycles each node-side port holds back
+            "memory_jitter": 0,        # up to this many cycles more for each memory answer
+            "link_fault_percent": 0,   # chance per message of a link fault (link_faults=1 builds)
         },
         summary="a scenario's processes on n nodes: sends, deliveries and notifications against "
                 "the reference NI; per-message cycle stamps (smtni run, smtni demo)"),
