@@ -49,16 +49,28 @@ Processes and the OS
     ``switch_cycles``, ``deliver_cycles``, ``spawn_cycles``, ``tick_cycles`` (the scheduler's
     preemption tick) and ``miss_cycles`` (an NI TLB miss answered by the OS).
 
-Every error is a :exc:`ScenarioError` naming the entry and the bad value.
+Limits
+    Every limit is the one the run would meet, from where it is defined: the formats of
+    :mod:`rtl.layouts` (message sizes, keys, node and endpoint numbers, the descriptor fields a
+    bad send may set), the System's parameter checks (:func:`parse`'s ``system``), a node's memory
+    and ASIDs (:class:`behavioral.vm.AddressSpaces`) and the workload's thread numbering and rings
+    (:mod:`behavioral.workload`). So a scenario that ``smtni run`` plans (:func:`parse` with the
+    System's check) sets up without an error, and one it refuses fails when the file is read,
+    before anything is built.
+
+Every error is a :exc:`ScenarioError`: one line naming the entry and the bad value.
 """
 
+import functools
 import random
 from dataclasses import dataclass, field
 
-from rtl.layouts import (ENDPOINT_BITS, FLIT_BYTES, KEY_BITS, LENGTH_BITS, LINE_BYTES,
-                         MAX_PAYLOAD_BYTES, NODE_BITS, VA_BITS, NotifyMode)
+from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, ENDPOINT_BITS, FLIT_BYTES, KEY_BITS,
+                         LINE_BYTES, MAX_NODES, MAX_PAYLOAD_BYTES, THREAD_BITS, VA_BITS,
+                         NotifyMode, SendDescriptor)
 
-from .vm import PAGE_BYTES, RING_VA_BASE
+from .vm import PAGE_BYTES, RING_VA_BASE, AddressSpaces
+from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
 
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
            "PATTERNS", "SENDS"]
@@ -68,12 +80,20 @@ SENDS = ("pio", "dma")
 NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
 _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 #: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
-SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "endpoints", "contexts", "tlb_entries",
-                 "asid_bits", "lines", "tx_lines", "rx_lines", "lock_entries", "lock_waiters",
-                 "send_buffering", "queue_depth")
+SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "link_faults", "endpoints", "contexts",
+                 "tlb_entries", "asid_bits", "lines", "tx_lines", "rx_lines", "lock_entries",
+                 "lock_waiters", "send_buffering", "queue_depth")
 #: What ``[system.os]`` may set.
 OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
-_BAD_SEND_FIELDS = ("length", "dst_node", "flags", "local_va", "endpoint")
+#: The fields a list message may set to make a bad send, and the largest value of each: what
+#: its descriptor field (or, for the sending endpoint, an NI page number) holds.
+_BAD_SEND_FIELDS = {**{name: (1 << SendDescriptor[name].width) - 1
+                       for name in ("length", "dst_node", "flags", "local_va")},
+                    "endpoint": (1 << ENDPOINT_BITS) - 1}
+#: The workload numbers process ``i``'s threads MAIN_THREAD_BASE + i and SPAWN_THREAD_BASE + i,
+#: in THREAD_BITS: this many processes keep the two ranges apart and in the field.
+_MAX_PROCESSES = min(SPAWN_THREAD_BASE - MAIN_THREAD_BASE, (1 << THREAD_BITS) - SPAWN_THREAD_BASE)
+_HEX = ("va", "key", "va_offset", "local_va")
 
 
 class ScenarioError(ValueError):
@@ -153,7 +173,7 @@ def _int(where, name, value, low, high):
         raise ScenarioError(f"{where}: {name} = {value!r} must be an integer")
     if not low <= value <= high:
         raise ScenarioError(f"{where}: {name} = {value:#x} is out of range {low:#x}..{high:#x}"
-                            if name in ("va", "key", "va_offset") else
+                            if name in _HEX else
                             f"{where}: {name} = {value} is out of range {low}..{high}")
     return value
 
@@ -181,7 +201,7 @@ def _window(where, value, *, keyed):
     allowed = ("va", "bytes", "key") if keyed else ("va", "bytes")
     _table(where, value, allowed, ("va", "bytes"))
     va = _int(where, "va", value["va"], 0, (1 << VA_BITS) - 1)
-    size = _int(where, "bytes", value["bytes"], LINE_BYTES, 1 << 30)
+    size = _int(where, "bytes", value["bytes"], LINE_BYTES, RING_VA_BASE)
     if va % LINE_BYTES:
         raise ScenarioError(f"{where}: va = {va:#x} must be a multiple of {LINE_BYTES}")
     if va + size > RING_VA_BASE:
@@ -191,11 +211,21 @@ def _window(where, value, *, keyed):
     return Window(va, size, key)
 
 
+def _pages(va, size):
+    """Return the first and the last page number of ``va .. va + size - 1``."""
+    return va // PAGE_BYTES, (va + size - 1) // PAGE_BYTES
+
+
+def _page_count(va, size):
+    """Return the number of pages ``va .. va + size - 1`` touches."""
+    first, last = _pages(va, size)
+    return last - first + 1
+
+
 def _disjoint(where, window, send_buffer):
     """The window and the send buffer are mapped in one address space: no page in both."""
-    def pages(span):
-        return span.va // PAGE_BYTES, (span.va + span.bytes - 1) // PAGE_BYTES
-    (first, last), (other_first, other_last) = pages(window), pages(send_buffer)
+    first, last = _pages(window.va, window.bytes)
+    other_first, other_last = _pages(send_buffer.va, send_buffer.bytes)
     if max(first, other_first) <= min(last, other_last):
         raise ScenarioError(
             f"{where}: window {window.va:#x} + {window.bytes} bytes and send_buffer "
@@ -205,10 +235,34 @@ def _disjoint(where, window, send_buffer):
             f"{_DEFAULT_SEND_BUFFER['bytes']} bytes)")
 
 
-def parse(document, *, seed=0, endpoints=8):
+@functools.cache
+def _node_frames():
+    """The frames the OS of a node can give its processes: those of a fresh
+    :class:`behavioral.vm.AddressSpaces`, made as the system testbench makes them."""
+    return AddressSpaces().free_frames
+
+
+def _frames(process):
+    """The frames the OS maps for ``process``: its window, its send buffer and its ring."""
+    return (_page_count(process.window.va, process.window.bytes)
+            + _page_count(process.send_buffer.va, process.send_buffer.bytes)
+            + _page_count(RING_VA_BASE, RING_ENTRIES * COMPLETION_BYTES))
+
+
+def parse(document, *, seed=0, system=None):
     """Return the :class:`Scenario` of ``document`` (a dict, as :func:`tomllib.load` gives).
 
-    ``seed`` draws the ``random`` pattern's pairs.
+    Parameters
+    ----------
+    seed : int
+        Draws the ``random`` pattern's pairs.
+    system : callable or None
+        ``system(params)`` returns every parameter of the :class:`rtl.ni.System` that ``params``
+        (``nodes`` and what ``[system.params]`` sets) build, defaults filled in, or raises
+        :exc:`TypeError` or :exc:`ValueError` naming a bad one: the System's own check, which
+        ``smtni run`` passes (:func:`tb.cli.plan`), for this package imports no RTL. Without it
+        (a scenario planned before, read again), only the formats' limits apply: as many
+        endpoints as an endpoint number reaches, :data:`rtl.layouts.ASID_BITS` of ASID.
 
     Raises
     ------
@@ -216,43 +270,12 @@ def parse(document, *, seed=0, endpoints=8):
         Naming the bad entry and value.
     """
     _table("the scenario", document, ("system", "process", "traffic"), ("process", "traffic"))
-    system = _table("[system]", document.get("system", {}), ("nodes", "params", "os"))
-    nodes = _int("[system]", "nodes", system.get("nodes", 2), 2, 16)
-    params = _table("[system.params]", system.get("params", {}), SYSTEM_PARAMS)
-    params = {name: _int("[system.params]", name, value, 0, 1 << 20)
-              for name, value in params.items()}
-    endpoints = params.get("endpoints", endpoints)
-    os_costs = _table("[system.os]", system.get("os", {}), OS_COSTS)
-    os_costs = {name: _int("[system.os]", name, value, 1 if name == "tick_cycles" else 0,
-                           1 << 32) for name, value in os_costs.items()}
-    processes = {}
+    nodes, params, limits, os_costs = _system(document.get("system", {}), system)
+    scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs)
     if not isinstance(document["process"], list) or not document["process"]:
         raise ScenarioError("[[process]]: give at least one process")
     for index, entry in enumerate(document["process"]):
-        where = f"[[process]] #{index + 1}"
-        _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer",
-                              "work"), ("name", "node", "window"))
-        name = entry["name"]
-        if not isinstance(name, str) or not name:
-            raise ScenarioError(f"{where}: name = {name!r} must be a non-empty string")
-        where = f"process {name!r}"
-        if name in processes:
-            raise ScenarioError(f"{where} is declared twice")
-        process = Process(
-            name=name, node=_int(where, "node", entry["node"], 0, nodes - 1),
-            endpoint=_int(where, "endpoint", entry.get("endpoint", 0), 0, endpoints - 1),
-            notify=NOTIFY[_choice(where, "notify", entry.get("notify", "none"), tuple(NOTIFY))],
-            window=_window(f"{where} window", entry["window"], keyed=True),
-            send_buffer=_window(f"{where} send_buffer",
-                                entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False),
-            work=_int(where, "work", entry.get("work", 0), 0, 1 << 20))
-        _disjoint(where, process.window, process.send_buffer)
-        for other in processes.values():
-            if (other.node, other.endpoint) == (process.node, process.endpoint):
-                raise ScenarioError(f"{where}: endpoint {process.endpoint} of node "
-                                    f"{process.node} is already process {other.name!r}'s")
-        processes[name] = process
-    scenario = Scenario(nodes=nodes, params=params, processes=processes, os=os_costs)
+        _process(scenario, f"[[process]] #{index + 1}", entry, limits)
     if not isinstance(document["traffic"], list):
         raise ScenarioError("[[traffic]] must be an array of tables")
     rng = random.Random(seed)
@@ -262,6 +285,86 @@ def parse(document, *, seed=0, endpoints=8):
     return scenario
 
 
+def _system(table, system):
+    """Return ``(nodes, params, limits, os_costs)`` of ``[system]``: ``limits`` are the System's
+    parameters (``system``'s answer) that bound the processes."""
+    table = _table("[system]", table, ("nodes", "params", "os"))
+    nodes = _int("[system]", "nodes", table.get("nodes", 2), 2, MAX_NODES)
+    params = _table("[system.params]", table.get("params", {}), SYSTEM_PARAMS)
+    params = {name: _int("[system.params]", name, value, 0, 1 << 20)
+              for name, value in params.items()}
+    if system is None:
+        limits = {"endpoints": 1 << ENDPOINT_BITS, "asid_bits": ASID_BITS, **params}
+    else:
+        try:
+            limits = system({"nodes": nodes, **params})
+        except (TypeError, ValueError) as error:
+            given = "".join(f", {name} = {value}" for name, value in params.items())
+            raise ScenarioError(f"[system.params]: {error} (the System of nodes = {nodes}"
+                                f"{given}); change the value it names") from None
+    os_costs = _table("[system.os]", table.get("os", {}), OS_COSTS)
+    os_costs = {name: _int("[system.os]", name, value, 1 if name == "tick_cycles" else 0,
+                           1 << 32) for name, value in os_costs.items()}
+    return nodes, params, limits, os_costs
+
+
+def _process(scenario, where, entry, limits):
+    """Add the process of ``entry`` to ``scenario``, if its node has room for it."""
+    _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer",
+                          "work"), ("name", "node", "window"))
+    name = entry["name"]
+    if not isinstance(name, str) or not name:
+        raise ScenarioError(f"{where}: name = {name!r} must be a non-empty string")
+    where = f"process {name!r}"
+    if name in scenario.processes:
+        raise ScenarioError(f"{where} is declared twice")
+    if len(scenario.processes) == _MAX_PROCESSES:
+        raise ScenarioError(f"{where}: a scenario has at most {_MAX_PROCESSES} processes (the "
+                            f"workload's thread numbers); declare fewer")
+    node = _int(where, "node", entry["node"], 0, scenario.nodes - 1)
+    neighbours = [other for other in scenario.processes.values() if other.node == node]
+    _room(where, node, len(neighbours) + 1, limits)
+    process = Process(
+        name=name, node=node,
+        endpoint=_int(where, "endpoint", entry.get("endpoint", 0), 0, limits["endpoints"] - 1),
+        notify=NOTIFY[_choice(where, "notify", entry.get("notify", "none"), tuple(NOTIFY))],
+        window=_window(f"{where} window", entry["window"], keyed=True),
+        send_buffer=_window(f"{where} send_buffer",
+                            entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False),
+        work=_int(where, "work", entry.get("work", 0), 0, 1 << 20))
+    _disjoint(where, process.window, process.send_buffer)
+    _fits(where, process, neighbours)
+    scenario.processes[name] = process
+
+
+def _room(where, node, count, limits):
+    """Check that ``node`` has an endpoint and an ASID for each of ``count`` processes."""
+    endpoints, asids = limits["endpoints"], (1 << limits["asid_bits"]) - 1
+    if count > endpoints:
+        raise ScenarioError(f"{where}: node {node} has {count} processes, more than its "
+                            f"{endpoints} endpoints; raise [system.params] endpoints or move "
+                            f"the process to another node")
+    if count > asids:
+        raise ScenarioError(f"{where}: node {node} has {count} processes, more than the {asids} "
+                            f"ASIDs of asid_bits = {limits['asid_bits']}; raise "
+                            f"[system.params] asid_bits or move the process to another node")
+
+
+def _fits(where, process, neighbours):
+    """Check that ``process`` fits on its node beside ``neighbours``: an endpoint of its own,
+    and frames for everyone's pages."""
+    node = process.node
+    for other in neighbours:
+        if other.endpoint == process.endpoint:
+            raise ScenarioError(f"{where}: endpoint {process.endpoint} of node {node} is "
+                                f"already process {other.name!r}'s; give it another endpoint")
+    frames = sum(map(_frames, neighbours), _frames(process))
+    if frames > _node_frames():
+        raise ScenarioError(f"{where}: the processes of node {node} need {frames} pages of "
+                            f"memory (windows, send buffers, rings), more than its "
+                            f"{_node_frames()}; make the windows or send buffers smaller")
+
+
 def _traffic(scenario, where, entry, rng):
     pattern = _choice(where, "pattern", _table(where, entry, (
         "pattern", "from", "to", "bytes", "send", "count", "notify", "messages"),
@@ -269,6 +372,10 @@ def _traffic(scenario, where, entry, rng):
     if pattern == "list":
         if "messages" not in entry or not isinstance(entry["messages"], list):
             raise ScenarioError(f"{where}: a list pattern needs messages = [ ... ]")
+        for key in ("from", "to", "bytes", "count"):
+            if key in entry:
+                raise ScenarioError(f"{where}: {key} = {entry[key]!r} does nothing in a list "
+                                    f"pattern; give from, to and bytes in each message")
         for number, message in enumerate(entry["messages"]):
             spot = f"{where} message #{number + 1}"
             _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify",
@@ -281,9 +388,8 @@ def _traffic(scenario, where, entry, rng):
     count = _int(where, "count", entry.get("count", 1), 1, 1_000_000)
     names = list(scenario.processes)
     for role in ("from", "to"):
-        if role in entry and entry[role] not in scenario.processes:
-            raise ScenarioError(f"{where}: {role} = {entry[role]!r} is no process; the processes "
-                                f"are {', '.join(names)}")
+        if role in entry:
+            _known(scenario, where, role, entry[role])
     if pattern in ("pingpong", "stream"):
         for role in ("from", "to"):
             if role not in entry:
@@ -313,11 +419,17 @@ def _traffic(scenario, where, entry, rng):
             _add(scenario, where, {**base, "from": src, "to": dst})
 
 
+def _known(scenario, where, role, name):
+    """Return ``name`` if it names a process of ``scenario``."""
+    if not isinstance(name, str) or name not in scenario.processes:
+        raise ScenarioError(f"{where}: {role} = {name!r} is no process; the processes are "
+                            f"{', '.join(scenario.processes)}")
+    return name
+
+
 def _add(scenario, where, fields, after=None):
     for role in ("from", "to"):
-        if fields[role] not in scenario.processes:
-            raise ScenarioError(f"{where}: {role} = {fields[role]!r} is no process; the "
-                                f"processes are {', '.join(scenario.processes)}")
+        _known(scenario, where, role, fields[role])
     size = _int(where, "bytes", fields["bytes"], 0, MAX_PAYLOAD_BYTES)
     if size % FLIT_BYTES:
         raise ScenarioError(f"{where}: bytes = {size} must be a multiple of {FLIT_BYTES}")
@@ -332,16 +444,17 @@ def _add(scenario, where, fields, after=None):
         if va_offset % FLIT_BYTES:
             raise ScenarioError(f"{where}: va_offset = {va_offset:#x} must be a multiple of "
                                 f"{FLIT_BYTES}")
-    if send == "dma" and size > scenario.processes[fields["from"]].send_buffer.bytes:
+    elif size > dst.window.bytes:
+        raise ScenarioError(f"{where}: bytes = {size} does not fit process {dst.name!r}'s "
+                            f"window of {dst.window.bytes} bytes; send less or widen the window")
+    send_buffer = scenario.processes[fields["from"]].send_buffer
+    if send == "dma" and "local_va" not in fields and size > send_buffer.bytes:
         raise ScenarioError(f"{where}: a DMA send of {size} bytes does not fit process "
-                            f"{fields['from']!r}'s send buffer")
+                            f"{fields['from']!r}'s send buffer of {send_buffer.bytes} bytes; "
+                            f"send less or give it a larger send_buffer")
     key = _int(where, "key", fields.get("key", dst.window.key), 0, (1 << KEY_BITS) - 1)
-    bad = {}
-    for name, high in (("length", (1 << LENGTH_BITS) - 1), ("dst_node", (1 << NODE_BITS) - 1),
-                       ("flags", 0xFF), ("local_va", (1 << VA_BITS) - 1),
-                       ("endpoint", (1 << ENDPOINT_BITS) - 1)):
-        if name in fields:
-            bad[name] = _int(where, name, fields[name], 0, high)
+    bad = {name: _int(where, name, fields[name], 0, high)
+           for name, high in _BAD_SEND_FIELDS.items() if name in fields}
     message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
                              bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
                              after=after, **bad)
@@ -356,9 +469,6 @@ def _place(scenario):
         if message.va_offset is not None:
             continue
         window = scenario.processes[message.dst].window
-        if message.bytes > window.bytes:
-            raise ScenarioError(f"message {message.id} of {message.bytes} bytes does not fit "
-                                f"process {message.dst!r}'s window of {window.bytes}")
         if cursor[message.dst] + message.bytes > window.bytes:
             cursor[message.dst] = 0
         message.va_offset = cursor[message.dst]

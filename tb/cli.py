@@ -5,6 +5,7 @@ on stderr).
 """
 
 import argparse
+import functools
 import json
 import random
 import sys
@@ -17,7 +18,7 @@ from rtl import components
 from . import runner, synth
 from .testbenches import TESTBENCHES, get_testbench
 
-__all__ = ["main"]
+__all__ = ["main", "plan"]
 
 
 class UsageError(Exception):
@@ -166,9 +167,42 @@ def _load_scenario(path, seed):
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"scenario {path} is not valid TOML: {error}") from None
     try:
-        return document, scenario_module.parse(document, seed=seed)
+        return document, plan(document, seed=seed)
     except scenario_module.ScenarioError as error:
         raise UsageError(f"scenario {path}: {error}") from None
+
+
+def plan(document, *, seed):
+    """Return the :class:`behavioral.scenario.Scenario` of ``document`` checked against the
+    System it would build: what ``smtni run`` does before it builds anything.
+
+    Raises
+    ------
+    :exc:`behavioral.scenario.ScenarioError`
+        One line naming the bad entry and value.
+    """
+    return scenario_module.parse(document, seed=seed, system=_system_parameters)
+
+
+def _system_parameters(params):
+    """Return every parameter of the System that ``params`` build, defaults filled in; raise
+    :exc:`ValueError` as building it would."""
+    checked, error = _check_system(tuple(sorted(params.items())))
+    if error is not None:
+        raise ValueError(error)
+    return dict(checked)
+
+
+@functools.lru_cache(maxsize=256)
+def _check_system(items):
+    """The System's check of the parameters ``items``: ``(params, None)`` or ``(None, error)``.
+    Remembered, for it makes every NI (a tenth of a second a node)."""
+    params = {**components.parameters("system"), **dict(items)}
+    try:
+        components.check("system", params)
+    except (TypeError, ValueError) as error:
+        return None, str(error)
+    return params, None
 
 
 def _system_params(scenario):

@@ -5,7 +5,8 @@ import tomllib
 import pytest
 
 from behavioral.scenario import ScenarioError, parse
-from rtl.layouts import NotifyMode
+from rtl.layouts import MAX_NODES, NotifyMode
+from tb import cli, runner
 
 BASE = """
 [system]
@@ -113,3 +114,109 @@ def test_unknown_system_parameter_is_named():
     with pytest.raises(ScenarioError, match="unknown key 'colour'; allowed: link_latency"):
         scenario('[[traffic]]\npattern = "random"\nbytes = 8\n',
                  base=BASE.replace("nodes = 2", "nodes = 2\n[system.params]\ncolour = 3"))
+
+
+# Checks against the System, the nodes and the workload: what `smtni run` plans (tb.cli.plan) ---
+
+def process(name, node, endpoint, window="{ va = 0x10000000, bytes = 4096 }", extra=""):
+    return (f'[[process]]\nname = "{name}"\nnode = {node}\nendpoint = {endpoint}\n'
+            f"window = {window}\n{extra}")
+
+
+def planned(text, seed=0):
+    return cli.plan(tomllib.loads(text), seed=seed)
+
+
+@pytest.mark.parametrize("text, error", [
+    ("[system]\nnodes = 17\n" + process("a", 0, 0) + process("b", 1, 0),
+     f"[system]: nodes = 17 is out of range 2..{MAX_NODES}"),
+    ("[system.params]\nendpoints = 2\n" + "".join(process(n, 0, e) for e, n in enumerate("abc")),
+     "process 'c': node 0 has 3 processes, more than its 2 endpoints; raise [system.params] "
+     "endpoints"),
+    ("[system.params]\nendpoints = 2\n" + process("a", 0, 2),
+     "process 'a': endpoint = 2 is out of range 0..1"),
+    ("[system.params]\nasid_bits = 1\n" + process("a", 0, 0) + process("b", 0, 1),
+     "process 'b': node 0 has 2 processes, more than the 1 ASIDs of asid_bits = 1; raise "
+     "[system.params] asid_bits"),
+    ("[system.params]\nsend_buffering = 0\n" + process("a", 0, 0),
+     "[system.params]: send_buffering must be between 1 and 16, not 0 (the System of nodes = 2, "
+     "send_buffering = 0); change the value it names"),
+    ("[system.params]\nlines = 8\ntx_lines = 8\n" + process("a", 0, 0),
+     "[system.params]: tx_lines must be between 1 and 6, not 8"),
+    # 3 GiB of window and 1 GiB of send buffer: more than the node's 4 GiB less the kernel's.
+    (process("a", 0, 0, "{ va = 0, bytes = 0xC0000000 }",
+             "send_buffer = { va = 0xC0000000, bytes = 0x40000000 }\n"),
+     "process 'a': the processes of node 0 need 1048577 pages of memory (windows, send buffers, "
+     "rings), more than its 1048320; make the windows or send buffers smaller"),
+    ("[system]\nnodes = 16\n[system.params]\nendpoints = 8\n"
+     + "".join(process(f"p{i}", i // 8, i % 8) for i in range(128)),
+     "process 'p127': a scenario has at most 127 processes (the workload's thread numbers); "
+     "declare fewer"),
+])
+def test_what_the_run_would_refuse_is_refused_when_read(text, error):
+    with pytest.raises(ScenarioError) as refusal:
+        planned(text + '[[traffic]]\npattern = "list"\nmessages = []\n')
+    assert str(refusal.value).startswith(error) and "\n" not in str(refusal.value)
+
+
+def test_up_to_the_limits_a_scenario_plans():
+    # 127 processes (as many as the thread numbers allow), 16 on a node; a 2 GiB window.
+    s = planned("[system]\nnodes = 8\n[system.params]\nendpoints = 16\n"
+                + "".join(process(f"p{i}", i // 16, i % 16) for i in range(127))
+                + '[[traffic]]\npattern = "random"\nbytes = 8\n')
+    assert len(s.processes) == 127 and s.processes["p126"].endpoint == 14
+    big = planned(process("a", 0, 0, "{ va = 0x40000000, bytes = 0x80000000 }") + process("b", 1, 0)
+                  + '[[traffic]]\npattern = "random"\nbytes = 8\n')
+    assert big.processes["a"].window.bytes == 1 << 31
+
+
+@pytest.mark.parametrize("traffic, error", [
+    ('[[traffic]]\npattern = "stream"\nfrom = ["client"]\nto = "server"\nbytes = 8\n',
+     "[[traffic]] #1: from = ['client'] is no process"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = { name = "server" }, '
+     'bytes = 8 }]\n', "[[traffic]] #1 message #1: to = {'name': 'server'} is no process"),
+    ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 2048\n',
+     "[[traffic]] #1: bytes = 2048 does not fit process 'server''s window of 1024 bytes"),
+    ('[[traffic]]\npattern = "list"\ncount = 3\nmessages = []\n',
+     "[[traffic]] #1: count = 3 does nothing in a list pattern"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", bytes = 8, '
+     'flags = 0x100 }]\n', "flags = 256 is out of range 0..255"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", bytes = 8, '
+     'length = 4096 }]\n', "length = 4096 is out of range 0..4095"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", bytes = 8, '
+     'dst_node = 16 }]\n', "dst_node = 16 is out of range 0..15"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", bytes = 8, '
+     'endpoint = 16 }]\n', "endpoint = 16 is out of range 0..15"),
+    ('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", bytes = 8, '
+     'local_va = 0x1000000000000 }]\n', "local_va = 0x1000000000000 is out of range"),
+    ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 1024\n'
+     'send = "dma"\n', "a DMA send of 1024 bytes does not fit process 'client''s send buffer "
+     "of 64 bytes"),
+])
+def test_bad_messages_are_named(traffic, error):
+    base = BASE.replace("bytes = 4096, key = 0x1234", "bytes = 1024, key = 0x1234").replace(
+        "key = 0x99 }", "key = 0x99 }\nsend_buffer = { va = 0x20000000, bytes = 64 }")
+    with pytest.raises(ScenarioError) as refusal:
+        planned(base + traffic)
+    assert error in str(refusal.value)
+
+
+def test_a_dma_send_from_elsewhere_needs_no_send_buffer_room():
+    s = scenario('[[traffic]]\npattern = "list"\nmessages = [{ from = "client", to = "server", '
+                 'bytes = 2048, send = "dma", local_va = 0x30000000 }]\n',
+                 base=BASE.replace("key = 0x99 }", "key = 0x99 }\n"
+                                   "send_buffer = { va = 0x20000000, bytes = 64 }"))
+    assert s.messages[0].local_va == 0x30000000
+
+
+def test_a_refused_scenario_exits_2_before_anything_is_built(tmp_path, monkeypatch, capsys):
+    def build(*args, **kwargs):
+        raise AssertionError("built a bad scenario")
+    monkeypatch.setattr(runner, "build", build)
+    path = tmp_path / "bad.toml"
+    path.write_text("[system.params]\nasid_bits = 1\n" + process("a", 0, 0) + process("b", 0, 1)
+                    + '[[traffic]]\npattern = "list"\nmessages = []\n')
+    assert cli.main(["run", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert not out and err.count("\n") == 1
+    assert err.startswith(f"smtni: scenario {path}: process 'b': node 0 has 2 processes")
