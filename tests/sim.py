@@ -1,42 +1,130 @@
-"""Shared helpers for unit tests in the Amaranth simulator."""
+"""Shared helpers for unit tests in the Amaranth simulator.
+
+Every testbench given to :func:`run` must finish by the deadline, or the test fails naming what
+it still waits for; a testbench that runs until the deadline by design (a monitor, a consumer
+always ready, a model of memory) is marked :func:`background`."""
 
 import gc
+import os
+import weakref
 from collections import Counter
+from contextlib import contextmanager
 
+import amaranth
 from amaranth.hdl import Value
 from amaranth.sim import Simulator
 
-__all__ = ["run", "stream_put", "stream_get", "stream_put_together", "transfer", "tracer", "edges",
-           "OneAtATime"]
+__all__ = ["run", "background", "waiting", "stream_put", "stream_get", "stream_put_together",
+           "transfer", "tracer", "edges", "OneAtATime"]
+
+_AMARANTH = os.path.dirname(amaranth.__file__) + os.sep
+
+#: What the testbench of each simulator context waits for, innermost last (see :func:`waiting`).
+_waits = weakref.WeakKeyDictionary()
 
 
 def run(dut, *testbenches, deadline_cycles=100_000):
-    """Simulate ``dut`` with a 1 MHz clock and the given async testbenches."""
+    """Simulate ``dut`` with a 1 MHz clock and the given async testbenches (run in that order
+    within a time step) for ``deadline_cycles`` cycles.
+
+    Fail if a testbench not marked :func:`background` has not finished by then, naming it, the
+    line it waits at and (if it waits in a helper of this module, or in :func:`waiting`) what it
+    waits for."""
     sim = Simulator(dut)
     sim.add_clock(1e-6)
-    for testbench in testbenches:
-        sim.add_testbench(testbench)
+    unfinished = {}
+    for index, testbench in enumerate(testbenches):
+        if getattr(testbench, "background", False):
+            sim.add_testbench(testbench, background=True)
+        else:
+            sim.add_testbench(_watched(testbench, index, unfinished))
     sim.run_until(deadline_cycles * 1e-6)
+    hung = [_hang(name, *state) for name, state in unfinished.items()]
     # A testbench still waiting at the deadline (say in ``until``: the design stopped taking its
-    # stream) is closed when it is collected. Collect it now: collected later, in the middle of
-    # pytest's report of the failure, it makes Python 3.11's ``ast.parse`` fail (gh-106905) and
-    # pytest stop with an INTERNALERROR instead of the test's failure.
-    del sim
+    # stream) must be closed. Close it here: closed inside ``until`` it raises RuntimeError (the
+    # ``sample`` generator that ``until`` closes is still running), which the garbage collector
+    # would print as an unraisable exception. Collect the rest now: collected later, in the middle
+    # of pytest's report of the failure, a testbench makes Python 3.11's ``ast.parse`` fail
+    # (gh-106905) and pytest stop with an INTERNALERROR instead of the test's failure. (So nothing
+    # here may keep one: ``hung`` holds strings only.)
+    for _, coroutine in unfinished.values():
+        try:
+            coroutine.close()
+        except RuntimeError:
+            pass
+    del sim, unfinished
     gc.collect()
+    assert not hung, f"not finished after {deadline_cycles} cycles: " + "; ".join(hung)
+
+
+def background(testbench):
+    """Mark ``testbench`` (a function or method; returned) as one that runs until the deadline
+    by design: :func:`run` does not wait for it to finish."""
+    testbench.background = True
+    return testbench
+
+
+@contextmanager
+def waiting(ctx, what):
+    """Say what the testbench of ``ctx`` waits for inside the ``with`` block (``what`` completes
+    "waiting for ..."): :func:`run` says it if the testbench is still there at the deadline."""
+    stack = _waits.setdefault(ctx, [])
+    stack.append(what)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def _watched(testbench, index, unfinished):
+    """Wrap ``testbench`` so that it is in ``unfinished``, with its context and coroutine, from
+    its start until it returns."""
+    name = f"testbench {index} ({testbench.__qualname__.replace('.<locals>', '')})"
+
+    async def watched(ctx):
+        coroutine = testbench(ctx)
+        unfinished[name] = ctx, coroutine
+        await coroutine
+        del unfinished[name]
+    return watched
+
+
+def _hang(name, ctx, coroutine):
+    """Describe where testbench ``name`` waits: its awaits outside Amaranth, outermost first."""
+    lines = []
+    while getattr(coroutine, "cr_frame", None) is not None:
+        code = coroutine.cr_frame.f_code
+        if not code.co_filename.startswith(_AMARANTH):
+            lines.append(f"{os.path.relpath(code.co_filename)}:{coroutine.cr_frame.f_lineno} "
+                         f"in {code.co_name}")
+        coroutine = coroutine.cr_await
+    waits = _waits.get(ctx)
+    return f"{name} at {' -> '.join(lines)}" + (f", waiting for {waits[-1]}" if waits else "")
+
+
+def _port(stream):
+    """The name of ``stream`` as a port of its component (``tx_request``), for messages."""
+    return stream.valid.name.removesuffix("__valid")
+
+
+def _shown(payload):
+    return f"{payload:#x}" if isinstance(payload, int) else repr(payload)
 
 
 async def stream_put(ctx, stream, payload):
     """Offer ``payload`` (an integer, or what its shape accepts) until the sink takes it."""
     ctx.set(stream.valid, 1)
     ctx.set(Value.cast(stream.payload) if isinstance(payload, int) else stream.payload, payload)
-    await ctx.tick().until(stream.ready)
+    with waiting(ctx, f"{_port(stream)} to take {_shown(payload)}"):
+        await ctx.tick().until(stream.ready)
     ctx.set(stream.valid, 0)
 
 
 async def stream_get(ctx, stream):
     """Take one payload from ``stream``."""
     ctx.set(stream.ready, 1)
-    payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
+    with waiting(ctx, f"{_port(stream)} to be valid"):
+        payload, = await ctx.tick().sample(stream.payload).until(stream.valid)
     ctx.set(stream.ready, 0)
     return payload
 
@@ -53,7 +141,10 @@ async def stream_put_together(ctx, *offers):
     edge = 0
     while None in waited:
         edge += 1
-        _, _, *readies = await ctx.tick().sample(*(stream.ready for stream, _ in offers))
+        left = [f"{_port(stream)} to take {_shown(payload)}"
+                for (stream, payload), wait in zip(offers, waited) if wait is None]
+        with waiting(ctx, " and ".join(left)):
+            _, _, *readies = await ctx.tick().sample(*(stream.ready for stream, _ in offers))
         for index, ((stream, _), ready) in enumerate(zip(offers, readies)):
             if waited[index] is None and ready:
                 waited[index] = edge
@@ -67,8 +158,9 @@ def transfer(stream):
 
 
 def tracer(log, **exprs):
-    """Return a testbench appending to ``log``, at every clock edge, a dict of the values that
-    ``exprs`` have at that edge (as :meth:`ctx.tick().sample` sees them)."""
+    """Return a background testbench appending to ``log``, at every clock edge, a dict of the
+    values that ``exprs`` have at that edge (as :meth:`ctx.tick().sample` sees them)."""
+    @background
     async def testbench(ctx):
         async for _, _, *values in ctx.tick().sample(*exprs.values()):
             log.append(dict(zip(exprs, values)))
@@ -102,6 +194,7 @@ class OneAtATime:
         if check:
             assert self.seen == self.returned, "an output came at an unexpected edge"
 
+    @background
     async def _monitor(self, ctx):
         for name in self.names:
             ctx.set(getattr(self.dut, name).ready, 1)

@@ -7,7 +7,7 @@ import pytest
 from rtl.layouts import (CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
                          codec, msgbuf_tx_command_layout)
 from rtl.msgbuf import MessageBuffer
-from tests.sim import edges, run, stream_get, stream_put, tracer, transfer
+from tests.sim import background, edges, run, stream_get, stream_put, tracer, transfer
 
 FULL = 0xFF
 MISS = [(0, 0, 1)]
@@ -87,6 +87,7 @@ class Neighbours:
     def testbenches(self):
         return self.caches, self.memory_reads, self.memory_writes
 
+    @background
     async def caches(self, ctx):
         while True:
             addr = (await serve(ctx, self.dut.coh_req)).addr
@@ -94,6 +95,7 @@ class Neighbours:
             beats = [dict(dirty=1, data=data) for data in self.dirty.get(addr, ())]
             await put_line(ctx, self.dut.coh_resp, codec(CohResponse), beats or [{}])
 
+    @background
     async def memory_reads(self, ctx):
         while True:
             addr = (await serve(ctx, self.dut.mem_read)).addr
@@ -103,6 +105,7 @@ class Neighbours:
             await put_line(ctx, self.dut.mem_read_data, codec(WordBeat),
                            [dict(data=data) for data in words_of(MEMORY, addr)])
 
+    @background
     async def memory_writes(self, ctx):
         while True:
             beat = await serve(ctx, self.dut.mem_write)
@@ -339,6 +342,7 @@ def test_merges_outstanding_at_most():
             await fill(ctx, dut, addr, words_of(FILLED, addr), MESSAGE)
         answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in addrs])
 
+    @background
     async def memory_reads(ctx):
         ctx.set(dut.mem_read.ready, 1)
         async for _, _, taken, addr in ctx.tick().sample(transfer(dut.mem_read),
@@ -347,6 +351,7 @@ def test_merges_outstanding_at_most():
             if taken:
                 reads.append((clock["edge"] + SLOW_MEMORY, addr))
 
+    @background
     async def memory_answers(ctx):
         while True:
             await ctx.tick()

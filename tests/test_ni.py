@@ -1,20 +1,22 @@
 """Unit tests of the network interface's own logic (rtl/ni.py) in the Amaranth simulator: the
 MMIO decoder, the OS port and the fault merge, against the contract in the module docstring of
-rtl/ni.py. The engines, TLB, MessageBuffer, lock table and Notifier are the real ones (they have
-their own tests); node memory and the core caches are a responder that answers every coherence
-request "not dirty" and every memory read with zeros."""
+rtl/ni.py; and two processes, each on an endpoint of its own, kept to their own address spaces.
+The engines, TLB, MessageBuffer, lock table and Notifier are the real ones (they have their own
+tests); node memory and the core caches are a responder that answers every coherence request
+"not dirty" and every memory read with zeros."""
 
 import pytest
 from amaranth.hdl import Value
 
 from behavioral.message import Message
-from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_WORDS, PAGE_BITS, CohResponse, Flit,
-                         LockOp, LockOsEvent, LockOsReason, LockReleased, LockRequest, LockResponse,
-                         LockStatus, MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
-                         NiFaultKind, NiOsOp, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError,
-                         TxStatus, UserReg, WordBeat, codec, ni_os_command_layout)
+from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_BYTES, LINE_WORDS, PAGE_BITS,
+                         CohResponse, Flit, LineBeat, LineRequest, LockOp, LockOsEvent,
+                         LockOsReason, LockReleased, LockRequest, LockResponse, LockStatus,
+                         MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault, NiFaultKind,
+                         NiOsOp, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError, TxStatus,
+                         UserReg, WordBeat, codec, ni_os_command_layout)
 from rtl.ni import NetworkInterface
-from tests.sim import run, stream_get, stream_put, transfer
+from tests.sim import background, run, stream_get, stream_put, transfer
 
 OS_COMMAND = codec(ni_os_command_layout())
 
@@ -45,11 +47,11 @@ def window_fill():
                 perm={"remote_write": 1}, key=KEY)
 
 
-def arrival(*, dst_endpoint=0, notify=True, remote_va=REMOTE_VA):
-    """An 8-byte message from node 1 to this node."""
+def arrival(*, dst_endpoint=0, notify=True, remote_va=REMOTE_VA, payload=bytes(range(8))):
+    """A message (of 8 bytes unless told) from node 1 to this node."""
     return Message(dst_node=0, src_node=1, dst_endpoint=dst_endpoint, notify=notify, seq=3,
                    key=KEY, remote_va=remote_va, metadata=0x1111_2222_3333_4444,
-                   payload=bytes(range(8)))
+                   payload=payload)
 
 
 def descriptor_words(**fields):
@@ -71,29 +73,25 @@ class Bench:
 
     ``taken[name]`` lists the payloads (integers) taken on each output of :attr:`RECORDED`, in
     order; those outputs are always ready except the ones named in ``held``, whose ``ready`` the
-    test drives. The test is one coroutine, given to :meth:`run`, using the drivers below.
+    test drives. The test is one coroutine, given to :meth:`run`, using the drivers below; it
+    must finish within :data:`DEADLINE` cycles.
     """
 
     RECORDED = ("link_tx", "fault", "lock_os", "notify_os", "lock_released", "notify",
-                "mem_write", "mc_data")
+                "mem_write", "mc_data", "dma_read")
 
     def __init__(self, *, held=(), **params):
         self.dut = NetworkInterface(**SMALL | params)
         self.held = set(held)
         self.taken = {name: [] for name in self.RECORDED}
-        self.done = False
 
     def run(self, test):
-        async def main(ctx):
-            await test(ctx)
-            self.done = True
-
-        run(self.dut, main, self._monitor, self._coherence, self._memory, self._dma,
+        run(self.dut, test, self._monitor, self._coherence, self._memory, self._dma,
             deadline_cycles=DEADLINE)
-        assert self.done, f"the test did not finish within {DEADLINE} cycles"
 
     # The environment ----------------------------------------------------------------------------
 
+    @background
     async def _monitor(self, ctx):
         ports = [getattr(self.dut, name) for name in self.RECORDED]
         for name, port in zip(self.RECORDED, ports):
@@ -105,6 +103,7 @@ class Bench:
                 if taken:
                     self.taken[name].append(payload)
 
+    @background
     async def _coherence(self, ctx):
         """No core cache holds any line dirty: one answer per request, in order. (Written as an
         ``async for`` over the edges, not with ``stream_get``, so that it is not left inside
@@ -118,6 +117,7 @@ class Bench:
             owed += asked - answered
             ctx.set(answer.valid, owed > 0)
 
+    @background
     async def _memory(self, ctx, request=None, answer=None):
         """Node memory holds zeros: a line of words per read, in order (the MessageBuffer's
         reads, or those given)."""
@@ -132,6 +132,7 @@ class Bench:
             ctx.set(Value.cast(answer.payload),
                     codec(WordBeat).pack(data=0, last=int(owed % LINE_WORDS == 1)))
 
+    @background
     async def _dma(self, ctx):
         """The TX engine's DMA reads, from the same memory of zeros."""
         await self._memory(ctx, self.dut.dma_read, self.dut.dma_data)
@@ -166,20 +167,21 @@ class Bench:
         assert value == 0, "a write answers no data"
         return status
 
-    async def register(self, ctx, endpoint, reg):
+    async def register(self, ctx, endpoint, reg, *, asid=ASID):
         """Read a register that must answer OK; return its value."""
-        status, value = await self.read(ctx, endpoint, reg)
+        status, value = await self.read(ctx, endpoint, reg, asid=asid)
         assert status == MmioStatus.OK, f"read of {reg.name} answered {status.name}"
         return value
 
-    async def post(self, ctx, endpoint, words=(), payload=(), *, doorbell=True):
+    async def post(self, ctx, endpoint, words=(), payload=(), *, doorbell=True, asid=ASID):
         """Write descriptor words, then payload words, then (if asked) the doorbell; each write
         must answer OK."""
         writes = [(8 * i, word) for i, word in enumerate(words)]
         writes += [(UserReg.PAYLOAD.value + 8 * i, word) for i, word in enumerate(payload)]
         writes += [(UserReg.DOORBELL.value, 0)] if doorbell else []
         for offset, word in writes:
-            assert await self.write(ctx, endpoint, offset, word) == MmioStatus.OK, hex(offset)
+            status = await self.write(ctx, endpoint, offset, word, asid=asid)
+            assert status == MmioStatus.OK, hex(offset)
 
     async def deliver(self, ctx, message):
         for data, last in message.flits():
@@ -202,13 +204,24 @@ class Bench:
             await ctx.tick()
         raise AssertionError(f"{what}: not within {cycles} cycles")
 
-    async def idle(self, ctx, endpoint):
+    async def idle(self, ctx, endpoint, *, asid=ASID):
         """Wait until ``endpoint``'s STATUS shows busy low; return STATUS."""
         for _ in range(100):
-            value = await self.register(ctx, endpoint, UserReg.STATUS)
+            value = await self.register(ctx, endpoint, UserReg.STATUS, asid=asid)
             if not codec(TxStatus).field(value, "busy"):
                 return value
         raise AssertionError(f"endpoint {endpoint} stays busy")
+
+    async def probe(self, ctx, pa):
+        """Read the line holding physical address ``pa`` from the MessageBuffer as a core's L1
+        miss does (``mc_lookup``); return its words, or None if the buffer does not hold it."""
+        start = len(self.taken["mc_data"])
+        await stream_put(ctx, self.dut.mc_lookup, codec(LineRequest).pack(addr=pa // LINE_BYTES))
+        await self.wait_for(ctx, lambda: any(codec(LineBeat).field(bits, "last")
+                                             for bits in self.taken["mc_data"][start:]),
+                            f"the answer to the probe of {pa:#x}")
+        beats = [codec(LineBeat).unpack(bits) for bits in self.taken["mc_data"][start:]]
+        return [beat["data"] for beat in beats] if beats[0]["hit"] else None
 
     def count(self, ctx, name):
         return ctx.get(getattr(self.dut, f"count_{name}"))
@@ -633,3 +646,87 @@ def test_os_commands_for_what_the_ni_lacks_change_nothing(command):
     assert seen["counts"] == {"none": 0, "lock": 1}, "endpoint 1 stays armed"
     assert bench.taken["lock_released"] == [], "no context holds the thread"
     assert bench.taken["lock_os"] == [not_resident()]
+
+
+# Two processes: each endpoint in its own address space -------------------------------------------
+
+#: Two processes, one endpoint each: (endpoint, ASID, PPN of REMOTE_VA, PPN of DMA_VA). They map
+#: the same VAs, each to frames of its own.
+PROCESSES = [(0, 1, 0x300, 0x310), (1, 2, 0x400, 0x410)]
+
+
+async def set_up_processes(bench, ctx):
+    """Give each process of :data:`PROCESSES` its endpoint (with a ring of its own), its receive
+    window at REMOTE_VA (remote writes with KEY) and its page at DMA_VA (local reads)."""
+    for endpoint, asid, window_ppn, dma_ppn in PROCESSES:
+        await bench.write_endpoint(ctx, endpoint, asid=asid, ring_pa=RING_PA + 0x1000 * endpoint)
+        await bench.os(ctx, NiOsOp.TLB, tlb=window_fill() | dict(asid=asid, ppn=window_ppn))
+        await bench.os(ctx, NiOsOp.TLB, tlb=dict(op=TlbOp.FILL, asid=asid, ppn=dma_ppn,
+                                                 vpn=DMA_VA >> PAGE_BITS, perm={"local_read": 1}))
+
+
+def test_two_processes_receive_each_in_its_own_pages():
+    """A message for each endpoint at the same REMOTE_VA: each lands in the frame its endpoint's
+    process maps there, and nothing of it in the other process's frame. Neither process can read
+    or move the other's ring: FOREIGN_ASID, and nothing changes."""
+    bench = Bench()
+    payloads = {endpoint: bytes([0xA0 + endpoint] * 8) for endpoint, *_ in PROCESSES}
+    seen = {}
+
+    async def test(ctx):
+        await set_up_processes(bench, ctx)
+        for endpoint, payload in payloads.items():
+            await bench.deliver(ctx, arrival(dst_endpoint=endpoint, notify=False, payload=payload))
+        await bench.wait_for(ctx, lambda: bench.count(ctx, "rx_delivered") == 2, "delivery")
+        seen["foreign"] = [await bench.read(ctx, 1, UserReg.RING_TAIL, asid=1),
+                           await bench.write(ctx, 0, UserReg.RING_HEAD, 1, asid=2)]
+        seen["tails"] = [await bench.register(ctx, endpoint, UserReg.RING_TAIL, asid=asid)
+                         for endpoint, asid, *_ in PROCESSES]
+        seen["head"] = await bench.register(ctx, 0, UserReg.RING_HEAD, asid=1)
+        seen["frames"] = {endpoint: await bench.probe(ctx, ppn << PAGE_BITS)
+                          for endpoint, _, ppn, _ in PROCESSES}
+
+    bench.run(test)
+    assert seen["frames"] == {
+        endpoint: [int.from_bytes(payload, "little")] + [0] * (LINE_WORDS - 1)
+        for endpoint, payload in payloads.items()}
+    assert seen["foreign"] == [(MmioStatus.FOREIGN_ASID, 0), MmioStatus.FOREIGN_ASID]
+    assert seen["tails"] == [1, 1] and seen["head"] == 0
+    assert bench.faults() == [
+        fault(NiFaultKind.FOREIGN_ASID, endpoint=1, asid=1,
+              va=1 << PAGE_BITS | UserReg.RING_TAIL.value),
+        fault(NiFaultKind.FOREIGN_ASID, endpoint=0, asid=2, va=UserReg.RING_HEAD.value)]
+
+
+def test_two_processes_send_each_from_its_own_pages():
+    """A DMA send from DMA_VA on each endpoint reads the frame its endpoint's process maps there.
+    The other process can neither rewrite a posted descriptor nor ring its doorbell: each write
+    answers FOREIGN_ASID, and nothing is sent until the owner rings."""
+    bench = Bench()
+    words = descriptor_words(**SEND | dict(flags=SendFlags.DMA.value, local_va=DMA_VA, length=16))
+    forged = [(8 * i, MASK64) for i in range(DESCRIPTOR_WORDS)] + [(UserReg.DOORBELL.value, 0)]
+    seen = {}
+
+    async def test(ctx):
+        await set_up_processes(bench, ctx)
+        await bench.post(ctx, 0, words, doorbell=False, asid=1)
+        seen["forged"] = [await bench.write(ctx, 0, offset, word, asid=2)
+                          for offset, word in forged]
+        await ctx.tick().repeat(20)
+        seen["sent before"] = len(bench.taken["link_tx"])
+        await bench.post(ctx, 0, asid=1)                 # the doorbell of the descriptor above
+        seen[0] = await bench.idle(ctx, 0, asid=1)
+        await bench.post(ctx, 1, words, asid=2)
+        seen[1] = await bench.idle(ctx, 1, asid=2)
+
+    bench.run(test)
+    assert seen["forged"] == [MmioStatus.FOREIGN_ASID] * len(forged)
+    assert bench.faults() == [fault(NiFaultKind.FOREIGN_ASID, endpoint=0, asid=2, va=offset)
+                              for offset, _ in forged]
+    assert seen["sent before"] == 0
+    assert seen[0] == seen[1] == status(sent=1)
+    assert [codec(LineRequest).field(bits, "addr") for bits in bench.taken["dma_read"]] == [
+        (ppn << PAGE_BITS | DMA_VA & ((1 << PAGE_BITS) - 1)) // LINE_BYTES
+        for *_, ppn in PROCESSES]
+    assert [(m.src_endpoint, m.seq, m.remote_va, m.payload) for m in bench.sent()] == [
+        (endpoint, endpoint, SEND["remote_va"], bytes(16)) for endpoint, *_ in PROCESSES]

@@ -1,6 +1,6 @@
 """Unit tests of the RX engine (rtl/rxengine.py) in the Amaranth simulator: messages from
-behavioral/message.py in, a fake NI TLB answering lookups two cycles after each request, and a
-fake MessageBuffer recording every line written."""
+behavioral/message.py in, a fake NI TLB answering lookups two cycles after each request from a
+page table per ASID, and a fake MessageBuffer recording every line written."""
 
 import random
 import zlib
@@ -18,7 +18,7 @@ from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, FLIT_BYTES, HEADER_
                          codec, tlb_lookup_layout)
 from rtl.params import silence_unused
 from rtl.rxengine import QUEUED_JOBS, RxEngine
-from tests.sim import run, stream_put
+from tests.sim import background, run, stream_put
 
 NODE = 1
 ENDPOINTS = 4
@@ -32,19 +32,24 @@ LOOKUP = codec(tlb_lookup_layout(8))
 
 
 def endpoint_entry(index, *, ring_log2=4, enabled=True):
-    """Endpoint ``index``'s table entry: an ASID and a ring of its own."""
+    """Endpoint ``index``'s table entry: an ASID (``ASID + index``) and a ring of its own."""
     return codec(EndpointEntry).pack(enabled=enabled, asid=ASID + index, thread=index,
                                      ring_log2=ring_log2, ring_pa=RING_PA + 0x1000 * index,
                                      ring_va=RING_VA + 0x1000 * index)
 
 
-def ppn_of(va):
-    """The fake page table: every page maps to a frame derived from its number."""
-    return (0x40000 + ((va >> PAGE_BITS) * 7)) & 0xfffff
+def ppn_of(va, asid):
+    """The fake page tables, one per ASID: every page maps to a frame derived from its number and
+    the ASID, so that a VA is a different frame in each endpoint's address space."""
+    return (0x40000 + (asid << 12) + (va >> PAGE_BITS) * 7) & 0xfffff
 
 
 def hit(asid, va, key):
-    return TlbStatus.HIT, ppn_of(va)
+    """The fake NI TLB: every page of an endpoint's ASID hits; nothing of any other ASID is
+    mapped."""
+    if asid - ASID not in range(ENDPOINTS):
+        return TlbStatus.MISS, 0
+    return TlbStatus.HIT, ppn_of(va, asid)
 
 
 def message(*, payload_bytes=8, remote_va=0x1000_0000, dst_endpoint=0, notify=True, seq=7,
@@ -151,6 +156,7 @@ class Bench:
                     await stream_put(ctx, dut.flits, codec(Flit).pack(data=data, last=last))
                 await ctx.tick().repeat(self.gap_cycles) if self.gap_cycles else None
 
+        @background
         async def tlb(ctx):
             pending = deque()
             ctx.set(dut.tlb_request.ready, 1)
@@ -194,6 +200,7 @@ class Bench:
 
         sinks = [dut.rx_line, dut.rx_data, dut.fault, dut.completion]
 
+        @background
         async def monitor(ctx):
             ready_rng = random.Random(self.rng.random())
             for sink in sinks:
@@ -234,13 +241,14 @@ class Bench:
         return result
 
 
-def expected_payload(msg, ppn=ppn_of):
-    """``{physical word address: data}`` of ``msg``'s payload as it should land."""
+def expected_payload(msg):
+    """``{physical word address: data}`` of ``msg``'s payload as it should land: in the frames
+    of its endpoint's address space."""
     words = {}
     base = msg.remote_va & ~(FLIT_BYTES - 1)
     for index in range(len(msg.payload) // FLIT_BYTES):
         va = base + FLIT_BYTES * index
-        pa = ppn(va) << PAGE_BITS | va & (PAGE - 1)
+        pa = ppn_of(va, ASID + msg.dst_endpoint) << PAGE_BITS | va & (PAGE - 1)
         words[pa // FLIT_BYTES] = int.from_bytes(msg.payload[8 * index:8 * index + 8], "little")
     return words
 
@@ -276,7 +284,7 @@ def test_8_byte_message_lands_with_its_entry_and_completion():
     msg = message(payload_bytes=8, remote_va=0x1000_0238)
     result = Bench().run([msg])
     fills = result.fills()
-    pa = ppn_of(msg.remote_va) << PAGE_BITS | 0x238
+    pa = ppn_of(msg.remote_va, ASID) << PAGE_BITS | 0x238
     # One payload line (word 7 only), then the entry's partial line (slot 0: words 0-3 of the
     # line that holds RING_PA + 0 .. 31, which is words 0-3 of line RING_PA >> 6).
     assert [(addr, mask) for _, addr, mask, _ in fills] == [
@@ -329,10 +337,28 @@ def test_unaligned_payload_crossing_a_page():
     assert [lookup["va"] for _, lookup in result.lookups] == [0x3000_0000, 0x3000_1000]
     fills = result.fills()
     assert [mask for _, _, mask, _ in fills] == [0b1110_0000, 0b0001_1111, 0b1111]
-    assert fills[0][1] == (ppn_of(0x3000_0000) << PAGE_BITS | 0xfc0) >> 6
-    assert fills[1][1] == ppn_of(0x3000_1000) << PAGE_BITS >> 6
+    assert fills[0][1] == (ppn_of(0x3000_0000, ASID) << PAGE_BITS | 0xfc0) >> 6
+    assert fills[1][1] == ppn_of(0x3000_1000, ASID) << PAGE_BITS >> 6
     check_delivered(result, msg)
     assert result.completions == []     # notify off
+
+
+def test_each_endpoint_translates_in_its_own_address_space():
+    """The same VA in messages for three endpoints (three processes): each message is looked up
+    in its endpoint's ASID and lands in that address space's frames, and in no other's."""
+    msgs = [message(payload_bytes=24, remote_va=0x1000_0ff0, dst_endpoint=endpoint, seq=endpoint,
+                    rng=random.Random(endpoint)) for endpoint in (1, 0, 3)]
+    result = Bench().run(msgs)
+    assert [(lookup["asid"], lookup["va"]) for _, lookup in result.lookups] == [
+        (ASID + msg.dst_endpoint, va) for msg in msgs for va in (0x1000_0000, 0x1000_1000)]
+    for msg in msgs:
+        check_delivered(result, msg)
+    expected = {address: data for msg in msgs for address, data in expected_payload(msg).items()}
+    assert len(expected) == 3 * 3, "the three messages' frames overlap"
+    memory = result.memory()
+    assert {k: v for k, v in memory.items() if k in expected} == expected
+    assert len(memory) == len(expected) + len(msgs) * COMPLETION_WORDS
+    assert result.fault_kinds() == []
 
 
 FAULT_CASES = {

@@ -5,7 +5,7 @@ import pytest
 from behavioral.tlb import TLBModel
 from rtl.layouts import TlbOp, TlbStatus, codec, tlb_command_layout, tlb_lookup_layout
 from rtl.tlb import NITLB
-from tests.sim import run, stream_get, stream_put
+from tests.sim import edges, run, stream_get, stream_put, tracer, transfer
 
 RW = {"local_read": 1, "remote_write": 1}
 
@@ -146,11 +146,12 @@ def test_invalidation_kills_a_waiting_hit():
 
 
 def test_random_against_model(seed):
-    """Commands and lookups, one at a time, against the reference model."""
+    """Commands and lookups, one at a time, against the reference model: one answer per lookup,
+    and no other."""
     rng = random.Random(seed)
     dut = NITLB(entries=4, asid_bits=2)
     model = TLBModel(entries=4, asid_bits=2)
-    mismatches = []
+    mismatches, lookups, log = [], {"tx": 0, "rx": 0}, []
 
     async def bench(ctx):
         for _ in range(120):
@@ -166,13 +167,17 @@ def test_random_against_model(seed):
                 model.execute(op, **fields)
             else:
                 port, key = rng.choice(["tx", "rx"]), rng.randrange(3)
+                lookups[port] += 1
                 got = await lookup(ctx, dut, port, asid, vpn << 12 | rng.randrange(4096), key)
                 want = model.lookup(asid, vpn << 12, remote=port == "rx", key=key)
                 if got != (want.status, want.ppn):
                     mismatches.append((port, asid, vpn, key, got, want))
 
-    run(dut, bench)
+    run(dut, bench, tracer(log, tx=transfer(dut.tx_response), rx=transfer(dut.rx_response)),
+        deadline_cycles=2000)
     assert not mismatches, f"seed {seed}: {mismatches[:3]}"
+    answers = {port: len(edges(log, port)) for port in lookups}
+    assert answers == lookups, f"seed {seed}: {answers} answers to {lookups} lookups"
 
 
 @pytest.mark.parametrize("kwargs, error", [
