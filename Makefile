@@ -10,7 +10,7 @@ COMPONENT ?= fabric
 DEVICE ?= ecp5-25k
 JOBS   ?= 2
 
-.PHONY: setup test demo verilog sim waves formal synth bench experiments clean
+.PHONY: setup test demo verilog sim waves formal synth bench soak experiments clean
 
 ## setup: create .venv and install smtni with its tools (idempotent; fast once done)
 setup: $(STAMP)
@@ -55,6 +55,12 @@ synth: setup
 ## bench: one table of co-simulation speed (clock loops, native harness, demo, 4-node random) and System build times
 bench: setup
 	$(BIN)/python -m tb.bench
+
+## soak: SEEDS random NODES-node runs of MESSAGES messages with link faults, side by side on $(JOBS) Dask workers
+soak: setup
+	$(BIN)/smtni soak --sim $(SIM) --nodes $(or $(NODES),4) --messages $(or $(MESSAGES),2500) \
+		--seeds $(or $(SEEDS),40) --workers $(JOBS) $(if $(SEED),--seed $(SEED)) \
+		--fault-rate $(or $(FAULT_RATE),0.05) --json results/soak.json
 
 ## experiments: the message cache's effect on DRAM traffic and load latency, buffer on and off
 experiments: setup

@@ -15,7 +15,7 @@ from pathlib import Path
 from behavioral import scenario as scenario_module
 from rtl import components
 
-from . import runner, synth
+from . import runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main", "plan"]
@@ -462,6 +462,22 @@ def _parser():
     demo.add_argument("--bytes", type=_payload_bytes, default=64,
                       help="message payload in bytes (default 64)")
     demo.set_defaults(func=cmd_demo)
+
+    soak = commands.add_parser("soak", help="random N-node runs with injected link faults, "
+                               "scored; many seeds side by side",
+                               description=soak_module.__doc__.splitlines()[0])
+    _add_sim_options(soak)
+    soak.add_argument("--nodes", type=int, default=4, help="nodes, 2 to 8 (default 4)")
+    soak.add_argument("--messages", type=_positive, default=500,
+                      help="random messages per seed (default 500)")
+    soak.add_argument("--seeds", type=_positive, default=1,
+                      help="run this many seeds, from --seed on (default 1)")
+    soak.add_argument("--workers", type=_positive, default=2,
+                      help="seeds run side by side (Dask workers; default 2)")
+    soak.add_argument("--fault-rate", type=float, default=0.05, metavar="R",
+                      help="chance per message of a link fault, 0 to 1 (default 0.05)")
+    soak.add_argument("--json", metavar="OUT", help="write the summary and every seed's figures")
+    soak.set_defaults(func=lambda args: soak_module.command(args, UsageError))
 
     synthesis = commands.add_parser("synth", help="synthesize a component: LUTs, FFs, RAMs, Fmax",
                                  description="Synthesize with Yosys, place and route with "

@@ -36,6 +36,8 @@ from .stream import cycle
 __all__ = ["SystemScoreboard", "LatencyRecorder"]
 
 _PAGE_WORDS = (1 << PAGE_BITS) // FLIT_BYTES
+#: The longest an MMIO access may wait for its answer at the end of a run.
+_MMIO_ANSWER_CYCLES = 1000
 
 #: Faults that depend on when the OS answers, not on the message: left out of the comparison.
 _TIMING_FAULTS = {NiFaultKind.TX_MISS, NiFaultKind.RX_MISS}
@@ -149,6 +151,7 @@ class SystemScoreboard:
         self._in_fabric = defaultdict(deque)        # (src, dst) -> messages the Fabric must give
         self._to_ni = defaultdict(deque)            # node -> (flits, link fault) to its NI
         self._link_faults = defaultdict(dict)       # node -> edge -> fault taken by its injector
+        self._ni_took = defaultdict(deque)          # node -> (flits, first, last) not yet paired
         self.fabric_drops = 0                       # messages sent to a node that does not exist
         self._history = defaultdict(list)           # (node, endpoint, UserReg) -> values in turn
         self._floor = Counter()                     # (node, endpoint, UserReg) -> last read's
@@ -173,7 +176,7 @@ class SystemScoreboard:
         # A read may answer any value the register held from the previous read's answer up to
         # now: the model changes at once what the NI changes a few cycles later.
         self._statuses[node].append((status, fields, register,
-                                     len(self._history[register]) if register else 0))
+                                     len(self._history[register]) if register else 0, now))
         if fields["write"] and status is MmioStatus.OK:
             if offset == UserReg.DOORBELL.value:
                 self._note_registers(node, [endpoint])
@@ -185,7 +188,7 @@ class SystemScoreboard:
     def on_mmio_answer(self, node, status, data=None):
         """Node ``node``'s NI answered an MMIO access with ``status`` and, for a read, ``data``
         (in answer order)."""
-        expected, fields, register, upper = self._statuses[node].popleft()
+        expected, fields, register, upper, _ = self._statuses[node].popleft()
         if MmioStatus(status) is not expected:
             self._mismatch(f"node {node} MMIO {fields}: answered {MmioStatus(status).name}, "
                            f"the model says {expected.name}")
@@ -282,6 +285,7 @@ class SystemScoreboard:
             self._mismatch(f"the Fabric gave node {node} at {first} {_describe(flits)}, which no "
                            f"node sent it (or not in that order)")
         self._to_ni[node].append((flits, self._link_faults[node].pop(first, None)))
+        self._pair(node)
 
     def on_link_fault(self, node, payload, now):
         """The fault injector on the link into node ``node``'s NI took the fault ``payload``
@@ -291,20 +295,24 @@ class SystemScoreboard:
         self.counts[f"link_fault_{fault['kind'].name.lower()}"] += 1
 
     def on_arrived(self, node, flits, first, last):
-        """The message ``flits`` came into node ``node``'s NI, its last flit at edge ``last``."""
+        """The message ``flits`` came into node ``node``'s NI, its last flit at edge ``last``:
+        it must be the next one out of the Fabric, as the link fault injected (if any) left it.
+        (A truncated message ends at the NI before it has all left the Fabric: it waits for
+        :meth:`on_fabric_out`.)"""
         self.counts["messages_arrived"] += 1
-        sent = flits
-        if not self._to_ni[node]:
-            self._mismatch(f"node {node}'s NI took at {first} {_describe(flits)}, which the "
-                           f"Fabric did not give it")
-        else:
+        self._ni_took[node].append((flits, first, last))
+        self._pair(node)
+
+    def _pair(self, node):
+        while self._ni_took[node] and self._to_ni[node]:
+            flits, first, last = self._ni_took[node].popleft()
             sent, fault = self._to_ni[node].popleft()
             if flits != apply_link_fault(sent, fault):
                 self._mismatch(f"node {node}'s NI took at {first} {_describe(flits)}; the Fabric "
                                f"gave {_describe(sent)}, the link fault {fault}")
-        self._held[node].append((flits, last, sent))
-        if len(self._held[node]) == 1:
-            self._retry_held(node)
+            self._held[node].append((flits, last, sent))
+            if len(self._held[node]) == 1:
+                self._retry_held(node)
 
     def on_completion(self, node, payload, now):
         """Node ``node``'s RX engine handed the completion ``payload`` to its Notifier."""
@@ -422,12 +430,16 @@ class SystemScoreboard:
                 _describe(flits) for queue in self._in_fabric.values() for flits in queue],
             "messages out of the Fabric, never taken by the NI": [
                 _describe(flits) for queue in self._to_ni.values() for flits, _ in queue],
+            "messages the NI took that the Fabric never gave": [
+                _describe(flits) for queue in self._ni_took.values() for flits, _, _ in queue],
             "link faults taken with no message": [
                 fault for faults in self._link_faults.values() for fault in faults.values()],
             "messages held for ring space at the end": [
                 _describe(flits) for queue in self._held.values() for flits, _, _ in queue],
-            "MMIO accesses never answered": [fields for queue in self._statuses.values()
-                                             for _, fields, _, _ in queue],
+            # The cores poll to the end: an access taken in the last cycles may be on its way.
+            f"MMIO accesses not answered {_MMIO_ANSWER_CYCLES} cycles after they were taken": [
+                fields for queue in self._statuses.values()
+                for _, fields, _, _, taken in queue if cycle() - taken > _MMIO_ANSWER_CYCLES],
             "completions predicted, never given to the Notifier": [
                 message_id for queue in self._entry_owner.values() for message_id in queue],
         }

@@ -128,10 +128,13 @@ def test_a_completion_entry_too_many_is_a_mismatch(board):
                                 "says 1"]
 
 
-def test_an_access_never_answered_is_left_over(board):
-    mmio(board, 0, UserReg.RING_HEAD, 1)
+@pytest.mark.parametrize("now, late", [(1000, False), (1001, True)])
+def test_an_access_not_answered_in_time_is_left_over(board, monkeypatch, now, late):
+    mmio(board, 0, UserReg.RING_HEAD, 1)            # taken at edge 0
+    monkeypatch.setattr(system_scoreboard, "cycle", lambda: now)
     board.check_end({0: 0, 1: 0}, 0)
-    assert any("1 MMIO accesses never answered" in text for text in board.mismatches)
+    assert any("1 MMIO accesses not answered 1000 cycles after they were taken" in text
+               for text in board.mismatches) == late
 
 
 def test_a_read_answers_a_value_the_register_held_since_the_last_read(board):
