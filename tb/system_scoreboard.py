@@ -41,6 +41,11 @@ _MMIO_ANSWER_CYCLES = 1000
 
 #: Faults that depend on when the OS answers, not on the message: left out of the comparison.
 _TIMING_FAULTS = {NiFaultKind.TX_MISS, NiFaultKind.RX_MISS}
+#: The RX engine's counters of discarded messages, and the fault each counts.
+_DISCARD_COUNTERS = {"bad_crc": NiFaultKind.BAD_CRC, "truncated": NiFaultKind.TRUNCATED,
+                     "bad_header": NiFaultKind.BAD_HEADER,
+                     "bad_endpoint": NiFaultKind.BAD_ENDPOINT, "key_faults": NiFaultKind.RX_KEY,
+                     "permission_faults": NiFaultKind.RX_PERMISSION}
 #: The core event that notifies a receiver armed with each mode.
 _NOTIFY_EVENTS = {NotifyMode.LOCK: "released", NotifyMode.BRANCH: "notify",
                   NotifyMode.SPAWN: "notify"}
@@ -419,10 +424,12 @@ class SystemScoreboard:
                                    f"{expected.get(pa, 0):#x}")
             self.counts["landing_pages_checked"] += 1
 
-    def check_end(self, rx_written, fabric_dropped):
+    def check_end(self, rx_written, fabric_dropped, rx_counters=None):
         """The checks at the end of a run: nothing predicted is left; ``rx_written`` (node ->
-        completion entries its NI wrote) and ``fabric_dropped`` (messages the Fabric dropped)
-        are exactly what the models say; the entries consumed, the refusals, the faults."""
+        completion entries its NI wrote), ``fabric_dropped`` (messages the Fabric dropped) and
+        the RX engines' discard counters in ``rx_counters`` (node -> name -> count, see
+        :data:`rtl.layouts.RX_COUNTERS`) are exactly what the models say; the entries consumed,
+        the refusals, the faults."""
         left = {
             "sends predicted, never sent": [message for queue in self._predicted.values()
                                             for message in queue],
@@ -453,6 +460,12 @@ class SystemScoreboard:
         if fabric_dropped != self.fabric_drops:
             self._mismatch(f"the Fabric dropped {fabric_dropped} messages, the model says "
                            f"{self.fabric_drops}")
+        for node, counters in (rx_counters or {}).items():
+            faults = Counter(fault["kind"] for fault in self.refs[node].faults)
+            for name, kind in _DISCARD_COUNTERS.items():
+                if counters[name] != faults[kind]:
+                    self._mismatch(f"node {node}'s RX engine counted {counters[name]} {name}, "
+                                   f"the model {faults[kind]}")
         for message_id, record in self.records.items():
             refused = record["status"].name.removeprefix("REFUSED_")
             if (refused in TxError.__members__ and refused != record["status"].name

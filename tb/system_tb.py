@@ -163,6 +163,10 @@ class SystemTB(ComponentTB):
         return all(self._rx_written(node) >= self.scoreboard.expected_written[node]
                    for node in self.nodes)
 
+    def _rx_counters(self):
+        return {node: {name: int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
+                       for name in RX_COUNTERS} for node in self.nodes}
+
     def _rx_written(self, node):
         return sum(int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
                    for name in ("delivered", "rejected"))
@@ -182,7 +186,7 @@ class SystemTB(ComponentTB):
         await self.scoreboard.check_memory(load)
         await self.scoreboard.check_landing(load)
         self.scoreboard.check_end({node: self._rx_written(node) for node in self.nodes},
-                                  int(self.dut.fabric_dropped.value))
+                                  int(self.dut.fabric_dropped.value), self._rx_counters())
 
     def check(self):
         self.scoreboard.check()
@@ -193,8 +197,7 @@ class SystemTB(ComponentTB):
         errors = {status: count for status, count in statuses.items()
                   if status not in (MessageStatus.DELIVERED, MessageStatus.SENT,
                                     MessageStatus.PLANNED)}
-        counters = {node: {name: int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
-                           for name in RX_COUNTERS} for node in self.nodes}
+        counters = self._rx_counters()
         nodes = {node: {"ports": dict(side.counts), "os_received": _named(side.os.received),
                         "os_delivered": _named(side.os.delivered),
                         "lock_events": _named(side.os.lock_events),

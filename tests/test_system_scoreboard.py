@@ -15,8 +15,8 @@ from behavioral.memory import SparseMemory
 from behavioral.scenario import PlannedMessage, Process, Scenario, Window
 from behavioral.vm import Page
 from behavioral.workload import MessageStatus
-from rtl.layouts import (MmioRequest, MmioStatus, NiOsOp, NotifyMode, SendDescriptor, UserReg,
-                         codec, ni_os_command_layout)
+from rtl.layouts import (RX_COUNTERS, LinkFault, LinkFaultKind, MmioRequest, MmioStatus, NiOsOp, NotifyMode,
+                         SendDescriptor, UserReg, codec, ni_os_command_layout)
 from tb import system_scoreboard
 from tb.system_scoreboard import LatencyRecorder, SystemScoreboard
 
@@ -178,3 +178,18 @@ def test_the_page_of_a_message_not_delivered_is_read_back_whole(board, stray):
     asyncio.run(board.check_landing(load))
     assert loaded == [(1, PPN << 12 | 8 * index) for index in range(512)]
     assert len(board.mismatches) == (stray is not None)
+
+
+def test_a_discard_the_rx_engine_does_not_count_is_a_mismatch(board):
+    flits = send(board)
+    data, last = flits[4]
+    damaged = flits[:4] + [(data ^ 1 << 9, last)] + flits[5:]
+    board.on_link_fault(1, codec(LinkFault).pack(kind=LinkFaultKind.CORRUPT, flit=4, bit=9), 20)
+    board.on_fabric_out(1, flits, 20, 20 + len(flits))
+    board.on_arrived(1, damaged, 20, 20 + len(flits))
+    counters = dict.fromkeys(RX_COUNTERS, 0)
+    board.check_end({0: 0, 1: 0}, 0, {0: counters, 1: counters})
+    assert board.mismatches == ["cycle 0: node 1's RX engine counted 0 bad_crc, the model 1",
+                                "cycle 0: node 1 faults {}, the model says "
+                                "{(<NiFaultKind.BAD_CRC: 6>, 0, 0): 1}"]
+    assert board.records[0]["status"] is MessageStatus.DISCARDED_BAD_CRC
