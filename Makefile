@@ -58,7 +58,7 @@ bench: setup
 
 ## soak: SEEDS random NODES-node runs of MESSAGES messages with link faults, side by side on $(JOBS) Dask workers
 soak: setup
-	$(BIN)/smtni soak --sim $(SIM) --nodes $(or $(NODES),4) --messages $(or $(MESSAGES),2500) \
+	$(BIN)/smtni soak --sim $(SIM) --nodes $(or $(NODES),2) --messages $(or $(MESSAGES),2500) \
 		--seeds $(or $(SEEDS),40) --workers $(JOBS) $(if $(SEED),--seed $(SEED)) \
 		--fault-rate $(or $(FAULT_RATE),0.05) --json results/soak.json
 

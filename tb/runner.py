@@ -311,9 +311,13 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
     log = test_dir / "sim.log"
     wave_file = test_dir / f"{build.component}.vcd"
     plusargs = [f"+vcd={wave_file}"] if waves and build.sim == "icarus" else []
+    # In a file, not in the environment: a scenario of a few thousand messages is longer than
+    # one environment variable may be.
+    params = test_dir / "params.json"
+    params.write_text(json.dumps({"rtl": build.params, "tb": dict(options or {}),
+                                  "sim": build.sim}))
     env = {
-        _PARAMS_ENV: json.dumps({"rtl": build.params, "tb": dict(options or {}),
-                                 "sim": build.sim}),
+        _PARAMS_ENV: str(params),
         _RESULTS_ENV: str(results_json),
         PROGRESS_ENV: str(test_dir / "progress.json"),
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT)] + sys.path),
@@ -359,7 +363,8 @@ def _read_results_xml(path):
 
 def testbench_params():
     """Return ``(rtl, options, sim)`` handed to the running testbench by :func:`run`."""
-    params = json.loads(os.environ.get(_PARAMS_ENV, '{"rtl": {}, "tb": {}, "sim": ""}'))
+    path = os.environ.get(_PARAMS_ENV)
+    params = json.loads(Path(path).read_text()) if path else {"rtl": {}, "tb": {}, "sim": ""}
     return params["rtl"], params["tb"], params["sim"]
 
 
