@@ -7,7 +7,6 @@ writes one entry too many, a read answers a value the register never held, a pag
 undelivered message would land changes) and expects a mismatch that says so.
 """
 
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,8 +14,8 @@ from behavioral.memory import SparseMemory
 from behavioral.scenario import PlannedMessage, Process, Scenario, Window
 from behavioral.vm import Page
 from behavioral.workload import MessageStatus
-from rtl.layouts import (RX_COUNTERS, LinkFault, LinkFaultKind, MmioRequest, MmioStatus, NiOsOp, NotifyMode,
-                         SendDescriptor, UserReg, codec, ni_os_command_layout)
+from rtl.layouts import (RX_COUNTERS, LinkFault, LinkFaultKind, MmioRequest, MmioStatus, NiOsOp,
+                         NotifyMode, SendDescriptor, UserReg, codec, ni_os_command_layout)
 from tb import system_scoreboard
 from tb.system_scoreboard import LatencyRecorder, SystemScoreboard
 
