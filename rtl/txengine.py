@@ -294,8 +294,9 @@ class TxEngine(wiring.Component):
             # the whole lines of the length, and one or two more for the words in front of the
             # payload in its first line plus the length's odd words.
             line_words.eq(facts["first_word"] + facts["words"][:_LINE_SHIFT - _WORD_SHIFT]),
-            facts["lines"].eq(facts["words"][_LINE_SHIFT - _WORD_SHIFT:] + (line_words != 0)
-                              + (line_words > LINE_WORDS)),
+            facts["lines"].eq(Mux(facts["words"] == 0, 0,
+                                  facts["words"][_LINE_SHIFT - _WORD_SHIFT:] + (line_words != 0)
+                                  + (line_words > LINE_WORDS))),
             page_word.eq(desc.local_va[_WORD_SHIFT:PAGE_BITS]),
             page_end.eq(page_word + facts["words"]),
             facts["two_pages"].eq(page_end > _PAGE_WORDS),

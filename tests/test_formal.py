@@ -1,18 +1,19 @@
-"""The NI TLB's properties are proven (k-induction), and the proof fails on a broken TLB."""
+"""The formal proofs hold, and each fails on its broken variants (tb/formal.py lists them).
 
-from tb.formal import NoASIDCompare, prove
-from rtl.tlb import NITLB
+Each entry of :data:`tb.formal.PROOFS` runs at its ``quick_depth``: the unbounded proofs in
+full, the bounded ones shallower than ``make formal`` runs them.
+"""
 
+import pytest
 
-def test_nitlb_properties_are_proven(tmp_path):
-    proved, _, log = prove(NITLB, workdir=tmp_path / "tlb")
-    text = log.read_text()
-    assert proved, text[-3000:]
-    assert "successful proof by k-induction" in text
+from tb.formal import PROOFS
 
 
-def test_proof_fails_when_the_asid_is_not_compared(tmp_path):
-    proved, _, log = prove(NoASIDCompare, workdir=tmp_path / "broken")
-    text = log.read_text()
-    assert not proved
-    assert "Assert failed" in text, text[-3000:]     # a counterexample, not a tool failure
+@pytest.mark.parametrize("proof", [proof for proof in PROOFS if proof.quick_depth is not None],
+                         ids=lambda proof: proof.name)
+def test_proof(proof, tmp_path):
+    result = proof.run(quick=True, workdir=tmp_path / proof.name)
+    as_expected, verdict = proof.judge(result)
+    assert as_expected, f"{proof.name}: {verdict}\n" + result.log.read_text()[-3000:]
+    if proof.mode == "prove" and not proof.fails_in:
+        assert "successful proof by k-induction" in result.log.read_text()
