@@ -10,7 +10,7 @@ COMPONENT ?= fabric
 DEVICE ?= ecp5-25k
 JOBS   ?= 2
 
-.PHONY: setup test demo verilog sim waves formal synth bench soak experiments clean
+.PHONY: setup test demo verilog sim waves formal synth bench soak mutants experiments clean
 
 ## setup: create .venv and install smtni with its tools (idempotent; fast once done)
 setup: $(STAMP)
@@ -44,9 +44,9 @@ sim: setup
 waves: setup
 	$(BIN)/smtni waves $(FILE) $(if $(SIGNALS),--signals $(SIGNALS))
 
-## formal: prove the NI TLB's properties (k-induction); a broken variant must fail
+## formal: isolation proofs of TLB, NI, RX, TX, Fabric, each broken variant failing (PROOF=name)
 formal: setup
-	$(BIN)/python -m tb.formal
+	$(BIN)/python -m tb.formal $(PROOF)
 
 ## synth: LUTs, FFs, RAM blocks and Fmax of $(COMPONENT) on $(DEVICE) (NODES=n as for verilog)
 synth: setup
@@ -61,6 +61,11 @@ soak: setup
 	$(BIN)/smtni soak --sim $(SIM) --nodes $(or $(NODES),2) --messages $(or $(MESSAGES),2500) \
 		--seeds $(or $(SEEDS),40) --workers $(JOBS) $(if $(SEED),--seed $(SEED)) \
 		--fault-rate $(or $(FAULT_RATE),0.05) --json results/soak.json
+
+## mutants: mutmut on rtl/, each file against its own unit tests (FILES=tlb, TIMEOUT=s, MINUTES=m)
+mutants: setup
+	$(BIN)/python -m tb.mutants $(FILES) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
+		$(if $(MINUTES),--minutes $(MINUTES))
 
 ## experiments: the message cache's effect on DRAM traffic and load latency, buffer on and off
 experiments: setup

@@ -59,3 +59,27 @@ def test_every_requester_served_within_count_grants(count):
     run(dut, bench)
     for start in range(len(grants) - count + 1):
         assert sorted(grants[start:start + count]) == list(range(count))
+
+
+import gc
+import warnings
+
+from amaranth.hdl import Fragment, Shape, UnusedElaboratable
+
+
+def test_default_count_and_port_widths():
+    arbiter = RoundRobinArbiter()
+    assert arbiter.count == 4
+    assert {name: Shape.cast(member.shape) for name, member in arbiter.signature.members.items()} \
+        == {"requests": Shape(4), "grant": Shape(2), "valid": Shape(1), "advance": Shape(1)}
+    Fragment.get(arbiter, None)
+
+
+def test_rejected_parameters_leave_no_unused_elaboratable_warning():
+    Fragment.get(RoundRobinArbiter(), None)     # Amaranth warns only once one was elaborated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(ValueError):
+            RoundRobinArbiter(count=1)
+        gc.collect()
+    assert not [warning for warning in caught if warning.category is UnusedElaboratable]

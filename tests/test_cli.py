@@ -124,3 +124,18 @@ def test_bad_scenario_is_one_line_and_status_2(capsys, tmp_path, text, fragments
 def test_missing_scenario_is_one_line_and_status_2(capsys):
     status, _, err = smtni(capsys, "run", "/no/such/scenario.toml")
     assert_one_line_error(status, err, "cannot read scenario /no/such/scenario.toml")
+
+
+from rtl import components
+
+
+def test_components_refuse_an_unknown_parameter_naming_the_known_ones():
+    with pytest.raises(ValueError, match="fabric has no parameter 'speed'; its parameters are "
+                                         "nodes=2"):
+        components.elaborate("fabric", {"speed": 3})
+
+
+def test_component_verilog_has_no_source_paths_and_the_system_one_ni_module():
+    assert "src =" not in components.to_verilog("arbiter")
+    text = components.to_verilog("system", {"nodes": 2})
+    assert text.count("module system_ni(") == 1 and "module system(" in text

@@ -146,3 +146,47 @@ def test_rejects_bad_parameters(kwargs, error):
 def test_rejects_non_integer_parameter():
     with pytest.raises(TypeError, match="nodes must be an integer, not '4'"):
         Fabric(nodes="4")
+
+
+from amaranth.hdl import Fragment, Shape
+
+
+def test_default_parameters_and_counter_width():
+    dut = Fabric()
+    assert (dut.nodes, dut.link_latency, dut.cycles_per_flit) == (2, 2, 1)
+    assert Shape.cast(dut.signature.members["dropped"].shape) == Shape(32)
+    Fragment.get(dut, None)
+
+
+def test_rejects_parameters_past_their_upper_bounds():
+    for kwargs, error in ((dict(link_latency=17), "link_latency must be between 0 and 16, not 17"),
+                          (dict(cycles_per_flit=257),
+                           "cycles_per_flit must be between 1 and 256, not 257")):
+        with pytest.raises(ValueError, match=error):
+            Fabric(**kwargs)
+
+
+def test_destination_one_past_the_last_node_is_dropped():
+    dut = Fabric(nodes=3, link_latency=0)
+    bad = Message(dst_node=3, src_node=0, payload=bytes(16))
+    good = Message(dst_node=1, src_node=0, seq=1, payload=bytes(8))
+    outputs, _ = drive(dut, {0: bad.flits() + good.flits()}, cycles=30)
+    assert messages_of(outputs, 1) == [good.flits()]
+    assert not outputs[0] and not outputs[2]
+
+
+def test_sixteen_nodes_route_a_message_from_the_last_to_the_first():
+    dut = Fabric(nodes=16, link_latency=0)
+    message = Message(dst_node=0, src_node=15, payload=bytes(range(24)))
+    outputs, _ = drive(dut, {15: message.flits()}, cycles=40,
+                       ready=lambda cycle, port: cycle % 3 != 0)
+    assert messages_of(outputs, 0) == [message.flits()]
+
+
+def test_rate_limiter_of_four_cycles_spaces_flits():
+    # A gap counter counting up by mistake wraps to zero in time for 2, 3 and 5, not for 4.
+    dut = Fabric(nodes=2, link_latency=1, cycles_per_flit=4)
+    message = Message(dst_node=1, src_node=0, payload=bytes(32))
+    outputs, _ = drive(dut, {0: message.flits()}, cycles=100)
+    cycles_out = [cycle for cycle, _, _ in outputs[1]]
+    assert {b - a for a, b in zip(cycles_out, cycles_out[1:])} == {4}

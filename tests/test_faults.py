@@ -64,3 +64,26 @@ def test_random_faults_against_the_model(seed):
     run(dut, source, sink, deadline_cycles=20_000)
     assert got == expected
     assert sum(fault is not None for fault in faults) > 10
+
+
+def test_injected_counts_each_command_once_when_its_message_starts():
+    dut = LinkFaultInjector()
+    flits = Message(dst_node=1, src_node=0, payload=bytes(16)).flits()
+    counts = []
+
+    async def source(ctx):
+        ctx.set(dut.o.ready, 1)
+        ctx.set(dut.command.valid, 1)
+        ctx.set(dut.command.payload, {"kind": LinkFaultKind.CORRUPT, "flit": 1, "bit": 3})
+        await ctx.tick().repeat(3)              # offered before its message: not taken yet
+        counts.append(ctx.get(dut.injected))
+        for position, (data, last) in enumerate(flits):
+            await stream_put(ctx, dut.i, codec(Flit).pack(data=data, last=last))
+            if position == 0:
+                ctx.set(dut.command.valid, 0)
+        await ctx.tick()
+        counts.append(ctx.get(dut.injected))
+
+    run(dut, source, deadline_cycles=200)
+    assert counts == [0, 1]
+    assert dut.signature.members["injected"].shape == 32

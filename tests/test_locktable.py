@@ -777,3 +777,73 @@ def test_smallest_table():
     assert results == [answered(GRANTED), answered(BLOCKED), answered(FULL), answered(FULL),
                        LockResult(), True, answered(GRANTED, released(0, 2)), answered(GRANTED),
                        (1, 0)]
+
+
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+from rtl.onehot import select
+
+
+def test_select_of_the_table_logic_zero_extends_a_narrower_value():
+    m = Module()
+    one_hot, wide, narrow = Signal(2), Signal(4), Signal(2)
+    result = select(m, one_hot, [wide, narrow], "result")
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(wide, 0b1010)
+        ctx.set(narrow, 0b11)
+        for selector in (0b01, 0b10, 0b00):
+            ctx.set(one_hot, selector)
+            seen.append(ctx.get(result))
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == [0b1010, 0b0011, 0]
+
+
+def test_default_parameters():
+    dut = LockTable()
+    assert (dut.entries, dut.waiters, dut.contexts, dut.count_bits) == (32, 32, 4, 8)
+    silence_unused(dut)
+
+
+def test_residency_payload_without_valid_changes_nothing():
+    dut = small_table()
+    table = Table(dut)
+    results = []
+
+    async def bench(ctx):
+        await table.residency(ctx, 0, 6)
+        # A source may leave anything on the payload while valid is low.
+        ctx.set(Value.cast(dut.residency.payload),
+                codec(Residency).pack(context=0, resident=0, thread=6))
+        results.append(await table.request(ctx, WAIT, A, 6))
+        results.append(await table.signal(ctx, A))
+
+    table.run(bench)
+    assert results == [answered(BLOCKED), released(0, 6)]
+
+
+def test_parking_behind_an_owner_with_no_queue_leaves_the_other_queues_linked():
+    """A's last waiter left slot 0, which B's queue then takes; a thread parking on A, whose queue
+    is empty, must not link from A's old tail, B's slot 0."""
+    dut = small_table(entries=3, waiters=3, contexts=1)
+    table = Table(dut)
+    results = []
+
+    async def bench(ctx):
+        for op, addr, thread in ((ACQUIRE, A, 1), (ACQUIRE, A, 2), (RELEASE, A, 1),
+                                 (ACQUIRE, B, 3), (ACQUIRE, B, 4), (ACQUIRE, B, 5),
+                                 (ACQUIRE, A, 6), (RELEASE, B, 3), (RELEASE, B, 4),
+                                 (RELEASE, A, 2)):
+            results.append(await table.request(ctx, op, addr, thread))
+
+    table.run(bench)
+    assert results == [
+        answered(GRANTED), answered(BLOCKED), answered(GRANTED, to_os(NOT_RESIDENT, 2, A)),
+        answered(GRANTED), answered(BLOCKED), answered(BLOCKED), answered(BLOCKED),
+        answered(GRANTED, to_os(NOT_RESIDENT, 4, B)), answered(GRANTED, to_os(NOT_RESIDENT, 5, B)),
+        answered(GRANTED, to_os(NOT_RESIDENT, 6, A))]

@@ -556,3 +556,78 @@ def test_rejects_bad_parameters(kwargs, error, message):
     with pytest.raises(error) as raised:
         MessageBuffer(**kwargs)
     assert str(raised.value) == message
+
+
+def test_tx_quota_counts_the_allocations_taken_not_the_cycles_offered():
+    dut = small_buffer()                                                  # tx_lines 2
+    results = []
+
+    async def bench(ctx):
+        await ctx.tick().repeat(4)          # the allocation is offered, nobody takes it
+        results.append(ctx.get(dut.tx_alloc.valid))
+        results.append([await allocate(ctx, dut), await allocate(ctx, dut)])
+        results.append(ctx.get(dut.tx_alloc.valid))
+
+    run(dut, bench, deadline_cycles=DEADLINE)
+    assert results == [1, [0, 1], 0]
+
+
+def test_rx_never_takes_the_lines_of_the_tx_quota():
+    """With TX holding its quota and RX keeping every line it may, a further arrival waits for a
+    write-back instead of taking a line from TX."""
+    dut = MessageBuffer(lines=8, tx_lines=2, rx_lines=6)
+    neighbours = Neighbours(dut)
+    results = {}
+
+    async def bench(ctx):
+        staged = {await allocate(ctx, dut): 0x5A00 + index for index in range(2)}
+        for line, data in staged.items():
+            await tx_command(ctx, dut, MsgBufTxOp.WRITE, line, 3, data)
+        for addr in (A, B, C, D, E, F, 0x777):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        results["tx"] = {line: await tx_read(ctx, dut, line, 3) for line in staged}
+        results["staged"] = {line: (data, 0) for line, data in staged.items()}
+        results["newest"] = await probe(ctx, dut, "ni_read", 0x777)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert results["tx"] == results["staged"]
+    assert results["newest"] == hit(words_of(FILLED, 0x777))
+
+
+def test_a_line_handed_over_from_the_middle_leaves_the_others_in_age_order():
+    dut = small_buffer(rx_lines=3)
+    neighbours = Neighbours(dut)
+
+    async def bench(ctx):
+        for addr in (A, B, C, D):                       # A is written back
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await ticks_until(ctx, written_back(dut))
+        await probe(ctx, dut, "mc_lookup", C)           # B, C, D: C leaves the middle
+        for addr in (E, F, 0x777, 0x778):               # B, D and E are written back
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await ctx.tick().repeat(40)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert [addr for addr, _, last in neighbours.writes if last] == [A, B, D, E]
+
+
+def test_tx_writes_take_turns_with_a_fill_streaming_in():
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log = []
+
+    async def rx(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+
+    async def tx(ctx):
+        line = await allocate(ctx, dut)
+        await ctx.tick().until(transfer(dut.rx_data))
+        for word in range(4):
+            await tx_command(ctx, dut, MsgBufTxOp.WRITE, line, word, word)
+
+    run(dut, rx, tx, *neighbours.testbenches,
+        tracer(log, fill=transfer(dut.rx_data), write=transfer(dut.tx_cmd)),
+        deadline_cycles=DEADLINE)
+    fills, writes = edges(log, "fill"), edges(log, "write")
+    assert len(fills) == 8 and len(writes) == 4
+    assert writes[-1] < fills[-1], f"TX writes at {writes} waited for the fill at {fills}"

@@ -718,3 +718,69 @@ def test_smallest_and_largest_tables():
         *(spawned(context, 4, 15, entry(number))
           for number, context in enumerate((0, 1, 2, 3, 4, 5, 7))),
         to_os(NO_CONTEXT, 15, 4, entry(7)), NOTHING, counts(spawn=7, os=1)]
+
+
+from amaranth.hdl import Shape
+
+
+def test_default_parameters_and_counter_width():
+    dut = Notifier()
+    assert (dut.endpoints, dut.contexts, dut.queue_depth) == (8, 4, 4)
+    assert Shape.cast(dut.signature.members["count_branch"].shape) == Shape(32)
+    silence_unused(dut)
+
+
+def test_queue_of_three_wraps_around_in_order():
+    dut = small_notifier(queue_depth=3)
+    box = Box(dut)
+    results = []
+
+    async def bench(ctx):
+        await box.write_context(ctx, 1, thread=9)
+        await box.write_endpoint(ctx, 1, mode=BRANCH, thread=9, handler_pc=PC)
+        for number in range(1, 5):       # the handler starts; three wait in queue slots 0 to 2
+            results.append(await box.completion(ctx, 1, entry(number)))
+        results.append(await box.handler_return(ctx, RET, 1, 1))
+        results.append(await box.completion(ctx, 1, entry(5)))      # waits in slot 0 again
+        for _ in range(4):
+            results.append(await box.handler_return(ctx, RET, 1, 1))
+
+    box.run(bench)
+    assert results == [branched(1, 9, 1, entry(1)), NOTHING, NOTHING, NOTHING,
+                       branched(1, 9, 1, entry(2)), NOTHING,
+                       *(branched(1, 9, 1, entry(number)) for number in (3, 4, 5)), NOTHING]
+
+
+def test_an_input_with_no_output_is_taken_while_the_outputs_are_not_ready():
+    dut = small_notifier()
+    taken = []
+
+    async def bench(ctx):
+        for name in OUTPUTS:
+            ctx.set(getattr(dut, name).ready, 0)
+        await stream_put(ctx, dut.completion, codec(Completion).pack(endpoint=0, entry=entry(1)))
+        taken.append(True)                                            # mode NONE: no output
+
+    run(dut, bench, deadline_cycles=50)
+    assert taken == [True]
+
+
+def test_inputs_are_taken_one_per_cycle_while_their_outputs_are_taken():
+    dut = small_notifier()
+    command = codec(dut.command.payload.shape())
+    log = []
+
+    async def bench(ctx):
+        for name in OUTPUTS:
+            ctx.set(getattr(dut, name).ready, 1)
+        await stream_put(ctx, dut.command, command.pack(op=WRITE_ENDPOINT, index=0, endpoint={
+            "mode": LOCK, "asid": 7, "lock": LOCK_VA}))
+        for number in range(3):
+            await stream_put(ctx, dut.completion,
+                             codec(Completion).pack(endpoint=0, entry=entry(number)))
+
+    run(dut, bench, tracer(log, completion=transfer(dut.completion), signal=transfer(dut.signal)),
+        deadline_cycles=50)
+    arrivals = edges(log, "completion")
+    assert arrivals == [arrivals[0], arrivals[0] + 1, arrivals[0] + 2]
+    assert edges(log, "signal") == [edge + 1 for edge in arrivals]

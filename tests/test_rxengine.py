@@ -719,3 +719,17 @@ def test_parameters_are_kept():
     assert (engine.node, engine.endpoint_count, engine.asid_bits) == (5, 3, 12)
     assert len(engine.ring_tail) == 3 and len(engine.tlb_request.payload.asid) == 12
     silence_unused(engine)
+
+
+from rtl.layouts import NODE_BITS
+
+
+def test_node_number_comes_in_on_a_strap_port_when_not_built_in_and_defaults():
+    strapped, built_in, default = RxEngine(node=None), RxEngine(node=5), RxEngine()
+    assert strapped.signature.members["node_id"].shape == NODE_BITS
+    assert "node_id" not in built_in.signature.members
+    assert (default.node, default.endpoint_count, default.asid_bits) == (0, 8, 8)
+    for engine in (strapped, built_in, default):
+        silence_unused(engine)
+    with pytest.raises(ValueError, match="^node must be between 0 and 15, not 16$"):
+        RxEngine(node=16)

@@ -187,3 +187,104 @@ def test_random_against_model(seed):
 def test_rejects_bad_parameters(kwargs, error):
     with pytest.raises(ValueError, match=error):
         NITLB(**kwargs)
+
+
+from amaranth.hdl import Fragment
+
+
+def test_default_parameters():
+    dut = NITLB()
+    assert (dut.entries, dut.asid_bits) == (32, 8)
+    Fragment.get(dut, None)
+
+
+def test_fill_takes_the_lowest_free_entry_before_replacing_one():
+    dut = NITLB(entries=4)
+    present = []
+
+    async def bench(ctx):
+        for vpn in range(4):
+            await command(ctx, dut, TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW)
+        await command(ctx, dut, TlbOp.INVALIDATE, asid=0, vpn=2)
+        # Page 9 takes the freed entry; page 10 then replaces the first victim, page 0.
+        for vpn in (9, 10):
+            await command(ctx, dut, TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW)
+        for vpn in (0, 1, 3, 9, 10):
+            present.append(await lookup(ctx, dut, "tx", 0, vpn << 12))
+
+    run(dut, bench)
+    assert present == [(TlbStatus.MISS, 0)] + [(TlbStatus.HIT, vpn) for vpn in (1, 3, 9, 10)]
+
+
+def test_replacement_wraps_round_robin_over_a_table_of_three():
+    dut = NITLB(entries=3)
+    present = []
+
+    async def bench(ctx):
+        for vpn in range(7):     # 3 fill free entries, then 4 replacements: entries 0, 1, 2, 0
+            await command(ctx, dut, TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW)
+        for vpn in range(7):
+            present.append((await lookup(ctx, dut, "tx", 0, vpn << 12))[0] == TlbStatus.HIT)
+
+    run(dut, bench)
+    assert present == [False, False, False, False, True, True, True]
+
+
+def test_back_to_back_commands_each_see_the_writes_of_the_one_before():
+    dut = NITLB(entries=4)
+    commands = codec(tlb_command_layout())
+    results = []
+
+    async def bench(ctx):
+        for vpn in (1, 2):      # offered on consecutive cycles: both must take a free entry
+            await stream_put(ctx, dut.mgmt,
+                             commands.pack(op=TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW))
+        await ctx.tick().repeat(dut.MGMT_LATENCY)
+        for vpn in (1, 2):
+            results.append(await lookup(ctx, dut, "tx", 0, vpn << 12))
+
+    run(dut, bench)
+    assert results == [(TlbStatus.HIT, 1), (TlbStatus.HIT, 2)]
+
+
+def test_writes_while_answers_wait_make_only_their_own_entry_miss():
+    dut = NITLB(entries=4)
+    lookups = codec(tlb_lookup_layout())
+    answers = []
+
+    async def bench(ctx):
+        for vpn in (1, 2, 3):   # entries 0, 1, 2
+            await command(ctx, dut, TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW)
+        # Page 1's answer waits in the output stage and page 2's lookup behind it in the compare
+        # stage (the response is not taken) while page 2's entry is invalidated.
+        await stream_put(ctx, dut.tx_request, lookups.pack(asid=0, va=1 << 12))
+        await stream_put(ctx, dut.tx_request, lookups.pack(asid=0, va=2 << 12))
+        await command(ctx, dut, TlbOp.INVALIDATE, asid=0, vpn=2)
+        await ctx.tick().repeat(2)
+        for _ in range(2):
+            response = await stream_get(ctx, dut.tx_response)
+            answers.append((TlbStatus(response.status), response.ppn))
+        # Page 3's answer waits while page 1's entry, not its own, is invalidated.
+        await stream_put(ctx, dut.tx_request, lookups.pack(asid=0, va=3 << 12))
+        await command(ctx, dut, TlbOp.INVALIDATE, asid=0, vpn=1)
+        response = await stream_get(ctx, dut.tx_response)
+        answers.append((TlbStatus(response.status), response.ppn))
+
+    run(dut, bench)
+    assert answers == [(TlbStatus.HIT, 1), (TlbStatus.MISS, 0), (TlbStatus.HIT, 3)]
+
+
+def test_a_write_to_the_entry_of_an_answer_waiting_in_the_output_makes_it_miss():
+    dut = NITLB(entries=4)
+    answers = []
+
+    async def bench(ctx):
+        for vpn in (1, 2):      # entries 0 and 1
+            await command(ctx, dut, TlbOp.FILL, asid=0, vpn=vpn, ppn=vpn, perm=RW)
+        await stream_put(ctx, dut.tx_request, codec(tlb_lookup_layout()).pack(asid=0, va=2 << 12))
+        await command(ctx, dut, TlbOp.INVALIDATE, asid=0, vpn=2)
+        response = await stream_get(ctx, dut.tx_response)
+        answers.append((TlbStatus(response.status), response.ppn))
+
+    run(dut, bench)
+    assert answers == [(TlbStatus.MISS, 0)]
