@@ -6,7 +6,7 @@ SIGNAL). Table sizes below count on LOCK_SIGNAL_RESERVE = 1."""
 import random
 
 import pytest
-from amaranth.hdl import Value
+from amaranth.hdl import Shape, Value
 
 from behavioral.locktable import LockResult, LockTableModel
 from rtl.layouts import (LOCK_SIGNAL_RESERVE, LockOp, LockOsEvent, LockOsReason, LockReleased,
@@ -847,3 +847,13 @@ def test_parking_behind_an_owner_with_no_queue_leaves_the_other_queues_linked():
         answered(GRANTED), answered(BLOCKED), answered(BLOCKED), answered(BLOCKED),
         answered(GRANTED, to_os(NOT_RESIDENT, 4, B)), answered(GRANTED, to_os(NOT_RESIDENT, 5, B)),
         answered(GRANTED, to_os(NOT_RESIDENT, 6, A))]
+
+
+def test_occupancy_ports_count_from_zero_to_the_table_size():
+    """``entries_used`` is ``range(entries + 1)`` and ``waiters_used`` ``range(waiters + 1)``:
+    just wide enough for a full table (3 and 7: two and three bits)."""
+    dut = LockTable(entries=3, waiters=7)
+    members = dut.signature.members
+    assert Shape.cast(members["entries_used"].shape) == Shape.cast(range(4)) == Shape(2)
+    assert Shape.cast(members["waiters_used"].shape) == Shape.cast(range(8)) == Shape(3)
+    silence_unused(dut)

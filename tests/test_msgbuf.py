@@ -3,10 +3,12 @@
 import random
 
 import pytest
+from amaranth.hdl import Shape, Value
 
 from rtl.layouts import (CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
                          codec, msgbuf_tx_command_layout)
 from rtl.msgbuf import MessageBuffer
+from rtl.params import silence_unused
 from tests.sim import background, edges, run, stream_get, stream_put, tracer, transfer
 
 FULL = 0xFF
@@ -631,3 +633,657 @@ def test_tx_writes_take_turns_with_a_fill_streaming_in():
     fills, writes = edges(log, "fill"), edges(log, "write")
     assert len(fills) == 8 and len(writes) == 4
     assert writes[-1] < fills[-1], f"TX writes at {writes} waited for the fill at {fills}"
+
+
+def drained(dut, neighbours, count):
+    """Return whether memory has taken the last word of ``count`` write-backs."""
+    return sum(last for _, _, last in neighbours.writes) >= count
+
+
+@pytest.mark.parametrize("lines, tx_lines", [(8, 3), (9, 1)])
+def test_every_rx_line_in_use_then_written_back_oldest_first(lines, tx_lines):
+    """With memory taking no write-backs, RX fills all ``lines - tx_lines`` lines it may use and a
+    further announcement waits; once memory takes them, every line goes out whole, oldest first,
+    and the waiting announcement gets a line."""
+    dut = MessageBuffer(lines=lines, tx_lines=tx_lines, rx_lines=0)
+    neighbours = Neighbours(dut)
+    addrs = [A + 0x100 * index for index in range(lines - tx_lines + 1)]
+    memory_open = {"open": False}
+    results = {}
+
+    @background
+    async def memory_writes(ctx):
+        while not memory_open["open"]:
+            await ctx.tick()
+        await neighbours.memory_writes(ctx)
+
+    async def bench(ctx):
+        for addr in addrs[:-1]:
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        ctx.set(Value.cast(dut.rx_line.payload),
+                codec(RxLineRequest).pack(addr=addrs[-1], words=FULL))
+        ctx.set(dut.rx_line.valid, 1)
+        results["taken while full"] = 0
+        for _ in range(20):
+            *_, taken = await ctx.tick().sample(transfer(dut.rx_line))
+            results["taken while full"] |= taken
+        memory_open["open"] = True
+        await announce(ctx, dut, addrs[-1])
+        await send_fill(ctx, dut, words_of(FILLED, addrs[-1]))
+        while not drained(dut, neighbours, len(addrs)):
+            await ctx.tick()
+
+    run(dut, bench, neighbours.caches, neighbours.memory_reads, memory_writes,
+        deadline_cycles=DEADLINE)
+    assert results == {"taken while full": 0}
+    assert neighbours.writes == [beat for addr in addrs
+                                 for beat in written(addr, words_of(FILLED, addr))]
+
+
+def test_default_parameters_and_counter_width():
+    """64 lines, at most 16 staging sends, 48 kept for RX; ``bad_tx_ops`` is 16 bits."""
+    dut = MessageBuffer()
+    assert (dut.lines, dut.tx_lines, dut.rx_lines) == (64, 16, 48)
+    assert Shape.cast(dut.signature.members["bad_tx_ops"].shape) == Shape(16)
+    silence_unused(dut)
+
+
+def test_bad_tx_ops_saturates():
+    """``bad_tx_ops`` stops at 0xFFFF (started two short of it here)."""
+    dut = small_buffer()
+    counts = []
+
+    async def bench(ctx):
+        ctx.set(dut.bad_tx_ops, 0xFFFD)
+        for _ in range(3):
+            await tx_command(ctx, dut, MsgBufTxOp.FREE, 5)       # line 5 is not TX
+            await ctx.tick()
+            counts.append(ctx.get(dut.bad_tx_ops))
+
+    run(dut, bench, deadline_cycles=DEADLINE)
+    assert counts == [0xFFFE, 0xFFFF, 0xFFFF]
+
+
+def test_keeping_every_line_writes_the_oldest_back_when_all_but_one_are_in_use():
+    """``rx_lines = lines - tx_lines``: no write-back while four of the six RX lines are in use;
+    the fifth line's announcement has the oldest written back, so that a sixth finds a line."""
+    dut = small_buffer(rx_lines=6)
+    neighbours = Neighbours(dut)
+    results = {}
+
+    async def bench(ctx):
+        for addr in (A, B, C, D):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await ctx.tick().repeat(20)
+        results["four"] = list(neighbours.writes)
+        await fill(ctx, dut, E, words_of(FILLED, E))
+        await ctx.tick().repeat(20)
+        results["five"] = list(neighbours.writes)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert results == {"four": [], "five": written(A, words_of(FILLED, A))}
+
+
+def test_an_ni_read_leaves_the_age_order_and_a_refilled_line_becomes_the_newest():
+    """Two lines kept. After an NI read of the oldest line, A, it is still the first written
+    back; B, filled again, goes back after C, which is newer than its first fill."""
+    mask = 0b0011_0000
+    dut = small_buffer(rx_lines=2)
+    neighbours = Neighbours(dut)
+    answers = []
+
+    async def bench(ctx):
+        for addr in (A, B):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        answers.append(await probe(ctx, dut, "ni_read", A))
+        await fill(ctx, dut, C, words_of(FILLED, C))            # A, B, C: A goes
+        await ticks_until(ctx, written_back(dut))
+        await fill(ctx, dut, B, words_of(REFILLED, B), mask)    # C, B
+        await fill(ctx, dut, D, words_of(FILLED, D))            # C, B, D: C goes
+        await ticks_until(ctx, written_back(dut))
+        await fill(ctx, dut, E, words_of(FILLED, E))            # B, D, E: B goes
+        await ticks_until(ctx, written_back(dut))
+        await ctx.tick().repeat(20)
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert answers == [hit(words_of(FILLED, A))]
+    assert neighbours.writes == (
+        written(A, words_of(FILLED, A)) + written(C, words_of(FILLED, C))
+        + written(B, merged(words_of(FILLED, B), words_of(REFILLED, B), mask)))
+
+
+def test_a_hit_taken_every_other_cycle_loses_no_word():
+    """The words of a hit wait in the output while the prober is not ready: all 8, in order."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    beats = []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        await stream_put(ctx, dut.ni_read, codec(LineRequest).pack(addr=A))
+        while not beats or not beats[-1][2]:
+            ctx.set(dut.ni_data.ready, 0)
+            await ctx.tick()
+            beat = await stream_get(ctx, dut.ni_data)
+            beats.append((beat.hit, beat.data, beat.last))
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert beats == hit(words_of(FILLED, A))
+
+
+def test_an_announcement_of_a_line_being_filled_waits_for_the_fill():
+    """A second announcement of A, offered while A's first fill is in progress (a word every
+    third cycle), is taken only after that fill's last word; the line then holds both fills."""
+    mask = 0b1100_0000
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def bench(ctx):
+        await fill(ctx, dut, B, words_of(FILLED, B))
+        await announce(ctx, dut, A)
+        ctx.set(Value.cast(dut.rx_line.payload), codec(RxLineRequest).pack(addr=A, words=mask))
+        ctx.set(dut.rx_line.valid, 1)
+        for word, data in enumerate(words_of(FILLED, A)):
+            await ctx.tick().repeat(2)
+            await stream_put(ctx, dut.rx_data,
+                             codec(RxFillBeat).pack(word=word, data=data, last=word == 7))
+        await ctx.tick().until(dut.rx_line.ready)
+        ctx.set(dut.rx_line.valid, 0)
+        await send_fill(ctx, dut, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    trace = tracer(log, announced=transfer(dut.rx_line), filled=fill_done(dut))
+    run(dut, bench, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    announced, filled = edges(log, "announced"), edges(log, "filled")
+    assert len(announced) == len(filled) == 3
+    assert filled[1] < announced[2]
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+
+
+def test_a_probe_of_a_line_filled_again_waits_for_that_fill():
+    """A probe offered once A's second announcement is taken (its words a cycle apart, every
+    third cycle) is taken after the second fill's last word and sees it."""
+    mask = 0b0000_0110
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def filler(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        await announce(ctx, dut, A, mask)
+        for word in (1, 2):
+            await ctx.tick().repeat(2)
+            await stream_put(ctx, dut.rx_data, codec(RxFillBeat).pack(
+                word=word, data=words_of(REFILLED, A)[word], last=word == 2))
+
+    async def prober(ctx):
+        await ticks_until(ctx, transfer(dut.rx_line))
+        await ticks_until(ctx, transfer(dut.rx_line))
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    trace = tracer(log, filled=fill_done(dut), taken=transfer(dut.ni_read))
+    run(dut, filler, prober, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert edges(log, "filled")[1] < edges(log, "taken")[0]
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+
+
+def test_an_announcement_of_a_line_being_read_waits_for_the_read():
+    """An NI read of A taken a word every third cycle: an announcement of A offered meanwhile is
+    taken only once the read's last word is, the read returns the words from before, and a
+    later probe the new ones."""
+    mask = 0b0000_0011
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, beats, answers = [], [], []
+
+    async def reader(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        await stream_put(ctx, dut.ni_read, codec(LineRequest).pack(addr=A))
+        while not beats or not beats[-1][2]:
+            ctx.set(dut.ni_data.ready, 0)
+            await ctx.tick().repeat(2)
+            beat = await stream_get(ctx, dut.ni_data)
+            beats.append((beat.hit, beat.data, beat.last))
+
+    async def refiller(ctx):
+        await ticks_until(ctx, transfer(dut.ni_read))
+        await fill(ctx, dut, A, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    trace = tracer(log, announced=transfer(dut.rx_line),
+                   read_done=transfer(dut.ni_data) & dut.ni_data.payload.last)
+    run(dut, reader, refiller, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    read_done, = edges(log, "read_done")
+    assert edges(log, "announced")[1] > read_done
+    assert beats == hit(words_of(FILLED, A))
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+
+
+def test_a_probe_taken_before_the_coherence_request_misses():
+    """While the caches do not take A's coherence request, a probe of A is taken and misses (the
+    caches still own the line); after the fill, a probe hits."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    caches_open = {"open": False}
+    log, answers = [], []
+
+    @background
+    async def caches(ctx):
+        while not caches_open["open"]:
+            await ctx.tick()
+        await neighbours.caches(ctx)
+
+    async def prober(ctx):
+        await announce(ctx, dut, A)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+        await ctx.tick().repeat(30)
+        caches_open["open"] = True
+        await send_fill(ctx, dut, words_of(FILLED, A))
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    trace = tracer(log, coherence=transfer(dut.coh_req), taken=transfer(dut.ni_read))
+    run(dut, prober, caches, neighbours.memory_reads, neighbours.memory_writes, trace,
+        deadline_cycles=DEADLINE)
+    coherence, = edges(log, "coherence")
+    assert edges(log, "taken")[0] < coherence
+    assert answers == [MISS, hit(words_of(FILLED, A))]
+
+
+@pytest.mark.parametrize("delay", [0, 1, 2])
+def test_a_probe_next_to_an_allocation_still_hits_the_other_lines(delay):
+    """A probe of A offered ``delay`` cycles after B's announcement (B gets a line, its tag
+    written) hits A."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    answers = []
+
+    async def announcer(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+        await fill(ctx, dut, B, words_of(FILLED, B))
+
+    async def prober(ctx):
+        await ticks_until(ctx, fill_done(dut))
+        await ticks_until(ctx, dut.rx_line.valid)
+        for _ in range(delay):
+            await ctx.tick()
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, announcer, prober, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert answers == [hit(words_of(FILLED, A))]
+
+
+def pipelined_memory(dut, latency):
+    """Return the testbenches of a memory that takes every read at once and answers each
+    ``latency`` cycles after taking it, in order (:class:`Neighbours` takes one at a time)."""
+    reads, clock = [], {"edge": 0}
+
+    @background
+    async def memory_reads(ctx):
+        ctx.set(dut.mem_read.ready, 1)
+        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.mem_read),
+                                                         dut.mem_read.payload.addr):
+            clock["edge"] += 1
+            if taken:
+                reads.append((clock["edge"] + latency, addr))
+
+    @background
+    async def memory_answers(ctx):
+        while True:
+            await ctx.tick()
+            if reads and reads[0][0] <= clock["edge"]:
+                _, addr = reads.pop(0)
+                await put_line(ctx, dut.mem_read_data, codec(WordBeat),
+                               [dict(data=data) for data in words_of(MEMORY, addr)])
+
+    return memory_reads, memory_answers
+
+
+def test_a_line_filled_again_while_every_rx_line_merges():
+    """Five RX lines, five partial lines whose reads are all outstanding; A, filled again
+    meanwhile, keeps both fills' words, the others only theirs: memory's words go everywhere
+    else, and each line is written back whole once merged, A last (it is the newest)."""
+    second = 0b0011_0000
+    dut = MessageBuffer(lines=8, tx_lines=3, rx_lines=0)
+    neighbours = Neighbours(dut)
+    addrs = [A, B, C, D, E]
+
+    async def bench(ctx):
+        for addr in addrs:
+            await fill(ctx, dut, addr, words_of(FILLED, addr), MESSAGE)
+        await fill(ctx, dut, A, words_of(REFILLED, A), second)
+        while not drained(dut, neighbours, len(addrs)):
+            await ctx.tick()
+
+    run(dut, bench, neighbours.caches, neighbours.memory_writes,
+        *pipelined_memory(dut, SLOW_MEMORY), deadline_cycles=DEADLINE)
+    lines = {addr: merged(words_of(MEMORY, addr), words_of(FILLED, addr), MESSAGE)
+             for addr in addrs}
+    lines[A] = merged(lines[A], words_of(REFILLED, A), second)
+    assert neighbours.writes == [beat for addr in (B, C, D, E, A)
+                                 for beat in written(addr, lines[addr])]
+
+
+@pytest.mark.parametrize("port", ["ni_read", "mc_lookup"])
+def test_filling_a_held_line_again_while_another_is_probed(port):
+    """While B's hit streams out slowly, A (held) is announced again: taken during an NI read,
+    which leaves B; after a mc_lookup, which frees B, only once B's last word is taken."""
+    mask = 0b0000_0001
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    answer = dut.ni_data if port == "ni_read" else dut.mc_data
+    log, beats, answers = [], [], []
+
+    async def prober(ctx):
+        for addr in (A, B):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await stream_put(ctx, getattr(dut, port), codec(LineRequest).pack(addr=B))
+        while not beats or not beats[-1][2]:
+            ctx.set(answer.ready, 0)
+            await ctx.tick().repeat(3)
+            beat = await stream_get(ctx, answer)
+            beats.append((beat.hit, beat.data, beat.last))
+
+    async def refiller(ctx):
+        await ticks_until(ctx, transfer(getattr(dut, port)))
+        await fill(ctx, dut, A, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    trace = tracer(log, announced=transfer(dut.rx_line),
+                   probe_done=transfer(answer) & answer.payload.last)
+    run(dut, prober, refiller, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    probe_done = edges(log, "probe_done")[0]
+    announced = edges(log, "announced")[2]
+    assert announced < probe_done if port == "ni_read" else announced > probe_done
+    assert beats == hit(words_of(FILLED, B))
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+
+
+def test_filling_a_held_line_again_waits_for_a_cycle_when_a_probe_may_start():
+    """A probe of B and A's second announcement offered together: the reader may start the
+    probe's job, so the line is not reused in that cycle, only at the next edge."""
+    mask = 0b1000_0000
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def bench(ctx):
+        for addr in (A, B):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        ctx.set(Value.cast(dut.ni_read.payload), codec(LineRequest).pack(addr=B))
+        ctx.set(dut.ni_read.valid, 1)
+        await fill(ctx, dut, A, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    @background
+    async def ni_answer(ctx):
+        ctx.set(dut.ni_data.ready, 1)
+        await ctx.tick().until(transfer(dut.ni_read))
+        ctx.set(dut.ni_read.valid, 0)
+
+    trace = tracer(log, announced=transfer(dut.rx_line), probed=transfer(dut.ni_read))
+    run(dut, bench, ni_answer, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    probed, = edges(log, "probed")
+    assert edges(log, "announced")[2] == probed + 1
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
+
+
+def test_a_lookup_goes_before_a_write_back_no_announcement_waits_for():
+    """With no lines kept, A's write-back stalls in memory while B's becomes due and a mc_lookup
+    waits: when A's is done, the lookup goes first, then B's write-back."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut)
+    memory_open = {"open": False}
+    log, answers = [], []
+
+    @background
+    async def memory_writes(ctx):
+        while not memory_open["open"]:
+            await ctx.tick()
+        await neighbours.memory_writes(ctx)
+
+    async def bench(ctx):
+        for addr in (A, B):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        ctx.set(Value.cast(dut.mc_lookup.payload), codec(LineRequest).pack(addr=C))
+        ctx.set(dut.mc_lookup.valid, 1)
+        await ctx.tick().repeat(10)
+        memory_open["open"] = True
+        await ctx.tick().until(dut.mc_lookup.ready)
+        ctx.set(dut.mc_lookup.valid, 0)
+        answers.append((await stream_get(ctx, dut.mc_data)).hit)
+        while not drained(dut, neighbours, 2):
+            await ctx.tick()
+
+    trace = tracer(log, looked_up=transfer(dut.mc_lookup),
+                   b_written=transfer(dut.mem_write) & (dut.mem_write.payload.addr == B))
+    run(dut, bench, neighbours.caches, neighbours.memory_reads, memory_writes, trace,
+        deadline_cycles=DEADLINE)
+    looked_up, = edges(log, "looked_up")
+    assert looked_up < edges(log, "b_written")[0]
+    assert answers == [0]
+    assert neighbours.writes == written(A, words_of(FILLED, A)) + written(B, words_of(FILLED, B))
+
+
+@pytest.mark.parametrize("gap", range(6))
+def test_lines_filled_while_others_are_written_back(gap):
+    """No lines kept and ``gap`` idle cycles between fills, so that a fill's last word meets a
+    write-back's at some point: every line written back once, whole, in order."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut)
+    addrs = [A + index for index in range(5)]
+
+    async def bench(ctx):
+        for addr in addrs:
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+            for _ in range(gap):
+                await ctx.tick()
+        while not drained(dut, neighbours, len(addrs)):
+            await ctx.tick()
+
+    run(dut, bench, *neighbours.testbenches, deadline_cycles=DEADLINE)
+    assert neighbours.writes == [beat for addr in addrs
+                                 for beat in written(addr, words_of(FILLED, addr))]
+
+
+@pytest.mark.parametrize("latency", range(0, 24, 2))
+def test_partial_lines_merged_whatever_the_memory_latency(latency):
+    """Partial lines back to back, memory answering each read ``latency`` cycles after taking it
+    (reads pipelined), so that a read is queued as another merge ends at some point: every line
+    written back once merged, in order."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut)
+    addrs = [A + index for index in range(8)]
+
+    async def bench(ctx):
+        for addr in addrs:
+            await fill(ctx, dut, addr, words_of(FILLED, addr), COMPLETION)
+        while not drained(dut, neighbours, len(addrs)):
+            await ctx.tick()
+
+    run(dut, bench, neighbours.caches, neighbours.memory_writes,
+        *pipelined_memory(dut, latency), deadline_cycles=DEADLINE)
+    assert neighbours.writes == [
+        beat for addr in addrs
+        for beat in written(addr, merged(words_of(MEMORY, addr), words_of(FILLED, addr),
+                                         COMPLETION))]
+
+
+def test_a_write_back_an_announcement_waits_for_goes_before_a_lookup():
+    """RX full with memory not taking write-backs, an announcement waiting for a line and a
+    mc_lookup waiting: once A's write-back is done, B's goes first, then the lookup."""
+    dut = small_buffer(rx_lines=0)
+    neighbours = Neighbours(dut)
+    addrs = [A + 0x100 * index for index in range(6)]
+    memory_open = {"open": False}
+    log = []
+
+    @background
+    async def memory_writes(ctx):
+        while not memory_open["open"]:
+            await ctx.tick()
+        await neighbours.memory_writes(ctx)
+
+    async def filler(ctx):
+        for addr in addrs:
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        memory_open["full"] = True
+        await fill(ctx, dut, F, words_of(FILLED, F))
+
+    async def looker(ctx):
+        while not memory_open.get("full"):
+            await ctx.tick()
+        await ctx.tick()
+        await stream_put(ctx, dut.mc_lookup, codec(LineRequest).pack(addr=E))
+        assert (await stream_get(ctx, dut.mc_data)).hit == 0
+
+    async def opener(ctx):
+        while not memory_open.get("full"):
+            await ctx.tick()
+        await ctx.tick().repeat(10)
+        memory_open["open"] = True
+
+    trace = tracer(log, looked_up=transfer(dut.mc_lookup),
+                   b_written=transfer(dut.mem_write) & (dut.mem_write.payload.addr == addrs[1]))
+    run(dut, filler, looker, opener, neighbours.caches, neighbours.memory_reads, memory_writes,
+        trace, deadline_cycles=DEADLINE)
+    looked_up, = edges(log, "looked_up")
+    assert edges(log, "b_written")[0] < looked_up
+
+
+def test_tx_writes_go_every_cycle_while_a_coherence_answer_is_awaited():
+    """The caches answer A's coherence request 20 cycles late: meanwhile nothing on the RX side
+    writes, and TX writes are taken one per cycle."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log = []
+
+    @background
+    async def slow_caches(ctx):
+        while True:
+            await serve(ctx, dut.coh_req)
+            await ctx.tick().repeat(20)
+            await put_line(ctx, dut.coh_resp, codec(CohResponse), [{}])
+
+    async def rx(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A))
+
+    async def tx(ctx):
+        line = await allocate(ctx, dut)
+        await ctx.tick().until(transfer(dut.coh_req))
+        for word in range(8):
+            await tx_command(ctx, dut, MsgBufTxOp.WRITE, line, word, word)
+
+    run(dut, rx, tx, slow_caches, neighbours.memory_reads, neighbours.memory_writes,
+        tracer(log, write=transfer(dut.tx_cmd)), deadline_cycles=DEADLINE)
+    writes = edges(log, "write")
+    assert writes == list(range(writes[0], writes[0] + 8))
+
+
+def test_an_announcement_decided_as_a_waiting_lookup_starts_leaves_the_line_to_it():
+    """A mc_lookup of A waits while an NI read of B streams out. A's second announcement is
+    decided in the very cycle B's last word is taken, when the reader starts the lookup: the
+    lookup takes A over with its words, and the announcement then gets a line of its own."""
+    mask = 0b0000_0001
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    answers = []
+
+    taken = {"rx_line": 0}
+
+    @background
+    async def offers_withdrawn_once_taken(ctx):
+        async for _, _, line, lookup in ctx.tick().sample(transfer(dut.rx_line),
+                                                          transfer(dut.mc_lookup)):
+            if line:
+                ctx.set(dut.rx_line.valid, 0)
+                taken["rx_line"] += 1
+            if lookup:
+                ctx.set(dut.mc_lookup.valid, 0)
+
+    async def bench(ctx):
+        for addr in (A, B):
+            await fill(ctx, dut, addr, words_of(FILLED, addr))
+        await stream_put(ctx, dut.ni_read, codec(LineRequest).pack(addr=B))
+        for _ in range(7):
+            await stream_get(ctx, dut.ni_data)
+        ctx.set(Value.cast(dut.mc_lookup.payload), codec(LineRequest).pack(addr=A))
+        ctx.set(dut.mc_lookup.valid, 1)
+        await ctx.tick().repeat(4)
+        ctx.set(Value.cast(dut.rx_line.payload), codec(RxLineRequest).pack(addr=A, words=mask))
+        ctx.set(dut.rx_line.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.ni_data.ready, 1)               # B's last word, as the announcement is decided
+        await ctx.tick()
+        ctx.set(dut.ni_data.ready, 0)
+        beats = []
+        while not beats or not beats[-1][2]:
+            beat = await stream_get(ctx, dut.mc_data)
+            beats.append((beat.hit, beat.data, beat.last))
+        answers.append(beats)
+        while taken["rx_line"] < 3:
+            await ctx.tick()
+        await send_fill(ctx, dut, words_of(REFILLED, A), mask)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, bench, offers_withdrawn_once_taken, *neighbours.testbenches,
+        deadline_cycles=DEADLINE)
+    assert answers == [hit(words_of(FILLED, A)),
+                       hit(merged(words_of(MEMORY, A), words_of(REFILLED, A), mask))]
+    assert neighbours.coherence == [A, B, A]
+
+
+def test_an_announcement_decided_as_a_merge_ends_leaves_the_line_to_the_waiting_lookup():
+    """A mc_lookup of A waits for A's merge. A's second announcement is offered with memory's
+    last word, so it is decided in the cycle the lookup may start: the lookup takes A over,
+    merged, and the announcement then gets a line of its own."""
+    second = 0b0001_0000
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    taken = {"rx_line": 0}
+    answers = []
+
+    @background
+    async def offers_withdrawn_once_taken(ctx):
+        async for _, _, line, lookup in ctx.tick().sample(transfer(dut.rx_line),
+                                                          transfer(dut.mc_lookup)):
+            if line:
+                ctx.set(dut.rx_line.valid, 0)
+                taken["rx_line"] += 1
+            if lookup:
+                ctx.set(dut.mc_lookup.valid, 0)
+
+    async def memory_answer(ctx, beats):
+        for word, data in enumerate(beats):
+            await stream_put(ctx, dut.mem_read_data, codec(WordBeat).pack(data=data,
+                                                                          last=word == 7))
+
+    async def bench(ctx):
+        await announce(ctx, dut, A, COMPLETION)
+        await serve(ctx, dut.mem_read)
+        await send_fill(ctx, dut, words_of(FILLED, A), COMPLETION)
+        await memory_answer(ctx, words_of(MEMORY, A)[:7])
+        ctx.set(Value.cast(dut.mc_lookup.payload), codec(LineRequest).pack(addr=A))
+        ctx.set(dut.mc_lookup.valid, 1)
+        await ctx.tick().repeat(4)
+        ctx.set(Value.cast(dut.rx_line.payload), codec(RxLineRequest).pack(addr=A, words=second))
+        ctx.set(dut.rx_line.valid, 1)
+        await stream_put(ctx, dut.mem_read_data,
+                         codec(WordBeat).pack(data=words_of(MEMORY, A)[7], last=1))
+        beats = []
+        while not beats or not beats[-1][2]:
+            beat = await stream_get(ctx, dut.mc_data)
+            beats.append((beat.hit, beat.data, beat.last))
+        answers.append(beats)
+        while taken["rx_line"] < 2:
+            await ctx.tick()
+        await serve(ctx, dut.mem_read)
+        await memory_answer(ctx, words_of(MEMORY, A))
+        await send_fill(ctx, dut, words_of(REFILLED, A), second)
+        answers.append(await probe(ctx, dut, "ni_read", A))
+
+    run(dut, bench, offers_withdrawn_once_taken, neighbours.caches, neighbours.memory_writes,
+        deadline_cycles=DEADLINE)
+    assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), COMPLETION)),
+                       hit(merged(words_of(MEMORY, A), words_of(REFILLED, A), second))]
+    assert neighbours.coherence == [A, A]
