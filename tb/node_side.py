@@ -32,10 +32,10 @@ from cocotb.triggers import ClockCycles, Event
 
 from behavioral.memory import MemoryHierarchy, line_of
 from behavioral.vm import AddressSpaces, NiDriver
-from rtl.layouts import (LINE_WORDS, CohResponse, HandlerReturn, LineBeat, LineRequest, LockOsEvent,
-                         LockReleased, LockRequest, LockResponse, MemWriteBeat, MmioRequest,
-                         MmioResponse, NiFault, NotifyEvent, NotifyOsEvent, WordBeat, codec,
-                         ni_os_command_layout)
+from rtl.layouts import (LINE_WORDS, PAGE_BITS, CohResponse, HandlerReturn, LineBeat, LineRequest,
+                         LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
+                         MmioRequest, MmioResponse, NiFault, NotifyEvent, NotifyOsEvent, WordBeat,
+                         codec, ni_os_command_layout)
 
 from .core_driver import CoreDriver
 from .stream import cycle
@@ -146,14 +146,40 @@ class NodeSide:
 
     # The core's ports ---------------------------------------------------------------------------
 
+    def describe(self):
+        """One line of what this node holds now, for a run that stalls: each context's thread
+        and what its top frame waits on, the OS's queued SPAWNs and waiting threads, and the
+        accesses and commands not answered."""
+        contexts = []
+        for index in range(self.core.contexts):
+            thread = self.core.resident(index)
+            if thread is None:
+                contexts.append(f"ctx{index} free")
+                continue
+            frame = thread.frames[-1]
+            contexts.append(f"ctx{index} {thread.name} ({len(thread.frames)} frames, top "
+                            f"{frame.kind} ep{frame.endpoint} op {type(frame.op).__name__}"
+                            f"{', awaiting ' + frame.awaiting if frame.awaiting else ''}"
+                            f"{', parked' if frame.parked else ''})")
+        waiting = [f"{thread.name}{'' if thread.runnable else ' (parked)'}"
+                   for thread in self.os.waiting]
+        offset_mask = (1 << PAGE_BITS) - 1
+        mmio = [f"{'write' if write else 'read'} ep{addr >> PAGE_BITS} +{addr & offset_mask:#x} "
+                f"by t{thread}" for thread, write, addr in self._mmio_waiting]
+        return (f"node {self.index}: {'; '.join(contexts)}; OS: {len(self.os._spawns)} SPAWNs "
+                f"queued, waiting {waiting or 'none'}, {dict(self.os.counters)}; "
+                f"MMIO unanswered {mmio or 'none'} ({len(self.cpu_request)} not taken), "
+                f"{len(self._lock_waiting)} lock accesses unanswered, {len(self._probes)} probes, "
+                f"{len(self._line_waiters)} lines missing")
+
     def _mmio_request(self, write, asid, addr, value, thread):
-        self._mmio_waiting.append((thread, write))
+        self._mmio_waiting.append((thread, write, addr))
         self.cpu_request.send([codec(MmioRequest).pack(write=write, asid=asid, addr=addr,
                                                        data=value)])
         self.counts["mmio"] += 1
 
     def _mmio_answer(self, payload, now):
-        thread, write = self._mmio_waiting.popleft()
+        thread, write, _ = self._mmio_waiting.popleft()
         answer = codec(MmioResponse).unpack(payload)
         self.tb.check_mmio_answer(self.index, answer["status"],
                                   None if write else answer["data"])

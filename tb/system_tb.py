@@ -21,8 +21,8 @@ from collections import Counter
 from cocotb.triggers import ClockCycles
 
 from behavioral.workload import MessageStatus, Workload
-from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, RX_COUNTERS, Flit, LinkFault,
-                         LinkFaultKind, codec)
+from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
+                         TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
 
 from .component_tb import ComponentTB
 from .node_side import NodeSide
@@ -178,7 +178,7 @@ class SystemTB(ComponentTB):
         predicted is left, and finish the records. The first mismatch ends the run early (what
         it withholds from the models would stall it), with the checks that need no memory."""
         await self.wait_until(lambda: self.mismatches or self.accounted(), timeout_cycles,
-                              self.scoreboard.unsettled)
+                              self._stalled)
         if self.mismatches:
             return
         await ClockCycles(self.dut.clk, quiet_cycles)
@@ -187,6 +187,19 @@ class SystemTB(ComponentTB):
         await self.scoreboard.check_landing(load)
         self.scoreboard.check_end({node: self._rx_written(node) for node in self.nodes},
                                   int(self.dut.fabric_dropped.value), self._rx_counters())
+
+    def _stalled(self):
+        """What a run that did not finish waits for: the messages not settled, and what each
+        node holds (its threads, its OS, its NI's counters)."""
+        lines = [self.scoreboard.unsettled()]
+        for node, side in self.nodes.items():
+            counters = {f"{unit}_{name}": int(getattr(self.dut, f"node__{node}__count_{unit}_"
+                                                                f"{name}").value)
+                        for unit, names in (("tx", TX_COUNTERS), ("rx", RX_COUNTERS),
+                                            ("notify", NOTIFIER_COUNTERS))
+                        for name in names}
+            lines.append(f"{side.describe()}; NI counters {counters}")
+        return "\n".join(lines)
 
     def check(self):
         self.scoreboard.check()
