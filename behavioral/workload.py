@@ -259,6 +259,19 @@ class Workload:
         self.stamp(message_id, "t_handler", handler_cycle)
         self.stamp(message_id, "t_consumed", process.node.core.cycle)
 
+    def describe_rings(self, node):
+        """One line per process of node ``node``: how far it has consumed its ring (for a run
+        that stalls)."""
+        lines = []
+        for process in self.processes.values():
+            if process.spec.node != node:
+                continue
+            head = process.receiver.head if process.spec.notify in (
+                NotifyMode.NONE, NotifyMode.LOCK) else process.head
+            lines.append(f"{process.spec.name} ({process.spec.notify.name}, ep{process.endpoint}):"
+                         f" head {head}, consumed out of order {sorted(process.consumed)}")
+        return "; ".join(lines)
+
     @staticmethod
     def _handler_pc(process):
         return HANDLER_PC + HANDLER_STRIDE * process.endpoint

@@ -34,8 +34,8 @@ from behavioral.memory import MemoryHierarchy, line_of
 from behavioral.vm import AddressSpaces, NiDriver
 from rtl.layouts import (LINE_WORDS, PAGE_BITS, CohResponse, HandlerReturn, LineBeat, LineRequest,
                          LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
-                         MmioRequest, MmioResponse, NiFault, NotifyEvent, NotifyOsEvent, WordBeat,
-                         codec, ni_os_command_layout)
+                         MmioRequest, MmioResponse, NiFault, NiFaultKind, NotifyEvent,
+                         NotifyOsEvent, WordBeat, codec, ni_os_command_layout)
 
 from .core_driver import CoreDriver
 from .stream import cycle
@@ -170,7 +170,15 @@ class NodeSide:
                 f"queued, waiting {waiting or 'none'}, {dict(self.os.counters)}; "
                 f"MMIO unanswered {mmio or 'none'} ({len(self.cpu_request)} not taken), "
                 f"{len(self._lock_waiting)} lock accesses unanswered, {len(self._probes)} probes, "
-                f"{len(self._line_waiters)} lines missing")
+                f"{len(self._line_waiters)} lines missing; NI misses taken by the OS "
+                f"{self.driver.faults[NiFaultKind.TX_MISS]} TX and "
+                f"{self.driver.faults[NiFaultKind.RX_MISS]} RX, answered "
+                f"{self.driver.counters['retries'] + self.driver.counters['rejects']}, "
+                f"{len(self.driver._misses)} waiting; not taken by the NI: "
+                f"{len(self.os_command)} OS commands, {len(self.coh_resp)} coherence answers, "
+                f"{len(self.mem_read_data)} memory beats, {len(self.dma_data)} DMA beats, "
+                f"{len(self.handler_return_port)} handler returns, {len(self.lock_request)} lock "
+                f"requests; {len(self._deferred)} coherence requests deferred")
 
     def _mmio_request(self, write, asid, addr, value, thread):
         self._mmio_waiting.append((thread, write, addr))

@@ -385,6 +385,24 @@ class SystemScoreboard:
                 f"{len(self.workload.strays)} entries of no outstanding message consumed, first "
                 f"{self.workload.strays[:1]}")
 
+    def describe_node(self, node):
+        """Where node ``node``'s messages are in the models: each enabled endpoint's ring head
+        and tail, sends doorbelled and not yet out, messages in the Fabric for the node and
+        taken by its NI but not yet given to the model."""
+        ref = self.refs[node]
+        rings = "; ".join(
+            f"ep{endpoint} head {registers[UserReg.RING_HEAD]} tail {registers[UserReg.RING_TAIL]}"
+            for endpoint in range(ref.endpoints)
+            for registers in [ref.registers(endpoint)] if ref.endpoint(endpoint)["enabled"])
+        sending = {endpoint: len(queue) for (source, endpoint), queue in self._predicted.items()
+                   if source == node and queue}
+        in_fabric = {source: len(queue) for (source, dest), queue in self._in_fabric.items()
+                     if dest == node and queue}
+        return (f"the model's rings: {rings}; doorbelled not sent {ref.pending()}, predicted "
+                f"sends by endpoint {sending}; in the Fabric for it by source {in_fabric}; "
+                f"out of the Fabric {len(self._to_ni[node])}, taken by the NI "
+                f"{len(self._ni_took[node])}")
+
     async def check_memory(self, load):
         """Load back every word the models wrote (``await load(node, pa)``) and compare."""
         for node, words in self.expected_memory.items():

@@ -198,7 +198,9 @@ class SystemTB(ComponentTB):
                         for unit, names in (("tx", TX_COUNTERS), ("rx", RX_COUNTERS),
                                             ("notify", NOTIFIER_COUNTERS))
                         for name in names}
-            lines.append(f"{side.describe()}; NI counters {counters}")
+            lines.append(f"{side.describe()}; NI counters {counters}; rings as consumed: "
+                         f"{self.workload.describe_rings(node)}; "
+                         f"{self.scoreboard.describe_node(node)}")
         return "\n".join(lines)
 
     def check(self):
