@@ -113,7 +113,7 @@ class NodeSide:
             return ports.sink(dut, prefix + name, on_receive=receive,
                               ready_percent=100 - backpressure, rng=self.rng)
 
-        self._mmio_waiting = deque()            # (thread, write) per access not answered
+        self._mmio_waiting = deque()            # (thread, write, addr) per access not answered
         self.cpu_request = source("cpu_request", on_accept=lambda payload, offered, taken:
                                   testbench.mmio_taken(index, payload, taken))
         sink("cpu_response", self._mmio_answer)
@@ -148,8 +148,8 @@ class NodeSide:
 
     def describe(self):
         """One line of what this node holds now, for a run that stalls: each context's thread
-        and what its top frame waits on, the OS's queued SPAWNs and waiting threads, and the
-        accesses and commands not answered."""
+        and what its top frame waits on, the OS's queued SPAWNs, waiting threads and TLB misses,
+        the accesses not answered, and what the NI has not taken from this side's ports."""
         contexts = []
         for index in range(self.core.contexts):
             thread = self.core.resident(index)
