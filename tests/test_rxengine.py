@@ -533,7 +533,9 @@ def test_ring_reset_restarts_the_tail():
 
 def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
     """Messages offered without gaps: every flit of a message is taken on consecutive edges, and
-    every message lands."""
+    every message lands. The one wait allowed is the documented one: a largest payload's first
+    flit may wait (two cycles, 260 flits per 262) while the staging RAM holds two messages before
+    it (seeds 8 and 392774305 give one)."""
     rng = random.Random(seed)
     msgs = [message(payload_bytes=8 * rng.choice([0, 1, 2, 9, 64, 256]),
                     remote_va=0x1000_0000 + 0x10000 * i + 8 * rng.randrange(512),
@@ -543,7 +545,12 @@ def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
     start = 0
     for msg in msgs:
         edges = result.flit_edges[start:start + len(msg.flits())]
-        assert edges == list(range(edges[0], edges[0] + len(edges))), f"seed {seed}"
+        waits = {index: edges[index] - edges[index - 1] - 1 for index in range(1, len(edges))
+                 if edges[index] != edges[index - 1] + 1}
+        largest = len(msg.flits()) == HEADER_FLITS + MAX_PAYLOAD_BYTES // FLIT_BYTES + 1
+        allowed = {HEADER_FLITS: 2} if largest else {}
+        assert all(allowed.get(index, 0) >= wait for index, wait in waits.items()), \
+            f"seed {seed}: message {len(msg.flits())} flits long waited {waits} (flit: cycles)"
         start += len(msg.flits())
     slots = [0] * ENDPOINTS
     for msg in msgs:
