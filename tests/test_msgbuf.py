@@ -336,34 +336,15 @@ def test_merges_outstanding_at_most():
     dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
     neighbours = Neighbours(dut)
     addrs = [A + index for index in range(MessageBuffer.MERGES + 2)]
-    reads, log, answers = [], [], []
-    clock = {"edge": 0}
+    log, answers = [], []
 
     async def filler(ctx):
         for addr in addrs:
             await fill(ctx, dut, addr, words_of(FILLED, addr), MESSAGE)
         answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in addrs])
 
-    @background
-    async def memory_reads(ctx):
-        ctx.set(dut.mem_read.ready, 1)
-        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.mem_read),
-                                                         dut.mem_read.payload.addr):
-            clock["edge"] += 1
-            if taken:
-                reads.append((clock["edge"] + SLOW_MEMORY, addr))
-
-    @background
-    async def memory_answers(ctx):
-        while True:
-            await ctx.tick()
-            if reads and reads[0][0] <= clock["edge"]:
-                _, addr = reads.pop(0)
-                await put_line(ctx, dut.mem_read_data, codec(WordBeat),
-                               [dict(data=data) for data in words_of(MEMORY, addr)])
-
     trace = tracer(log, filled=fill_done(dut), merged=merge_done(dut), read=transfer(dut.mem_read))
-    run(dut, filler, memory_reads, memory_answers, neighbours.caches, trace,
+    run(dut, filler, *pipelined_memory(dut, SLOW_MEMORY), neighbours.caches, trace,
         deadline_cycles=DEADLINE)
     first_merge = edges(log, "merged")[0]
     assert sum(edge < first_merge for edge in edges(log, "read")) == MessageBuffer.MERGES
