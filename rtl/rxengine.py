@@ -688,7 +688,7 @@ class RxEngine(wiring.Component):
         the link while the queue is full."""
         # (A state register compared in If chains rather than an FSM, whose Verilog case
         # statements Verilator finds incomplete; the same for the writer.)
-        state = Signal(_Receive)
+        state = Signal(_Receive, name="receive_state")
         kind = Signal(NiFaultKind)
         va = Signal(VA_BITS)
         fault_taken = self._faults(m, rx, state == _Receive.FAULT, kind, va)
@@ -781,7 +781,7 @@ class RxEngine(wiring.Component):
     def _write_control(self, m, job, out):
         """Lead each job through the writer: wait for space in its ring, write it, offer its
         completion; take the next job as the completion is taken (or at once when idle)."""
-        state = Signal(_Write)
+        state = Signal(_Write, name="write_state")
         full_wait = Signal()
         m.d.comb += [
             job.free.eq((state == _Write.IDLE)

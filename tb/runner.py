@@ -105,7 +105,19 @@ CXX_OPT = "-O1"
 #: Signals inside a design that its testbench reads, made public in Verilator builds besides the
 #: top module's: component -> (module, variable) glob pairs of a Verilator control file.
 PUBLIC_INSIDE = {
-    "system": [("system_ni.notifier", "completion__*")],
+    "system": [("system_ni.notifier", "completion__*"),
+               # for the report of a run that stalls (tb.system_tb): where each NI's engines and
+               # message buffer are
+               *(("system_ni.rx", var) for var in (
+                   "receive_state", "write_state", "lines_ahead", "announce_part", "send_part",
+                   "free_words")),
+               ("system_ni.tx", "step"),
+               *(("system_ni.msgbuf", var) for var in (
+                   "state*", "tag*", "prep_state", "prep_line", "prep_waits_for_line", "filling",
+                   "fill_line", "rx_used", "reader_busy", "reader_line", "client",
+                   "lines_merging", "rx_line__*", "rx_data__valid", "rx_data__ready",
+                   "ni_read__*", "mc_lookup__*", "coh_req__valid", "mem_read__valid")),
+               ("system_ni.msgbuf.merges", "count"), ("system_ni.msgbuf.ages", "count")],
 }
 
 

@@ -16,6 +16,7 @@ event, or the poll that found the entry), ``t_handler`` (the first instruction o
 consumes the entry: the handler, or the thread after its lock wait or poll).
 """
 
+import itertools
 from collections import Counter
 
 from cocotb.triggers import ClockCycles
@@ -23,6 +24,9 @@ from cocotb.triggers import ClockCycles
 from behavioral.workload import MessageStatus, Workload
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
+from rtl.msgbuf import LineState, _Client, _Prep
+from rtl.rxengine import _Part, _Receive, _Write
+from rtl.txengine import _Step
 
 from .component_tb import ComponentTB
 from .node_side import NodeSide
@@ -200,7 +204,8 @@ class SystemTB(ComponentTB):
                         for name in names}
             lines.append(f"{side.describe()}; NI counters {counters}; rings as consumed: "
                          f"{self.workload.describe_rings(node)}; "
-                         f"{self.scoreboard.describe_node(node)}")
+                         f"{self.scoreboard.describe_node(node)}; "
+                         f"{_describe_ni(getattr(self.dut, f'ni{node}'))}")
         return "\n".join(lines)
 
     def check(self):
@@ -221,6 +226,40 @@ class SystemTB(ComponentTB):
         return {"delivered": statuses.get(MessageStatus.DELIVERED, 0), "errors": errors,
                 "mismatches": len(self.mismatches), **self.speed(),
                 "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes}
+
+
+def _describe_ni(ni):
+    """Where an NI's engines and message buffer are (from the signals that
+    :data:`tb.runner.PUBLIC_INSIDE` makes public), for the report of a run that stalls."""
+    def value(unit, name, kind=int):
+        return kind(int(getattr(unit, name).value))
+
+    rx, tx, buf = ni.rx, ni.tx, ni.msgbuf
+    lines = []
+    for line in itertools.count():
+        if not hasattr(buf, f"state{line}"):
+            break
+        state = value(buf, f"state{line}", LineState)
+        if state != LineState.FREE:
+            lines.append(f"{line} {state.name} {value(buf, f'tag{line}'):#x}")
+    reader = (f"{value(buf, 'client', _Client).name} of line {value(buf, 'reader_line')}"
+              if value(buf, "reader_busy") else "idle")
+    filling = value(buf, "fill_line") if value(buf, "filling") else "none"
+    ports = ", ".join(f"{port} valid {value(buf, f'{port}__valid')} ready "
+                      f"{value(buf, f'{port}__ready')}"
+                      for port in ("rx_line", "rx_data", "ni_read", "mc_lookup"))
+    return (f"NI: RX reception {value(rx, 'receive_state', _Receive).name}, writer "
+            f"{value(rx, 'write_state', _Write).name} (announcing "
+            f"{value(rx, 'announce_part', _Part).name}, sending "
+            f"{value(rx, 'send_part', _Part).name}, {value(rx, 'lines_ahead')} lines ahead), "
+            f"{value(rx, 'free_words')} staging words free; TX {value(tx, 'step', _Step).name}; "
+            f"message buffer lines [{'; '.join(lines)}], {value(buf, 'rx_used')} used by RX, "
+            f"{value(buf.ages, 'count')} in age order, merging "
+            f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), preparing "
+            f"{value(buf, 'prep_state', _Prep).name} line {value(buf, 'prep_line')}"
+            f"{' (waits for a line)' if value(buf, 'prep_waits_for_line') else ''}, filling "
+            f"{filling}, reader {reader}, {ports}, coh_req valid {value(buf, 'coh_req__valid')},"
+            f" mem_read valid {value(buf, 'mem_read__valid')}")
 
 
 def _page_table(node):
