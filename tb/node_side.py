@@ -23,6 +23,7 @@ The core is stepped with the clock by :class:`tb.core_driver.CoreDriver`, so Pyt
 on edges where a port or the core has work.
 """
 
+import itertools
 import random
 from collections import Counter, deque
 from types import SimpleNamespace
@@ -128,9 +129,10 @@ class NodeSide:
         self.os_command = source("os_command", on_accept=lambda payload, offered, taken:
                                  testbench.os_command_taken(index, payload, taken))
         sink("fault", self._fault)
-        self.mc_lookup = source("mc_lookup")
+        self.mc_lookup = source("mc_lookup", on_accept=self._probe_taken)
         sink("mc_data", self._mc_beat)
         self._probes = deque()                  # (access, thread, issued cycle, words)
+        self._probes_taken = 0                  # the first of them, which the NI has taken
         self._coherence = []                    # lines asked at this edge
         self._deferred = set()
         sink("coh_req", self._coherence_request)
@@ -169,7 +171,8 @@ class NodeSide:
         return (f"node {self.index}: {'; '.join(contexts)}; OS: {len(self.os._spawns)} SPAWNs "
                 f"queued, waiting {waiting or 'none'}, {dict(self.os.counters)}; "
                 f"MMIO unanswered {mmio or 'none'} ({len(self.cpu_request)} not taken), "
-                f"{len(self._lock_waiting)} lock accesses unanswered, {len(self._probes)} probes, "
+                f"{len(self._lock_waiting)} lock accesses unanswered, {len(self._probes)} probes "
+                f"({self._probes_taken} taken), "
                 f"{len(self._line_waiters)} lines missing; NI misses taken by the OS "
                 f"{self.driver.faults[NiFaultKind.TX_MISS]} TX and "
                 f"{self.driver.faults[NiFaultKind.RX_MISS]} RX, answered "
@@ -294,6 +297,7 @@ class NodeSide:
         if not beat["last"]:
             return
         self._probes.popleft()
+        self._probes_taken -= 1
         access, answer, issued, words = probe
         hit = bool(beat["hit"])
         self.counts["mc_hits" if hit else "mc_misses"] += 1
@@ -314,9 +318,16 @@ class NodeSide:
         # Decided after the edge's probes: a probe taken at the same edge was ordered first.
         self._coherence.append(codec(LineRequest).field(payload, "addr"))
 
+    def _probe_taken(self, payload, offered, now):
+        self._probes_taken += 1
+
     def _order_coherence(self, now):
+        # Only a probe the message buffer has taken (at this edge or before) is ordered before
+        # the request; one still waiting will be ordered after it, and hit: the buffer does not
+        # take it until the line is complete, so waiting for it would be waiting forever.
+        taken = list(itertools.islice(self._probes, self._probes_taken))
         for line in self._coherence:
-            probed = any(probe[0].line == line for probe in self._probes)
+            probed = any(probe[0].line == line for probe in taken)
             if self.hierarchy.pending(line) and probed:
                 self._deferred.add(line)
             else:
