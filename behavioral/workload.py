@@ -6,7 +6,10 @@ and runs its program: sends (PIO or DMA) and waits for the messages it must have
 the next send (ping-pong). How a process learns of an arrival is its endpoint's armed mode:
 
 * NONE: the thread polls RING_TAIL and consumes what is there;
-* LOCK: the thread waits on the endpoint's notification lock, then consumes every entry there;
+* LOCK: the thread waits on the endpoint's notification lock when its ring is empty, then
+  consumes every entry there. The lock counts the signals not yet waited for, and a full count
+  holds the node's reception (:class:`rtl.ni.NetworkInterface`, ``lock_count_bits``), so the
+  thread waits once for each notified message it consumes, also for those it found by polling;
 * BRANCH: a handler consumes one entry per arrival, run in place of the thread, which computes
   while it has nothing to send;
 * SPAWN: a handler thread is started per arrival on a free context; the main thread computes.
@@ -95,6 +98,9 @@ class _Process:
         self.receiver = None
         self.consumed = set()           # ring indices consumed (handlers may finish out of order)
         self.head = 0                   # the head written to the NI
+        # LOCK: WAITs returned for notified messages not consumed yet (at most the one that
+        # woke the thread), so that the thread waits once for each notified message
+        self.signals = 0
 
     @property
     def endpoint(self):
@@ -144,6 +150,7 @@ class Workload:
             self.processes[spec.name] = _Process(spec, index, nodes[spec.node])
         for process in self.processes.values():
             self._set_up(process, tlb_prefill)
+        self._notified = {message.id: message.notify for message in scenario.messages}
         for message in scenario.messages:
             self.records[message.id] = {
                 "id": message.id, "from": message.src, "to": message.dst,
@@ -219,9 +226,13 @@ class Workload:
             if not (yield from self._poll(process)):
                 yield Compute(SPIN_INSTRUCTIONS)
         elif mode is NotifyMode.LOCK:
-            yield from msglib.wait_lock(LOCK_VA)
-            woken = core.cycle
             tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
+            woken = core.cycle
+            if tail == process.receiver.head:
+                yield from msglib.wait_lock(LOCK_VA)
+                process.signals += 1
+                woken = core.cycle
+                tail = yield MmioRead(msglib.register(process.endpoint, UserReg.RING_TAIL))
             while process.receiver.head != tail:
                 yield from self._consume(process, None, woken)
         else:
@@ -242,6 +253,13 @@ class Workload:
         """Consume the entry at the head (NONE and LOCK: the main thread reads in order)."""
         entry = yield from process.receiver.consume()
         self._consumed(process, entry, notified, handler_cycle)
+        if process.spec.notify is NotifyMode.LOCK and self._notified.get(entry["metadata"]):
+            # The message's signal: taken by the WAIT that woke the thread, else waited for
+            # now (it follows the entry at once, and would otherwise stay in the lock's count).
+            if process.signals:
+                process.signals -= 1
+            else:
+                yield from msglib.wait_lock(LOCK_VA)
         if process.spec.work:
             yield Compute(process.spec.work)
 

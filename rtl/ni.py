@@ -173,6 +173,11 @@ class NetworkInterface(wiring.Component):
         MessageBuffer lines (see :class:`rtl.msgbuf.MessageBuffer`).
     lock_entries, lock_waiters : int
         LockTable size.
+    lock_count_bits : int
+        Width of a notification lock's count of signals not yet waited for, 1 to 16. A SIGNAL
+        to a lock whose count is full is held, and with it the Notifier and the RX engine's
+        writer: software that consumes notified messages must WAIT once for each (see
+        :mod:`behavioral.workload`), or its node stops taking messages once the count fills.
     send_buffering : int
         DMA lines fetched ahead of the wire, 1 to 16.
     queue_depth : int
@@ -197,7 +202,7 @@ class NetworkInterface(wiring.Component):
 
     def __init__(self, *, node=0, nodes=2, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
                  lines=64, tx_lines=16, rx_lines=48, lock_entries=32, lock_waiters=32,
-                 send_buffering=4, queue_depth=4):
+                 lock_count_bits=8, send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._node = check_node(self, node, nodes - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
@@ -205,8 +210,8 @@ class NetworkInterface(wiring.Component):
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
         self._params = dict(tlb_entries=tlb_entries, lines=lines, tx_lines=tx_lines,
                             rx_lines=rx_lines, lock_entries=lock_entries,
-                            lock_waiters=lock_waiters, send_buffering=send_buffering,
-                            queue_depth=queue_depth)
+                            lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
+                            send_buffering=send_buffering, queue_depth=queue_depth)
         # Build the parts once now, so that a bad parameter fails here, naming itself.
         try:
             for part in self._build_parts().values():
@@ -232,7 +237,8 @@ class NetworkInterface(wiring.Component):
             "msgbuf": MessageBuffer(lines=params["lines"], tx_lines=params["tx_lines"],
                                     rx_lines=params["rx_lines"]),
             "locktable": LockTable(entries=params["lock_entries"],
-                                   waiters=params["lock_waiters"], contexts=self._contexts),
+                                   waiters=params["lock_waiters"], contexts=self._contexts,
+                                   count_bits=params["lock_count_bits"]),
             "notifier": Notifier(endpoints=self._endpoints, contexts=self._contexts,
                                  queue_depth=params["queue_depth"]),
         }
@@ -602,14 +608,15 @@ class System(wiring.Component):
 
     def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, link_faults=False,
                  endpoints=8, contexts=4, tlb_entries=32, asid_bits=8, lines=64, tx_lines=16,
-                 rx_lines=48, lock_entries=32, lock_waiters=32, send_buffering=4, queue_depth=4):
+                 rx_lines=48, lock_entries=32, lock_waiters=32, lock_count_bits=8,
+                 send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._link_faults = bool(check_int(self, "link_faults", int(link_faults), 0, 1))
         ni_params = dict(nodes=nodes, endpoints=endpoints, contexts=contexts,
                          tlb_entries=tlb_entries, asid_bits=asid_bits, lines=lines,
                          tx_lines=tx_lines, rx_lines=rx_lines, lock_entries=lock_entries,
-                         lock_waiters=lock_waiters, send_buffering=send_buffering,
-                         queue_depth=queue_depth)
+                         lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
+                         send_buffering=send_buffering, queue_depth=queue_depth)
         self._fabric_params = dict(nodes=nodes, link_latency=link_latency,
                                    cycles_per_flit=cycles_per_flit)
         self._ni_params = ni_params

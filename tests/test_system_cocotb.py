@@ -58,6 +58,43 @@ def test_crossfire_of_full_rings_does_not_deadlock(sim, seed):
     assert summary["delivered"] == 80
 
 
+#: A LOCK receiver ("a") that only polls while it streams to a process of its own node, and
+#: whose count of signals not waited for holds 3 (``lock_count_bits`` 2): the fourth message
+#: from "b" fills the count unless "a" waits once per notified message it consumes; then node
+#: 0's reception stops, "a"'s own sends to "c" cannot leave, and "a" never gets to wait.
+LOCK_COUNT_DOCUMENT = {
+    "system": {"nodes": 2, "params": {"lock_count_bits": 2}},
+    "process": [
+        {"name": "a", "node": 0, "notify": "lock",
+         "window": {"va": 0x1000_0000, "bytes": 65536, "key": 0xA}},
+        {"name": "c", "node": 0, "endpoint": 1, "notify": "none",
+         "window": {"va": 0x1000_0000, "bytes": 65536, "key": 0xC}},
+        {"name": "b", "node": 1, "notify": "none",
+         "window": {"va": 0x1000_0000, "bytes": 65536, "key": 0xB}},
+    ],
+    "traffic": [
+        {"pattern": "stream", "from": "a", "to": "c", "bytes": 512, "count": 16},
+        {"pattern": "stream", "from": "b", "to": "a", "bytes": 8, "count": 8},
+    ],
+}
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_a_lock_receiver_that_polls_waits_for_each_signal(sim, seed):
+    """The lock counts the signals a LOCK receiver has not waited for, and a full count holds
+    the NI's reception: a receiver that finds its messages by polling while it sends still
+    waits once for each, so the count never fills and the run ends (it stalls at the
+    deadline otherwise)."""
+    scenario = parse(LOCK_COUNT_DOCUMENT, seed=seed)
+    result, records, summary, mismatches = cli._run_scenario(
+        LOCK_COUNT_DOCUMENT, scenario, sim=sim, seed=seed, waves=False,
+        label="pytest-lock-count", options={"timeout_cycles": 40_000})
+    assert result.passed and summary["mismatches"] == 0, \
+        f"seed {seed}: {result.message} {mismatches[:3]}; log {result.log}"
+    assert {record["status"] for record in records} == {"delivered"}
+    assert summary["delivered"] == 24
+
+
 FAULT_STATUSES = {
     0: "delivered",
     1: "refused_foreign_asid",          # MMIO to another process's endpoint
