@@ -75,16 +75,31 @@ class ComponentTB:
         await self.wait_until(lambda: not self.outstanding, timeout_cycles,
                               lambda: f"{self.outstanding} inputs or results outstanding")
 
-    async def wait_until(self, predicate, timeout_cycles, what):
+    async def wait_until(self, predicate, timeout_cycles, what, *, progress=None,
+                         stall_cycles=None):
         """Wait until ``predicate()``, checking every few cycles; after ``timeout_cycles`` fail
         with ``what()`` and the scoreboard's first mismatch, if any (a mismatch withholds the
-        result from the models that wait for it, so a run that stalls often began with one)."""
+        result from the models that wait for it, so a run that stalls often began with one).
+        With ``progress`` (a function whose value changes as the run makes progress), fail as
+        well once its value has not changed for ``stall_cycles``: a stall is reported when it
+        is one, not at the deadline."""
         deadline = cycle() + timeout_cycles
         step = 1 if timeout_cycles < 1000 else 16
+        mark, since = None, cycle()
         while not predicate():
-            if cycle() >= deadline:
+            now = cycle()
+            failure = None
+            if progress is not None:
+                value = progress()
+                if value != mark:
+                    mark, since = value, now
+                elif now - since >= stall_cycles:
+                    failure = f"no progress for {now - since} cycles (since cycle {since})"
+            if now >= deadline:
+                failure = f"after {timeout_cycles} cycles"
+            if failure is not None:
                 mismatches = getattr(self, "mismatches", [])
-                raise AssertionError(f"{self.dut._name}: after {timeout_cycles} cycles, {what()}"
+                raise AssertionError(f"{self.dut._name}: {failure}, {what()}"
                                      + (f"; first mismatch: {mismatches[0]}" if mismatches else ""))
             await ClockCycles(self.dut.clk, step)
 

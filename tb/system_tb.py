@@ -175,14 +175,17 @@ class SystemTB(ComponentTB):
         return sum(int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
                    for name in ("delivered", "rejected"))
 
-    async def run(self, timeout_cycles, quiet_cycles=200):
+    async def run(self, timeout_cycles, quiet_cycles=200, stall_cycles=None):
         """Run the scenario until every message is settled, then ``quiet_cycles`` more (a late
         duplicate, a stray write or completion shows up there); then check the memory, the
         landing pages of what was not delivered, the entries, the faults and that nothing
         predicted is left, and finish the records. The first mismatch ends the run early (what
-        it withholds from the models would stall it), with the checks that need no memory."""
+        it withholds from the models would stall it), with the checks that need no memory. The
+        run fails after ``timeout_cycles``, or once ``stall_cycles`` pass with no message sent,
+        arrived or consumed."""
         await self.wait_until(lambda: self.mismatches or self.accounted(), timeout_cycles,
-                              self._stalled)
+                              self._stalled, progress=self._progress,
+                              stall_cycles=stall_cycles or timeout_cycles)
         if self.mismatches:
             return
         await ClockCycles(self.dut.clk, quiet_cycles)
@@ -191,6 +194,11 @@ class SystemTB(ComponentTB):
         await self.scoreboard.check_landing(load)
         self.scoreboard.check_end({node: self._rx_written(node) for node in self.nodes},
                                   int(self.dut.fabric_dropped.value), self._rx_counters())
+
+    def _progress(self):
+        """What grows as the run goes on: messages sent, arrived and consumed."""
+        counts = self.scoreboard.counts
+        return counts["messages_sent"], counts["messages_arrived"], len(self.workload.entries)
 
     def _stalled(self):
         """What a run that did not finish waits for: the messages not settled, and what each

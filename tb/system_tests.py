@@ -29,7 +29,7 @@ async def scenario(dut):
                   link_fault_percent=options["link_fault_percent"])
     await tb.start()
     try:
-        await tb.run(options["timeout_cycles"], options["quiet_cycles"])
+        await tb.run(options["timeout_cycles"], options["quiet_cycles"], options["stall_cycles"])
     finally:
         record_result("scenario", {"messages": sorted(tb.records.values(), key=lambda r: r["id"]),
                                    "summary": tb.summary(),

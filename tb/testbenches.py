@@ -82,6 +82,7 @@ TESTBENCHES = {
             "scenario": None,          # the scenario document (smtni run gives it)
             "tlb_prefill": 1,          # fill the NI TLBs with every window before the run
             "timeout_cycles": 2_000_000,   # give up (and fail) after this many cycles
+            "stall_cycles": 300_000,   # or after this many with no message sent, arrived or consumed
             "quiet_cycles": 200,       # run on after everything is settled: late duplicates show
             "lockstep": 0,             # step every core at every cycle (the event-driven oracle)
             "backpressure": 0,         # percent of cycles each node-side port holds back
