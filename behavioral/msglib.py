@@ -163,7 +163,13 @@ def arm(endpoint, mode, *, lock=0, handler=0, stack=0):
 
 def wait_lock(lock):
     """Wait until the notification lock at VA ``lock`` is signalled (a message arrived for an
-    endpoint armed with LOCK); return the :class:`rtl.layouts.LockStatus` answer."""
+    endpoint armed with LOCK); return the :class:`rtl.layouts.LockStatus` answer.
+
+    Each notified message signals the lock once, and the lock counts the signals nobody has
+    waited for yet: a receiver waits once for each notified message it consumes, also for a
+    message it found without waiting (by polling RING_TAIL). A count left to grow fills, and a
+    full count holds the NI's reception for every endpoint of the node (the ``lock_count_bits``
+    of :class:`rtl.ni.NetworkInterface`)."""
     return (yield Wait(lock))
 
 

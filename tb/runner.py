@@ -106,6 +106,8 @@ CXX_OPT = "-O1"
 #: top module's: component -> (module, variable) glob pairs of a Verilator control file.
 PUBLIC_INSIDE = {
     "system": [("system_ni.notifier", "completion__*"),
+               *(("system_ni.notifier", f"{port}__{end}") for port in ("event", "signal", "os")
+                 for end in ("valid", "ready")),
                # for the report of a run that stalls (tb.system_tb): where each NI's engines and
                # message buffer are
                *(("system_ni.rx", var) for var in (

@@ -202,7 +202,8 @@ class SystemTB(ComponentTB):
 
     def _stalled(self):
         """What a run that did not finish waits for: the messages not settled, and what each
-        node holds (its threads, its OS, its NI's counters)."""
+        node holds (its threads, its OS, its NI's counters, where its NI's engines, message
+        buffer and Notifier are)."""
         lines = [self.scoreboard.unsettled()]
         for node, side in self.nodes.items():
             counters = {f"{unit}_{name}": int(getattr(self.dut, f"node__{node}__count_{unit}_"
@@ -242,6 +243,10 @@ def _describe_ni(ni):
     def value(unit, name, kind=int):
         return kind(int(getattr(unit, name).value))
 
+    def handshakes(unit, ports):
+        return ", ".join(f"{port} valid {value(unit, f'{port}__valid')} ready "
+                         f"{value(unit, f'{port}__ready')}" for port in ports)
+
     rx, tx, buf = ni.rx, ni.tx, ni.msgbuf
     lines = []
     for line in itertools.count():
@@ -253,9 +258,6 @@ def _describe_ni(ni):
     reader = (f"{value(buf, 'client', _Client).name} of line {value(buf, 'reader_line')}"
               if value(buf, "reader_busy") else "idle")
     filling = value(buf, "fill_line") if value(buf, "filling") else "none"
-    ports = ", ".join(f"{port} valid {value(buf, f'{port}__valid')} ready "
-                      f"{value(buf, f'{port}__ready')}"
-                      for port in ("rx_line", "rx_data", "ni_read", "mc_lookup"))
     return (f"NI: RX reception {value(rx, 'receive_state', _Receive).name}, writer "
             f"{value(rx, 'write_state', _Write).name} (announcing "
             f"{value(rx, 'announce_part', _Part).name}, sending "
@@ -266,8 +268,10 @@ def _describe_ni(ni):
             f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), preparing "
             f"{value(buf, 'prep_state', _Prep).name} line {value(buf, 'prep_line')}"
             f"{' (waits for a line)' if value(buf, 'prep_waits_for_line') else ''}, filling "
-            f"{filling}, reader {reader}, {ports}, coh_req valid {value(buf, 'coh_req__valid')},"
-            f" mem_read valid {value(buf, 'mem_read__valid')}")
+            f"{filling}, reader {reader}, "
+            f"{handshakes(buf, ('rx_line', 'rx_data', 'ni_read', 'mc_lookup'))}, coh_req valid "
+            f"{value(buf, 'coh_req__valid')}, mem_read valid {value(buf, 'mem_read__valid')}; "
+            f"Notifier {handshakes(ni.notifier, ('completion', 'event', 'signal', 'os'))}")
 
 
 def _page_table(node):
