@@ -110,7 +110,8 @@ def summarize(seed, messages, summary, mismatches, *, passed, wall_s, log):
         "delivered": summary.get("delivered", 0),
         "faults_injected": {name.removeprefix("link_fault_"): count
                             for name, count in counts.items() if name.startswith("link_fault_")},
-        "outcomes": dict(errors),
+        "outcomes": {**errors, **({"written_unconsumed": summary["written_unconsumed"]}
+                                  if summary.get("written_unconsumed") else {})},
         "mismatches": summary.get("mismatches", 0) if summary else None,
         "first_mismatches": mismatches[:3],
         "cycles": summary.get("cycles", 0), "wall_s": round(wall_s, 2), "log": log,

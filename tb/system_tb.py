@@ -221,7 +221,8 @@ class SystemTB(ComponentTB):
         self.scoreboard.check()
 
     def summary(self):
-        """Return the run's summary: deliveries, errors by kind, mismatches, speed."""
+        """Return the run's summary: deliveries, errors by kind, messages written without a
+        notification and not consumed when the run settled, mismatches, speed."""
         statuses = Counter(record["status"] for record in self.records.values())
         errors = {status: count for status, count in statuses.items()
                   if status not in (MessageStatus.DELIVERED, MessageStatus.SENT,
@@ -232,7 +233,12 @@ class SystemTB(ComponentTB):
                         "lock_events": _named(side.os.lock_events),
                         "driver": dict(side.driver.counters), "core": dict(side.core.counters)}
                  for node, side in self.nodes.items()}
+        # Written without a notification and not yet polled when the run settled: ended too.
+        unconsumed = sum(1 for message in self.scenario.messages
+                         if self.records[message.id]["status"] == MessageStatus.SENT
+                         and self.scoreboard.settled(message))
         return {"delivered": statuses.get(MessageStatus.DELIVERED, 0), "errors": errors,
+                "written_unconsumed": unconsumed,
                 "mismatches": len(self.mismatches), **self.speed(),
                 "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes}
 
