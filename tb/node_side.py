@@ -325,9 +325,9 @@ class NodeSide:
         # Only a probe the message buffer has taken (at this edge or before) is ordered before
         # the request; one still waiting will be ordered after it, and hit: the buffer does not
         # take it until the line is complete, so waiting for it would be waiting forever.
-        taken = list(itertools.islice(self._probes, self._probes_taken))
         for line in self._coherence:
-            probed = any(probe[0].line == line for probe in taken)
+            probed = any(probe[0].line == line
+                         for probe in itertools.islice(self._probes, self._probes_taken))
             if self.hierarchy.pending(line) and probed:
                 self._deferred.add(line)
             else:
