@@ -106,9 +106,9 @@ class _MergeQueue(Elaboratable):
 
 
 class _WritePort(Elaboratable):
-    """Who writes the data RAM this cycle. On the RX side the fill's arriving words first, then
-    the coherence answer's dirty words, then memory's; the RX side and TX writes alternate when
-    both wait."""
+    """Who writes the data RAM this cycle. On the RX side the fill's words first, then the
+    coherence answer's dirty words, then memory's. A cycle both RX and TX want goes to the side
+    that lost the last such cycle (RX after reset); a cycle one side wants alone changes no turn."""
 
     RX_SIDE = ("fill", "coherence", "memory")
 

@@ -3,11 +3,12 @@
 import random
 
 import pytest
-from amaranth.hdl import Shape, Value
+from amaranth.hdl import Module, Shape, Value
+from amaranth.lib.memory import Memory
 
-from rtl.layouts import (CohResponse, LineRequest, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
-                         codec, msgbuf_tx_command_layout)
-from rtl.msgbuf import MessageBuffer
+from rtl.layouts import (FLIT_DATA_BITS, CohResponse, LineRequest, MsgBufTxOp, RxFillBeat,
+                         RxLineRequest, WordBeat, codec, msgbuf_tx_command_layout)
+from rtl.msgbuf import MessageBuffer, _WritePort
 from rtl.params import silence_unused
 from tests.sim import background, edges, run, stream_get, stream_put, tracer, transfer
 
@@ -1268,3 +1269,29 @@ def test_an_announcement_decided_as_a_merge_ends_leaves_the_line_to_the_waiting_
     assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), COMPLETION)),
                        hit(merged(words_of(MEMORY, A), words_of(REFILLED, A), second))]
     assert neighbours.coherence == [A, A]
+
+
+def test_the_write_port_turn_changes_only_in_a_cycle_both_sides_want():
+    """A cycle both sides want goes to the side that lost the last one; TX writing alone in
+    between does not change the turn."""
+    memory = Memory(shape=FLIT_DATA_BITS, depth=16, init=[])
+    port = _WritePort(memory.write_port(), lines=2)
+    dut = Module()
+    dut.submodules.memory, dut.submodules.port = memory, port
+    fill, fill_addr, fill_data, fill_granted = port.requesters["fill"]
+    tx, tx_addr, tx_data, tx_granted = port.requesters["tx"]
+    # Each cycle: (fill wants, tx wants) -> who the port grants.
+    cycles = [((1, 1), "fill"), ((0, 1), "tx"), ((1, 1), "tx"), ((1, 1), "fill"),
+              ((0, 1), "tx"), ((0, 1), "tx"), ((1, 0), "fill"), ((1, 1), "tx"), ((0, 0), None)]
+    granted = []
+
+    async def bench(ctx):
+        for (fill_wants, tx_wants), _ in cycles:
+            ctx.set(fill, fill_wants)
+            ctx.set(tx, tx_wants)
+            granted.append({"fill": ctx.get(fill_granted), "tx": ctx.get(tx_granted)})
+            await ctx.tick()
+
+    run(dut, bench, deadline_cycles=len(cycles) + 2)
+    winners = [next((side for side, won in grant.items() if won), None) for grant in granted]
+    assert winners == [winner for _, winner in cycles]
