@@ -88,13 +88,12 @@ class Fabric(wiring.Component):
         dest = [Signal(NODE_BITS, name=f"in{i}_dest") for i in range(nodes)]
         drop = [Signal(name=f"in{i}_drop") for i in range(nodes)]
         mid = [Signal(name=f"in{i}_mid_message") for i in range(nodes)]
-        mid_dest = [Signal(NODE_BITS, name=f"in{i}_mid_dest") for i in range(nodes)]
         mid_drop = [Signal(name=f"in{i}_mid_drop") for i in range(nodes)]
         for i, port in enumerate(self.inputs):
             head_dest = port.payload.data[route.offset:route.offset + NODE_BITS]
-            m.d.comb += [
-                dest[i].eq(Mux(mid[i], mid_dest[i], head_dest)),
-            ]
+            # Only a message's first flit asks for an output (``~mid`` in the requests below):
+            # the rest follow the owner the output keeps.
+            m.d.comb += dest[i].eq(head_dest)
             if nodes < MAX_NODES:
                 m.d.comb += drop[i].eq(Mux(mid[i], mid_drop[i], head_dest >= nodes))
             else:
@@ -142,7 +141,6 @@ class Fabric(wiring.Component):
             with m.If(port.valid & port.ready):
                 m.d.sync += [
                     mid[i].eq(~port.payload.last),
-                    mid_dest[i].eq(dest[i]),
                     mid_drop[i].eq(drop[i]),
                 ]
             dropped_now.append(port.valid & port.ready & port.payload.last & drop[i])

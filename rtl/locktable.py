@@ -5,7 +5,7 @@ from amaranth.lib.wiring import In, Out
 from .layouts import (ASID_BITS, LOCK_SIGNAL_RESERVE, MAX_CONTEXTS, THREAD_BITS, VA_BITS, LockKind,
                       LockOp, LockOsEvent, LockOsReason, LockReleased, LockRequest, LockResponse,
                       LockSignal, LockStatus, Residency)
-from .onehot import index_of, lowest, select, set_indexed
+from .onehot import lowest, select, set_indexed
 from .params import check_int
 
 __all__ = ["LockTable"]
@@ -158,7 +158,6 @@ class LockTable(wiring.Component):
                                 for e in range(entries)))
         hit = Signal()
         m.d.comb += hit.eq(hits.any())
-        hit_index = index_of(m, hits, "hit_index")
         hit_kind = Signal(LockKind)
         m.d.comb += hit_kind.eq(select(m, hits, kind, "hit_kind_bits"))
         hit_owner = select(m, hits, owner, "hit_owner")

@@ -91,9 +91,9 @@ from .fabric import Fabric
 from .faults import LinkFaultInjector
 from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS,
                       NOTIFIER_COUNTERS, PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse,
-                      Doorbell, EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest,
-                      LinkFault, LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
-                      MissAnswer, MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
+                      EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest, LinkFault,
+                      LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
+                      MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
                       NiFaultKind, NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode,
                       NotifyOsEvent, TxStatus, UserReg, WordBeat, ni_os_command_layout,
                       notifier_command_layout)

@@ -135,12 +135,6 @@ class NITLB(wiring.Component):
         return (entry.valid & (entry.asid == asid) & (entry.vpn[low:] == vpn[low:]),
                 entry.vpn[:low] == vpn[:low])
 
-    @classmethod
-    def _maps(cls, entry, asid, vpn):
-        """Return whether ``entry`` is the valid translation of page ``vpn`` of ``asid``."""
-        tag, low = cls._maps_halves(entry, asid, vpn)
-        return tag & low
-
     def _management(self, m):
         entries, table = self._entries, self.table
         command = Signal(tlb_command_layout(self._asid_bits))
