@@ -4,18 +4,18 @@ page table per ASID, and a fake MessageBuffer recording every line written."""
 
 import random
 import zlib
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import pytest
 from amaranth.hdl import Fragment, Value
 
 from behavioral.message import Message
-from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, FLIT_BYTES, HEADER_FLITS, LINE_BYTES,
-                         MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS, RX_COUNTERS, Completion,
-                         CompletionEntry, CompletionStatus, EndpointEntry, Flit, MessageHeader,
-                         MissAnswer, NiFault, NiFaultKind, RxFillBeat, RxLineRequest, TlbResponse,
-                         TlbStatus, Trailer, codec, tlb_lookup_layout)
+from rtl.layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BYTES,
+                         HEADER_FLITS, LINE_BYTES, MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS,
+                         RX_COUNTERS, Completion, CompletionEntry, CompletionStatus, EndpointEntry,
+                         Flit, MessageHeader, MissAnswer, NiFault, NiFaultKind, RxFillBeat,
+                         RxLineRequest, TlbResponse, TlbStatus, Trailer, codec, tlb_lookup_layout)
 from rtl.params import silence_unused
 from rtl.rxengine import QUEUED_JOBS, RxEngine
 from tests.sim import background, run, stream_put
@@ -130,12 +130,12 @@ class Bench:
     ``ring_resets`` are ``(edge, mask)`` one-cycle pulses.
     """
 
-    def __init__(self, *, tlb=hit, answers=(), entries=None, ready_percent=100, rng=None,
-                 head_writes=(), ring_resets=(), gap_cycles=0):
-        self.dut = RxEngine(node=NODE, endpoints=ENDPOINTS)
+    def __init__(self, *, endpoints=ENDPOINTS, tlb=hit, answers=(), entries=None,
+                 ready_percent=100, rng=None, head_writes=(), ring_resets=(), gap_cycles=0):
+        self.dut = RxEngine(node=NODE, endpoints=endpoints)
         self.tlb = tlb
         self.answers = list(answers)
-        self.entries = entries or [endpoint_entry(i) for i in range(ENDPOINTS)]
+        self.entries = entries or [endpoint_entry(i) for i in range(endpoints)]
         self.ready_percent = ready_percent
         self.rng = rng or random.Random(0)
         self.head_writes = sorted(head_writes)
@@ -564,7 +564,7 @@ def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
 def check_all_delivered(result, msgs):
     """Every message of ``msgs`` landed, each in the next slot of its endpoint's ring, and the
     completions came in arrival order."""
-    slots = [0] * ENDPOINTS
+    slots = Counter()
     for msg in msgs:
         check_delivered(result, msg, slot=slots[msg.dst_endpoint])
         slots[msg.dst_endpoint] += 1
@@ -674,6 +674,60 @@ def test_bad_message_while_one_is_written_leaves_memory_untouched(case, held):
     memory = result.memory()
     assert {k: v for k, v in memory.items() if k in expected} == expected
     assert len(memory) == len(expected) + len(good) * COMPLETION_WORDS
+
+
+def test_words_past_a_largest_payload_do_not_wrap_onto_the_message_held_before_it():
+    """A 2 KiB message held for ring space keeps half the staging RAM; the next message's header
+    asks for 2 KiB, the other half exactly, but a word more comes: that word, which would wrap
+    onto the held message's first word, is not kept, and the held message lands whole."""
+    release = 700
+    entries = [endpoint_entry(i, ring_log2=0 if i == 0 else 4) for i in range(ENDPOINTS)]
+    held = message(payload_bytes=MAX_PAYLOAD_BYTES, remote_va=0x2000_0000, seq=1)
+    too_long = raw_flits(length=MAX_PAYLOAD_BYTES, words=MAX_PAYLOAD_BYTES // FLIT_BYTES + 1,
+                         dst_endpoint=1)
+    result = Bench(entries=entries, head_writes=[(0, 0, 0xffff), (release, 0, 0)]).run(
+        [held, too_long], cycles=release + 800)
+    assert result.last_flits[1] < release < result.lines[0][0]
+    assert result.fault_kinds() == [NiFaultKind.TRUNCATED]
+    check_all_delivered(result, [held])
+    assert len(result.memory()) == len(expected_payload(held)) + COMPLETION_WORDS
+
+
+def test_a_rejected_message_keeps_no_staging_words():
+    """Behind a 2 KiB message held for ring space, a message whose page the OS rejects, then
+    another 2 KiB one: the rejected message keeps none of the staging RAM, so the second 2 KiB
+    message fits in the other half and comes in whole while the first is still held."""
+    release = 900
+    entries = [endpoint_entry(i, ring_log2=0 if i == 0 else 4) for i in range(ENDPOINTS)]
+    msgs = [message(payload_bytes=MAX_PAYLOAD_BYTES, remote_va=0x2000_0000, seq=1),
+            message(payload_bytes=8, remote_va=0x7000_0000, seq=2, dst_endpoint=1),
+            message(payload_bytes=MAX_PAYLOAD_BYTES, remote_va=0x3000_0000, seq=3,
+                    dst_endpoint=1)]
+
+    def tlb(asid, va, key):
+        return (TlbStatus.MISS, 0) if va == 0x7000_0000 else hit(asid, va, key)
+    result = Bench(tlb=tlb, answers=[True], entries=entries,
+                   head_writes=[(0, 0, 0xffff), (release, 0, 0)]).run(msgs, cycles=release + 1200)
+    assert result.last_flits[2] < release < result.lines[0][0]
+    check_delivered(result, msgs[0])
+    check_delivered(result, msgs[1], status=CompletionStatus.REJECTED)
+    check_delivered(result, msgs[2], slot=1)
+    assert result.counters["rejected"] == 1 and result.counters["delivered"] == 2
+
+
+def test_sixteen_endpoints_each_take_their_messages():
+    """With the most endpoints (every endpoint number names one), messages to the first and the
+    last land, each in its own address space."""
+    endpoints = 1 << ENDPOINT_BITS
+
+    def tlb(asid, va, key):
+        return TlbStatus.HIT, ppn_of(va, asid)
+    msgs = [message(payload_bytes=16, remote_va=0x1000_0100, dst_endpoint=endpoint, seq=endpoint)
+            for endpoint in (endpoints - 1, 0)]
+    result = Bench(endpoints=endpoints, tlb=tlb).run(msgs)
+    assert result.fault_kinds() == []
+    check_all_delivered(result, msgs)
+    assert result.tails == [1] + [0] * (endpoints - 2) + [1]
 
 
 def test_backpressure_everywhere_loses_nothing(seed):
