@@ -343,6 +343,19 @@ def test_unaligned_payload_crossing_a_page():
     assert result.completions == []     # notify off
 
 
+def test_payload_ending_at_its_page_end_looks_up_that_page_only():
+    """A payload whose last byte is its page's last: one lookup, so that the next page, not
+    mapped in this address space, is never asked for and the message lands."""
+    msg = message(payload_bytes=24, remote_va=0x3000_0fe8, notify=False)
+
+    def tlb(asid, va, key):
+        return (TlbStatus.MISS, 0) if va == 0x3000_1000 else hit(asid, va, key)
+    result = Bench(tlb=tlb).run([msg])
+    assert [lookup["va"] for _, lookup in result.lookups] == [0x3000_0000]
+    assert result.fault_kinds() == []
+    check_delivered(result, msg)
+
+
 def test_each_endpoint_translates_in_its_own_address_space():
     """The same VA in messages for three endpoints (three processes): each message is looked up
     in its endpoint's ASID and lands in that address space's frames, and in no other's."""

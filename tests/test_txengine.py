@@ -10,6 +10,7 @@ import pytest
 from behavioral.message import Message
 from rtl.layouts import (LINE_WORDS, LineBeat, NiFault, NiFaultKind, SendDescriptor, SendFlags,
                          TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus, WordBeat, codec)
+from rtl.params import silence_unused
 from rtl.txengine import TxEngine
 from tests.sim import background, run, stream_put
 
@@ -674,6 +675,14 @@ def test_dma_2_kib_bandwidth(buffered):
 def test_bad_parameters_raise_naming_themselves(params, error, text):
     with pytest.raises(error, match=text):
         TxEngine(**params)
+
+
+def test_default_parameters():
+    engine = TxEngine()
+    assert (engine.node, engine.nodes, engine.endpoints, engine.send_buffering,
+            engine.asid_bits) == (0, 2, 8, 4, 8)
+    assert "node_id" not in engine.signature.members and len(engine.status) == 8
+    silence_unused(engine)
 
 
 @pytest.mark.parametrize("params", [dict(endpoints=1, nodes=16, send_buffering=1),
