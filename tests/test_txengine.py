@@ -553,6 +553,36 @@ def test_doorbelled_endpoints_are_served_round_robin():
     assert [m.src_endpoint for m in bench.messages()] == [0, 1, 3, 0]
 
 
+@pytest.mark.parametrize("endpoints", [2, 3, 5])
+def test_each_endpoint_has_its_own_slot_and_writes_naming_no_slot_word_change_nothing(endpoints):
+    """Every endpoint's slot is written before any doorbell, then writes that name no slot word:
+    to the endpoint number past the last (descriptor and payload), and to descriptor words past
+    the descriptor's. Each message carries its own endpoint's descriptor and payload."""
+    bench = Bench(endpoints=endpoints)
+    sends = [Send(e, dst_endpoint=e % 4, length=8 * (e + 2), metadata=0xFEED_0000_0000_0100 + e)
+             for e in range(endpoints)]
+    stray = [dict(endpoint=endpoints, descriptor=descriptor, word=word)
+             for descriptor in (1, 0) for word in (0, 1)]
+    stray += [dict(endpoint=e, descriptor=1, word=word) for e in range(endpoints) for word in (4, 5)]
+
+    async def user(ctx):
+        for send in sends:
+            await bench.write_slot(ctx, send)
+        for fields in stray:
+            await stream_put(ctx, bench.dut.slot_write,
+                             codec(TxSlotWrite).pack(data=MASK64, **fields))
+        for send in sends:
+            await bench.ring(ctx, send)
+        for endpoint in range(endpoints):
+            await bench.wait_idle(ctx, endpoint)
+
+    bench.run(user)
+    messages = sorted(bench.messages(), key=lambda message: message.src_endpoint)
+    assert sorted(message.seq for message in messages) == list(range(endpoints))
+    assert messages == [bench.expected(send, message.seq)
+                        for send, message in zip(sends, messages)]
+
+
 def test_dma_words_after_the_payload_do_not_leak_into_the_next_send():
     """With one line of prefetch the last line comes just in time: its words after the payload
     still arrive after the trailer, and must not be taken for the next send's."""
