@@ -583,6 +583,24 @@ def test_each_endpoint_has_its_own_slot_and_writes_naming_no_slot_word_change_no
                         for send, message in zip(sends, messages)]
 
 
+def test_the_slot_takes_nothing_from_the_bus_while_no_write_is_offered():
+    """After the slot is written, the slot-write bus carries a payload write that is not offered
+    (valid low) for a few cycles: the slot keeps what was written, and the send carries it."""
+    bench = Bench()
+    send = Send(0, length=16)
+
+    async def user(ctx):
+        await bench.write_slot(ctx, send)
+        ctx.set(bench.dut.slot_write.payload.as_value(),
+                codec(TxSlotWrite).pack(endpoint=0, descriptor=0, word=1, data=MASK64))
+        await ctx.tick().repeat(4)
+        await bench.ring(ctx, send)
+        assert (await bench.wait_idle(ctx, 0))["error"] == TxError.NONE
+
+    bench.run(user)
+    assert bench.messages() == [bench.expected(send, 0)]
+
+
 def test_dma_words_after_the_payload_do_not_leak_into_the_next_send():
     """With one line of prefetch the last line comes just in time: its words after the payload
     still arrive after the trailer, and must not be taken for the next send's."""
