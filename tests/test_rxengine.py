@@ -126,17 +126,20 @@ class Bench:
 
     ``tlb(asid, va, key)`` answers each lookup ``(status, ppn)``; ``answers`` are the OS's miss
     answers in order (True: reject); ``ready_percent`` makes the MessageBuffer, fault and
-    completion sinks ready at random; ``head_writes`` are ``(edge, endpoint, head)``;
+    completion sinks ready at random; ``line_ready(edge)``, if given, says when the
+    MessageBuffer takes line announcements; ``head_writes`` are ``(edge, endpoint, head)``;
     ``ring_resets`` are ``(edge, mask)`` one-cycle pulses.
     """
 
     def __init__(self, *, endpoints=ENDPOINTS, tlb=hit, answers=(), entries=None,
-                 ready_percent=100, rng=None, head_writes=(), ring_resets=(), gap_cycles=0):
+                 ready_percent=100, line_ready=None, rng=None, head_writes=(), ring_resets=(),
+                 gap_cycles=0):
         self.dut = RxEngine(node=NODE, endpoints=endpoints)
         self.tlb = tlb
         self.answers = list(answers)
         self.entries = entries or [endpoint_entry(i) for i in range(endpoints)]
         self.ready_percent = ready_percent
+        self.line_ready = line_ready
         self.rng = rng or random.Random(0)
         self.head_writes = sorted(head_writes)
         self.ring_resets = sorted(ring_resets)
@@ -235,6 +238,8 @@ class Bench:
                 if self.ready_percent < 100:
                     for sink in sinks:
                         ctx.set(sink.ready, ready_rng.randrange(100) < self.ready_percent)
+                if self.line_ready is not None:
+                    ctx.set(dut.rx_line.ready, self.line_ready(edge + 1))
                 edge += 1
 
         run(dut, link, tlb, os, ring, monitor, deadline_cycles=cycles)
@@ -741,6 +746,16 @@ def test_sixteen_endpoints_each_take_their_messages():
     assert result.fault_kinds() == []
     check_all_delivered(result, msgs)
     assert result.tails == [1] + [0] * (endpoints - 2) + [1]
+
+
+def test_a_lines_words_wait_for_its_announcement():
+    """The MessageBuffer takes a line announcement only every 20 cycles while it takes words at
+    once: the writer sends no line's words before that line's announcement is taken (checked by
+    ``Result.fills``), and the message lands whole."""
+    msg = message(payload_bytes=512, remote_va=0x2000_0000)
+    result = Bench(line_ready=lambda edge: edge % 20 == 0).run([msg], cycles=1000)
+    assert len(result.fills()) == 512 // LINE_BYTES + 1
+    check_delivered(result, msg)
 
 
 def test_backpressure_everywhere_loses_nothing(seed):
