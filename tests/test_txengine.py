@@ -442,6 +442,30 @@ def test_dma_unaligned_across_a_page_with_buffered_lines():
     assert bench.reads == [line for line in lines if line not in bench.buffered]
 
 
+def test_dma_lines_follow_the_first_word_and_the_length():
+    """DMA sends from every kind of start in a line and of length: the lines probed (and read)
+    are exactly those from the first word's to the last word's, and each payload is sent whole."""
+    bench = Bench()
+    bench.map_pages(9, 0x12_3000, 1, first_ppn=0x456)
+    sends = [Send(1, flags=SendFlags.DMA.value, length=8 * words,
+                  local_va=0x12_3000 + 0x80 * index + 8 * first, asid=9)
+             for index, (first, words) in enumerate(
+                 (first, words) for first in (0, 1, 5, 7) for words in (1, 3, 6, 8, 9, 17))]
+
+    async def user(ctx):
+        for send in sends:
+            assert (await bench.send(ctx, send))["error"] == TxError.NONE
+
+    bench.run(user)
+    assert bench.messages() == [bench.expected(send, seq, words=bench.dma_payload(send))
+                                for seq, send in enumerate(sends)]
+    spanned = [0x456 << 6 | line for send in sends
+               for line in range((send.fields["local_va"] & 0xFFF) >> 6,
+                                 ((send.fields["local_va"] & 0xFFF) + send.fields["length"] - 1
+                                  >> 6) + 1)]
+    assert bench.probes == spanned
+
+
 def test_dma_permission_fault_refuses():
     """A page the sender may not read: TX_PERMISSION fault with the page, DMA_FAULT, no
     flit and no probe."""
