@@ -466,6 +466,24 @@ def test_dma_lines_follow_the_first_word_and_the_length():
     assert bench.probes == spanned
 
 
+def test_dma_payload_ending_at_its_page_end_translates_that_page_only():
+    """A DMA payload whose last byte is its page's last: one lookup, so that the next page,
+    not mapped, is never asked for and the send goes out."""
+    bench = Bench()
+    local_va = 0x12_3000 + 0x1000 - 40
+    bench.map_pages(9, local_va, 1, first_ppn=0x456)
+    send = Send(1, flags=SendFlags.DMA.value, length=40, local_va=local_va, asid=9)
+    result = {}
+
+    async def user(ctx):
+        result["status"] = await bench.send(ctx, send)
+
+    bench.run(user)
+    assert result["status"]["error"] == TxError.NONE and bench.faults == []
+    assert [va for _, _, va in bench.lookups] == [0x12_3000]
+    assert bench.messages() == [bench.expected(send, seq=0, words=bench.dma_payload(send))]
+
+
 def test_dma_permission_fault_refuses():
     """A page the sender may not read: TX_PERMISSION fault with the page, DMA_FAULT, no
     flit and no probe."""
