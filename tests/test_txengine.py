@@ -484,6 +484,24 @@ def test_dma_payload_ending_at_its_page_end_translates_that_page_only():
     assert bench.messages() == [bench.expected(send, seq=0, words=bench.dma_payload(send))]
 
 
+def test_dma_header_waits_for_the_first_payload_word():
+    """With memory 40 cycles away, a DMA message still goes out without a gap between its
+    header and its first payload word: the memory's latency comes before the header, not in the
+    middle of the message, where it would hold the Fabric's wormhole path idle."""
+    bench = Bench(memory_latency=40)
+    bench.map_pages(9, 0x12_3000, 1, first_ppn=0x456)
+    send = Send(1, flags=SendFlags.DMA.value, length=64, local_va=0x12_3000, asid=9)
+
+    async def user(ctx):
+        assert (await bench.send(ctx, send))["error"] == TxError.NONE
+
+    bench.run(user)
+    assert bench.messages() == [bench.expected(send, seq=0, words=bench.dma_payload(send))]
+    assert bench.reads and bench.flit_edges[0] > bench.doorbell_edges[0] + 40
+    first = bench.flit_edges[0]
+    assert bench.flit_edges == list(range(first, first + len(bench.flits)))
+
+
 def test_dma_permission_fault_refuses():
     """A page the sender may not read: TX_PERMISSION fault with the page, DMA_FAULT, no
     flit and no probe."""
@@ -605,7 +623,8 @@ def test_each_endpoint_has_its_own_slot_and_writes_naming_no_slot_word_change_no
              for e in range(endpoints)]
     stray = [dict(endpoint=endpoints, descriptor=descriptor, word=word)
              for descriptor in (1, 0) for word in (0, 1)]
-    stray += [dict(endpoint=e, descriptor=1, word=word) for e in range(endpoints) for word in (4, 5)]
+    stray += [dict(endpoint=e, descriptor=1, word=word)
+              for e in range(endpoints) for word in (4, 5)]
 
     async def user(ctx):
         for send in sends:
