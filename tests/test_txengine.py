@@ -356,6 +356,30 @@ def test_pio_2_kib_streams_back_to_back():
     assert flits / (last - first + 1) >= 0.95
 
 
+def test_the_largest_sends_leave_nothing_behind_for_the_next():
+    """A 2 KiB PIO send (256 words, the slot's all), then a 2 KiB DMA send starting mid-line
+    (33 lines, the most a payload spans), each followed by a short send: every count reaches its
+    largest value and stops there, so that each message is whole and the next starts clean."""
+    bench = Bench()
+    local_va = 0x12_3000 + 0x238
+    bench.map_pages(9, local_va, 2, first_ppn=0x456)
+    sends = [Send(1, length=2048), Send(1, length=16, dst_node=1),
+             Send(2, flags=SendFlags.DMA.value, length=2048, local_va=local_va, asid=9),
+             Send(2, flags=SendFlags.DMA.value, length=16, local_va=0x12_3100, asid=9,
+                  dst_node=2)]
+
+    async def user(ctx):
+        for send in sends:
+            assert (await bench.send(ctx, send))["error"] == TxError.NONE
+
+    bench.run(user)
+    dma = [bench.dma_payload(send) for send in sends[2:]]
+    assert bench.messages() == [bench.expected(sends[0], 0), bench.expected(sends[1], 0),
+                                bench.expected(sends[2], 1, dma[0]),
+                                bench.expected(sends[3], 0, dma[1])]
+    assert len(bench.probes) == 33 + 1
+
+
 def test_zero_length_sends_header_and_trailer_only():
     """Length 0, PIO or DMA, from an aligned or a mid-line ``local_va``: header and trailer, no
     lookup, probe or read (a mid-line empty DMA send once read the line at whatever frame the
