@@ -807,6 +807,8 @@ def test_parameters_are_kept():
     engine = RxEngine(node=5, endpoints=3, asid_bits=12)
     assert (engine.node, engine.endpoint_count, engine.asid_bits) == (5, 3, 12)
     assert len(engine.ring_tail) == 3 and len(engine.tlb_request.payload.asid) == 12
+    # The tail as user code reads it: a 16-bit count of entries written, wrapping.
+    assert all(len(tail) == 16 for tail in engine.ring_tail)
     silence_unused(engine)
 
 
