@@ -50,11 +50,13 @@ class Bench:
     """The engine with a fake OS, NI TLB, MessageBuffer, memory and link around it."""
 
     def __init__(self, *, node=1, nodes=4, endpoints=4, send_buffering=4, memory_latency=10,
-                 link_ready_percent=100, seed=0, deadline_cycles=20_000):
+                 memory_ready_percent=100, link_ready_percent=100, seed=0,
+                 deadline_cycles=20_000):
         self.dut = TxEngine(node=node, nodes=nodes, endpoints=endpoints,
                             send_buffering=send_buffering)
         self.node = node
         self.memory_latency = memory_latency
+        self.memory_ready_percent = memory_ready_percent
         self.link_ready_percent = link_ready_percent
         self.rng = random.Random(seed)
         self.deadline_cycles = deadline_cycles
@@ -221,15 +223,17 @@ class Bench:
 
     @background
     async def memory(self, ctx):
-        """Node memory: takes a read per cycle, answers each ``memory_latency`` cycles later
-        with 8 words back to back, in order."""
+        """Node memory: takes a read per cycle (in ``memory_ready_percent`` of the cycles),
+        answers each ``memory_latency`` cycles later with 8 words back to back, in order."""
         dut = self.dut
         ctx.set(dut.dma_read.ready, 1)
         waiting, current, edge = deque(), None, 0
         async for _, _, read, addr, valid, ready in ctx.tick().sample(
-                dut.dma_read.valid, dut.dma_read.payload.addr, dut.dma_data.valid,
-                dut.dma_data.ready):
+                dut.dma_read.valid & dut.dma_read.ready, dut.dma_read.payload.addr,
+                dut.dma_data.valid, dut.dma_data.ready):
             edge += 1
+            if self.memory_ready_percent < 100:
+                ctx.set(dut.dma_read.ready, self.rng.randrange(100) < self.memory_ready_percent)
             if read:
                 self.reads.append(addr)
                 waiting.append((edge + self.memory_latency, addr))
@@ -524,6 +528,24 @@ def test_dma_header_waits_for_the_first_payload_word():
     assert bench.reads and bench.flit_edges[0] > bench.doorbell_edges[0] + 40
     first = bench.flit_edges[0]
     assert bench.flit_edges == list(range(first, first + len(bench.flits)))
+
+
+def test_dma_from_a_memory_that_takes_reads_at_random_loses_no_line(seed):
+    """Memory takes a read in a third of the cycles: every line missed in the MessageBuffer is
+    read once, in order, and the payload (lines from memory and from the buffer mixed) is whole."""
+    bench = Bench(memory_ready_percent=33, seed=seed)
+    local_va = 0x12_3000 + 0x28
+    bench.map_pages(9, local_va, 1, first_ppn=0x456)
+    lines = [0x456 << 6 | i for i in range(17)]
+    bench.buffered = {lines[3], lines[7], lines[8], lines[15]}
+    send = Send(1, flags=SendFlags.DMA.value, length=1024, local_va=local_va, asid=9)
+
+    async def user(ctx):
+        assert (await bench.send(ctx, send))["error"] == TxError.NONE
+
+    bench.run(user)
+    assert bench.messages() == [bench.expected(send, 0, bench.dma_payload(send))], f"seed {seed}"
+    assert bench.reads == [line for line in lines if line not in bench.buffered], f"seed {seed}"
 
 
 def test_dma_permission_fault_refuses():
