@@ -548,6 +548,31 @@ def test_dma_from_a_memory_that_takes_reads_at_random_loses_no_line(seed):
     assert bench.reads == [line for line in lines if line not in bench.buffered], f"seed {seed}"
 
 
+def test_a_send_after_a_dma_from_buffered_lines_starts_at_once():
+    """A DMA send whose lines all come from the MessageBuffer, a PIO send rung behind it: the DMA
+    send counts its lines as each one's last word comes in, so that it is done with its trailer
+    and the next send's first flit follows within 8 cycles."""
+    bench = Bench()
+    bench.map_pages(9, 0x12_3000, 1, first_ppn=0x456)
+    bench.buffered = {0x456 << 6 | line for line in range(4)}
+    sends = [Send(1, flags=SendFlags.DMA.value, length=40, local_va=0x12_3048, asid=9),
+             Send(2, length=8, dst_node=1)]
+
+    async def user(ctx):
+        for send in sends:
+            await bench.write_slot(ctx, send)
+        for send in sends:
+            await bench.ring(ctx, send)
+        for send in sends:
+            assert (await bench.wait_idle(ctx, send.endpoint))["error"] == TxError.NONE
+
+    bench.run(user)
+    assert bench.messages() == [bench.expected(sends[0], 0, bench.dma_payload(sends[0])),
+                                bench.expected(sends[1], 0)]
+    (_, dma_last), (pio_first, _) = message_edges(bench)
+    assert pio_first - dma_last <= 8
+
+
 def test_dma_permission_fault_refuses():
     """A page the sender may not read: TX_PERMISSION fault with the page, DMA_FAULT, no
     flit and no probe."""
