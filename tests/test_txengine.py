@@ -8,8 +8,9 @@ from collections import deque
 import pytest
 
 from behavioral.message import Message
-from rtl.layouts import (LINE_WORDS, LineBeat, NiFault, NiFaultKind, SendDescriptor, SendFlags,
-                         TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus, WordBeat, codec)
+from rtl.layouts import (LINE_WORDS, TX_COUNTERS, LineBeat, NiFault, NiFaultKind, SendDescriptor,
+                         SendFlags, TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus,
+                         WordBeat, codec)
 from rtl.params import silence_unused
 from rtl.txengine import TxEngine
 from tests.sim import background, run, stream_put
@@ -862,6 +863,7 @@ def test_default_parameters():
     assert (engine.node, engine.nodes, engine.endpoints, engine.send_buffering,
             engine.asid_bits) == (0, 2, 8, 4, 8)
     assert "node_id" not in engine.signature.members and len(engine.status) == 8
+    assert all(len(getattr(engine, f"count_{name}")) == 32 for name in TX_COUNTERS)
     silence_unused(engine)
 
 
