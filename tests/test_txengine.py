@@ -100,6 +100,15 @@ class Bench:
             await ctx.tick()
         raise AssertionError(f"endpoint {endpoint} still busy after {limit} cycles")
 
+    async def send_together(self, ctx, sends):
+        """Write every slot, then ring every doorbell, then wait for each send to end well."""
+        for send in sends:
+            await self.write_slot(ctx, send)
+        for send in sends:
+            await self.ring(ctx, send)
+        for send in sends:
+            assert (await self.wait_idle(ctx, send.endpoint))["error"] == TxError.NONE
+
     async def send(self, ctx, send):
         """Write the slot, ring, and wait for the send to end; return the STATUS."""
         await self.write_slot(ctx, send)
@@ -560,12 +569,7 @@ def test_a_send_after_a_dma_from_buffered_lines_starts_at_once():
              Send(2, length=8, dst_node=1)]
 
     async def user(ctx):
-        for send in sends:
-            await bench.write_slot(ctx, send)
-        for send in sends:
-            await bench.ring(ctx, send)
-        for send in sends:
-            assert (await bench.wait_idle(ctx, send.endpoint))["error"] == TxError.NONE
+        await bench.send_together(ctx, sends)
 
     bench.run(user)
     assert bench.messages() == [bench.expected(sends[0], 0, bench.dma_payload(sends[0])),
@@ -744,12 +748,7 @@ def test_dma_words_after_the_payload_do_not_leak_into_the_next_send():
              Send(2, length=24)]
 
     async def user(ctx):
-        for send in sends:
-            await bench.write_slot(ctx, send)
-        for send in sends:
-            await bench.ring(ctx, send)
-        for send in sends:
-            assert (await bench.wait_idle(ctx, send.endpoint))["error"] == TxError.NONE
+        await bench.send_together(ctx, sends)
 
     bench.run(user)
     assert bench.messages() == [
