@@ -1278,8 +1278,8 @@ def test_the_write_port_turn_changes_only_in_a_cycle_both_sides_want():
     port = _WritePort(memory.write_port(), lines=2)
     dut = Module()
     dut.submodules.memory, dut.submodules.port = memory, port
-    fill, fill_addr, fill_data, fill_granted = port.requesters["fill"]
-    tx, tx_addr, tx_data, tx_granted = port.requesters["tx"]
+    fill, _, _, fill_granted = port.requesters["fill"]
+    tx, _, _, tx_granted = port.requesters["tx"]
     # Each cycle: (fill wants, tx wants) -> who the port grants.
     cycles = [((1, 1), "fill"), ((0, 1), "tx"), ((1, 1), "tx"), ((1, 1), "fill"),
               ((0, 1), "tx"), ((0, 1), "tx"), ((1, 0), "fill"), ((1, 1), "tx"), ((0, 0), None)]
