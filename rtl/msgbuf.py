@@ -146,15 +146,6 @@ class _WritePort(Elaboratable):
         return m
 
 
-class _Prep(enum.Enum, shape=3):
-    """States of the RX preparation: making a line ready for an arriving fill."""
-    IDLE = 0
-    COH_REQ = 1     # ask the core caches to give the line up
-    COH_WAIT = 2    # take their answer (and dirty data, merged under the fill)
-    MEM_REQ = 3     # a partial fill of a line no cache had dirty: ask memory for the rest
-    READY = 4       # prepared; waits for the fill engine
-
-
 class _Client(enum.Enum, shape=2):
     """Who the line reader serves."""
     LOOKUP = 0      # mc_lookup: an L1 miss of the core
@@ -178,33 +169,42 @@ class MessageBuffer(wiring.Component):
 
     **RX fill.** An arriving line is announced on ``rx_line`` (physical line address and the
     words the fill writes; taken one cycle after it is offered at the earliest, as its tag
-    compare is registered) and its words follow on ``rx_data``. Announcements are prepared one
-    ahead of the fill in progress, so a line's coherence round trip overlaps the previous line's
-    words: the buffer takes a line per 8 cycles of arriving data. Preparing a line:
+    compare is registered) and its words follow on ``rx_data``, in announcement order. Up to
+    :attr:`IN_FLIGHT` lines are *in flight* (announced, not yet complete) at a time, each on its
+    way through the same steps in order, so that one line's coherence round trip overlaps the
+    fills of the others:
 
-    * a line already RX is reused (merged into; it becomes the newest), with no coherence
-      request: the buffer owns it;
+    * a line already RX is reused (merged into), with no coherence request: the buffer owns it;
     * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
-      core's caches to give it up. ``coh_resp`` answers, with the line's data if a cache held it
-      dirty; that data is kept under the words the fill does not write. A partial fill of a line
-      no cache held dirty asks memory for the rest (``mem_read``) and goes on without waiting:
-      see merging, below;
-    * when the buffer holds ``lines - tx_lines`` RX lines, the announcement waits for a write-back.
+      core's caches to give it up (the requests go out in announcement order, while earlier
+      ones are still unanswered). ``coh_resp`` answers each in turn, with the line's data if a
+      cache held it dirty; that data is kept under the words the fill writes, whichever comes
+      first. A partial fill of a line no cache held dirty asks memory for the rest
+      (``mem_read``) and goes on without waiting: see merging, below;
+    * the fill's words are taken as soon as the line is announced, whether or not its
+      coherence answer is in;
+    * a line whose fill and coherence answer are both in becomes RX, the newest in age (one a
+      cycle, in announcement order, so that a line announced after another is never readable
+      before it);
+    * an announcement waits while a line of its address is in flight, while :attr:`IN_FLIGHT`
+      lines are, and, when the buffer holds ``lines - tx_lines`` RX lines, for a write-back.
+
+    ``rx_pending`` is high while any line is in flight: its fall says that every line announced
+    so far can be read by the core.
 
     **Merging.** A line whose words come from memory after its fill is *merging* until they are
     in: memory's words (``mem_read_data``, the answers in the order of the reads) are written
     only where no fill of the line writes, so whichever comes first, the fill's words stay. A
     further announcement of a merging line reuses it as any RX line, and the merge then leaves
     its words alone too. Up to :attr:`MERGES` reads are outstanding; a further partial line
-    waits in the preparation, and its fill with it, until the oldest merge ends. A line is
+    waits, and the lines in flight behind it, until the oldest merge ends (its fill goes on). A line is
     complete when it is RX and not merging: probes of a merging line wait (as for a line in
     FILL, below) and so does its write-back, so that no one reads memory's stale words in place
     of the fill's, or a line with words missing.
 
     The buffer orders a line's coherence request against the probes of that line: a probe taken
     before the request's transfer misses (the caches still own the line), one taken after waits
-    until the line is complete (the fill's last word makes it RX, the newest in age; a merge, if
-    any, has ended), and then hits. The caches' side of the bargain: a request for a line whose
+    until the line is complete (RX, and a merge, if any, has ended), and then hits. The caches' side of the bargain: a request for a line whose
     miss has already had its probe taken is answered after that miss completes (and takes the
     line away again); a miss whose probe has not been taken yet is no reason to wait, as its
     probe will hit.
@@ -254,12 +254,18 @@ class MessageBuffer(wiring.Component):
     mem_write : Out(stream.Signature(MemWriteBeat))
     mem_read : Out(stream.Signature(LineRequest))
     mem_read_data : In(stream.Signature(WordBeat))
+    rx_pending : Out(1)
+        Lines announced on ``rx_line`` are not all complete yet.
     bad_tx_ops : Out(16)
         TX operations on lines that were not TX (saturating).
     """
 
     #: Most lines waiting for their merge from memory at a time (fewer if RX has fewer lines).
     MERGES = 8
+    #: Most lines announced and not yet complete at a time (a power of two): enough that the
+    #: coherence round trips of a message's next lines and of its completion entry's line
+    #: overlap the fill of the line before.
+    IN_FLIGHT = 4
 
     def __init__(self, *, lines=64, tx_lines=16, rx_lines=48):
         self._lines = check_int(self, "lines", lines, 4, 256)
@@ -282,6 +288,7 @@ class MessageBuffer(wiring.Component):
             "mem_write": Out(stream.Signature(MemWriteBeat)),
             "mem_read": Out(line_request),
             "mem_read_data": In(stream.Signature(WordBeat)),
+            "rx_pending": Out(1),
             "bad_tx_ops": Out(16),
         })
         self.state = Array(Signal(LineState, name=f"state{i}") for i in range(lines))
@@ -381,21 +388,44 @@ class MessageBuffer(wiring.Component):
         with m.If(taken & ~own & (self.bad_tx_ops != 0xFFFF)):
             m.d.sync += self.bad_tx_ops.eq(self.bad_tx_ops + 1)
 
-    # RX: preparing announced lines, and filling them ------------------------------------------
+    # RX: taking announcements, their coherence round trips, fills, and completion -------------
 
     def _rx(self, m, write, ages, merges, reader, prep):
         lines = self._lines
+        flight = self.IN_FLIGHT
         rx_used = prep.rx_used
-        state = prep.state
-        words = Signal(LINE_WORDS)
-        dirty = Signal()
-        coh_word = Signal(range(LINE_WORDS))
+
+        # The lines in flight: announced, not yet complete. A ring of slots walked by five
+        # pointers in announcement order (each one wider than an index, so that a full ring
+        # differs from an empty one): the announcement (``tail``), the coherence request
+        # (``asked``), the coherence answer and memory read (``answered``), the fill
+        # (``filled``) and completion (``head``).
+        slot_line = Array(Signal(range(lines), name=f"flight{i}_line") for i in range(flight))
+        slot_addr = Array(Signal(LINE_ADDR_BITS, name=f"flight{i}_addr") for i in range(flight))
+        slot_words = Array(Signal(LINE_WORDS, name=f"flight{i}_words") for i in range(flight))
+        # allocated (asks the caches), rather than an RX line reused; and not asked yet
+        slot_fresh = Array(Signal(name=f"flight{i}_fresh") for i in range(flight))
+        slot_unasked = Array(Signal(name=f"flight{i}_unasked") for i in range(flight))
+        pointer = flight.bit_length()
+        tail, asked, answered, filled, head = (
+            Signal(pointer, name=f"flight_{name}")
+            for name in ("tail", "asked", "answered", "filled", "head"))
+
+        def index(pointer_value):
+            return pointer_value[:pointer - 1]
+
+        room = Signal(name="flight_room")
+        # the fill of the line at ``filled`` ends, the answer step of the one at ``answered``
+        fill_ends = Signal(name="flight_fill_ends")
+        answer_ends = Signal(name="flight_answer_ends")
+        m.d.comb += [room.eq((tail - head)[:pointer] != flight),
+                     self.rx_pending.eq(tail != head)]
 
         # Taking an announcement: reuse the RX line of the address unless the line reader has it,
         # or streams a line it will free, or may start a job this cycle (decided from the
         # reader's registers, its requests' valid and registered facts alone, so that neither
-        # decision waits for the other's compare); wait while a fill of the address is prepared
-        # or in progress; else allocate, if RX may use another line.
+        # decision waits for the other's compare); wait while a line of the address is in
+        # flight; else allocate, if RX may use another line.
         # The tag compare is registered while the announcement waits (its payload is stable);
         # the decision ANDs it with the lines' states now. Tags change only when an announcement
         # is taken, after which the next one is compared afresh.
@@ -418,70 +448,97 @@ class MessageBuffer(wiring.Component):
             may_allocate.eq(rx_used < lines - self._tx_lines),
         ]
         # Registered: the write-back it asks for starts a cycle later, off the compare's path.
-        m.d.sync += prep.waits_for_line.eq((state == _Prep.IDLE) & self.rx_line.valid & fresh
+        m.d.sync += prep.waits_for_line.eq(room & self.rx_line.valid & fresh
                                            & ~match.any() & ~may_allocate)
-        with m.If((state == _Prep.IDLE) & fresh):
+        with m.If(room & fresh):
             m.d.comb += self.rx_line.ready.eq(Mux(match.any(), reusable, may_allocate))
         # A reused line leaves the age queue at the next clock edge: the queue's removal is then
         # off the compare's path. Meanwhile no write-back starts, so the line cannot be chosen.
         m.d.sync += [prep.unqueue.eq(0), prep.retagged.eq(0)]
         with m.If(self.rx_line.valid & self.rx_line.ready):
-            m.d.sync += [prep.addr.eq(announced.addr), words.eq(announced.words), dirty.eq(0),
-                         coh_word.eq(0)]
+            m.d.sync += tail.eq(tail + 1)
+            for slots, value in ((slot_addr, announced.addr), (slot_words, announced.words),
+                                 (slot_fresh, ~match.any()), (slot_unasked, ~match.any())):
+                set_indexed(m, slots, index(tail), value)
             with m.If(match.any()):
                 # If the line is merging, its merge leaves these words alone too.
                 m.d.comb += [merges.cover.eq(1), merges.cover_line.eq(match_line),
                              merges.cover_words.eq(announced.words)]
                 m.d.sync += [prep.unqueue.eq(1), prep.unqueue_line.eq(match_line)]
-                m.d.sync += [state.eq(_Prep.READY), prep.line.eq(match_line)]
+                set_indexed(m, slot_line, index(tail), match_line)
                 set_indexed(m, self.state, match_line, LineState.FILL)
             with m.Else():
                 m.d.comb += prep.allocates.eq(1)
-                m.d.sync += [state.eq(_Prep.COH_REQ), prep.line.eq(free_line)]
+                set_indexed(m, slot_line, index(tail), free_line)
                 set_indexed(m, self.state, free_line, LineState.FILL)
                 set_indexed(m, self.tag, free_line, announced.addr)
                 m.d.sync += prep.retagged.eq(Cat(free_line == line for line in range(lines)))
 
-        # Coherence: a dirty copy's words are written only where the fill will not write.
-        m.d.comb += [self.coh_req.payload.addr.eq(prep.addr),
-                     prep.before_coherence.eq(state == _Prep.COH_REQ)]
+        # Lines allocated whose coherence request has not been taken yet (a bit per line): a
+        # probe of one misses, as the caches still own it.
+        unasked = [Mux(slot_unasked[slot], Cat(slot_line[slot] == line for line in range(lines)),
+                       0) for slot in range(flight)]
+        m.d.comb += prep.unasked.eq(Cat(*[Cat(vector[line] for vector in unasked).any()
+                                          for line in range(lines)]))
+
+        # Coherence requests, one per allocated line, in order; reused lines are passed over.
+        with m.If(asked != tail):
+            m.d.comb += [self.coh_req.valid.eq(slot_fresh[index(asked)]),
+                         self.coh_req.payload.addr.eq(slot_addr[index(asked)])]
+            with m.If(~slot_fresh[index(asked)] | self.coh_req.ready):
+                m.d.sync += asked.eq(asked + 1)
+                set_indexed(m, slot_unasked, index(asked), 0)
+
+        # Coherence answers, in the order of the requests: a dirty copy's words are written only
+        # where the fill does not write.
+        answer_line = slot_line[index(answered)]
+        answer_words = slot_words[index(answered)]
+        answering = Signal(name="flight_answering")
+        asking_memory = Signal(name="flight_asking_memory")
+        dirty = Signal()
+        coh_word = Signal(range(LINE_WORDS))
+        m.d.comb += answering.eq((answered != asked) & slot_fresh[index(answered)]
+                                 & ~asking_memory)
         coh_beat = self.coh_resp.payload
-        coh_keep = ~(words & Cat(coh_word == word for word in range(LINE_WORDS))).any()
+        coh_keep = ~(answer_words & Cat(coh_word == word for word in range(LINE_WORDS))).any()
         statements, coh_granted = write.request(
-            "coherence", (state == _Prep.COH_WAIT) & self.coh_resp.valid & coh_beat.dirty
-            & coh_keep, Cat(coh_word, prep.line), coh_beat.data)
+            "coherence", answering & self.coh_resp.valid & coh_beat.dirty & coh_keep,
+            Cat(coh_word, answer_line), coh_beat.data)
         m.d.comb += statements
-        with m.If(state == _Prep.COH_REQ):
-            m.d.comb += self.coh_req.valid.eq(1)
-            with m.If(self.coh_req.ready):
-                m.d.sync += state.eq(_Prep.COH_WAIT)
-        with m.Elif(state == _Prep.COH_WAIT):
+        with m.If((answered != asked) & ~slot_fresh[index(answered)]):
+            m.d.comb += answer_ends.eq(1)
+            m.d.sync += answered.eq(answered + 1)
+        with m.If(answering):
             m.d.comb += self.coh_resp.ready.eq(~(coh_beat.dirty & coh_keep) | coh_granted)
             with m.If(self.coh_resp.valid & self.coh_resp.ready):
                 m.d.sync += [coh_word.eq(coh_word + 1), dirty.eq(dirty | coh_beat.dirty)]
                 with m.If(coh_beat.last):
-                    complete = coh_beat.dirty | dirty | words.all()
-                    m.d.sync += [state.eq(Mux(complete, _Prep.READY, _Prep.MEM_REQ)),
-                                 coh_word.eq(0)]
+                    complete = coh_beat.dirty | dirty | answer_words.all()
+                    m.d.sync += [coh_word.eq(0), dirty.eq(0)]
+                    with m.If(complete):
+                        m.d.comb += answer_ends.eq(1)
+                        m.d.sync += answered.eq(answered + 1)
+                    with m.Else():
+                        m.d.sync += asking_memory.eq(1)
         # A partial line no cache had dirty: its read from memory is queued, and the line goes
-        # to the fill at once; it is merging until memory's words are in.
-        with m.Elif(state == _Prep.MEM_REQ):
+        # on without waiting; it is merging until memory's words are in.
+        with m.If(asking_memory):
             m.d.comb += [self.mem_read.valid.eq(merges.count != merges.depth),
-                         self.mem_read.payload.addr.eq(prep.addr),
-                         merges.push_line.eq(prep.line), merges.push_covered.eq(words)]
+                         self.mem_read.payload.addr.eq(slot_addr[index(answered)]),
+                         merges.push_line.eq(answer_line), merges.push_covered.eq(answer_words)]
             with m.If(self.mem_read.valid & self.mem_read.ready):
-                m.d.comb += merges.push.eq(1)
-                m.d.sync += state.eq(_Prep.READY)
+                m.d.comb += [merges.push.eq(1), answer_ends.eq(1)]
+                m.d.sync += [asking_memory.eq(0), answered.eq(answered + 1)]
 
         # Merging: memory's words of the oldest read go where no fill of the line writes (its
         # covered words grow with each fill announced into it meanwhile). The last word makes
         # the line complete.
         mem_word = Signal(range(LINE_WORDS))
         mem_beat = self.mem_read_data.payload
-        head = merges.slots[0]
+        merge_head = merges.slots[0]
         mem_keep = ~(merges.covered[0] & Cat(mem_word == word for word in range(LINE_WORDS))).any()
         statements, mem_granted = write.request("memory", self.mem_read_data.valid & mem_keep,
-                                                Cat(mem_word, head), mem_beat.data)
+                                                Cat(mem_word, merge_head), mem_beat.data)
         m.d.comb += [*statements, self.mem_read_data.ready.eq(~mem_keep | mem_granted)]
         with m.If(self.mem_read_data.valid & self.mem_read_data.ready):
             m.d.sync += mem_word.eq(mem_word + 1)
@@ -489,23 +546,29 @@ class MessageBuffer(wiring.Component):
                 m.d.comb += [merges.pop.eq(1), prep.merge_ends.eq(1)]
                 m.d.sync += mem_word.eq(0)
         m.d.sync += prep.merging.eq(
-            (prep.merging | Mux(merges.push, Cat(prep.line == line for line in range(lines)), 0))
-            & ~Mux(merges.pop, Cat(head == line for line in range(lines)), 0))
+            (prep.merging | Mux(merges.push, Cat(answer_line == line for line in range(lines)), 0))
+            & ~Mux(merges.pop, Cat(merge_head == line for line in range(lines)), 0))
 
-        # Filling: the prepared line passes to the fill as the fill's previous line completes.
-        filling = Signal()
-        fill_line = Signal(range(lines))
+        # Filling: the words of the lines in flight, in order, whether or not their coherence
+        # answer is in (the answer's words go under the fill's, whichever comes first).
+        filling = Signal(name="flight_filling")
+        fill_line = Signal(range(lines), name="flight_fill_line")
         word = self.rx_data.payload
+        m.d.comb += [filling.eq(filled != tail), fill_line.eq(slot_line[index(filled)])]
         statements, fill_granted = write.request("fill", filling & self.rx_data.valid,
                                                  Cat(word.word, fill_line), word.data)
         m.d.comb += [*statements, self.rx_data.ready.eq(filling & fill_granted)]
-        completes = self.rx_data.valid & self.rx_data.ready & word.last
-        with m.If(completes):
-            m.d.comb += [ages.push.eq(1), ages.push_line.eq(fill_line)]
-            m.d.sync += filling.eq(0)
-            set_indexed(m, self.state, fill_line, LineState.RX)
-        with m.If((~filling | completes) & (state == _Prep.READY)):
-            m.d.sync += [filling.eq(1), fill_line.eq(prep.line), state.eq(_Prep.IDLE)]
+        with m.If(fill_ends):
+            m.d.sync += filled.eq(filled + 1)
+
+        # Completion, in announcement order: a line filled and answered becomes RX, the newest,
+        # at the clock edge that ends the later of the two.
+        done_line = slot_line[index(head)]
+        m.d.comb += fill_ends.eq(self.rx_data.valid & self.rx_data.ready & word.last)
+        with m.If(((head != filled) | fill_ends) & ((head != answered) | answer_ends)):
+            m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line)]
+            m.d.sync += head.eq(head + 1)
+            set_indexed(m, self.state, done_line, LineState.RX)
 
     # The line reader: probes and write-backs ------------------------------------------------
 
@@ -579,7 +642,7 @@ class MessageBuffer(wiring.Component):
             line = index_of(m, match, f"{name}_line")
             rx_hit = Signal(name=f"{name}_hit")
             blocked = Signal(name=f"{name}_blocked")
-            before_coherence = prep.before_coherence & (prep.line == line)
+            before_coherence = (match & prep.unasked).any()
             m.d.comb += [
                 rx_hit.eq((match & self._in_state(LineState.RX) & ~prep.merging).any()),
                 blocked.eq(match.any() & ~rx_hit & ~before_coherence),
@@ -657,13 +720,11 @@ class _ReaderView:
 
 
 class _PrepView:
-    """The RX preparation's signals that the line reader consults."""
+    """The RX side's signals that the line reader consults."""
 
     def __init__(self, lines):
-        self.state = Signal(_Prep, name="prep_state")
-        self.line = Signal(range(lines), name="prep_line")
-        self.addr = Signal(LINE_ADDR_BITS, name="prep_addr")
-        self.before_coherence = Signal(name="prep_before_coherence")
+        #: Lines allocated whose coherence request has not been taken (a bit per line).
+        self.unasked = Signal(lines, name="lines_unasked")
         #: Lines waiting for the rest of their words from memory (a bit per line): not complete.
         self.merging = Signal(lines, name="lines_merging")
         self.merge_ends = Signal(name="merge_ends")     # a line stops merging at the clock edge

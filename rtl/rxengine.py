@@ -63,12 +63,13 @@ class _Receive(enum.Enum, shape=3):
     HANDOFF = 4     # waiting for the writer to take the message as its job
 
 
-class _Write(enum.Enum, shape=2):
+class _Write(enum.Enum, shape=3):
     """Where the writer is with its job."""
     IDLE = 0        # no job
     RING = 1        # waiting for space in the job's ring
     WRITE = 2       # writing payload lines and the completion entry
-    NOTIFY = 3      # offering the completion to the Notifier
+    SETTLE = 3      # waiting for the MessageBuffer to complete the lines written
+    NOTIFY = 4      # offering the completion to the Notifier
 
 
 #: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
@@ -145,8 +146,10 @@ class RxEngine(wiring.Component):
     (:data:`rtl.layouts.CompletionEntry`, ``stamp`` the engine's cycle counter, counted from
     reset, at the cycle the trailer was taken) goes the same way as one partial line at
     ``ring_pa + COMPLETION_BYTES * (tail mod size)`` (``ring_pa`` taken as COMPLETION_BYTES
-    aligned). When its last word is taken the tail advances and, if the header's ``notify`` is
-    set, ``completion`` offers the entry's VA (``ring_va`` + the same offset).
+    aligned). Once its last word is taken and ``lines_pending`` is low (the MessageBuffer has
+    completed every line announced: the core reads the payload and the entry, never stale
+    copies), the tail advances and, if the header's ``notify`` is set, ``completion`` offers
+    the entry's VA (``ring_va`` + the same offset) in that same cycle.
 
     Faults are reported by reception, in arrival order among themselves; a later message's fault
     may come before an earlier message's completion.
@@ -159,8 +162,8 @@ class RxEngine(wiring.Component):
     pending, and while the job queue is full. The writer writes a job of ``n`` payload words in
     ``n + 6`` cycles (a cycle for the first announcement, then the payload's and the entry's
     words one a cycle, then a cycle for the completion, or for going idle), so that with
-    ``rx_line``, ``rx_data`` and ``completion`` always ready back-to-back messages of 2 KiB come
-    in at 260 flits per 262 cycles. For an 8-byte message whose page hit, with the writer idle and
+    ``rx_line``, ``rx_data`` and ``completion`` always ready and ``lines_pending`` low
+    back-to-back messages of 2 KiB come in at 260 flits per 262 cycles. For an 8-byte message whose page hit, with the writer idle and
     those ports always ready, the payload line is announced in the cycle after the trailer's
     transfer, and ``completion`` is valid from the sixth clock edge after it (taken at the
     seventh).
@@ -202,9 +205,11 @@ class RxEngine(wiring.Component):
     rx_line : Out(stream.Signature(RxLineRequest))
     rx_data : Out(stream.Signature(RxFillBeat))
         The writes to the MessageBuffer, as above; any backpressure is fine.
+    lines_pending : In(1)
+        The MessageBuffer's ``rx_pending``: lines announced are not all complete yet.
     completion : Out(stream.Signature(Completion))
-        To the Notifier, after the entry's last word has been taken, for messages with
-        ``notify`` set.
+        To the Notifier, after the entry's last word has been taken and ``lines_pending`` has
+        fallen, for messages with ``notify`` set.
     count_delivered, count_rejected, count_bad_crc, count_truncated, count_bad_header, \
     count_bad_endpoint, count_key_faults, count_permission_faults, count_misses, \
     count_ring_full_cycles : Out(32)
@@ -227,6 +232,7 @@ class RxEngine(wiring.Component):
             "miss_answer": In(stream.Signature(MissAnswer)),
             "rx_line": Out(stream.Signature(RxLineRequest)),
             "rx_data": Out(stream.Signature(RxFillBeat)),
+            "lines_pending": In(1),
             "completion": Out(stream.Signature(Completion)),
             **{f"count_{name}": Out(32) for name in RX_COUNTERS},
             **node_strap(self._node),
@@ -498,9 +504,14 @@ class RxEngine(wiring.Component):
             m.d.sync += current.eq(next_job)
         m.d.sync += rx.free_words.eq(rx.free_words + word_read - Mux(rx.handoff, rx.kept_words, 0))
 
-        # The ring: its size, whether it is full, and the slot the next entry goes to.
+        # The ring: its size, whether it is full, and the slot the next entry goes to (after the
+        # advance of the current job's tail at this edge, if it is to the same ring).
+        settled = Signal(name="writer_settled")
         head = self._select(m, "head", 16, self.ring_head, starting.dst_endpoint)
-        tail = self._select(m, "tail", 16, self.ring_tail, starting.dst_endpoint)
+        tail_now = self._select(m, "tail_now", 16, self.ring_tail, starting.dst_endpoint)
+        tail = Signal(16)
+        m.d.comb += tail.eq(tail_now + (settled
+                                        & (current.dst_endpoint == starting.dst_endpoint)))
         ring_size = Signal(16)
         ring_used = Signal(16)
         ring_full = Signal()
@@ -521,7 +532,8 @@ class RxEngine(wiring.Component):
             entry_va.eq(starting.ring_va + slot_va_offset),
         ]
         return SimpleNamespace(current=current, starting=starting, free=free, held=held,
-                               take=take, word_read=word_read, ring_full=ring_full,
+                               take=take, settled=settled, word_read=word_read,
+                               ring_full=ring_full,
                                entry_pa=entry_pa, entry_va=entry_va)
 
     def _write_out(self, m, job, staging_read):
@@ -531,8 +543,9 @@ class RxEngine(wiring.Component):
 
         Return ``start`` (the statements that start the writer on ``job.starting`` in the slot
         its tail names now), ``entry_written`` and ``entry_va``; :meth:`_write_control` drives
-        ``writing``."""
+        ``writing`` and ``settled`` (the job's lines are complete: the tail advances)."""
         writing = Signal()
+        settled = Signal()
         entry_pa_kept = Signal(PA_BITS)
         entry_va_kept = Signal(VA_BITS)
         lines_ahead = Signal(range(2 * MAX_PAYLOAD_BYTES // LINE_BYTES + 4))
@@ -569,15 +582,15 @@ class RxEngine(wiring.Component):
         for index, ring_tail in enumerate(self.ring_tail):
             with m.If(self.ring_reset[index]):
                 m.d.sync += ring_tail.eq(0)
-            with m.Elif(send.entry_written & (endpoint == index)):
+            with m.Elif(settled & (endpoint == index)):
                 m.d.sync += ring_tail.eq(ring_tail + 1)
-        with m.If(send.entry_written):
+        with m.If(settled):
             with m.If(job.current.rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
                 m.d.sync += self.count_delivered.eq(self.count_delivered + 1)
-        return SimpleNamespace(writing=writing, start=start, entry_written=send.entry_written,
-                               entry_va=entry_va_kept)
+        return SimpleNamespace(writing=writing, settled=settled, start=start,
+                               entry_written=send.entry_written, entry_va=entry_va_kept)
 
     def _announce(self, m, job, writing, entry_pa_kept):
         """Announce the job's lines on ``rx_line``: each line's address and the words the
@@ -779,12 +792,18 @@ class RxEngine(wiring.Component):
         return taken
 
     def _write_control(self, m, job, out):
-        """Lead each job through the writer: wait for space in its ring, write it, offer its
-        completion; take the next job as the completion is taken (or at once when idle)."""
+        """Lead each job through the writer: wait for space in its ring, write it, wait for its
+        lines to be complete, offer its completion; take the next job as the completion is taken
+        (or at once when idle)."""
         state = Signal(_Write, name="write_state")
         full_wait = Signal()
+        settled = Signal()
         m.d.comb += [
+            settled.eq((state == _Write.SETTLE) & ~self.lines_pending),
+            out.settled.eq(settled),
+            job.settled.eq(settled),
             job.free.eq((state == _Write.IDLE)
+                        | (settled & (~job.current.notify | self.completion.ready))
                         | ((state == _Write.NOTIFY) & self.completion.ready)),
             job.held.eq(state == _Write.RING),
         ]
@@ -800,7 +819,12 @@ class RxEngine(wiring.Component):
             start_when_space()
         with m.Elif(state == _Write.WRITE):
             with m.If(out.entry_written):
-                m.d.sync += state.eq(Mux(job.current.notify, _Write.NOTIFY, _Write.IDLE))
+                m.d.sync += state.eq(_Write.SETTLE)
+        with m.Elif(settled):
+            with m.If(job.current.notify & ~self.completion.ready):
+                m.d.sync += state.eq(_Write.NOTIFY)
+            with m.Else():
+                m.d.sync += state.eq(_Write.IDLE)
         with m.Elif(state == _Write.NOTIFY):
             with m.If(self.completion.ready):
                 m.d.sync += state.eq(_Write.IDLE)
@@ -810,7 +834,7 @@ class RxEngine(wiring.Component):
         # Outputs of the states.
         m.d.comb += [
             out.writing.eq(state == _Write.WRITE),
-            self.completion.valid.eq(state == _Write.NOTIFY),
+            self.completion.valid.eq((state == _Write.NOTIFY) | (settled & job.current.notify)),
             self.completion.payload.endpoint.eq(job.current.dst_endpoint),
             self.completion.payload.entry.eq(out.entry_va),
         ]

@@ -24,7 +24,7 @@ from cocotb.triggers import ClockCycles
 from behavioral.workload import MessageStatus, Workload
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
-from rtl.msgbuf import LineState, _Client, _Prep
+from rtl.msgbuf import LineState, _Client
 from rtl.rxengine import _Part, _Receive, _Write
 from rtl.txengine import _Step
 
@@ -263,7 +263,9 @@ def _describe_ni(ni):
             lines.append(f"{line} {state.name} {value(buf, f'tag{line}'):#x}")
     reader = (f"{value(buf, 'client', _Client).name} of line {value(buf, 'reader_line')}"
               if value(buf, "reader_busy") else "idle")
-    filling = value(buf, "fill_line") if value(buf, "filling") else "none"
+    flight = {name: value(buf, f"flight_{name}")
+              for name in ("tail", "asked", "answered", "filled", "head")}
+    filling = value(buf, "flight_fill_line") if value(buf, "flight_filling") else "none"
     return (f"NI: RX reception {value(rx, 'receive_state', _Receive).name}, writer "
             f"{value(rx, 'write_state', _Write).name} (announcing "
             f"{value(rx, 'announce_part', _Part).name}, sending "
@@ -271,8 +273,8 @@ def _describe_ni(ni):
             f"{value(rx, 'free_words')} staging words free; TX {value(tx, 'step', _Step).name}; "
             f"message buffer lines [{'; '.join(lines)}], {value(buf, 'rx_used')} used by RX, "
             f"{value(buf.ages, 'count')} in age order, merging "
-            f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), preparing "
-            f"{value(buf, 'prep_state', _Prep).name} line {value(buf, 'prep_line')}"
+            f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), lines in flight "
+            f"(pointers {', '.join(f'{name} {at}' for name, at in flight.items())})"
             f"{' (waits for a line)' if value(buf, 'prep_waits_for_line') else ''}, filling "
             f"{filling}, reader {reader}, "
             f"{handshakes(buf, ('rx_line', 'rx_data', 'ni_read', 'mc_lookup'))}, coh_req valid "

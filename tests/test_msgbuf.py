@@ -247,9 +247,10 @@ def fill_done(dut):
 
 @pytest.mark.parametrize("mask", [MESSAGE, COMPLETION], ids=["message", "completion"])
 def test_partial_fill_does_not_wait_for_memory(mask):
-    """A partial line's words are taken at once while its read from memory takes 100 cycles; an
-    NI read offered meanwhile is taken the cycle after memory's last word, and finds memory's
-    words merged under the fill's."""
+    """A partial line's words are taken from the cycle after its announcement, before the
+    coherence answer, and the line's read from memory (which takes 100 cycles) goes out after
+    that answer; an NI read offered meanwhile is taken the cycle after memory's last word, and
+    finds memory's words merged under the fill's."""
     dut = small_buffer()
     neighbours = Neighbours(dut, memory_cycles=SLOW_MEMORY)
     log, answers = [], []
@@ -259,13 +260,16 @@ def test_partial_fill_does_not_wait_for_memory(mask):
         answers.append(await probe(ctx, dut, "ni_read", A))
 
     trace = tracer(log, announced=transfer(dut.rx_line), filled=fill_done(dut),
+                   answered=transfer(dut.coh_resp), read=transfer(dut.mem_read),
                    merged=merge_done(dut), taken=transfer(dut.ni_read))
     run(dut, bench, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
     announced, = edges(log, "announced")
     filled, = edges(log, "filled")
+    answered, = edges(log, "answered")
     merge_edge, = edges(log, "merged")
-    # The coherence round trip and the memory read's request, then a word per cycle.
-    assert filled - announced == 4 + bin(mask).count("1")
+    # A word per cycle from the cycle after the announcement; the read asked as the answer is in.
+    assert filled - announced == bin(mask).count("1")
+    assert edges(log, "read") == [answered + 1]
     assert merge_edge - filled >= SLOW_MEMORY
     assert edges(log, "taken") == [merge_edge + 1]
     assert answers == [hit(merged(words_of(MEMORY, A), words_of(FILLED, A), mask))]
@@ -332,8 +336,8 @@ def test_two_partial_fills_while_the_merge_is_pending(port):
 
 def test_merges_outstanding_at_most():
     """Partial lines keep arriving while memory takes 100 cycles (reads pipelined): MERGES reads
-    are outstanding, the next partial line waits for the first merge, and every line ends up
-    merged."""
+    are outstanding, the next partial line's read waits for the first merge (its fill does not),
+    and every line ends up merged."""
     dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
     neighbours = Neighbours(dut)
     addrs = [A + index for index in range(MessageBuffer.MERGES + 2)]
@@ -349,7 +353,7 @@ def test_merges_outstanding_at_most():
         deadline_cycles=DEADLINE)
     first_merge = edges(log, "merged")[0]
     assert sum(edge < first_merge for edge in edges(log, "read")) == MessageBuffer.MERGES
-    assert sum(edge < first_merge for edge in edges(log, "filled")) == MessageBuffer.MERGES
+    assert sum(edge < first_merge for edge in edges(log, "filled")) == len(addrs)
     assert answers == [hit(merged(words_of(MEMORY, addr), words_of(FILLED, addr), MESSAGE))
                        for addr in addrs]
 
@@ -406,7 +410,7 @@ def test_fill_of_a_held_line_merges_without_coherence():
 
 
 def test_next_line_is_prepared_while_one_fills():
-    """Announcements run one ahead of the words: full lines take a word per cycle, and a line's
+    """Announcements run ahead of the words: full lines take a word per cycle, and a line's
     memory and dirty words wait while the fill in progress has the write port."""
     mask = 0b0001_1100
     announced = {A: FULL, B: FULL, C: mask, D: mask}
@@ -601,7 +605,9 @@ def test_tx_writes_take_turns_with_a_fill_streaming_in():
     log = []
 
     async def rx(ctx):
-        await fill(ctx, dut, A, words_of(FILLED, A))
+        await announce(ctx, dut, A)
+        await ctx.tick().until(transfer(dut.coh_resp))
+        await send_fill(ctx, dut, words_of(FILLED, A))
 
     async def tx(ctx):
         line = await allocate(ctx, dut)
@@ -921,6 +927,79 @@ def pipelined_memory(dut, latency):
     return memory_reads, memory_answers
 
 
+def pipelined_caches(dut, latency, dirty=None):
+    """Return the testbenches of core caches that take every coherence request at once and
+    answer each ``latency`` cycles after taking it, in order (with the words of
+    ``dirty[addr]``, else clean); the requests' addresses are appended to the list returned."""
+    dirty = dirty or {}
+    asked, requests, clock = [], [], {"edge": 0}
+
+    @background
+    async def coherence_requests(ctx):
+        ctx.set(dut.coh_req.ready, 1)
+        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.coh_req),
+                                                         dut.coh_req.payload.addr):
+            clock["edge"] += 1
+            if taken:
+                asked.append(addr)
+                requests.append((clock["edge"] + latency, addr))
+
+    @background
+    async def coherence_answers(ctx):
+        while True:
+            await ctx.tick()
+            if requests and requests[0][0] <= clock["edge"]:
+                _, addr = requests.pop(0)
+                beats = [dict(dirty=1, data=data) for data in dirty.get(addr, ())]
+                await put_line(ctx, dut.coh_resp, codec(CohResponse), beats or [{}])
+
+    return (coherence_requests, coherence_answers), asked
+
+
+def test_lines_in_flight_overlap_their_coherence_round_trips():
+    """With caches that take 40 cycles to answer, IN_FLIGHT lines' coherence requests each go out
+    the cycle after the line's announcement, and their words are all taken before the first
+    answer; the next announcement
+    waits for the first line to complete. ``rx_pending`` is high from the first announcement to
+    the last line's completion, and each line then reads as filled (a dirty copy under a partial
+    fill)."""
+    flight = MessageBuffer.IN_FLIGHT
+    addrs = [A + index for index in range(flight + 1)]
+    masks = {addr: FULL for addr in addrs}
+    masks[addrs[1]] = MESSAGE
+    dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
+    caches, asked = pipelined_caches(dut, 40, {addrs[1]: words_of(DIRTY, addrs[1])})
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def announcer(ctx):
+        for addr in addrs:
+            await announce(ctx, dut, addr, masks[addr])
+
+    async def filler(ctx):
+        for addr in addrs:
+            await send_fill(ctx, dut, words_of(FILLED, addr), masks[addr])
+        while (await ctx.tick().sample(dut.rx_pending))[2]:
+            pass
+        answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in addrs])
+
+    trace = tracer(log, announced=transfer(dut.rx_line), asked=transfer(dut.coh_req),
+                   answered=transfer(dut.coh_resp) & dut.coh_resp.payload.last,
+                   filled=fill_done(dut), pending=dut.rx_pending)
+    run(dut, announcer, filler, *caches, neighbours.memory_reads, neighbours.memory_writes,
+        trace, deadline_cycles=DEADLINE)
+    announced, answered, filled = (edges(log, name) for name in ("announced", "answered",
+                                                                  "filled"))
+    assert edges(log, "asked") == [edge + 1 for edge in announced]
+    assert all(edge < answered[0] for edge in filled[:flight])
+    assert announced[flight] > answered[0]
+    pending = edges(log, "pending")
+    assert pending == list(range(announced[0] + 1, max(answered[-1], filled[-1]) + 1))
+    assert asked == addrs
+    assert answers == [hit(merged(words_of(DIRTY, addr), words_of(FILLED, addr), masks[addr]))
+                       for addr in addrs]
+
+
 def test_a_line_filled_again_while_every_rx_line_merges():
     """Five RX lines, five partial lines whose reads are all outstanding; A, filled again
     meanwhile, keeps both fills' words, the others only theirs: memory's words go everywhere
@@ -1134,8 +1213,8 @@ def test_a_write_back_an_announcement_waits_for_goes_before_a_lookup():
 
 
 def test_tx_writes_go_every_cycle_while_a_coherence_answer_is_awaited():
-    """The caches answer A's coherence request 20 cycles late: meanwhile nothing on the RX side
-    writes, and TX writes are taken one per cycle."""
+    """The caches answer A's coherence request 20 cycles late, and A's words come after the
+    answer: meanwhile nothing on the RX side writes, and TX writes are taken one per cycle."""
     dut = small_buffer()
     neighbours = Neighbours(dut)
     log = []
@@ -1148,7 +1227,9 @@ def test_tx_writes_go_every_cycle_while_a_coherence_answer_is_awaited():
             await put_line(ctx, dut.coh_resp, codec(CohResponse), [{}])
 
     async def rx(ctx):
-        await fill(ctx, dut, A, words_of(FILLED, A))
+        await announce(ctx, dut, A)
+        await ctx.tick().until(transfer(dut.coh_resp))
+        await send_fill(ctx, dut, words_of(FILLED, A))
 
     async def tx(ctx):
         line = await allocate(ctx, dut)

@@ -88,6 +88,7 @@ class Result:
     faults: list = field(default_factory=list)          # (edge, NiFault fields)
     completions: list = field(default_factory=list)     # (edge, Completion fields)
     completion_offered: list = field(default_factory=list)   # first edge each one was valid
+    tail_changes: list = field(default_factory=list)    # (first edge that saw them, ring tails)
     lookups: list = field(default_factory=list)         # (edge, lookup fields)
     counters: dict = field(default_factory=dict)
     tails: list = field(default_factory=list)
@@ -127,19 +128,21 @@ class Bench:
     ``tlb(asid, va, key)`` answers each lookup ``(status, ppn)``; ``answers`` are the OS's miss
     answers in order (True: reject); ``ready_percent`` makes the MessageBuffer, fault and
     completion sinks ready at random; ``line_ready(edge)``, if given, says when the
-    MessageBuffer takes line announcements; ``head_writes`` are ``(edge, endpoint, head)``;
+    MessageBuffer takes line announcements, ``lines_pending(edge)`` when it holds
+    ``lines_pending`` high (never, if not given); ``head_writes`` are ``(edge, endpoint, head)``;
     ``ring_resets`` are ``(edge, mask)`` one-cycle pulses.
     """
 
     def __init__(self, *, endpoints=ENDPOINTS, tlb=hit, answers=(), entries=None,
-                 ready_percent=100, line_ready=None, rng=None, head_writes=(), ring_resets=(),
-                 gap_cycles=0):
+                 ready_percent=100, line_ready=None, lines_pending=None, rng=None,
+                 head_writes=(), ring_resets=(), gap_cycles=0):
         self.dut = RxEngine(node=NODE, endpoints=endpoints)
         self.tlb = tlb
         self.answers = list(answers)
         self.entries = entries or [endpoint_entry(i) for i in range(endpoints)]
         self.ready_percent = ready_percent
         self.line_ready = line_ready
+        self.lines_pending = lines_pending
         self.rng = rng or random.Random(0)
         self.head_writes = sorted(head_writes)
         self.ring_resets = sorted(ring_resets)
@@ -234,12 +237,17 @@ class Bench:
                 if done:
                     result.completions.append((edge, codec(Completion).unpack(done_bits)))
                 result.counters = dict(zip(RX_COUNTERS, values[11:11 + len(RX_COUNTERS)]))
-                result.tails = list(values[11 + len(RX_COUNTERS):])
+                tails = list(values[11 + len(RX_COUNTERS):])
+                if tails != result.tails:
+                    result.tail_changes.append((edge, tails))
+                result.tails = tails
                 if self.ready_percent < 100:
                     for sink in sinks:
                         ctx.set(sink.ready, ready_rng.randrange(100) < self.ready_percent)
                 if self.line_ready is not None:
                     ctx.set(dut.rx_line.ready, self.line_ready(edge + 1))
+                if self.lines_pending is not None:
+                    ctx.set(dut.lines_pending, self.lines_pending(edge + 1))
                 edge += 1
 
         run(dut, link, tlb, os, ring, monitor, deadline_cycles=cycles)
@@ -317,6 +325,27 @@ def test_latency_from_last_flit_to_completion():
           f"from L+{taken - 1}, taken at L+{taken}")
     assert first_line == 1
     assert taken <= 7
+
+
+def test_tail_and_completion_wait_for_the_message_buffer_to_complete_the_lines():
+    """The MessageBuffer holds ``lines_pending`` high up to edge 80, long after the entry's last
+    word: the tail, the delivered count and the completion wait for it to fall, and the
+    completion is valid in the cycle it does. A second message to the same ring, which starts
+    in that cycle, writes its entry in the next slot."""
+    release = 80
+    first = message(payload_bytes=64, seq=1)
+    second = message(payload_bytes=8, seq=2, notify=False, remote_va=0x1000_0100)
+    result = Bench(lines_pending=lambda edge: edge < release).run([first, second])
+    entry_words = [edge for edge, beat in result.beats if beat["last"]]
+    assert entry_words[1] < release - 20
+    assert result.completion_offered == [release]
+    assert [c for _, c in result.completions] == [{"endpoint": 0, "entry": RING_VA}]
+    assert result.tail_changes[1:] == [(release + 1, [1, 0, 0, 0]),
+                                       (result.tail_changes[2][0], [2, 0, 0, 0])]
+    assert result.tail_changes[2][0] > release + 1
+    check_delivered(result, first, slot=0)
+    check_delivered(result, second, slot=1)
+    assert result.counters["delivered"] == 2
 
 
 def test_2_kib_message():
