@@ -189,8 +189,8 @@ class MessageBuffer(wiring.Component):
     * an announcement waits while a line of its address is in flight, while :attr:`IN_FLIGHT`
       lines are, and, when the buffer holds ``lines - tx_lines`` RX lines, for a write-back.
 
-    ``rx_pending`` is high while any line is in flight: its fall says that every line announced
-    so far can be read by the core.
+    ``rx_done`` marks each line becoming RX, so that the writer knows when every line of a
+    message can be read by the core.
 
     **Merging.** A line whose words come from memory after its fill is *merging* until they are
     in: memory's words (``mem_read_data``, the answers in the order of the reads) are written
@@ -254,8 +254,9 @@ class MessageBuffer(wiring.Component):
     mem_write : Out(stream.Signature(MemWriteBeat))
     mem_read : Out(stream.Signature(LineRequest))
     mem_read_data : In(stream.Signature(WordBeat))
-    rx_pending : Out(1)
-        Lines announced on ``rx_line`` are not all complete yet.
+    rx_done : Out(1)
+        High in each cycle a line announced on ``rx_line`` becomes RX (at most one a cycle, in
+        announcement order).
     bad_tx_ops : Out(16)
         TX operations on lines that were not TX (saturating).
     """
@@ -288,7 +289,7 @@ class MessageBuffer(wiring.Component):
             "mem_write": Out(stream.Signature(MemWriteBeat)),
             "mem_read": Out(line_request),
             "mem_read_data": In(stream.Signature(WordBeat)),
-            "rx_pending": Out(1),
+            "rx_done": Out(1),
             "bad_tx_ops": Out(16),
         })
         self.state = Array(Signal(LineState, name=f"state{i}") for i in range(lines))
@@ -418,8 +419,7 @@ class MessageBuffer(wiring.Component):
         # the fill of the line at ``filled`` ends, the answer step of the one at ``answered``
         fill_ends = Signal(name="flight_fill_ends")
         answer_ends = Signal(name="flight_answer_ends")
-        m.d.comb += [room.eq((tail - head)[:pointer] != flight),
-                     self.rx_pending.eq(tail != head)]
+        m.d.comb += room.eq((tail - head)[:pointer] != flight)
 
         # Taking an announcement: reuse the RX line of the address unless the line reader has it,
         # or streams a line it will free, or may start a job this cycle (decided from the
@@ -496,6 +496,8 @@ class MessageBuffer(wiring.Component):
         answering = Signal(name="flight_answering")
         asking_memory = Signal(name="flight_asking_memory")
         dirty = Signal()
+        # the answer (with its last beat, if this is it) leaves words to read from memory
+        incomplete = Signal(name="flight_incomplete")
         coh_word = Signal(range(LINE_WORDS))
         m.d.comb += answering.eq((answered != asked) & slot_fresh[index(answered)]
                                  & ~asking_memory)
@@ -513,22 +515,27 @@ class MessageBuffer(wiring.Component):
             with m.If(self.coh_resp.valid & self.coh_resp.ready):
                 m.d.sync += [coh_word.eq(coh_word + 1), dirty.eq(dirty | coh_beat.dirty)]
                 with m.If(coh_beat.last):
-                    complete = coh_beat.dirty | dirty | answer_words.all()
                     m.d.sync += [coh_word.eq(0), dirty.eq(0)]
-                    with m.If(complete):
+                    with m.If(~incomplete | (self.mem_read.valid & self.mem_read.ready)):
                         m.d.comb += answer_ends.eq(1)
                         m.d.sync += answered.eq(answered + 1)
                     with m.Else():
                         m.d.sync += asking_memory.eq(1)
-        # A partial line no cache had dirty: its read from memory is queued, and the line goes
-        # on without waiting; it is merging until memory's words are in.
-        with m.If(asking_memory):
-            m.d.comb += [self.mem_read.valid.eq(merges.count != merges.depth),
-                         self.mem_read.payload.addr.eq(slot_addr[index(answered)]),
-                         merges.push_line.eq(answer_line), merges.push_covered.eq(answer_words)]
-            with m.If(self.mem_read.valid & self.mem_read.ready):
-                m.d.comb += [merges.push.eq(1), answer_ends.eq(1)]
-                m.d.sync += [asking_memory.eq(0), answered.eq(answered + 1)]
+        # A partial line no cache had dirty: its read from memory is queued (in the cycle of the
+        # answer's last beat, or later if the queue is full or memory does not take it then),
+        # and the line goes on without waiting; it is merging until memory's words are in.
+        m.d.comb += [
+            incomplete.eq(~coh_beat.dirty & ~dirty & ~answer_words.all()),
+            self.mem_read.valid.eq((asking_memory | (answering & self.coh_resp.valid
+                                                     & coh_beat.last & incomplete))
+                                   & (merges.count != merges.depth)),
+            self.mem_read.payload.addr.eq(slot_addr[index(answered)]),
+            merges.push_line.eq(answer_line), merges.push_covered.eq(answer_words),
+            merges.push.eq(self.mem_read.valid & self.mem_read.ready),
+        ]
+        with m.If(asking_memory & self.mem_read.ready & self.mem_read.valid):
+            m.d.comb += answer_ends.eq(1)
+            m.d.sync += [asking_memory.eq(0), answered.eq(answered + 1)]
 
         # Merging: memory's words of the oldest read go where no fill of the line writes (its
         # covered words grow with each fill announced into it meanwhile). The last word makes
@@ -566,7 +573,7 @@ class MessageBuffer(wiring.Component):
         done_line = slot_line[index(head)]
         m.d.comb += fill_ends.eq(self.rx_data.valid & self.rx_data.ready & word.last)
         with m.If(((head != filled) | fill_ends) & ((head != answered) | answer_ends)):
-            m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line)]
+            m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line), self.rx_done.eq(1)]
             m.d.sync += head.eq(head + 1)
             set_indexed(m, self.state, done_line, LineState.RX)
 

@@ -295,7 +295,7 @@ class NetworkInterface(wiring.Component):
         wiring.connect(m, msgbuf.ni_data, tx.ni_data)
         wiring.connect(m, rx.rx_line, msgbuf.rx_line)
         wiring.connect(m, rx.rx_data, msgbuf.rx_data)
-        m.d.comb += rx.lines_pending.eq(msgbuf.rx_pending)
+        m.d.comb += rx.lines_done.eq(msgbuf.rx_done)
         wiring.connect(m, rx.completion, notifier.completion)
         wiring.connect(m, notifier.signal, locktable.signal)
         m.d.comb += [msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),

@@ -63,18 +63,33 @@ class _Receive(enum.Enum, shape=3):
     HANDOFF = 4     # waiting for the writer to take the message as its job
 
 
-class _Write(enum.Enum, shape=3):
+class _Write(enum.Enum, shape=2):
     """Where the writer is with its job."""
     IDLE = 0        # no job
     RING = 1        # waiting for space in the job's ring
     WRITE = 2       # writing payload lines and the completion entry
-    SETTLE = 3      # waiting for the MessageBuffer to complete the lines written
-    NOTIFY = 4      # offering the completion to the Notifier
 
 
 #: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
 #: a long one is written keep streaming in.
 QUEUED_JOBS = 4
+#: Jobs written whose lines the MessageBuffer has not all completed yet: enough that the writer
+#: goes on with short messages while the earlier ones' last lines make their coherence round trip.
+SETTLING_JOBS = 4
+#: Bits of the counts of lines announced and completed: they differ by less than half the range
+#: (the lines of the jobs settling and of the one being written).
+_LINE_COUNT_BITS = 10
+assert (SETTLING_JOBS + 1) * (MAX_PAYLOAD_BYTES // LINE_BYTES + 2) < 1 << (_LINE_COUNT_BITS - 1)
+
+#: A job written, until its lines are complete: what advancing its tail and offering its
+#: completion need.
+_Settling = data.StructLayout({
+    "endpoint": ENDPOINT_BITS,
+    "notify":   1,
+    "rejected": 1,
+    "entry_va": VA_BITS,
+    "lines":    _LINE_COUNT_BITS,   # the count of lines announced, its entry's included
+})
 
 #: The writer's job: what it needs of a message that passed its checks and translation (or was
 #: rejected), kept while reception takes the next messages into the staging RAM.
@@ -146,10 +161,12 @@ class RxEngine(wiring.Component):
     (:data:`rtl.layouts.CompletionEntry`, ``stamp`` the engine's cycle counter, counted from
     reset, at the cycle the trailer was taken) goes the same way as one partial line at
     ``ring_pa + COMPLETION_BYTES * (tail mod size)`` (``ring_pa`` taken as COMPLETION_BYTES
-    aligned). Once its last word is taken and ``lines_pending`` is low (the MessageBuffer has
-    completed every line announced: the core reads the payload and the entry, never stale
-    copies), the tail advances and, if the header's ``notify`` is set, ``completion`` offers
-    the entry's VA (``ring_va`` + the same offset) in that same cycle.
+    aligned). The writer goes on with the next job while the MessageBuffer completes the lines
+    (``lines_done``, one per line in announcement order): once it has completed the entry's
+    line, so that the core reads the payload and the entry and never stale copies, the tail
+    advances and, if the header's ``notify`` is set, ``completion`` offers the entry's VA
+    (``ring_va`` + the same offset) from that cycle, in arrival order. Up to
+    :data:`SETTLING_JOBS` jobs wait so; the tail the next job's entry goes by counts them.
 
     Faults are reported by reception, in arrival order among themselves; a later message's fault
     may come before an earlier message's completion.
@@ -160,13 +177,13 @@ class RxEngine(wiring.Component):
     :data:`STAGING_WORDS` words). It takes nothing from the trailer until the message is
     discarded or has become a job: while its translation, fault report or miss answer is
     pending, and while the job queue is full. The writer writes a job of ``n`` payload words in
-    ``n + 6`` cycles (a cycle for the first announcement, then the payload's and the entry's
-    words one a cycle, then a cycle for the completion, or for going idle), so that with
-    ``rx_line``, ``rx_data`` and ``completion`` always ready and ``lines_pending`` low
-    back-to-back messages of 2 KiB come in at 260 flits per 262 cycles. For an 8-byte message whose page hit, with the writer idle and
-    those ports always ready, the payload line is announced in the cycle after the trailer's
-    transfer, and ``completion`` is valid from the sixth clock edge after it (taken at the
-    seventh).
+    ``n + 5`` cycles (a cycle for the first announcement, then the payload's and the entry's
+    words one a cycle), so that with ``rx_line``, ``rx_data`` and ``completion`` always ready
+    back-to-back 8-byte messages come in at 5 flits per 6 cycles and messages of 2 KiB at 260
+    flits per 261. For an 8-byte message whose page hit, with the writer idle, those ports
+    always ready and each line completed in the cycle after its last word, the payload line is
+    announced in the cycle after the trailer's transfer, and ``completion`` is valid from the
+    seventh clock edge after it (taken at the eighth).
 
     Parameters
     ----------
@@ -205,11 +222,11 @@ class RxEngine(wiring.Component):
     rx_line : Out(stream.Signature(RxLineRequest))
     rx_data : Out(stream.Signature(RxFillBeat))
         The writes to the MessageBuffer, as above; any backpressure is fine.
-    lines_pending : In(1)
-        The MessageBuffer's ``rx_pending``: lines announced are not all complete yet.
+    lines_done : In(1)
+        The MessageBuffer's ``rx_done``: high in each cycle a line announced on ``rx_line`` is
+        complete (in announcement order).
     completion : Out(stream.Signature(Completion))
-        To the Notifier, after the entry's last word has been taken and ``lines_pending`` has
-        fallen, for messages with ``notify`` set.
+        To the Notifier, once the entry's line is complete, for messages with ``notify`` set.
     count_delivered, count_rejected, count_bad_crc, count_truncated, count_bad_header, \
     count_bad_endpoint, count_key_faults, count_permission_faults, count_misses, \
     count_ring_full_cycles : Out(32)
@@ -232,7 +249,7 @@ class RxEngine(wiring.Component):
             "miss_answer": In(stream.Signature(MissAnswer)),
             "rx_line": Out(stream.Signature(RxLineRequest)),
             "rx_data": Out(stream.Signature(RxFillBeat)),
-            "lines_pending": In(1),
+            "lines_done": In(1),
             "completion": Out(stream.Signature(Completion)),
             **{f"count_{name}": Out(32) for name in RX_COUNTERS},
             **node_strap(self._node),
@@ -265,8 +282,9 @@ class RxEngine(wiring.Component):
         tlb = self._lookup(m, rx)
         job = self._jobs(m, rx, tlb)
         out = self._write_out(m, job, staging.read_port())
+        settling_room = self._settle(m, job, out)
         self._receive_control(m, rx, tlb)
-        self._write_control(m, job, out)
+        self._write_control(m, job, out, settling_room)
         return m
 
     def _reception(self, m, link_crc, staging_write):
@@ -504,14 +522,18 @@ class RxEngine(wiring.Component):
             m.d.sync += current.eq(next_job)
         m.d.sync += rx.free_words.eq(rx.free_words + word_read - Mux(rx.handoff, rx.kept_words, 0))
 
-        # The ring: its size, whether it is full, and the slot the next entry goes to (after the
-        # advance of the current job's tail at this edge, if it is to the same ring).
-        settled = Signal(name="writer_settled")
+        # The ring: its size, whether it is full, and the slot the next entry goes to: the tail,
+        # counting the entries written whose tail has not advanced yet (see :meth:`_settle`;
+        # that of the current job's, if it is written at this edge).
+        unsettled = [Signal(range(SETTLING_JOBS + 1), name=f"unsettled{index}")
+                     for index in range(self._endpoints)]
+        written = Signal(name="writer_written")
         head = self._select(m, "head", 16, self.ring_head, starting.dst_endpoint)
         tail_now = self._select(m, "tail_now", 16, self.ring_tail, starting.dst_endpoint)
+        waiting = self._select(m, "tail_unsettled", 16, unsettled, starting.dst_endpoint)
         tail = Signal(16)
-        m.d.comb += tail.eq(tail_now + (settled
-                                        & (current.dst_endpoint == starting.dst_endpoint)))
+        m.d.comb += tail.eq(tail_now + waiting
+                            + (written & (current.dst_endpoint == starting.dst_endpoint)))
         ring_size = Signal(16)
         ring_used = Signal(16)
         ring_full = Signal()
@@ -532,20 +554,18 @@ class RxEngine(wiring.Component):
             entry_va.eq(starting.ring_va + slot_va_offset),
         ]
         return SimpleNamespace(current=current, starting=starting, free=free, held=held,
-                               take=take, settled=settled, word_read=word_read,
-                               ring_full=ring_full,
+                               take=take, unsettled=unsettled, written=written,
+                               word_read=word_read, ring_full=ring_full,
                                entry_pa=entry_pa, entry_va=entry_va)
 
     def _write_out(self, m, job, staging_read):
         """Write the job through the MessageBuffer: one side announces lines, the other sends
-        their words, each walking the payload and then the entry. Advance the tail and count the
-        message when the entry's last word is taken.
+        their words, each walking the payload and then the entry.
 
         Return ``start`` (the statements that start the writer on ``job.starting`` in the slot
-        its tail names now), ``entry_written`` and ``entry_va``; :meth:`_write_control` drives
-        ``writing`` and ``settled`` (the job's lines are complete: the tail advances)."""
+        its tail names now), ``line_taken``, ``entry_written`` and ``entry_va``;
+        :meth:`_write_control` drives ``writing``."""
         writing = Signal()
-        settled = Signal()
         entry_pa_kept = Signal(PA_BITS)
         entry_va_kept = Signal(VA_BITS)
         lines_ahead = Signal(range(2 * MAX_PAYLOAD_BYTES // LINE_BYTES + 4))
@@ -577,20 +597,71 @@ class RxEngine(wiring.Component):
             send.index.eq(0), lines_ahead.eq(0),
         ]
 
-        # The ring tails: reset by the NI, advanced by each entry written; and the counts.
-        endpoint = job.current.dst_endpoint
-        for index, ring_tail in enumerate(self.ring_tail):
+        return SimpleNamespace(writing=writing, start=start, line_taken=announce.taken,
+                               entry_written=send.entry_written, entry_va=entry_va_kept)
+
+    def _settle(self, m, job, out):
+        """Keep each job written until the MessageBuffer has completed its lines (``lines_done``:
+        one a cycle, in announcement order); then, in order, advance its ring's tail, count it,
+        and offer its completion. Return whether there is room for the record of a job that
+        would start now."""
+        m.submodules.settling = queue = SyncFIFO(width=_Settling.size, depth=SETTLING_JOBS)
+        announced = Signal(_LINE_COUNT_BITS, name="lines_announced")
+        done = Signal(_LINE_COUNT_BITS, name="lines_done_count")
+        m.d.sync += [announced.eq(announced + out.line_taken),
+                     done.eq(done + self.lines_done)]
+        record = Signal(_Settling)
+        m.d.comb += [
+            record.endpoint.eq(job.current.dst_endpoint),
+            record.notify.eq(job.current.notify),
+            record.rejected.eq(job.current.rejected),
+            record.entry_va.eq(out.entry_va),
+            # (the entry's announcement was taken before its last word)
+            record.lines.eq(announced),
+            queue.w_data.eq(record),
+            queue.w_en.eq(out.entry_written),
+            job.written.eq(out.entry_written),
+        ]
+
+        # The oldest record: settled once the completed lines reach its count (the difference
+        # read as signed). Its tail advances in the first cycle it is settled, and it leaves as
+        # its completion is taken (at once if it has none).
+        oldest = _Settling(queue.r_data)
+        behind = Signal(_LINE_COUNT_BITS)
+        settled = Signal(name="settled")
+        advanced = Signal(name="settled_advanced")
+        advance = Signal(name="settled_advance")
+        leaves = Signal(name="settled_leaves")
+        m.d.comb += [
+            behind.eq(done - oldest.lines),
+            settled.eq(queue.r_rdy & ~behind[-1]),
+            advance.eq(settled & ~advanced),
+            leaves.eq(settled & (~oldest.notify | self.completion.ready)),
+            queue.r_en.eq(leaves),
+            self.completion.valid.eq(settled & oldest.notify),
+            self.completion.payload.endpoint.eq(oldest.endpoint),
+            self.completion.payload.entry.eq(oldest.entry_va),
+        ]
+        m.d.sync += advanced.eq(settled & ~leaves)
+
+        # The ring tails: reset by the NI, advanced by each entry settled; the entries written
+        # and not settled, per ring; and the counts.
+        for index, (ring_tail, unsettled) in enumerate(zip(self.ring_tail, job.unsettled)):
             with m.If(self.ring_reset[index]):
                 m.d.sync += ring_tail.eq(0)
-            with m.Elif(settled & (endpoint == index)):
+            with m.Elif(advance & (oldest.endpoint == index)):
                 m.d.sync += ring_tail.eq(ring_tail + 1)
-        with m.If(settled):
-            with m.If(job.current.rejected):
+            m.d.sync += unsettled.eq(unsettled
+                                     + (out.entry_written & (record.endpoint == index))
+                                     - (advance & (oldest.endpoint == index)))
+        with m.If(advance):
+            with m.If(oldest.rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
                 m.d.sync += self.count_delivered.eq(self.count_delivered + 1)
-        return SimpleNamespace(writing=writing, settled=settled, start=start,
-                               entry_written=send.entry_written, entry_va=entry_va_kept)
+        room = Signal(name="settling_room")
+        m.d.comb += room.eq(queue.level + out.entry_written < SETTLING_JOBS)
+        return room
 
     def _announce(self, m, job, writing, entry_pa_kept):
         """Announce the job's lines on ``rx_line``: each line's address and the words the
@@ -791,20 +862,15 @@ class RxEngine(wiring.Component):
                     m.d.sync += counter.eq(counter + 1)
         return taken
 
-    def _write_control(self, m, job, out):
-        """Lead each job through the writer: wait for space in its ring, write it, wait for its
-        lines to be complete, offer its completion; take the next job as the completion is taken
-        (or at once when idle)."""
+    def _write_control(self, m, job, out, settling_room):
+        """Lead each job through the writer: wait for space in its ring, write it (for
+        :meth:`_settle` to finish); take the next job as the entry's last word is taken (or at
+        once when idle), if a record of it will fit in the settling queue."""
         state = Signal(_Write, name="write_state")
         full_wait = Signal()
-        settled = Signal()
         m.d.comb += [
-            settled.eq((state == _Write.SETTLE) & ~self.lines_pending),
-            out.settled.eq(settled),
-            job.settled.eq(settled),
-            job.free.eq((state == _Write.IDLE)
-                        | (settled & (~job.current.notify | self.completion.ready))
-                        | ((state == _Write.NOTIFY) & self.completion.ready)),
+            job.free.eq(((state == _Write.IDLE)
+                         | ((state == _Write.WRITE) & out.entry_written)) & settling_room),
             job.held.eq(state == _Write.RING),
         ]
 
@@ -819,14 +885,6 @@ class RxEngine(wiring.Component):
             start_when_space()
         with m.Elif(state == _Write.WRITE):
             with m.If(out.entry_written):
-                m.d.sync += state.eq(_Write.SETTLE)
-        with m.Elif(settled):
-            with m.If(job.current.notify & ~self.completion.ready):
-                m.d.sync += state.eq(_Write.NOTIFY)
-            with m.Else():
-                m.d.sync += state.eq(_Write.IDLE)
-        with m.Elif(state == _Write.NOTIFY):
-            with m.If(self.completion.ready):
                 m.d.sync += state.eq(_Write.IDLE)
         with m.If(job.take):
             start_when_space()
@@ -834,9 +892,6 @@ class RxEngine(wiring.Component):
         # Outputs of the states.
         m.d.comb += [
             out.writing.eq(state == _Write.WRITE),
-            self.completion.valid.eq((state == _Write.NOTIFY) | (settled & job.current.notify)),
-            self.completion.payload.endpoint.eq(job.current.dst_endpoint),
-            self.completion.payload.entry.eq(out.entry_va),
         ]
         with m.If(full_wait):
             m.d.sync += self.count_ring_full_cycles.eq(self.count_ring_full_cycles + 1)

@@ -285,7 +285,7 @@ def _print_table(header, rows):
 
 #: The demo: 2 nodes playing ping-pong, one run per notification mode and send method.
 DEMO_MODES = ("none", "lock", "branch", "spawn")
-DEMO_TARGETS = {"one_way": 40, "notification": 10}
+DEMO_TARGETS = {"one_way": 30, "notification": 10}
 
 
 def demo_scenario(mode, send, *, count, size=64):
