@@ -902,59 +902,49 @@ def test_a_probe_next_to_an_allocation_still_hits_the_other_lines(delay):
     assert answers == [hit(words_of(FILLED, A))]
 
 
-def pipelined_memory(dut, latency):
-    """Return the testbenches of a memory that takes every read at once and answers each
-    ``latency`` cycles after taking it, in order (:class:`Neighbours` takes one at a time)."""
-    reads, clock = [], {"edge": 0}
+def pipelined(request, answer, latency, answer_codec, beats_of):
+    """Return the testbenches of a neighbour that takes every ``request`` at once and answers
+    each ``latency`` cycles after taking it, in order, with the beats ``beats_of(addr)`` on
+    ``answer`` (:class:`Neighbours` takes one at a time); and the list of the addresses it
+    takes."""
+    asked, due, clock = [], [], {"edge": 0}
 
     @background
-    async def memory_reads(ctx):
-        ctx.set(dut.mem_read.ready, 1)
-        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.mem_read),
-                                                         dut.mem_read.payload.addr):
-            clock["edge"] += 1
-            if taken:
-                reads.append((clock["edge"] + latency, addr))
-
-    @background
-    async def memory_answers(ctx):
-        while True:
-            await ctx.tick()
-            if reads and reads[0][0] <= clock["edge"]:
-                _, addr = reads.pop(0)
-                await put_line(ctx, dut.mem_read_data, codec(WordBeat),
-                               [dict(data=data) for data in words_of(MEMORY, addr)])
-
-    return memory_reads, memory_answers
-
-
-def pipelined_caches(dut, latency, dirty=None):
-    """Return the testbenches of core caches that take every coherence request at once and
-    answer each ``latency`` cycles after taking it, in order (with the words of
-    ``dirty[addr]``, else clean); the requests' addresses are appended to the list returned."""
-    dirty = dirty or {}
-    asked, requests, clock = [], [], {"edge": 0}
-
-    @background
-    async def coherence_requests(ctx):
-        ctx.set(dut.coh_req.ready, 1)
-        async for _, _, taken, addr in ctx.tick().sample(transfer(dut.coh_req),
-                                                         dut.coh_req.payload.addr):
+    async def requests(ctx):
+        ctx.set(request.ready, 1)
+        async for _, _, taken, addr in ctx.tick().sample(transfer(request), request.payload.addr):
             clock["edge"] += 1
             if taken:
                 asked.append(addr)
-                requests.append((clock["edge"] + latency, addr))
+                due.append((clock["edge"] + latency, addr))
 
     @background
-    async def coherence_answers(ctx):
+    async def answers(ctx):
         while True:
             await ctx.tick()
-            if requests and requests[0][0] <= clock["edge"]:
-                _, addr = requests.pop(0)
-                beats = [dict(dirty=1, data=data) for data in dirty.get(addr, ())]
-                await put_line(ctx, dut.coh_resp, codec(CohResponse), beats or [{}])
+            if due and due[0][0] <= clock["edge"]:
+                _, addr = due.pop(0)
+                await put_line(ctx, answer, answer_codec, beats_of(addr))
 
-    return (coherence_requests, coherence_answers), asked
+    return (requests, answers), asked
+
+
+def pipelined_memory(dut, latency):
+    """Return the testbenches of a memory that answers every read ``latency`` cycles after
+    taking it, in order."""
+    testbenches, _ = pipelined(dut.mem_read, dut.mem_read_data, latency, codec(WordBeat),
+                               lambda addr: [dict(data=data) for data in words_of(MEMORY, addr)])
+    return testbenches
+
+
+def pipelined_caches(dut, latency, dirty=None):
+    """Return the testbenches of core caches that answer every coherence request ``latency``
+    cycles after taking it, in order (with the words of ``dirty[addr]``, else clean), and the
+    list of the addresses asked."""
+    dirty = dirty or {}
+    return pipelined(dut.coh_req, dut.coh_resp, latency, codec(CohResponse),
+                     lambda addr: [dict(dirty=1, data=data) for data in dirty.get(addr, ())]
+                     or [{}])
 
 
 def test_lines_in_flight_overlap_their_coherence_round_trips():
