@@ -714,7 +714,7 @@ class MessageBuffer(wiring.Component):
 
 
 class _ReaderView:
-    """The line reader's signals that the RX preparation consults."""
+    """The line reader's signals that the RX side consults."""
 
     def __init__(self, lines):
         self.busy = Signal(name="reader_busy")
