@@ -197,17 +197,17 @@ class MessageBuffer(wiring.Component):
     only where no fill of the line writes, so whichever comes first, the fill's words stay. A
     further announcement of a merging line reuses it as any RX line, and the merge then leaves
     its words alone too. Up to :attr:`MERGES` reads are outstanding; a further partial line
-    waits, and the lines in flight behind it, until the oldest merge ends (its fill goes on). A line is
-    complete when it is RX and not merging: probes of a merging line wait (as for a line in
-    FILL, below) and so does its write-back, so that no one reads memory's stale words in place
-    of the fill's, or a line with words missing.
+    waits, and the lines in flight behind it, until the oldest merge ends (its fill goes on). A
+    line is complete when it is RX and not merging: probes of a merging line wait (as for a line
+    in FILL, below) and so does its write-back, so that no one reads memory's stale words in
+    place of the fill's, or a line with words missing.
 
     The buffer orders a line's coherence request against the probes of that line: a probe taken
     before the request's transfer misses (the caches still own the line), one taken after waits
-    until the line is complete (RX, and a merge, if any, has ended), and then hits. The caches' side of the bargain: a request for a line whose
-    miss has already had its probe taken is answered after that miss completes (and takes the
-    line away again); a miss whose probe has not been taken yet is no reason to wait, as its
-    probe will hit.
+    until the line is complete (RX, and a merge, if any, has ended), and then hits. The caches'
+    side of the bargain: a request for a line whose miss has already had its probe taken is
+    answered after that miss completes (and takes the line away again); a miss whose probe has
+    not been taken yet is no reason to wait, as its probe will hit.
 
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
     are taken one cycle after they are offered at the earliest (the tag compare is registered

@@ -115,7 +115,8 @@ PUBLIC_INSIDE = {
                    "free_words")),
                ("system_ni.tx", "step"),
                *(("system_ni.msgbuf", var) for var in (
-                   "state*", "tag*", "flight_*", "prep_waits_for_line", "rx_used", "reader_busy", "reader_line", "client",
+                   "state*", "tag*", "flight_*", "prep_waits_for_line", "rx_used", "reader_busy",
+                   "reader_line", "client",
                    "lines_merging", "rx_line__*", "rx_data__valid", "rx_data__ready",
                    "ni_read__*", "mc_lookup__*", "coh_req__valid", "mem_read__valid")),
                ("system_ni.msgbuf.merges", "count"), ("system_ni.msgbuf.ages", "count")],
