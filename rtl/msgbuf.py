@@ -189,8 +189,11 @@ class MessageBuffer(wiring.Component):
     * an announcement waits while a line of its address is in flight, while :attr:`IN_FLIGHT`
       lines are, and, when the buffer holds ``lines - tx_lines`` RX lines, for a write-back.
 
-    ``rx_done`` marks each line becoming RX, so that the writer knows when every line of a
-    message can be read by the core.
+    ``rx_done`` marks each line's release, in announcement order: its words are in, and the
+    caches have given it up (their answer has begun; the caches' side of the bargain, below) or
+    it needed no coherence request. From then on a core that reads the line misses in its
+    caches, and its probe waits for the line to complete (see below): it reads the fill's
+    words, never a stale copy. So the writer knows when the core may be told of a message.
 
     **Merging.** A line whose words come from memory after its fill is *merging* until they are
     in: memory's words (``mem_read_data``, the answers in the order of the reads) are written
@@ -205,9 +208,10 @@ class MessageBuffer(wiring.Component):
     The buffer orders a line's coherence request against the probes of that line: a probe taken
     before the request's transfer misses (the caches still own the line), one taken after waits
     until the line is complete (RX, and a merge, if any, has ended), and then hits. The caches'
-    side of the bargain: a request for a line whose miss has already had its probe taken is
-    answered after that miss completes (and takes the line away again); a miss whose probe has
-    not been taken yet is no reason to wait, as its probe will hit.
+    side of the bargain: once an answer begins, no cache holds the line; a request for a line
+    whose miss has already had its probe taken is answered after that miss completes (and takes
+    the line away again); a miss whose probe has not been taken yet is no reason to wait, as its
+    probe will hit.
 
     **Probes.** ``mc_lookup`` (the core's L1 misses) and ``ni_read`` (the NI reading memory)
     are taken one cycle after they are offered at the earliest (the tag compare is registered
@@ -255,8 +259,8 @@ class MessageBuffer(wiring.Component):
     mem_read : Out(stream.Signature(LineRequest))
     mem_read_data : In(stream.Signature(WordBeat))
     rx_done : Out(1)
-        High in each cycle a line announced on ``rx_line`` becomes RX (at most one a cycle, in
-        announcement order).
+        High in each cycle a line announced on ``rx_line`` is released (at most one a cycle, in
+        announcement order; see RX fill).
     bad_tx_ops : Out(16)
         TX operations on lines that were not TX (saturating).
     """
@@ -408,9 +412,9 @@ class MessageBuffer(wiring.Component):
         slot_fresh = Array(Signal(name=f"flight{i}_fresh") for i in range(flight))
         slot_unasked = Array(Signal(name=f"flight{i}_unasked") for i in range(flight))
         pointer = flight.bit_length()
-        tail, asked, answered, filled, head = (
+        tail, asked, answered, filled, released, head = (
             Signal(pointer, name=f"flight_{name}")
-            for name in ("tail", "asked", "answered", "filled", "head"))
+            for name in ("tail", "asked", "answered", "filled", "released", "head"))
 
         def index(pointer_value):
             return pointer_value[:pointer - 1]
@@ -573,9 +577,26 @@ class MessageBuffer(wiring.Component):
         done_line = slot_line[index(head)]
         m.d.comb += fill_ends.eq(self.rx_data.valid & self.rx_data.ready & word.last)
         with m.If(((head != filled) | fill_ends) & ((head != answered) | answer_ends)):
-            m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line), self.rx_done.eq(1)]
+            m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line)]
             m.d.sync += head.eq(head + 1)
             set_indexed(m, self.state, done_line, LineState.RX)
+
+        # Release, in announcement order, at most one a cycle: a line filled whose caches have
+        # given it up (its answer has begun: they hold no copy from then on) or that needed no
+        # coherence. From then on the core reads it (a probe waits for it to complete) and
+        # never a stale copy. The answer step may be at the line (``answered``), or past it;
+        # ``released`` runs at most one line ahead of ``answered``.
+        behind = Signal(pointer, name="flight_release_behind")
+        answer_begun = Signal(name="flight_answer_begun")
+        m.d.comb += [
+            behind.eq(answered - released),
+            answer_begun.eq(answer_ends | (answering & self.coh_resp.valid & self.coh_resp.ready)
+                            | (coh_word != 0) | asking_memory),
+        ]
+        with m.If((released != tail) & ((released != filled) | fill_ends)
+                  & (((behind != 0) & (behind <= flight)) | ((behind == 0) & answer_begun))):
+            m.d.comb += self.rx_done.eq(1)
+            m.d.sync += released.eq(released + 1)
 
     # The line reader: probes and write-backs ------------------------------------------------
 

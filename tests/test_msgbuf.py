@@ -487,7 +487,7 @@ def test_no_lines_kept_writes_each_line_back_at_once():
 
 def test_probe_waits_for_a_fill_after_coherence():
     """A mc_lookup offered once the coherence answer is in is taken the cycle after the fill's
-    last word, and hits; until then, no answer."""
+    last word, and hits; until then, no answer. The line is released with its last word."""
     dut = small_buffer()
     neighbours = Neighbours(dut)
     coherence_done = transfer(dut.coh_resp) & dut.coh_resp.payload.last
@@ -505,10 +505,11 @@ def test_probe_waits_for_a_fill_after_coherence():
 
     trace = tracer(log, coherence=coherence_done, offered=dut.mc_lookup.valid,
                    taken=transfer(dut.mc_lookup), answer=dut.mc_data.valid,
-                   filled=transfer(dut.rx_data) & dut.rx_data.payload.last)
+                   filled=transfer(dut.rx_data) & dut.rx_data.payload.last, done=dut.rx_done)
     run(dut, filler, prober, trace, *neighbours.testbenches, deadline_cycles=DEADLINE)
     coherence, = edges(log, "coherence")
     filled, = edges(log, "filled")
+    assert edges(log, "done") == [filled]
     assert filled == coherence + 14
     assert edges(log, "offered") == list(range(coherence + 1, filled + 2))
     assert edges(log, "taken") == [filled + 1]
@@ -849,6 +850,31 @@ def test_an_announcement_of_a_line_being_read_waits_for_the_read():
     assert answers == [hit(merged(words_of(FILLED, A), words_of(REFILLED, A), mask))]
 
 
+def test_a_probe_of_a_released_line_waits_for_the_rest_of_its_dirty_answer():
+    """A partial fill of A, which a cache holds dirty: A is released (``rx_done``) at its
+    answer's first beat, and a lookup offered then is taken only once the answer's last beat is
+    in, and finds the dirty words under the fill's."""
+    dut = small_buffer()
+    caches, _ = pipelined_caches(dut, 10, {A: words_of(DIRTY, A)})
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def bench(ctx):
+        await fill(ctx, dut, A, words_of(FILLED, A), COMPLETION)
+        await ctx.tick().until(dut.rx_done)
+        answers.append(await probe(ctx, dut, "mc_lookup", A))
+
+    trace = tracer(log, beat=transfer(dut.coh_resp), done=dut.rx_done,
+                   offered=dut.mc_lookup.valid, taken=transfer(dut.mc_lookup))
+    run(dut, bench, *caches, neighbours.memory_reads, neighbours.memory_writes, trace,
+        deadline_cycles=DEADLINE)
+    beats = edges(log, "beat")
+    assert len(beats) == 8 and edges(log, "done") == [beats[0]]
+    assert edges(log, "offered")[0] < beats[-1]
+    assert edges(log, "taken") == [beats[-1] + 1]
+    assert answers == [hit(merged(words_of(DIRTY, A), words_of(FILLED, A), COMPLETION))]
+
+
 def test_a_probe_taken_before_the_coherence_request_misses():
     """While the caches do not take A's coherence request, a probe of A is taken and misses (the
     caches still own the line); after the fill, a probe hits."""
@@ -951,9 +977,9 @@ def test_lines_in_flight_overlap_their_coherence_round_trips():
     """With caches that take 40 cycles to answer, IN_FLIGHT lines' coherence requests each go out
     the cycle after the line's announcement, and their words are all taken before the first
     answer; the next announcement
-    waits for the first line to complete. ``rx_done`` marks each line's completion, in order, at
-    the later of its last word and its answer; each line then reads as filled (a dirty copy
-    under a partial fill)."""
+    waits for the first line to complete. ``rx_done`` marks each line's release, in order, at
+    the later of its last word and its answer's first beat; each line then reads as filled (a
+    dirty copy under a partial fill)."""
     flight = MessageBuffer.IN_FLIGHT
     addrs = [A + index for index in range(flight + 1)]
     masks = {addr: FULL for addr in addrs}
@@ -975,6 +1001,7 @@ def test_lines_in_flight_overlap_their_coherence_round_trips():
         answers.extend([await probe(ctx, dut, "ni_read", addr) for addr in addrs])
 
     trace = tracer(log, announced=transfer(dut.rx_line), asked=transfer(dut.coh_req),
+                   beat=transfer(dut.coh_resp),
                    answered=transfer(dut.coh_resp) & dut.coh_resp.payload.last,
                    filled=fill_done(dut), done=dut.rx_done)
     run(dut, announcer, filler, *caches, neighbours.memory_reads, neighbours.memory_writes,
@@ -984,7 +1011,11 @@ def test_lines_in_flight_overlap_their_coherence_round_trips():
     assert edges(log, "asked") == [edge + 1 for edge in announced]
     assert all(edge < answered[0] for edge in filled[:flight])
     assert announced[flight] > answered[0]
-    assert edges(log, "done") == [max(pair) for pair in zip(answered, filled)]
+    beats = edges(log, "beat")
+    begun = [beat for index, beat in enumerate(beats)
+             if index == 0 or beats[index - 1] in answered]
+    assert len(begun) == len(addrs) and begun[1] < answered[1] - 6
+    assert edges(log, "done") == [max(pair) for pair in zip(begun, filled)]
     assert asked == addrs
     assert answers == [hit(merged(words_of(DIRTY, addr), words_of(FILLED, addr), masks[addr]))
                        for addr in addrs]
