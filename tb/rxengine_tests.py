@@ -65,6 +65,9 @@ async def damaged_links(dut):
     expected_faults, expected_words, expected_completions = [], {}, []
     got = {"faults": [], "words": {}, "completions": []}
     announced = []
+    # The MessageBuffer's side of lines_done: each line released in the cycle after its last
+    # word, one a cycle.
+    release = {"waiting": 0, "driving": False}
 
     def lookup(payload, now):
         request = LOOKUP.unpack(payload)
@@ -84,6 +87,12 @@ async def damaged_links(dut):
         got["words"][announced[0] * LINE_BYTES + fields["word"] * FLIT_BYTES] = fields["data"]
         if fields["last"]:
             announced.pop(0)
+            release["waiting"] += 1
+
+    def release_lines(cycle):
+        release["driving"] = release["waiting"] > 0
+        dut.lines_done.value = int(release["driving"])
+        release["waiting"] -= release["driving"]
 
     ports = tb.ports
     link = ports.source(dut, "flits")
@@ -96,6 +105,8 @@ async def damaged_links(dut):
     ports.sink(dut, "completion",
                on_receive=lambda p, now: got["completions"].append(codec(Completion).unpack(p)))
     ports.source(dut, "miss_answer")
+    ports.after_edge(release_lines, busy=lambda: release["waiting"] > 0 or release["driving"])
+    dut.lines_done.value = 0
     await tb.start()
     rng = random.Random(tb.rng.random())
     kinds = {}
