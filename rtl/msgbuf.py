@@ -419,6 +419,13 @@ class MessageBuffer(wiring.Component):
         def index(pointer_value):
             return pointer_value[:pointer - 1]
 
+        def at(slots, pointer_value, name):
+            """A signal holding ``slots`` at ``pointer_value``: an Array's element used as it is
+            would be a multiplexer again in every expression it is part of."""
+            value = Signal.like(slots[0], name=name)
+            m.d.comb += value.eq(slots[index(pointer_value)])
+            return value
+
         room = Signal(name="flight_room")
         # the fill of the line at ``filled`` ends, the answer step of the one at ``answered``
         fill_ends = Signal(name="flight_fill_ends")
@@ -480,30 +487,34 @@ class MessageBuffer(wiring.Component):
 
         # Lines allocated whose coherence request has not been taken yet (a bit per line): a
         # probe of one misses, as the caches still own it.
-        unasked = [Mux(slot_unasked[slot], Cat(slot_line[slot] == line for line in range(lines)),
-                       0) for slot in range(flight)]
+        unasked = [Signal(lines, name=f"flight{slot}_unasked_lines") for slot in range(flight)]
+        for slot, vector in enumerate(unasked):
+            m.d.comb += vector.eq(Mux(slot_unasked[slot],
+                                      Cat(slot_line[slot] == line for line in range(lines)), 0))
         m.d.comb += prep.unasked.eq(Cat(*[Cat(vector[line] for vector in unasked).any()
                                           for line in range(lines)]))
 
         # Coherence requests, one per allocated line, in order; reused lines are passed over.
         with m.If(asked != tail):
-            m.d.comb += [self.coh_req.valid.eq(slot_fresh[index(asked)]),
-                         self.coh_req.payload.addr.eq(slot_addr[index(asked)])]
-            with m.If(~slot_fresh[index(asked)] | self.coh_req.ready):
+            asked_fresh = at(slot_fresh, asked, "flight_asked_fresh")
+            m.d.comb += [self.coh_req.valid.eq(asked_fresh),
+                         self.coh_req.payload.addr.eq(at(slot_addr, asked, "flight_asked_addr"))]
+            with m.If(~asked_fresh | self.coh_req.ready):
                 m.d.sync += asked.eq(asked + 1)
                 set_indexed(m, slot_unasked, index(asked), 0)
 
         # Coherence answers, in the order of the requests: a dirty copy's words are written only
         # where the fill does not write.
-        answer_line = slot_line[index(answered)]
-        answer_words = slot_words[index(answered)]
+        answer_line = at(slot_line, answered, "flight_answer_line")
+        answer_words = at(slot_words, answered, "flight_answer_words")
+        answer_fresh = at(slot_fresh, answered, "flight_answer_fresh")
         answering = Signal(name="flight_answering")
         asking_memory = Signal(name="flight_asking_memory")
         dirty = Signal()
         # the answer (with its last beat, if this is it) leaves words to read from memory
         incomplete = Signal(name="flight_incomplete")
         coh_word = Signal(range(LINE_WORDS))
-        m.d.comb += answering.eq((answered != asked) & slot_fresh[index(answered)]
+        m.d.comb += answering.eq((answered != asked) & answer_fresh
                                  & ~asking_memory)
         coh_beat = self.coh_resp.payload
         coh_keep = ~(answer_words & Cat(coh_word == word for word in range(LINE_WORDS))).any()
@@ -511,7 +522,7 @@ class MessageBuffer(wiring.Component):
             "coherence", answering & self.coh_resp.valid & coh_beat.dirty & coh_keep,
             Cat(coh_word, answer_line), coh_beat.data)
         m.d.comb += statements
-        with m.If((answered != asked) & ~slot_fresh[index(answered)]):
+        with m.If((answered != asked) & ~answer_fresh):
             m.d.comb += answer_ends.eq(1)
             m.d.sync += answered.eq(answered + 1)
         with m.If(answering):
@@ -533,7 +544,7 @@ class MessageBuffer(wiring.Component):
             self.mem_read.valid.eq((asking_memory | (answering & self.coh_resp.valid
                                                      & coh_beat.last & incomplete))
                                    & (merges.count != merges.depth)),
-            self.mem_read.payload.addr.eq(slot_addr[index(answered)]),
+            self.mem_read.payload.addr.eq(at(slot_addr, answered, "flight_answer_addr")),
             merges.push_line.eq(answer_line), merges.push_covered.eq(answer_words),
             merges.push.eq(self.mem_read.valid & self.mem_read.ready),
         ]
@@ -565,7 +576,7 @@ class MessageBuffer(wiring.Component):
         filling = Signal(name="flight_filling")
         fill_line = Signal(range(lines), name="flight_fill_line")
         word = self.rx_data.payload
-        m.d.comb += [filling.eq(filled != tail), fill_line.eq(slot_line[index(filled)])]
+        m.d.comb += [filling.eq(filled != tail), fill_line.eq(at(slot_line, filled, "fill_at"))]
         statements, fill_granted = write.request("fill", filling & self.rx_data.valid,
                                                  Cat(word.word, fill_line), word.data)
         m.d.comb += [*statements, self.rx_data.ready.eq(filling & fill_granted)]
@@ -574,7 +585,7 @@ class MessageBuffer(wiring.Component):
 
         # Completion, in announcement order: a line filled and answered becomes RX, the newest,
         # at the clock edge that ends the later of the two.
-        done_line = slot_line[index(head)]
+        done_line = at(slot_line, head, "flight_done_line")
         m.d.comb += fill_ends.eq(self.rx_data.valid & self.rx_data.ready & word.last)
         with m.If(((head != filled) | fill_ends) & ((head != answered) | answer_ends)):
             m.d.comb += [ages.push.eq(1), ages.push_line.eq(done_line)]
