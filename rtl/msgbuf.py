@@ -400,11 +400,11 @@ class MessageBuffer(wiring.Component):
         flight = self.IN_FLIGHT
         rx_used = prep.rx_used
 
-        # The lines in flight: announced, not yet complete. A ring of slots walked by five
+        # The lines in flight: announced, not yet complete. A ring of slots walked by six
         # pointers in announcement order (each one wider than an index, so that a full ring
         # differs from an empty one): the announcement (``tail``), the coherence request
         # (``asked``), the coherence answer and memory read (``answered``), the fill
-        # (``filled``) and completion (``head``).
+        # (``filled``), the release (``released``) and completion (``head``).
         slot_line = Array(Signal(range(lines), name=f"flight{i}_line") for i in range(flight))
         slot_addr = Array(Signal(LINE_ADDR_BITS, name=f"flight{i}_addr") for i in range(flight))
         slot_words = Array(Signal(LINE_WORDS, name=f"flight{i}_words") for i in range(flight))

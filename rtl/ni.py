@@ -61,7 +61,7 @@ Receiving
     Then it writes the payload a line at a time through the MessageBuffer (``rx_line`` /
     ``rx_data``: each line announced with the words the message covers), then the completion
     entry (:data:`rtl.layouts.CompletionEntry`) at ``ring_pa + COMPLETION_BYTES * (tail mod
-    size)``, and, once the MessageBuffer has completed the message's lines (the core's caches
+    size)``, and, once the MessageBuffer has released the message's lines (the core's caches
     have given them up, so it reads the payload and the entry and no stale copy), advances the
     tail, while the next message is written. If the header's ``notify`` is set, the Notifier
     then gets a :data:`rtl.layouts.Completion` naming the endpoint and the entry's VA

@@ -73,15 +73,15 @@ class _Write(enum.Enum, shape=2):
 #: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
 #: a long one is written keep streaming in.
 QUEUED_JOBS = 4
-#: Jobs written whose lines the MessageBuffer has not all completed yet: enough that the writer
+#: Jobs written whose lines the MessageBuffer has not all released yet: enough that the writer
 #: goes on with short messages while the earlier ones' last lines make their coherence round trip.
 SETTLING_JOBS = 4
-#: Bits of the counts of lines announced and completed: they differ by less than half the range
+#: Bits of the counts of lines announced and released: they differ by less than half the range
 #: (the lines of the jobs settling and of the one being written).
 _LINE_COUNT_BITS = 10
 assert (SETTLING_JOBS + 1) * (MAX_PAYLOAD_BYTES // LINE_BYTES + 2) < 1 << (_LINE_COUNT_BITS - 1)
 
-#: A job written, until its lines are complete: what advancing its tail and offering its
+#: A job written, until its lines are released: what advancing its tail and offering its
 #: completion need.
 _Settling = data.StructLayout({
     "endpoint": ENDPOINT_BITS,
@@ -161,8 +161,8 @@ class RxEngine(wiring.Component):
     (:data:`rtl.layouts.CompletionEntry`, ``stamp`` the engine's cycle counter, counted from
     reset, at the cycle the trailer was taken) goes the same way as one partial line at
     ``ring_pa + COMPLETION_BYTES * (tail mod size)`` (``ring_pa`` taken as COMPLETION_BYTES
-    aligned). The writer goes on with the next job while the MessageBuffer completes the lines
-    (``lines_done``, one per line in announcement order): once it has completed the entry's
+    aligned). The writer goes on with the next job while the MessageBuffer releases the lines
+    (``lines_done``, one per line in announcement order): once it has released the entry's
     line, so that the core reads the payload and the entry and never stale copies, the tail
     advances and, if the header's ``notify`` is set, ``completion`` offers the entry's VA
     (``ring_va`` + the same offset) from that cycle, in arrival order. Up to
@@ -181,7 +181,7 @@ class RxEngine(wiring.Component):
     words one a cycle), so that with ``rx_line``, ``rx_data`` and ``completion`` always ready
     back-to-back 8-byte messages come in at 5 flits per 6 cycles and messages of 2 KiB at 260
     flits per 261. For an 8-byte message whose page hit, with the writer idle, those ports
-    always ready and each line completed in the cycle after its last word, the payload line is
+    always ready and each line released in the cycle after its last word, the payload line is
     announced in the cycle after the trailer's transfer, and ``completion`` is valid from the
     seventh clock edge after it (taken at the eighth).
 
@@ -223,10 +223,10 @@ class RxEngine(wiring.Component):
     rx_data : Out(stream.Signature(RxFillBeat))
         The writes to the MessageBuffer, as above; any backpressure is fine.
     lines_done : In(1)
-        The MessageBuffer's ``rx_done``: high in each cycle a line announced on ``rx_line`` is
-        complete (in announcement order).
+        The MessageBuffer's ``rx_done``: high in each cycle it releases a line announced on
+        ``rx_line`` (in announcement order): the core reads the line's new words from then on.
     completion : Out(stream.Signature(Completion))
-        To the Notifier, once the entry's line is complete, for messages with ``notify`` set.
+        To the Notifier, once the entry's line is released, for messages with ``notify`` set.
     count_delivered, count_rejected, count_bad_crc, count_truncated, count_bad_header, \
     count_bad_endpoint, count_key_faults, count_permission_faults, count_misses, \
     count_ring_full_cycles : Out(32)
@@ -601,7 +601,7 @@ class RxEngine(wiring.Component):
                                entry_written=send.entry_written, entry_va=entry_va_kept)
 
     def _settle(self, m, job, out):
-        """Keep each job written until the MessageBuffer has completed its lines (``lines_done``:
+        """Keep each job written until the MessageBuffer has released its lines (``lines_done``:
         one a cycle, in announcement order); then, in order, advance its ring's tail, count it,
         and offer its completion. Return whether there is room for the record of a job that
         would start now."""
@@ -623,7 +623,7 @@ class RxEngine(wiring.Component):
             job.written.eq(out.entry_written),
         ]
 
-        # The oldest record: settled once the completed lines reach its count (the difference
+        # The oldest record: settled once the released lines reach its count (the difference
         # read as signed). Its tail advances in the first cycle it is settled, and it leaves as
         # its completion is taken (at once if it has none).
         oldest = _Settling(queue.r_data)

@@ -89,7 +89,7 @@ class Result:
     completions: list = field(default_factory=list)     # (edge, Completion fields)
     completion_offered: list = field(default_factory=list)   # first edge each one was valid
     tail_changes: list = field(default_factory=list)    # (first edge that saw them, ring tails)
-    lines_done: list = field(default_factory=list)      # edges at which lines completed
+    lines_done: list = field(default_factory=list)      # edges at which lines were released
     lookups: list = field(default_factory=list)         # (edge, lookup fields)
     counters: dict = field(default_factory=dict)
     tails: list = field(default_factory=list)
@@ -129,7 +129,7 @@ class Bench:
     ``tlb(asid, va, key)`` answers each lookup ``(status, ppn)``; ``answers`` are the OS's miss
     answers in order (True: reject); ``ready_percent`` makes the MessageBuffer, fault and
     completion sinks ready at random; ``line_ready(edge)``, if given, says when the
-    MessageBuffer takes line announcements; it completes each line (``lines_done``) in order,
+    MessageBuffer takes line announcements; it releases each line (``lines_done``) in order,
     one a cycle, ``line_latency`` cycles after the cycle after its last word and not before edge
     ``lines_from``; ``head_writes`` are ``(edge, endpoint, head)``; ``ring_resets`` are
     ``(edge, mask)`` one-cycle pulses.
@@ -216,7 +216,7 @@ class Bench:
                 ctx.set(sink.ready, 1)
             counters = [getattr(dut, f"count_{name}") for name in RX_COUNTERS]
             offered = False
-            completing = deque()    # edges at which lines complete
+            completing = deque()    # edges at which lines are released
             edge = 0
             async for _, _, *values in ctx.tick().sample(
                     dut.flits.valid & dut.flits.ready, dut.flits.payload.last,
@@ -321,10 +321,10 @@ def test_8_byte_message_lands_with_its_entry_and_completion():
 
 
 def test_latency_from_last_flit_to_completion():
-    """An 8-byte message whose page hits, everything ready, each line completed in the cycle
+    """An 8-byte message whose page hits, everything ready, each line released in the cycle
     after its last word: the payload line is announced in the cycle after the trailer's
     transfer, and the completion is valid from the 7th edge after it, so a ready Notifier takes
-    it at the 8th (a MessageBuffer that completes the entry's line in the cycle of its last
+    it at the 8th (a MessageBuffer that releases the entry's line in the cycle of its last
     word, as ours does when the coherence answer is in, saves a cycle)."""
     result = Bench().run([message(payload_bytes=8)])
     last = result.last_flits[0]
@@ -338,13 +338,13 @@ def test_latency_from_last_flit_to_completion():
     assert taken <= 8
 
 
-def test_tail_and_completion_wait_for_the_message_buffer_to_complete_the_lines():
-    """The MessageBuffer completes no line before edge 80, long after the entries' last words:
+def test_tail_and_completion_wait_for_the_message_buffer_to_release_the_lines():
+    """The MessageBuffer releases no line before edge 80, long after the entries' last words:
     the writer goes on with the second message meanwhile, and the tails, the delivered count and
     the completion wait for the lines. The completion is valid at the edge after the one its
-    entry's line completes at, and the tail advances there; the second message, written to the
+    entry's line is released at, and the tail advances there; the second message, written to the
     same ring while the first's entry waited, has its entry in the next slot, and its tail
-    advances at the edge after its own lines complete."""
+    advances at the edge after its own lines are released."""
     release = 80
     first = message(payload_bytes=64, seq=1)
     second = message(payload_bytes=8, seq=2, notify=False, remote_va=0x1000_0100)
@@ -652,8 +652,8 @@ def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
     print(f"seed {seed}: {flits} flits in {busy} cycles: {flits / busy:.2f} flits per cycle")
 
 
-def test_back_to_back_8_byte_messages_while_their_lines_complete_late():
-    """40 messages of 8 bytes without gaps, each line completed 12 cycles after its last word
+def test_back_to_back_8_byte_messages_while_their_lines_are_released_late():
+    """40 messages of 8 bytes without gaps, each line released 12 cycles after its last word
     (a coherence round trip): the writer goes on with the next messages meanwhile, so once the
     queues are full a message comes in every 5 or 6 cycles (its 5 flits; the writer's 5 words
     and first announcement), and every message lands with its completion, in order."""
