@@ -6,7 +6,8 @@ Drivers put :class:`behavioral.memory.MemoryHierarchy` on the buffer's core side
 (``ni_read`` / ``ni_data``) and a sender staging lines (``tx_*``).
 
 Scoreboard: a flat reference memory takes every write when it happens (a store when the core
-performs it, a fill when its last word is taken), and every read is checked against it when it
+performs it, a fill when its last word is taken, or, if the caches still own the line then, when
+its coherence request is taken), and every read is checked against it when it
 happens (a load when performed, a probe hit or an NI read when its last word is taken, a line
 written back when its last word is taken). :class:`behavioral.msgbuf.MessageBufferModel` checks
 which lines the buffer holds: probe hits and misses, and write-backs oldest first.
@@ -87,6 +88,10 @@ class MessageBufferTB(ComponentTB):
         self._probe_taken = set()           # lines whose core miss has had its probe taken
         self._deferred = set()              # coherence requests waiting for such a miss
         self._coherence_requests = []       # taken at this edge
+        # Lines allocated for a fill whose coherence request has not been taken: the caches
+        # still own them, so a fill that ends meanwhile takes effect as the request is taken.
+        self._unasked = set()
+        self._filled_unasked = {}           # line -> the fill's words
         self._write_back = []
         self.tx_codec = codec(msgbuf_tx_command_layout(self.lines))
         self.tx_owned = []                  # lines allocated to the sender, in order
@@ -142,6 +147,8 @@ class MessageBufferTB(ComponentTB):
         line = codec(RxLineRequest).field(payload, "addr")
         if line in self.model:
             self.counts["merges"] += 1       # into a line the buffer holds
+        else:
+            self._unasked.add(line)
         self.model.announce(line)
         self._announcements.append(accepted)
 
@@ -149,14 +156,22 @@ class MessageBufferTB(ComponentTB):
         if not codec(RxFillBeat).field(payload, "last"):
             return
         line, words = self._fills.popleft()
-        for word, value in words.items():
-            self.reference.write_word(line * LINE_BYTES + word * 8, value)
-        self._mismatch(self.model.commit(line))
+        if line in self._unasked:
+            self._filled_unasked[line] = words
+        else:
+            self._commit(line, words)
         self.commits.append(accepted)
         self.fill_cycles["partial" if len(words) < LINE_WORDS else "full"].append(
             accepted - self._announcements.popleft())
         self.counts["fills"] += 1
         self.counts["partial_fills" if len(words) < LINE_WORDS else "full_fills"] += 1
+
+    def _commit(self, line, words):
+        """The fill of ``line`` takes effect: its words are the line's newest, and the buffer
+        holds it (a probe of it hits, once the line is complete)."""
+        for word, value in words.items():
+            self.reference.write_word(line * LINE_BYTES + word * 8, value)
+        self._mismatch(self.model.commit(line))
 
     # The core caches' side ------------------------------------------------------------------
 
@@ -166,6 +181,9 @@ class MessageBufferTB(ComponentTB):
 
     def _order_coherence(self, now):
         for line in self._coherence_requests:
+            self._unasked.discard(line)
+            if line in self._filled_unasked:
+                self._commit(line, self._filled_unasked.pop(line))
             if self.hierarchy.pending(line) and line in self._probe_taken:
                 self._deferred.add(line)
                 self.counts["coherence_deferred"] += 1
@@ -353,13 +371,14 @@ class MessageBufferTB(ComponentTB):
         """Wait until every fill, probe, coherence answer and memory read is done."""
         deadline = cycle() + timeout_cycles
         while (self._fills or any(self._issued.values()) or any(self._probes.values())
-               or self._deferred or len(self.coh_resp)
+               or self._deferred or self._filled_unasked or len(self.coh_resp)
                or len(self.mem_read_data) or len(self.tx_cmd) or self._tx_expected):
             if cycle() >= deadline:
                 raise AssertionError(
                     f"the message buffer did not finish within {timeout_cycles} cycles: "
                     f"{len(self._fills)} fills, {len(self._probes['mc'])} core probes, "
-                    f"{len(self._probes['ni'])} NI reads, {len(self._deferred)} coherence "
+                    f"{len(self._probes['ni'])} NI reads, {len(self._filled_unasked)} fills "
+                    f"whose coherence request is not taken, {len(self._deferred)} coherence "
                     f"requests outstanding")
             await ClockCycles(self.dut.clk, 16)
 
