@@ -264,7 +264,7 @@ def _describe_ni(ni):
     reader = (f"{value(buf, 'client', _Client).name} of line {value(buf, 'reader_line')}"
               if value(buf, "reader_busy") else "idle")
     flight = {name: value(buf, f"flight_{name}")
-              for name in ("tail", "asked", "answered", "filled", "head")}
+              for name in ("tail", "asked", "answered", "filled", "released", "head")}
     filling = value(buf, "flight_fill_line") if value(buf, "flight_filling") else "none"
     return (f"NI: RX reception {value(rx, 'receive_state', _Receive).name}, writer "
             f"{value(rx, 'write_state', _Write).name} (announcing "

@@ -578,8 +578,8 @@ def test_full_ring_holds_the_message_until_the_head_moves():
     assert result.counters["delivered"] == 4 and result.tails == [3, 1, 0, 0]
 
 
-def test_a_ring_is_full_of_entries_written_whose_lines_have_not_completed():
-    """A ring of 2 whose lines the MessageBuffer completes only from edge 150: two messages'
+def test_a_ring_is_full_of_entries_written_whose_lines_are_not_released():
+    """A ring of 2 whose lines the MessageBuffer releases only from edge 150: two messages'
     entries fill it before either tail advances, and the third waits for the head to move (at
     edge 300), then goes into slot 0 again."""
     entries = [endpoint_entry(i, ring_log2=1) for i in range(ENDPOINTS)]
