@@ -14,6 +14,7 @@ from .ni import NetworkInterface, System
 from .notifier import Notifier
 from .rxengine import RxEngine
 from .params import silence_unused
+from .sendchecker import SendChecker
 from .tlb import NITLB
 from .txengine import TxEngine
 
@@ -28,6 +29,7 @@ COMPONENTS = {
     "locktable": LockTable,
     "notifier": Notifier,
     "framer": MessageFramer,
+    "sendchecker": SendChecker,
     "txengine": TxEngine,
     "rxengine": RxEngine,
     "ni": NetworkInterface,

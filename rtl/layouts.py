@@ -17,7 +17,7 @@ from amaranth.lib import data, enum
 
 __all__ = [
     "FLIT_DATA_BITS", "FLIT_BYTES", "NODE_BITS", "MAX_NODES", "ENDPOINT_BITS", "LENGTH_BITS",
-    "MAX_PAYLOAD_BYTES", "HEADER_FLITS", "TRAILER_FLITS",
+    "MAX_PAYLOAD_BYTES", "MAX_PAYLOAD_WORDS", "HEADER_FLITS", "TRAILER_FLITS",
     "VA_BITS", "PA_BITS", "PAGE_BITS", "VPN_BITS", "PPN_BITS", "KEY_BITS", "ASID_BITS",
     "Flit", "MessageKind", "MessageHeader", "Trailer",
     "TlbPermissions", "TlbStatus", "TlbResponse", "TlbOp",
@@ -36,7 +36,8 @@ __all__ = [
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
-    "TxSlotWrite", "Doorbell", "MissAnswer", "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
+    "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
+    "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
     "Codec", "codec",
 ]
 
@@ -52,6 +53,7 @@ ENDPOINT_BITS = 4
 #: Payload length in bytes; the largest message carries 2 KiB.
 LENGTH_BITS = 12
 MAX_PAYLOAD_BYTES = 2048
+MAX_PAYLOAD_WORDS = MAX_PAYLOAD_BYTES // FLIT_BYTES
 #: Virtual addresses (per process) and physical addresses (per node); 4 KiB pages.
 VA_BITS = 48
 PA_BITS = 32
@@ -561,6 +563,38 @@ Doorbell = data.StructLayout({
 #: The OS's answer to an engine's oldest TLB miss: retry the lookup, or give up the message.
 MissAnswer = data.StructLayout({
     "reject": 1,
+})
+
+#: A read of payload word ``word`` of the TX slot of the send in progress (the TX engine's
+#: :class:`rtl.fetcher.PayloadFetcher` to the engine's slot RAM).
+TxSlotRead = data.StructLayout({
+    "word": range(MAX_PAYLOAD_WORDS),
+})
+
+
+def tx_send_layout(asid_bits=ASID_BITS):
+    """Return the layout of a send that the TX engine's scheduler hands its
+    :class:`rtl.sendchecker.SendChecker`: the doorbelled endpoint, the doorbell's ASID
+    (``asid_bits`` wide, as the NI TLB's), the endpoint's descriptor, and the sequence number the
+    message will carry."""
+    return data.StructLayout({
+        "endpoint":   ENDPOINT_BITS,
+        "asid":       asid_bits,
+        "seq":        MessageHeader["seq"].width,
+        "descriptor": SendDescriptor,
+    })
+
+
+#: A send that passed its checks and translation (the TX engine's
+#: :class:`rtl.sendchecker.SendChecker` to its :class:`rtl.fetcher.PayloadFetcher`): the message's
+#: header, and where its payload is: the TX slot, or (``dma``) memory from byte ``offset`` of frame
+#: ``ppn`` on, running into frame ``next_ppn`` if the payload crosses the page's end.
+SendPlan = data.StructLayout({
+    "header":   MessageHeader,
+    "dma":      1,
+    "offset":   PAGE_BITS,      # the low three bits are ignored: the payload is word aligned
+    "ppn":      PPN_BITS,
+    "next_ppn": PPN_BITS,
 })
 
 

@@ -78,9 +78,10 @@ def _check(name, params):
 
 def cmd_verilog(args):
     if args.list:
+        width = max(len(name) for name in components.COMPONENTS)
         for name in sorted(components.COMPONENTS):
             defaults = ", ".join(f"{k}={v}" for k, v in components.parameters(name).items())
-            print(f"{name:10} {defaults}")
+            print(f"{name:{width}} {defaults}".rstrip())
         return 0
     if args.component is None:
         raise UsageError("name a component, or use --list to see them")

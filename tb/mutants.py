@@ -48,6 +48,7 @@ _CLI = "tests/test_cli.py::"
 #: onehot and params have no tests of their own: they are run against the users' tests.
 TESTS = {
     "framing": ["tests/test_framing.py"],
+    "sendchecker": ["tests/test_sendchecker.py"],
     "faults": ["tests/test_faults.py"],
     "onehot": ["tests/test_locktable.py", "tests/test_notifier.py", "tests/test_msgbuf.py"],
     "arbiter": ["tests/test_arbiter.py"],

@@ -11,11 +11,11 @@ from collections import Counter
 from contextlib import contextmanager
 
 import amaranth
-from amaranth.hdl import Value
+from amaranth.hdl import Fragment, Value
 from amaranth.sim import Simulator
 
 __all__ = ["run", "background", "waiting", "stream_put", "stream_get", "stream_put_together",
-           "transfer", "tracer", "edges", "OneAtATime"]
+           "transfer", "tracer", "edges", "fsm_states", "OneAtATime"]
 
 _AMARANTH = os.path.dirname(amaranth.__file__) + os.sep
 
@@ -170,6 +170,26 @@ def tracer(log, **exprs):
 def edges(log, name):
     """Return the clock edges (indices into a :func:`tracer` log) at which ``name`` held."""
     return [edge for edge, row in enumerate(log) if row[name]]
+
+
+def fsm_states(component, name):
+    """Return the states of the ``m.FSM`` called ``name`` in ``component``'s own module, in the
+    order of their encoding (what a report that reads the state register from the Verilog needs
+    to name them)."""
+    fragment = Fragment.get(component, None)
+    for statements in fragment.statements.values():
+        for statement in statements:
+            state = getattr(statement, "test", None)
+            if getattr(state, "name", None) == f"{name}_state":
+                names = []
+                # (the state register's decoder names each encoding "NAME/value")
+                for value in range(1 << len(state)):
+                    try:
+                        names.append(state.decoder(value).rsplit("/", 1)[0])
+                    except KeyError:
+                        break
+                return tuple(names)
+    raise ValueError(f"{type(component).__name__} has no FSM called {name!r}")
 
 
 class OneAtATime:

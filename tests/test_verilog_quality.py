@@ -18,6 +18,7 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("locktable", dict(entries=5, waiters=7, contexts=8, count_bits=16)),
     ("notifier", dict(endpoints=1, contexts=1, queue_depth=1)),
     ("notifier", dict(endpoints=16, contexts=8, queue_depth=3)),
+    ("sendchecker", dict(node=None, nodes=16, asid_bits=1)),
 ]
 
 
