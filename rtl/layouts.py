@@ -24,7 +24,8 @@ __all__ = [
     "tlb_entry_layout", "tlb_lookup_layout", "tlb_command_layout",
     "LINE_BYTES", "LINE_WORDS", "LINE_ADDR_BITS",
     "MsgBufTxOp", "msgbuf_tx_command_layout", "msgbuf_line_index_layout", "WordBeat",
-    "RxLineRequest", "RxFillBeat", "LineRequest", "LineBeat", "CohResponse", "MemWriteBeat",
+    "RxLineRequest", "RxLineHint", "RxFillBeat", "LineRequest", "LineBeat", "CohResponse",
+    "MemWriteBeat",
     "THREAD_BITS", "CONTEXT_BITS", "MAX_CONTEXTS",
     "LOCK_SIGNAL_RESERVE", "LockOp", "LockKind", "LockStatus", "LockRequest", "LockResponse",
     "LockSignal", "LockReleased",
@@ -227,6 +228,13 @@ WordBeat = data.StructLayout({
 RxLineRequest = data.StructLayout({
     "addr":  LINE_ADDR_BITS,
     "words": LINE_WORDS,
+})
+
+#: The line the next announcement on ``rx_line`` will name (``rx_next``), given ahead so that the
+#: message buffer compares its tags in the cycle before: see :class:`rtl.msgbuf.MessageBuffer`.
+RxLineHint = data.StructLayout({
+    "valid": 1,
+    "addr":  LINE_ADDR_BITS,
 })
 
 #: One word of an arriving line (``rx_data``); ``last`` marks the fill's final beat.

@@ -4,8 +4,8 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layouts import (FLIT_DATA_BITS, LINE_ADDR_BITS, LINE_WORDS, CohResponse, LineBeat,
-                      LineRequest, MemWriteBeat, MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat,
-                      msgbuf_line_index_layout, msgbuf_tx_command_layout)
+                      LineRequest, MemWriteBeat, MsgBufTxOp, RxFillBeat, RxLineHint, RxLineRequest,
+                      WordBeat, msgbuf_line_index_layout, msgbuf_tx_command_layout)
 from .onehot import highest, index_of, lowest, set_indexed
 from .params import check_int
 
@@ -168,8 +168,9 @@ class MessageBuffer(wiring.Component):
     ``bad_tx_ops``.
 
     **RX fill.** An arriving line is announced on ``rx_line`` (physical line address and the
-    words the fill writes; taken one cycle after it is offered at the earliest, as its tag
-    compare is registered) and its words follow on ``rx_data``, in announcement order. Up to
+    words the fill writes) and its words follow on ``rx_data``, in announcement order. The tag
+    compare of an announcement is registered: it is taken one cycle after it is offered at the
+    earliest, unless ``rx_next`` named it ahead (below), when it may be taken as it is offered. Up to
     :attr:`IN_FLIGHT` lines are *in flight* (announced, not yet complete) at a time, each on its
     way through the same steps in order, so that one line's coherence round trip overlaps the
     fills of the others:
@@ -188,6 +189,14 @@ class MessageBuffer(wiring.Component):
       before it);
     * an announcement waits while a line of its address is in flight, while :attr:`IN_FLIGHT`
       lines are, and, when the buffer holds ``lines - tx_lines`` RX lines, for a write-back.
+
+    **Announcing ahead.** ``rx_next`` names the line of the next announcement: of the one after
+    the announcement offered now, or, with none offered, of the next one. The buffer compares
+    its tags with it in that cycle (the registered compare), and takes the announcement in the
+    cycle it is offered, if it names that line and the one before was taken (or none was
+    offered). So a writer that knows its next line keeps up a line a cycle. Without a
+    ``valid`` hint an announcement is taken a cycle after it is offered at the earliest, as
+    above; a hint that names another line costs one more cycle, nothing else.
 
     ``rx_done`` marks each line's release, in announcement order: its words are in, and the
     caches have given it up (their answer has begun; the caches' side of the bargain, below) or
@@ -248,6 +257,8 @@ class MessageBuffer(wiring.Component):
     tx_cmd : In(stream.Signature(msgbuf_tx_command_layout(lines)))
     tx_data : Out(stream.Signature(WordBeat))
     rx_line : In(stream.Signature(RxLineRequest))
+    rx_next : In(RxLineHint)
+        The line the next announcement will name, if ``valid`` (see Announcing ahead).
     rx_data : In(stream.Signature(RxFillBeat))
     coh_req : Out(stream.Signature(LineRequest))
     coh_resp : In(stream.Signature(CohResponse))
@@ -283,6 +294,7 @@ class MessageBuffer(wiring.Component):
             "tx_cmd": In(stream.Signature(msgbuf_tx_command_layout(lines))),
             "tx_data": Out(stream.Signature(WordBeat)),
             "rx_line": In(stream.Signature(RxLineRequest)),
+            "rx_next": In(RxLineHint),
             "rx_data": In(stream.Signature(RxFillBeat)),
             "coh_req": Out(line_request),
             "coh_resp": In(stream.Signature(CohResponse)),
@@ -437,19 +449,44 @@ class MessageBuffer(wiring.Component):
         # reader's registers, its requests' valid and registered facts alone, so that neither
         # decision waits for the other's compare); wait while a line of the address is in
         # flight; else allocate, if RX may use another line.
-        # The tag compare is registered while the announcement waits (its payload is stable);
-        # the decision ANDs it with the lines' states now. Tags change only when an announcement
-        # is taken, after which the next one is compared afresh.
+        # The tag compare is registered: of the announcement while it waits (its payload is
+        # stable), else of the hint for the next one, which is good for that one if it names the
+        # hint's line (checked) and the announcement before was taken. The decision ANDs it with
+        # the lines' states now. Tags change only when an announcement allocates a line: the
+        # compare of the hint made meanwhile has that line's bit compare the two addresses.
+        # (Which address is compared is chosen from registers alone, off the decision's path.)
         announced = self.rx_line.payload
+        hint = self.rx_next
         compared = Signal(lines, name="rx_compared")
+        compared_valid = Signal(name="rx_compared_valid")
+        from_hint = Signal(name="rx_compared_hint")
+        hint_addr = Signal(LINE_ADDR_BITS, name="rx_hint_addr")
         fresh = Signal(name="rx_compared_fresh")
+        use_hint = Signal(name="rx_compare_hint")
+        compare_addr = Signal(LINE_ADDR_BITS, name="rx_compare_addr")
+        tag_compare = Signal(lines, name="rx_tag_compare")
+        retagged = Signal(lines, name="rx_retagged")
         match = Signal(lines, name="rx_match")
-        m.d.sync += [compared.eq(Cat(tag == announced.addr for tag in self.tag)),
-                     fresh.eq(self.rx_line.valid & ~self.rx_line.ready)]
+        m.d.comb += [
+            fresh.eq(compared_valid & (~from_hint | (announced.addr == hint_addr))),
+            use_hint.eq(hint.valid & ~(self.rx_line.valid & ~compared_valid)),
+            compare_addr.eq(Mux(use_hint, hint.addr, announced.addr)),
+            tag_compare.eq(Cat(tag == compare_addr for tag in self.tag)),
+        ]
+        m.d.sync += [
+            compared.eq((tag_compare & ~retagged)
+                        | Mux(compare_addr == announced.addr, retagged, 0)),
+            compared_valid.eq(Mux(use_hint, ~self.rx_line.valid | self.rx_line.ready,
+                                  self.rx_line.valid & ~self.rx_line.ready)),
+            from_hint.eq(use_hint),
+            hint_addr.eq(hint.addr),
+        ]
         m.d.comb += match.eq(compared & (self._in_state(LineState.FILL)
                                          | self._in_state(LineState.RX)))
         match_line = index_of(m, match, "rx_match_line")
         free_line = highest(m, self._in_state(LineState.FREE), "rx_free_line")
+        m.d.comb += retagged.eq(Mux(prep.allocates, Cat(free_line == line for line in range(lines)),
+                                    0))
         reusable = Signal()
         may_allocate = Signal()
         m.d.comb += [

@@ -296,6 +296,7 @@ class NetworkInterface(wiring.Component):
         wiring.connect(m, tx.ni_read, msgbuf.ni_read)
         wiring.connect(m, msgbuf.ni_data, tx.ni_data)
         wiring.connect(m, rx.rx_line, msgbuf.rx_line)
+        m.d.comb += msgbuf.rx_next.eq(rx.rx_next)
         wiring.connect(m, rx.rx_data, msgbuf.rx_data)
         m.d.comb += rx.lines_done.eq(msgbuf.rx_done)
         wiring.connect(m, rx.completion, notifier.completion)

@@ -12,7 +12,8 @@ from .layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BY
                       MAX_PAYLOAD_BYTES, NODE_BITS, PAGE_BITS, PA_BITS, RX_COUNTERS, VA_BITS,
                       Completion, CompletionEntry, CompletionStatus, EndpointEntry, Flit,
                       MessageHeader, MessageKind, MissAnswer, NiFault, NiFaultKind, RxFillBeat,
-                      RxLineRequest, TlbResponse, TlbStatus, Trailer, tlb_lookup_layout)
+                      RxLineHint, RxLineRequest, TlbResponse, TlbStatus, Trailer,
+                      tlb_lookup_layout)
 from .params import check_int, check_node, node_number, node_strap
 
 __all__ = ["RxEngine"]
@@ -222,6 +223,11 @@ class RxEngine(wiring.Component):
     rx_line : Out(stream.Signature(RxLineRequest))
     rx_data : Out(stream.Signature(RxFillBeat))
         The writes to the MessageBuffer, as above; any backpressure is fine.
+    rx_next : Out(RxLineHint)
+        The line the next announcement will name, where the engine knows it from its registers
+        (the MessageBuffer's "Announcing ahead"): the job's next line while its payload's lines
+        are announced, else the first payload line of the next job (queued, or the message coming
+        in once the queue is empty). Not ``valid`` when that is an entry's line.
     lines_done : In(1)
         The MessageBuffer's ``rx_done``: high in each cycle it releases a line announced on
         ``rx_line`` (in announcement order): the core reads the line's new words from then on.
@@ -248,6 +254,7 @@ class RxEngine(wiring.Component):
             "fault": Out(stream.Signature(NiFault)),
             "miss_answer": In(stream.Signature(MissAnswer)),
             "rx_line": Out(stream.Signature(RxLineRequest)),
+            "rx_next": Out(RxLineHint),
             "rx_data": Out(stream.Signature(RxFillBeat)),
             "lines_done": In(1),
             "completion": Out(stream.Signature(Completion)),
@@ -283,6 +290,7 @@ class RxEngine(wiring.Component):
         job = self._jobs(m, rx, tlb)
         out = self._write_out(m, job, staging.read_port())
         settling_room = self._settle(m, job, out)
+        self._announce_ahead(m, rx, tlb, job, out)
         self._receive_control(m, rx, tlb)
         self._write_control(m, job, out, settling_room)
         return m
@@ -553,7 +561,8 @@ class RxEngine(wiring.Component):
                         + slot_pa_offset),
             entry_va.eq(starting.ring_va + slot_va_offset),
         ]
-        return SimpleNamespace(current=current, starting=starting, free=free, held=held,
+        return SimpleNamespace(current=current, starting=starting, queued=queued,
+                               queue_ready=queue.r_rdy, free=free, held=held,
                                take=take, unsettled=unsettled, written=written,
                                word_read=word_read, ring_full=ring_full,
                                entry_pa=entry_pa, entry_va=entry_va)
@@ -598,7 +607,35 @@ class RxEngine(wiring.Component):
         ]
 
         return SimpleNamespace(writing=writing, start=start, line_taken=announce.taken,
-                               entry_written=send.entry_written, entry_va=entry_va_kept)
+                               announce=announce, entry_written=send.entry_written,
+                               entry_va=entry_va_kept)
+
+    def _announce_ahead(self, m, rx, tlb, job, out):
+        """Name the line of the next announcement on ``rx_next``, from registers: while a job's
+        payload lines are announced, its next line (payload or entry); else the first payload
+        line of the next job: the oldest queued, or with none queued (and no job held for ring
+        space), the message coming in, from its header and its first page's translation so far
+        (counting an answer arriving now; a message that is discarded, or whose translation
+        changes, makes the hint wrong, which costs a cycle and nothing else)."""
+        announce = out.announce
+        hint = self.rx_next
+        next_job_valid = Signal(name="hint_next_job")
+        next_job_addr = Signal(RxLineHint["addr"].shape, name="hint_next_job_addr")
+
+        def first_line(remote_va, ppn):
+            return Cat(remote_va[_LINE_SHIFT:PAGE_BITS], ppn)
+
+        queued = job.queued
+        with m.If(job.queue_ready):
+            m.d.comb += [next_job_valid.eq(~queued.rejected & (queued.length != 0)),
+                         next_job_addr.eq(first_line(queued.remote_va, queued.ppn[0]))]
+        with m.Elif(~job.held):
+            m.d.comb += [next_job_valid.eq(~rx.rejected & (rx.header.length != 0)),
+                         next_job_addr.eq(first_line(rx.header.remote_va, tlb.ppn_now[0]))]
+        with m.If(out.writing & (announce.part == _Part.PAYLOAD)):
+            m.d.comb += [hint.valid.eq(1), hint.addr.eq(announce.next_addr)]
+        with m.Elif(~job.held):
+            m.d.comb += [hint.valid.eq(next_job_valid), hint.addr.eq(next_job_addr)]
 
     def _settle(self, m, job, out):
         """Keep each job written until the MessageBuffer has released its lines (``lines_done``:
@@ -689,6 +726,16 @@ class RxEngine(wiring.Component):
                               & (reach > index) for index in range(LINE_WORDS))),
             self.rx_line.valid.eq(writing & (part != _Part.DONE)),
         ]
+        # The line after this one: the payload's next, or the entry's.
+        next_offset = Signal(PAGE_BITS + 1, name="announce_next_offset")
+        next_addr = Signal(RxLineHint["addr"].shape, name="announce_next_addr")
+        m.d.comb += [
+            next_offset.eq(offset + (count << _WORD_SHIFT)),
+            next_addr.eq(Mux(left != count,
+                             Cat(next_offset[_LINE_SHIFT:PAGE_BITS],
+                                 Mux(next_offset[PAGE_BITS], job.ppn[1], job.ppn[0])),
+                             entry_pa_kept[_LINE_SHIFT:])),
+        ]
         taken = Signal(name="line_taken")
         m.d.comb += taken.eq(self.rx_line.valid & self.rx_line.ready)
         with m.If(taken):
@@ -701,7 +748,8 @@ class RxEngine(wiring.Component):
                              left.eq(COMPLETION_WORDS)]
             with m.Else():
                 m.d.sync += part.eq(_Part.DONE)
-        return SimpleNamespace(part=part, offset=offset, word=word, left=left, taken=taken)
+        return SimpleNamespace(part=part, offset=offset, word=word, left=left, taken=taken,
+                               next_addr=next_addr)
 
     def _send(self, m, job, sending, entry_pa_kept, staging_read):
         """Send the job's words on ``rx_data`` while ``sending`` (writing, with a line announced

@@ -27,7 +27,7 @@ from cocotb.triggers import ClockCycles, Event
 from behavioral.memory import MemoryHierarchy, SparseMemory, line_of
 from behavioral.msgbuf import MessageBufferModel
 from rtl.layouts import (LINE_BYTES, LINE_WORDS, CohResponse, LineBeat, LineRequest, MemWriteBeat,
-                         MsgBufTxOp, RxFillBeat, RxLineRequest, WordBeat, codec,
+                         MsgBufTxOp, RxFillBeat, RxLineHint, RxLineRequest, WordBeat, codec,
                          msgbuf_line_index_layout, msgbuf_tx_command_layout)
 
 from .component_tb import ComponentTB
@@ -119,6 +119,10 @@ class MessageBufferTB(ComponentTB):
         self.tx_data = ports.sink(dut, "tx_data", on_receive=self._tx_word)
         self.line_codec = codec(msgbuf_line_index_layout(self.lines))
         ports.after_edge(self._order_coherence)
+        # rx_next names the next announcement most of the time, else nothing or a wrong line.
+        self._hint_rng = random.Random(f"{seed}-rx_next")
+        self._hint_codec = codec(RxLineHint)
+        ports.after_edge(lambda now: self._name_next())
 
     def _later(self, cycles, action, *args):
         """Call ``action(*args)`` ``cycles`` clock edges from now."""
@@ -137,11 +141,25 @@ class MessageBufferTB(ComponentTB):
         """Deliver ``words`` ({word index: value}) into physical line ``line``."""
         mask = sum(1 << word for word in words)
         self.rx_line.send([codec(RxLineRequest).pack(addr=line, words=mask)])
+        self._name_next()
         order = sorted(words)
         self.rx_data.send([codec(RxFillBeat).pack(word=word, data=words[word],
                                                   last=word == order[-1])
                            for word in order])
         self._fills.append((line, words))
+
+    def _name_next(self):
+        """Drive ``rx_next`` as the RX engine does: the announcement after the one shown (with
+        none shown, the next), when it is queued; one time in ten a wrong line, one in ten no
+        hint (the buffer must take the lines the same, a cycle later)."""
+        following = self.rx_line.queued(1 if self.rx_line.showing else 0)
+        choice = self._hint_rng.randrange(10)
+        if following is None or choice == 0:
+            hint = self._hint_codec.pack(valid=0, addr=0)
+        else:
+            addr = codec(RxLineRequest).field(following, "addr")
+            hint = self._hint_codec.pack(valid=1, addr=addr ^ 1 if choice == 1 else addr)
+        self.dut.rx_next.value = hint
 
     def _announced(self, payload, offered, accepted):
         line = codec(RxLineRequest).field(payload, "addr")

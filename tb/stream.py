@@ -166,6 +166,16 @@ class StreamSource:
         return len(self._queue)
 
     @property
+    def showing(self):
+        """Whether the head payload is on the port (``valid``)."""
+        return self._offered is not None
+
+    def queued(self, index):
+        """Return the payload ``index`` places behind the head (the one shown, or next to show;
+        index 0), or None if fewer are queued."""
+        return self._queue[index] if index < len(self._queue) else None
+
+    @property
     def busy(self):
         return bool(self._queue)
 

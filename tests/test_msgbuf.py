@@ -1397,3 +1397,73 @@ def test_the_write_port_turn_changes_only_in_a_cycle_both_sides_want():
     run(dut, bench, deadline_cycles=len(cycles) + 2)
     winners = [next((side for side, won in grant.items() if won), None) for grant in granted]
     assert winners == [winner for _, winner in cycles]
+
+
+def announcing_ahead(dut, lines, hints):
+    """Return a testbench announcing ``lines`` (address, mask) back to back, with ``rx_next``
+    naming ``hints[i]`` (an address, or None: not valid) for the i-th: in the cycle before the
+    first is offered, and while the one before is offered."""
+    def name(ctx, hint):
+        ctx.set(dut.rx_next.valid, hint is not None)
+        ctx.set(dut.rx_next.addr, hint or 0)
+
+    async def announcer(ctx):
+        name(ctx, hints[0])
+        await ctx.tick()
+        for index, (addr, mask) in enumerate(lines):
+            name(ctx, hints[index + 1] if index + 1 < len(lines) else None)
+            await announce(ctx, dut, addr, mask)
+    return announcer
+
+
+def announced_ahead(lines, hints, dirty=None):
+    """Announce and fill ``lines`` with ``hints`` (see :func:`announcing_ahead`), the caches
+    answering each coherence request 3 cycles after taking it; return the edges at which the
+    announcements were offered (the first) and taken, the probes of every address, and the
+    addresses the caches were asked for."""
+    dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
+    caches, asked = pipelined_caches(dut, 3, dirty)
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def filler(ctx):
+        for addr, mask in lines:
+            await send_fill(ctx, dut, words_of(FILLED, addr), mask)
+        while len(edges(log, "done")) < len(lines):
+            await ctx.tick()
+        answers.extend([await probe(ctx, dut, "ni_read", addr)
+                         for addr in dict.fromkeys(addr for addr, _ in lines)])
+
+    trace = tracer(log, offered=dut.rx_line.valid, announced=transfer(dut.rx_line),
+                   done=dut.rx_done)
+    run(dut, announcing_ahead(dut, lines, hints), filler, *caches, neighbours.memory_reads,
+        neighbours.memory_writes, trace, deadline_cycles=DEADLINE)
+    return edges(log, "offered")[0], edges(log, "announced"), answers, asked
+
+
+def test_announcements_named_ahead_are_taken_a_line_a_cycle():
+    """Each announcement named on ``rx_next`` the cycle before is taken as it is offered, so
+    that four lines go in on four consecutive edges; not named, each takes two edges, named
+    wrongly three (the last, not named, two); and the lines end the same."""
+    addrs = [A, B, C, D]
+    lines = [(addr, FULL) for addr in addrs]
+    expected = [hit(words_of(FILLED, addr)) for addr in addrs]
+    for hints, waits in ((addrs, [0, 1, 1, 1]), ([None] * 4, [1, 2, 2, 2]),
+                         ([E, F, E, F], [2, 3, 3, 2])):
+        first, taken, answers, asked = announced_ahead(lines, hints)
+        assert taken == [first + sum(waits[:index + 1]) for index in range(4)], hints
+        assert (answers, asked) == (expected, addrs)
+
+
+def test_a_line_named_ahead_as_it_is_allocated_waits_for_it():
+    """The hint names the line allocated in that very cycle (the same address announced
+    twice): its compare sees the line's new tag, so the second announcement waits for the first
+    to complete, then merges into it with no second coherence request."""
+    second = 0b1111_0000
+    lines = [(A, FULL), (A, second), (B, FULL)]
+    first, taken, answers, asked = announced_ahead(lines, [A, A, B],
+                                                   dirty={A: words_of(DIRTY, A)})
+    assert taken[0] == first and taken[1] > first + 3
+    assert asked == [A, B]
+    assert answers == [hit(merged(words_of(FILLED, A), words_of(FILLED, A), second)),
+                       hit(words_of(FILLED, B))]

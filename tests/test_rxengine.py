@@ -91,8 +91,19 @@ class Result:
     tail_changes: list = field(default_factory=list)    # (first edge that saw them, ring tails)
     lines_done: list = field(default_factory=list)      # edges at which lines were released
     lookups: list = field(default_factory=list)         # (edge, lookup fields)
+    # per announcement, the line ``rx_next`` named in the cycle before it was first offered
+    # (None: not valid)
+    hints: list = field(default_factory=list)
     counters: dict = field(default_factory=dict)
     tails: list = field(default_factory=list)
+
+    def hint_misses(self):
+        """Return the announcements (index, hinted, announced) that ``rx_next`` named wrongly
+        ahead of them, and how many it named."""
+        named = [(index, hint, line["addr"])
+                 for index, (hint, (_, line)) in enumerate(zip(self.hints, self.lines))
+                 if hint is not None]
+        return [miss for miss in named if miss[1] != miss[2]], len(named)
 
     def fills(self):
         """Return the lines written, in order, as (announce edge, addr, mask, [(edge, word,
@@ -215,16 +226,22 @@ class Bench:
             for sink in sinks:
                 ctx.set(sink.ready, 1)
             counters = [getattr(dut, f"count_{name}") for name in RX_COUNTERS]
-            offered = False
+            offered = offering_line = False
+            named = None
             completing = deque()    # edges at which lines are released
             edge = 0
             async for _, _, *values in ctx.tick().sample(
                     dut.flits.valid & dut.flits.ready, dut.flits.payload.last,
                     *[x for sink in sinks
                       for x in (sink.valid & sink.ready, Value.cast(sink.payload))],
-                    dut.completion.valid, *counters, *dut.ring_tail):
+                    dut.completion.valid, dut.rx_line.valid, dut.rx_next.valid,
+                    dut.rx_next.addr, *counters, *dut.ring_tail):
                 flit, last, line, line_bits, beat, beat_bits, fault, fault_bits, \
-                    done, done_bits, done_valid = values[:11]
+                    done, done_bits, done_valid, line_offered, hint_valid, hint = values[:14]
+                if line_offered and not offering_line:
+                    result.hints.append(named)
+                offering_line = line_offered and not line
+                named = hint if hint_valid else None
                 if flit:
                     result.flit_edges.append(edge)
                     if last:
@@ -243,8 +260,8 @@ class Bench:
                 offered = done_valid and not done
                 if done:
                     result.completions.append((edge, codec(Completion).unpack(done_bits)))
-                result.counters = dict(zip(RX_COUNTERS, values[11:11 + len(RX_COUNTERS)]))
-                tails = list(values[11 + len(RX_COUNTERS):])
+                result.counters = dict(zip(RX_COUNTERS, values[14:14 + len(RX_COUNTERS)]))
+                tails = list(values[14 + len(RX_COUNTERS):])
                 if tails != result.tails:
                     result.tail_changes.append((edge, tails))
                 result.tails = tails
@@ -650,6 +667,7 @@ def test_back_to_back_messages_stream_at_one_flit_per_cycle(seed):
     flits = sum(len(msg.flits()) for msg in msgs)
     busy = result.completions[-1][0] - result.flit_edges[0] + 1
     print(f"seed {seed}: {flits} flits in {busy} cycles: {flits / busy:.2f} flits per cycle")
+    check_hints(result, msgs)
 
 
 def test_back_to_back_8_byte_messages_while_their_lines_are_released_late():
@@ -673,6 +691,15 @@ def test_back_to_back_8_byte_messages_while_their_lines_are_released_late():
         check_delivered(result, msg, slot=slot)
     assert [c["entry"] for _, c in result.completions] == [
         RING_VA + COMPLETION_BYTES * slot for slot in range(1, 40, 2)]
+    check_hints(result, msgs)
+
+
+def check_hints(result, msgs):
+    """``rx_next`` named every announcement ahead, and rightly, but for the entry lines of
+    messages with no payload (it names no entry's line ahead of its job)."""
+    misses, named = result.hint_misses()
+    assert misses == []
+    assert named == len(result.lines) - sum(len(msg.payload) == 0 for msg in msgs)
 
 
 def check_all_delivered(result, msgs):
@@ -712,6 +739,7 @@ def test_back_to_back_messages_arrive_at_link_rate(mix):
           f"written at {written / writing:.3f}")
     assert flits / cycles >= 0.95
     assert written / writing >= 0.95
+    check_hints(result, msgs)
 
 
 @pytest.mark.parametrize("size", [MAX_PAYLOAD_BYTES, 8])
