@@ -16,6 +16,7 @@ from .rxengine import RxEngine
 from .params import silence_unused
 from .sendchecker import SendChecker
 from .tlb import NITLB
+from .translator import RxTranslator
 from .txengine import TxEngine
 
 __all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
@@ -31,6 +32,7 @@ COMPONENTS = {
     "framer": MessageFramer,
     "sendchecker": SendChecker,
     "txengine": TxEngine,
+    "translator": RxTranslator,
     "rxengine": RxEngine,
     "ni": NetworkInterface,
     "system": System,

@@ -37,6 +37,7 @@ __all__ = [
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
+    "rx_lookup_layout", "RxTranslation",
     "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
     "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
     "Codec", "codec",
@@ -774,6 +775,28 @@ TX_COUNTERS = ("sent", "refused", "dma_lines", "misses")
 #: The RX engine's counters (``count_<name>`` members of :class:`rtl.rxengine.RxEngine`).
 RX_COUNTERS = ("delivered", "rejected", "bad_crc", "truncated", "bad_header", "bad_endpoint",
                "key_faults", "permission_faults", "misses", "ring_full_cycles")
+
+
+def rx_lookup_layout(asid_bits=ASID_BITS):
+    """Return the layout of a message's translation request (the RX engine's receiver to its
+    :class:`rtl.translator.RxTranslator`): the pages of ``va .. va + length - 1``, the low three
+    bits of ``va`` ignored, in ASID ``asid`` (``asid_bits`` wide, as the NI TLB's) with ``key``."""
+    return data.StructLayout({
+        "asid":   asid_bits,
+        "key":    KEY_BITS,
+        "va":     VA_BITS,
+        "length": LENGTH_BITS,
+    })
+
+
+#: A message's translation as it stands (:class:`rtl.translator.RxTranslator`), counting an answer
+#: of the NI TLB arriving in the same cycle.
+RxTranslation = data.StructLayout({
+    "done":   1,                # every page looked up has its answer
+    "status": TlbStatus,        # the first page's (in order) answer that was not HIT; else HIT
+    "va":     VA_BITS,          # that page's VA
+    "ppn":    data.ArrayLayout(PPN_BITS, 2),    # each page's frame, where it hit
+})
 
 
 HEADER_FLITS = MessageHeader.size // FLIT_DATA_BITS

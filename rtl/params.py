@@ -1,5 +1,6 @@
 """Checking of elaboration parameters, shared by every component."""
 
+from amaranth.hdl import Elaboratable
 from amaranth.lib.wiring import In
 
 from .layouts import NODE_BITS
@@ -44,6 +45,10 @@ def node_number(component):
 
 
 def silence_unused(component):
-    """Mark ``component`` so that Amaranth does not warn when it is never elaborated (it was built
-    only to check its parameters, or its constructor failed)."""
+    """Mark ``component``, and the parts it built (elaboratables among its attributes), so that
+    Amaranth does not warn when they are never elaborated (it was built only to check its
+    parameters, or its constructor failed)."""
     component._MustUse__silence = True
+    for part in vars(component).values():
+        if isinstance(part, Elaboratable) and not getattr(part, "_MustUse__silence", False):
+            silence_unused(part)

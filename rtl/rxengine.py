@@ -15,6 +15,7 @@ from .layouts import (COMPLETION_BYTES, COMPLETION_WORDS, ENDPOINT_BITS, FLIT_BY
                       RxLineHint, RxLineRequest, TlbResponse, TlbStatus, Trailer,
                       tlb_lookup_layout)
 from .params import check_int, check_node, node_number, node_strap
+from .translator import RxTranslator
 
 __all__ = ["RxEngine"]
 
@@ -243,6 +244,8 @@ class RxEngine(wiring.Component):
         self._node = check_node(self, node, (1 << NODE_BITS) - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 1 << ENDPOINT_BITS)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, 16)
+        # The parts, built once.
+        self._translator = RxTranslator(asid_bits=asid_bits)
         super().__init__({
             "flits": In(stream.Signature(Flit)),
             "endpoints": In(EndpointEntry).array(endpoints),
@@ -278,9 +281,12 @@ class RxEngine(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # Submodules: the link CRC, and the staging RAM, a circular buffer of two largest
-        # payloads, so that the next messages stream in while the writer reads out a job's.
+        # Submodules: the link CRC, the translator, and the staging RAM, a circular buffer of two
+        # largest payloads, so that the next messages stream in while the writer reads out a job's.
         m.submodules.crc = link_crc = LINK_CRC.create()
+        m.submodules.translator = translator = self._translator
+        wiring.connect(m, translator.tlb_request, wiring.flipped(self.tlb_request))
+        wiring.connect(m, wiring.flipped(self.tlb_response), translator.tlb_response)
         m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=_STAGING_DEPTH,
                                                 init=[])
 
@@ -405,75 +411,27 @@ class RxEngine(wiring.Component):
             endpoint_bad=endpoint_bad)
 
     def _lookup(self, m, rx):
-        """Look up the pages of the message coming in, from its VA flit on: one request per
-        page, each answer kept. Return the lookup's registers and the translation as it stands
-        this cycle, counting an answer arriving now: whether every page is answered, the first
-        page (in order) that did not hit, and each page's frame."""
-        lookup = self.tlb_request.payload
-        wanted = Signal(range(3))
-        issued = Signal(range(3))
-        answered = Signal(range(3))
-        status = [Signal(TlbStatus, name=f"page{i}_status") for i in range(2)]
-        ppn = [Signal(PA_BITS - PAGE_BITS, name=f"page{i}_ppn") for i in range(2)]
-        page_va = Signal(VA_BITS)
-        arriving_va = Signal(VA_BITS)
-        arriving_offset = Signal(PAGE_BITS + 1)
-        arriving_pages = Signal(range(3))
-        idle = Signal()
+        """Request the translation of the message coming in from the translator as its VA flit
+        comes in; return the translation as it stands this cycle, and the request, which
+        :meth:`_receive_control` offers again for a retry."""
+        translator = self._translator
+        request = translator.request
+        translation = translator.translation
+        retry = Signal()
         m.d.comb += [
-            page_va.eq(Cat(C(0, PAGE_BITS), rx.header.remote_va[PAGE_BITS:])),
-            arriving_va.eq(rx.flit.data[MessageHeader["remote_va"].offset - FLIT_DATA_BITS:]),
-            arriving_offset.eq(Cat(C(0, _WORD_SHIFT), arriving_va[_WORD_SHIFT:PAGE_BITS])
-                               + rx.header.length),
-            arriving_pages.eq(Mux(rx.header.length == 0, 0,
-                                  Mux(arriving_offset > (1 << PAGE_BITS), 2, 1))),
-            idle.eq((issued == wanted) & (answered == issued)),
-            self.tlb_request.valid.eq(issued != wanted),
-            self.tlb_response.ready.eq(1),
-        ]
-        with m.If(rx.taken & (rx.flit_index == 1) & ~rx.flit.last):
-            m.d.sync += [
-                wanted.eq(arriving_pages), issued.eq(0), answered.eq(0),
-                lookup.asid.eq(rx.entry.asid), lookup.key.eq(rx.header.key),
-                lookup.va.eq(Cat(C(0, PAGE_BITS), arriving_va[PAGE_BITS:])),
-            ]
-        with m.If(self.tlb_request.valid & self.tlb_request.ready):
-            m.d.sync += [issued.eq(issued + 1), lookup.va.eq(lookup.va + (1 << PAGE_BITS))]
-        response = self.tlb_response.payload
-        answer_taken = Signal()
-        m.d.comb += answer_taken.eq(self.tlb_response.valid)
-        with m.If(answer_taken):
-            m.d.sync += answered.eq(answered + 1)
-            for index in range(2):
-                with m.If(answered == index):
-                    m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]
-
-        # The translation this cycle.
-        answer_now = [Signal(name=f"page{i}_answer_now") for i in range(2)]
-        status_now = [Signal(TlbStatus, name=f"page{i}_status_now") for i in range(2)]
-        ppn_now = [Signal(PA_BITS - PAGE_BITS, name=f"page{i}_ppn_now") for i in range(2)]
-        refused = [Signal(name=f"page{i}_refused") for i in range(2)]
-        translated = Signal()
-        answered_now = Signal(range(3))
-        refusal = Signal(TlbStatus)
-        refused_va = Signal(VA_BITS)
-        for index in range(2):
-            m.d.comb += [
-                answer_now[index].eq(answer_taken & (answered == index)),
-                status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
-                ppn_now[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
-                refused[index].eq((wanted > index) & (status_now[index] != TlbStatus.HIT)),
-            ]
-        m.d.comb += [
-            answered_now.eq(answered + answer_taken),
-            translated.eq((issued == wanted) & (answered_now == wanted)),
-            refusal.eq(Mux(refused[0], status_now[0], status_now[1])),
-            refused_va.eq(Mux(refused[0], page_va, page_va + (1 << PAGE_BITS))),
+            request.valid.eq((rx.taken & (rx.flit_index == 1) & ~rx.flit.last) | retry),
+            request.payload.asid.eq(rx.entry.asid),
+            request.payload.key.eq(rx.header.key),
+            request.payload.va.eq(Mux(retry, rx.header.remote_va,
+                                      rx.flit.data[MessageHeader["remote_va"].offset
+                                                   - FLIT_DATA_BITS:])),
+            request.payload.length.eq(rx.header.length),
         ]
         return SimpleNamespace(
-            lookup=lookup, issued=issued, answered=answered, page_va=page_va, idle=idle,
-            translated=translated, refused=refused[0] | refused[1], refusal=refusal,
-            refused_va=refused_va, ppn_now=ppn_now)
+            idle=request.ready, retry=retry, translated=translation.done,
+            refused=translation.status != TlbStatus.HIT, refusal=translation.status,
+            refused_va=translation.va, ppn_now=translation.ppn,
+            page_va=Cat(C(0, PAGE_BITS), rx.header.remote_va[PAGE_BITS:]))
 
     def _jobs(self, m, rx, tlb):
         """Queue the messages reception offers for the writer: its ``current`` job (being
@@ -875,8 +833,8 @@ class RxEngine(wiring.Component):
                     m.d.sync += rx.rejected.eq(1)
                     report(NiFaultKind.RX_REJECTED, tlb.page_va)
                 with m.Else():
-                    m.d.sync += [tlb.issued.eq(0), tlb.answered.eq(0),
-                                 tlb.lookup.va.eq(tlb.page_va), state.eq(_Receive.DELIVER)]
+                    m.d.comb += tlb.retry.eq(1)
+                    m.d.sync += state.eq(_Receive.DELIVER)
         with m.Elif(state == _Receive.HANDOFF):
             offer()
 

@@ -47,8 +47,8 @@ from amaranth.hdl._ast import AnySeq
 from amaranth.lib import data, wiring
 
 from rtl.layouts import (FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, LINE_BYTES, LINE_WORDS,
-                         MAX_PAYLOAD_BYTES, PAGE_BITS, PPN_BITS, VA_BITS, EndpointEntry,
-                         MessageHeader, MessageKind, TlbStatus, Trailer)
+                         MAX_PAYLOAD_BYTES, PAGE_BITS, PPN_BITS, VA_BITS, MessageHeader,
+                         MessageKind, TlbStatus, Trailer)
 from rtl.rxengine import QUEUED_JOBS, RxEngine
 
 from .formal_sby import Properties, add_elaborated, drive_freely, observed
@@ -79,19 +79,19 @@ _Accepted = data.StructLayout({
 class RxEndpointZeroASID(RxEngine):
     """A deliberately broken RX engine that looks every message up in endpoint 0's ASID."""
 
-    def _lookup(self, m, rx):
-        entry = Signal(EndpointEntry)
-        m.d.comb += [entry.eq(rx.entry), entry.asid.eq(self.endpoints[0].asid)]
-        return super()._lookup(m, SimpleNamespace(**{**vars(rx), "entry": entry}))
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.tlb_request.payload.asid.eq(self.endpoints[0].asid)
+        return m
 
 
 class RxIgnoresKey(RxEngine):
     """A deliberately broken RX engine that looks every message up with key 0."""
 
-    def _lookup(self, m, rx):
-        header = Signal(MessageHeader)
-        m.d.comb += [header.eq(rx.header), header.key.eq(0)]
-        return super()._lookup(m, SimpleNamespace(**{**vars(rx), "header": header}))
+    def elaborate(self, platform):
+        m = super().elaborate(platform)
+        m.d.comb += self.tlb_request.payload.key.eq(0)
+        return m
 
 
 class RxIgnoresCRC(RxEngine):

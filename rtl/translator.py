@@ -1,0 +1,126 @@
+from amaranth import *
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (ASID_BITS, FLIT_BYTES, PAGE_BITS, PPN_BITS, VA_BITS, RxTranslation,
+                      TlbResponse, TlbStatus, rx_lookup_layout, tlb_lookup_layout)
+from .params import check_int
+
+__all__ = ["RxTranslator"]
+
+#: Bits of a byte address below the word.
+_WORD_SHIFT = FLIT_BYTES.bit_length() - 1
+
+
+class RxTranslator(wiring.Component):
+    """Looks up the pages of a message coming into the RX engine, and keeps the answers.
+
+    Part of :class:`rtl.rxengine.RxEngine`: its :class:`rtl.receiver.MessageReceiver` requests
+    the translation of each message as the header's VA flit comes in, so that the answers arrive
+    while the payload does, and acts on them only once the message has passed its checks.
+
+    **Lookups.** A request names the pages of ``va .. va + length - 1`` (the low 3 bits of ``va``
+    ignored): none, one or two. Each is looked up on ``tlb_request`` in page order, one a cycle
+    from the cycle after the request, in the request's ASID with its key. Lookups have no side
+    effect. The same request offered again (a retry, once the OS filled a missing page) looks
+    every page up again.
+
+    **Translation.** ``translation`` shows the answers as they stand, counting one arriving in
+    the same cycle: ``done`` once every page of the request has its answer; ``status`` the answer
+    of the first page, in page order, that did not hit (HIT if none), and ``va`` that page's VA;
+    ``ppn`` each page's frame. It holds until the next request.
+
+    Parameters
+    ----------
+    asid_bits : int
+        Width of the NI TLB's ASIDs, 1 to 16.
+
+    Members
+    -------
+    request : In(stream.Signature(rx_lookup_layout(asid_bits)))
+        The message to translate. Ready while no lookup is outstanding (every page looked up and
+        answered); a request is taken in the cycle it is offered, if ready.
+    translation : Out(RxTranslation)
+        The last request's translation, as above.
+    tlb_request : Out(stream.Signature(tlb_lookup_layout(asid_bits)))
+        Lookups, driven from a register.
+    tlb_response : In(stream.Signature(TlbResponse))
+        One answer per lookup, in order; always ready.
+    """
+
+    def __init__(self, *, asid_bits=ASID_BITS):
+        self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, 16)
+        super().__init__({
+            "request": In(stream.Signature(rx_lookup_layout(asid_bits))),
+            "translation": Out(RxTranslation),
+            "tlb_request": Out(stream.Signature(tlb_lookup_layout(asid_bits))),
+            "tlb_response": In(stream.Signature(TlbResponse)),
+        })
+
+    @property
+    def asid_bits(self):
+        return self._asid_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        request = self.request.payload
+        lookup = self.tlb_request.payload
+        response = self.tlb_response.payload
+
+        # The pages of a request; the lookups' progress: pages wanted, looked up and answered.
+        page = Signal(VA_BITS)
+        end = Signal(PAGE_BITS + 1)
+        pages = Signal(range(3))
+        wanted = Signal(range(3))
+        issued = Signal(range(3))
+        answered = Signal(range(3))
+        first_va = Signal(VA_BITS, name="first_page_va")
+        taken = Signal()
+        answer_taken = Signal()
+        m.d.comb += [
+            page.eq(Cat(C(0, PAGE_BITS), request.va[PAGE_BITS:])),
+            end.eq(Cat(C(0, _WORD_SHIFT), request.va[_WORD_SHIFT:PAGE_BITS]) + request.length),
+            pages.eq(Mux(request.length == 0, 0, Mux(end > (1 << PAGE_BITS), 2, 1))),
+            self.request.ready.eq((issued == wanted) & (answered == issued)),
+            taken.eq(self.request.valid & self.request.ready),
+            self.tlb_request.valid.eq(issued != wanted),
+            self.tlb_response.ready.eq(1),
+            answer_taken.eq(self.tlb_response.valid),
+        ]
+
+        # The translation this cycle, counting an answer arriving now.
+        status = [Signal(TlbStatus, name=f"page{i}_status") for i in range(2)]
+        ppn = [Signal(PPN_BITS, name=f"page{i}_ppn") for i in range(2)]
+        answer_now = [Signal(name=f"page{i}_answer_now") for i in range(2)]
+        status_now = [Signal(TlbStatus, name=f"page{i}_status_now") for i in range(2)]
+        refused = [Signal(name=f"page{i}_refused") for i in range(2)]
+        answered_now = Signal(range(3))
+        translation = self.translation
+        for index in range(2):
+            m.d.comb += [
+                answer_now[index].eq(answer_taken & (answered == index)),
+                status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
+                translation.ppn[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
+                refused[index].eq((wanted > index) & (status_now[index] != TlbStatus.HIT)),
+            ]
+        m.d.comb += [
+            answered_now.eq(answered + answer_taken),
+            translation.done.eq((issued == wanted) & (answered_now == wanted)),
+            translation.status.eq(Mux(refused[0], status_now[0],
+                                      Mux(refused[1], status_now[1], TlbStatus.HIT))),
+            translation.va.eq(Mux(refused[0], first_va, first_va + (1 << PAGE_BITS))),
+        ]
+
+        # A request starts the lookups; each is issued and answered in page order.
+        with m.If(taken):
+            m.d.sync += [wanted.eq(pages), issued.eq(0), answered.eq(0), first_va.eq(page),
+                         lookup.asid.eq(request.asid), lookup.key.eq(request.key),
+                         lookup.va.eq(page)]
+        with m.If(self.tlb_request.valid & self.tlb_request.ready):
+            m.d.sync += [issued.eq(issued + 1), lookup.va.eq(lookup.va + (1 << PAGE_BITS))]
+        with m.If(answer_taken):
+            m.d.sync += answered.eq(answered + 1)
+            for index in range(2):
+                with m.If(answered == index):
+                    m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]
+        return m
