@@ -7,6 +7,7 @@ from amaranth.back import verilog
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
 from .faults import LinkFaultInjector
+from .fetcher import PayloadFetcher
 from .framing import MessageFramer
 from .locktable import LockTable
 from .msgbuf import MessageBuffer
@@ -31,6 +32,7 @@ COMPONENTS = {
     "notifier": Notifier,
     "framer": MessageFramer,
     "sendchecker": SendChecker,
+    "fetcher": PayloadFetcher,
     "txengine": TxEngine,
     "translator": RxTranslator,
     "rxengine": RxEngine,

@@ -49,6 +49,7 @@ _CLI = "tests/test_cli.py::"
 TESTS = {
     "framing": ["tests/test_framing.py"],
     "sendchecker": ["tests/test_sendchecker.py"],
+    "fetcher": ["tests/test_fetcher.py"],
     "translator": ["tests/test_translator.py"],
     "faults": ["tests/test_faults.py"],
     "onehot": ["tests/test_locktable.py", "tests/test_notifier.py", "tests/test_msgbuf.py"],

@@ -157,13 +157,16 @@ def transfer(stream):
     return stream.valid & stream.ready
 
 
-def tracer(log, **exprs):
+def tracer(log, *, until=None, **exprs):
     """Return a background testbench appending to ``log``, at every clock edge, a dict of the
-    values that ``exprs`` have at that edge (as :meth:`ctx.tick().sample` sees them)."""
+    values that ``exprs`` have at that edge (as :meth:`ctx.tick().sample` sees them); it stops
+    after the first edge at which ``until`` (a function, if given) returns true."""
     @background
     async def testbench(ctx):
         async for _, _, *values in ctx.tick().sample(*exprs.values()):
             log.append(dict(zip(exprs, values)))
+            if until is not None and until():
+                return
     return testbench
 
 

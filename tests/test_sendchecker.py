@@ -49,12 +49,15 @@ class Bench(EngineBench):
         waited = 0
         ctx.set(plan.ready, self.plan_wait == 0)
         async for _, _, valid, taken in ctx.tick().sample(plan.valid, transfer(plan)):
+            if self.done:
+                return
             waited = 0 if taken or not valid else waited + 1
             ctx.set(plan.ready, waited >= self.plan_wait)
 
     def run(self, user):
         dut = self.dut
-        watch = tracer(self.log, offered=dut.send.valid, taken=transfer(dut.send),
+        watch = tracer(self.log, until=lambda: self.done,
+                       offered=dut.send.valid, taken=transfer(dut.send),
                        plan=dut.plan.valid, planned=transfer(dut.plan),
                        plan_bits=dut.plan.payload.as_value(),
                        refused=transfer(dut.refusal), error=dut.refusal.payload.as_value(),

@@ -19,6 +19,8 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("notifier", dict(endpoints=1, contexts=1, queue_depth=1)),
     ("notifier", dict(endpoints=16, contexts=8, queue_depth=3)),
     ("sendchecker", dict(node=None, nodes=16, asid_bits=1)),
+    ("fetcher", dict(send_buffering=1)),
+    ("fetcher", dict(send_buffering=16)),
     ("translator", dict(asid_bits=1)),
 ]
 
