@@ -278,6 +278,36 @@ def _print_latencies(records):
     print("(cycles, min / median / max)")
 
 
+def _median(values):
+    """The median of ``values`` as :func:`_stats` gives it (None if there are none)."""
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
+
+
+def _demo_verdicts(medians, size):
+    """Return a line per DESIGN target: the demo's medians against it, met or not."""
+    notified = [medians[mode, send] for mode in DEMO_MODES if mode != "none"
+                for send in ("pio", "dma")]
+
+    def verdict(name, values, target, what):
+        if None in values:
+            return f"{name}: no figure ({what})"
+        low, high = min(values), max(values)
+        figure = f"{low}" if low == high else f"{low} to {high}"
+        return (f"{name}: median {figure} cycles ({what}): "
+                f"{'met' if high <= target else 'NOT met'} (target <= {target})")
+
+    lines = [verdict("notification", [n for _, n in notified], DEMO_TARGETS["notification"],
+                     f"{size} B, lock, branch and spawn, PIO and DMA")]
+    if size == 8:
+        lines.append(verdict("one way", [medians[mode, "pio"][0] for mode in DEMO_MODES
+                                         if mode != "none"],
+                             DEMO_TARGETS["one_way"], "8 B PIO, lock, branch and spawn"))
+    else:
+        lines.append("one way: the target is for 8 B messages (run with --bytes 8)")
+    return lines
+
+
 def _print_table(header, rows):
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
     for row in (header, *rows):
@@ -289,7 +319,7 @@ DEMO_MODES = ("none", "lock", "branch", "spawn")
 DEMO_TARGETS = {"one_way": 30, "notification": 10}
 
 
-def demo_scenario(mode, send, *, count, size=64):
+def demo_scenario(mode, send, *, count, size=8):
     """Return the demo's scenario document for one notification ``mode`` and ``send``."""
     window = {"va": 0x1000_0000, "bytes": 65536}
     return {
@@ -307,7 +337,7 @@ def cmd_demo(args):
     seed = random.randrange(1 << 31) if args.seed is None else args.seed
     print(f"smtni demo: 2 nodes, ping-pong of {args.bytes} B messages, {args.count} round trips "
           f"per mode, on {args.sim}, seed {seed} (replay with --seed {seed})", flush=True)
-    rows, failed, waves = [], [], []
+    rows, failed, waves, medians = [], [], [], {}
     for mode in DEMO_MODES:
         for send in ("pio", "dma"):
             document = demo_scenario(mode, send, count=args.count, size=args.bytes)
@@ -322,9 +352,10 @@ def cmd_demo(args):
                 waves.append(f"{mode}/{send}: {result.waves}")
             # The first round trip warms caches and TLBs; the median is over the rest.
             steady = records[2:] or records
-            rows.append((mode, send, len(records),
-                         _stats(_latency(r, "t_doorbell", "t_handler") for r in steady),
-                         _stats(_latency(r, "t_last_flit_in", "t_handler") for r in steady),
+            one_way = [_latency(r, "t_doorbell", "t_handler") for r in steady]
+            notification = [_latency(r, "t_last_flit_in", "t_handler") for r in steady]
+            medians[mode, send] = (_median(one_way), _median(notification))
+            rows.append((mode, send, len(records), _stats(one_way), _stats(notification),
                          summary.get("cycles_per_s", "-")))
     print()
     _print_table(("notify", "send", "msgs", "one-way doorbell->handler",
@@ -334,6 +365,7 @@ def cmd_demo(args):
           f"rate); notification <= {DEMO_TARGETS['notification']} cycles (lock, branch, spawn "
           f"on a free context). 'none' is polling: its notification is the poll that saw the "
           f"entry.")
+    print("\n".join(_demo_verdicts(medians, args.bytes)))
     print("waveforms:\n  " + "\n  ".join(waves) if waves else
           "waveforms: none (add --waves)")
     for text in failed:
@@ -460,8 +492,9 @@ def _parser():
     demo.add_argument("--waves", action="store_true", help="write a VCD waveform per run")
     demo.add_argument("--count", type=_positive, default=8,
                       help="round trips per mode (default 8)")
-    demo.add_argument("--bytes", type=_payload_bytes, default=64,
-                      help="message payload in bytes (default 64)")
+    demo.add_argument("--bytes", type=_payload_bytes, default=8,
+                      help="message payload in bytes (default 8, the size DESIGN's one-way "
+                           "target is for)")
     demo.set_defaults(func=cmd_demo)
 
     soak = commands.add_parser("soak", help="random N-node runs with injected link faults, "

@@ -84,6 +84,27 @@ def test_demo_prints_the_latency_table_for_every_mode(capsys):
         (mode, send) for mode in ("none", "lock", "branch", "spawn") for send in ("pio", "dma"))
     assert all(row[2] == "4" for row in rows)          # 2 round trips: 4 messages each
     assert "DESIGN targets" in out and "waveforms: none" in out
+    assert "ping-pong of 8 B messages" in out
+    verdicts = [line for line in out.splitlines() if line.startswith(("notification:", "one way:"))]
+    assert len(verdicts) == 2 and all(line.endswith(")") for line in verdicts), verdicts
+    assert all(" met (target" in line or "NOT met (target" in line for line in verdicts), verdicts
+
+
+def test_demo_verdicts_compare_the_medians_with_the_targets():
+    medians = {(mode, send): (20, 10) for mode in cli.DEMO_MODES for send in ("pio", "dma")}
+    medians["none", "pio"] = (99, 99)           # polling is not held to the targets
+    assert cli._demo_verdicts(medians, 8) == [
+        "notification: median 10 cycles (8 B, lock, branch and spawn, PIO and DMA): met "
+        "(target <= 10)",
+        "one way: median 20 cycles (8 B PIO, lock, branch and spawn): met (target <= 30)"]
+    medians["spawn", "dma"] = (60, 11)
+    medians["lock", "pio"] = (31, 10)
+    assert cli._demo_verdicts(medians, 64) == [
+        "notification: median 10 to 11 cycles (64 B, lock, branch and spawn, PIO and DMA): "
+        "NOT met (target <= 10)",
+        "one way: the target is for 8 B messages (run with --bytes 8)"]
+    assert cli._demo_verdicts(medians, 8)[1].endswith("median 20 to 31 cycles (8 B PIO, lock, "
+                                                      "branch and spawn): NOT met (target <= 30)")
 
 
 def test_run_writes_records_and_summary(capsys, tmp_path):
