@@ -13,12 +13,15 @@ from .locktable import LockTable
 from .msgbuf import MessageBuffer
 from .ni import NetworkInterface, System
 from .notifier import Notifier
+from .packetqueue import PacketQueue
+from .receiver import MessageReceiver
 from .rxengine import RxEngine
 from .params import silence_unused
 from .sendchecker import SendChecker
 from .tlb import NITLB
 from .translator import RxTranslator
 from .txengine import TxEngine
+from .writer import MessageWriter
 
 __all__ = ["COMPONENTS", "parameters", "elaborate", "check", "to_verilog"]
 
@@ -34,7 +37,10 @@ COMPONENTS = {
     "sendchecker": SendChecker,
     "fetcher": PayloadFetcher,
     "txengine": TxEngine,
+    "receiver": MessageReceiver,
     "translator": RxTranslator,
+    "packetqueue": PacketQueue,
+    "writer": MessageWriter,
     "rxengine": RxEngine,
     "ni": NetworkInterface,
     "system": System,

@@ -37,7 +37,7 @@ __all__ = [
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
-    "rx_lookup_layout", "RxTranslation",
+    "rx_lookup_layout", "RxTranslation", "RxJob", "RxStagedWord",
     "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
     "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
     "Codec", "codec",
@@ -796,6 +796,37 @@ RxTranslation = data.StructLayout({
     "status": TlbStatus,        # the first page's (in order) answer that was not HIT; else HIT
     "va":     VA_BITS,          # that page's VA
     "ppn":    data.ArrayLayout(PPN_BITS, 2),    # each page's frame, where it hit
+})
+
+#: A message that passed its checks and translation (or was rejected), as the RX engine's
+#: receiver hands it to its packet queue and the queue to its writer (:mod:`rtl.rxengine`): what
+#: writing its payload and completion entry needs.
+RxJob = data.StructLayout({
+    "src_node":     NODE_BITS,
+    "src_endpoint": ENDPOINT_BITS,
+    "dst_endpoint": ENDPOINT_BITS,
+    "notify":       1,
+    "rejected":     1,              # no payload is written, the entry says REJECTED
+    "length":       LENGTH_BITS,
+    "seq":          16,
+    "remote_va":    VA_BITS,
+    "metadata":     64,
+    "stamp":        64,             # the receiver's cycle count as the trailer was taken
+    # the endpoint's ring, as the endpoint table had it when the message's first flit came in
+    "ring_log2":    4,
+    "ring_pa":      PA_BITS,
+    "ring_va":      VA_BITS,
+    "ppn":          data.ArrayLayout(PPN_BITS, 2),  # the frames of the payload's pages
+})
+
+#: A payload word of the message coming in, for the RX engine's staging RAM
+#: (:class:`rtl.packetqueue.PacketQueue`, two largest payloads). The counts are as wide as the
+#: RAM's addresses and free-word count they are added to and compared with, as Verilator's -Wall
+#: asks for.
+RxStagedWord = data.StructLayout({
+    "index": range(2 * MAX_PAYLOAD_WORDS),      # its place in the payload
+    "words": range(2 * MAX_PAYLOAD_WORDS + 1),  # the payload words the message keeps
+    "data":  FLIT_DATA_BITS,
 })
 
 

@@ -49,6 +49,16 @@ def select(m, one_hot, values, name):
     return result
 
 
+def get_indexed(m, values, index, shape, name):
+    """Return a signal of ``shape`` holding ``values[index]`` (zero when ``index`` is out of
+    range): one compare per value."""
+    result = Signal(shape, name=name)
+    for number, value in enumerate(values):
+        with m.If(index == number):
+            m.d.comb += result.eq(value)
+    return result
+
+
 def set_indexed(m, registers, index, value):
     """Set ``registers[index]`` to ``value`` at the clock edge: one compare per register, where
     an :class:`Array` store would give every register a case per index."""

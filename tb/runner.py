@@ -110,9 +110,9 @@ PUBLIC_INSIDE = {
                  for end in ("valid", "ready")),
                # for the report of a run that stalls (tb.system_tb): where each NI's engines and
                # message buffer are
-               *(("system_ni.rx", var) for var in (
-                   "receive_state", "write_state", "lines_ahead", "announce_part", "send_part",
-                   "free_words")),
+               ("system_ni.rx.receiver", "receive_state"), ("system_ni.rx.queue", "free_words"),
+               *(("system_ni.rx.writer", var) for var in (
+                   "write_state", "lines_ahead", "announce_part", "send_part")),
                ("system_ni.tx", "step"),
                *(("system_ni.msgbuf", var) for var in (
                    "state*", "tag*", "flight_*", "prep_waits_for_line", "rx_used", "reader_busy",

@@ -25,8 +25,9 @@ from behavioral.workload import MessageStatus, Workload
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
 from rtl.msgbuf import LineState, _Client
-from rtl.rxengine import _Part, _Receive, _Write
+from rtl.receiver import STATES as _RECEIVE_STATES
 from rtl.txengine import _Step
+from rtl.writer import STATES as _WRITE_STATES, Part as _Part
 
 from .component_tb import ComponentTB
 from .node_side import NodeSide
@@ -266,11 +267,13 @@ def _describe_ni(ni):
     flight = {name: value(buf, f"flight_{name}")
               for name in ("tail", "asked", "answered", "filled", "released", "head")}
     filling = value(buf, "flight_fill_line") if value(buf, "flight_filling") else "none"
-    return (f"NI: RX reception {value(rx, 'receive_state', _Receive).name}, writer "
-            f"{value(rx, 'write_state', _Write).name} (announcing "
-            f"{value(rx, 'announce_part', _Part).name}, sending "
-            f"{value(rx, 'send_part', _Part).name}, {value(rx, 'lines_ahead')} lines ahead), "
-            f"{value(rx, 'free_words')} staging words free; TX {value(tx, 'step', _Step).name}; "
+    writer = rx.writer
+    return (f"NI: RX reception {_RECEIVE_STATES[value(rx.receiver, 'receive_state')]}, writer "
+            f"{_WRITE_STATES[value(writer, 'write_state')]} (announcing "
+            f"{value(writer, 'announce_part', _Part).name}, sending "
+            f"{value(writer, 'send_part', _Part).name}, {value(writer, 'lines_ahead')} lines "
+            f"ahead), {value(rx.queue, 'free_words')} staging words free; TX "
+            f"{value(tx, 'step', _Step).name}; "
             f"message buffer lines [{'; '.join(lines)}], {value(buf, 'rx_used')} used by RX, "
             f"{value(buf.ages, 'count')} in age order, merging "
             f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), lines in "

@@ -22,6 +22,8 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("fetcher", dict(send_buffering=1)),
     ("fetcher", dict(send_buffering=16)),
     ("translator", dict(asid_bits=1)),
+    ("receiver", dict(node=None, endpoints=16, asid_bits=1)),
+    ("writer", dict(endpoints=1)),
 ]
 
 

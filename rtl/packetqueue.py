@@ -1,0 +1,156 @@
+from amaranth import *
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .layouts import (FLIT_BYTES, FLIT_DATA_BITS, LINE_BYTES, MAX_PAYLOAD_WORDS, PAGE_BITS,
+                      RxJob, RxLineHint, RxStagedWord)
+
+__all__ = ["PacketQueue", "QUEUED_JOBS", "STAGING_WORDS"]
+
+#: Payload words of one message in the staging RAM (the largest message's); the RAM holds two.
+STAGING_WORDS = MAX_PAYLOAD_WORDS
+#: Jobs queued for the writer behind the one it is on: enough that short messages arriving while
+#: a long one is written keep streaming in.
+QUEUED_JOBS = 4
+#: The staging RAM holds two largest messages' payloads, as a circular buffer.
+_STAGING_DEPTH = 2 * STAGING_WORDS
+_STAGING_ADDR_BITS = (_STAGING_DEPTH - 1).bit_length()
+#: Bits of a byte address below the word, and below the line.
+_WORD_SHIFT = FLIT_BYTES.bit_length() - 1
+_LINE_SHIFT = LINE_BYTES.bit_length() - 1
+
+assert _STAGING_DEPTH == 1 << _STAGING_ADDR_BITS, "staging addresses wrap around the RAM"
+
+#: A job in the queue: the job, and where its payload starts in the staging RAM.
+_Queued = data.StructLayout({
+    "job":  RxJob,
+    "base": _STAGING_ADDR_BITS,
+})
+
+
+class PacketQueue(wiring.Component):
+    """The RX engine's staging RAM and job queue, between its receiver and its writer.
+
+    Part of :class:`rtl.rxengine.RxEngine`: the :class:`rtl.receiver.MessageReceiver` writes the
+    payload of the message coming in (``staging``) and offers the message as a job once it has
+    passed its checks and translation (``message``); the :class:`rtl.writer.MessageWriter` takes
+    the jobs, in arrival order (``job``), and each job's payload words (``words``).
+
+    **Staging RAM.** A circular buffer of two largest payloads (2 * :data:`STAGING_WORDS`
+    words), so that the next messages stream in while the writer reads out a job's. The payload
+    of the message coming in goes into the free words (those no job holds) from ``base`` on;
+    a job's words (none for a rejected one) are taken as it is handed over, and each is freed as
+    the writer takes it.
+
+    **Jobs.** Up to :data:`QUEUED_JOBS` jobs wait behind the writer's. The writer takes the
+    oldest queued, else the message offered, so that a message offered to an idle writer starts
+    in the same cycle.
+
+    Members
+    -------
+    staging : In(stream.Signature(RxStagedWord))
+        The payload words of the message coming in. Ready while the RAM has ``words`` free words
+        (it stays so for the rest of the message once it is); word ``index`` goes to ``base +
+        index``.
+    message : In(stream.Signature(RxJob))
+        The message coming in, as a job once its payload is in; taken when the writer takes it
+        or the queue has room for it.
+    job : Out(stream.Signature(RxJob))
+        The oldest job, else the message offered.
+    words : Out(stream.Signature(FLIT_DATA_BITS))
+        The payload words of the job the writer took last, in order; the RAM's read port always
+        shows the next one (it reads the one after in the cycle a word is taken).
+    incoming_line : In(RxLineHint)
+        The first payload line of the message coming in.
+    next_line : Out(RxLineHint)
+        The first payload line of the job the writer will take next: the oldest queued one's,
+        else ``incoming_line``; not ``valid`` for a job without payload lines.
+    """
+
+    def __init__(self):
+        super().__init__({
+            "staging": In(stream.Signature(RxStagedWord)),
+            "message": In(stream.Signature(RxJob)),
+            "job": Out(stream.Signature(RxJob)),
+            "words": Out(stream.Signature(FLIT_DATA_BITS)),
+            "incoming_line": In(RxLineHint),
+            "next_line": Out(RxLineHint),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        # Submodules: the staging RAM and the queue of jobs.
+        m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=_STAGING_DEPTH,
+                                                init=[])
+        m.submodules.jobs = jobs = SyncFIFO(width=_Queued.size, depth=QUEUED_JOBS)
+        write_port = staging.write_port()
+        read_port = staging.read_port()
+
+        # The payload coming in, into the free words from ``base`` on.
+        base = Signal(_STAGING_ADDR_BITS, name="base")
+        free_words = Signal(range(_STAGING_DEPTH + 1), init=_STAGING_DEPTH, name="free_words")
+        word = self.staging.payload
+        m.d.comb += [
+            self.staging.ready.eq(word.words <= free_words),
+            write_port.addr.eq(base + word.index),
+            write_port.data.eq(word.data),
+            write_port.en.eq(self.staging.valid & self.staging.ready),
+        ]
+
+        # The jobs: a message offered goes to a writer that takes it with none queued, else into
+        # the queue; its words are the RAM's from then on.
+        queued = _Queued(jobs.r_data)
+        offered = Signal(_Queued)
+        kept_words = Signal(range(STAGING_WORDS + 1))
+        direct = Signal()
+        handoff = Signal(name="handoff")
+        take = Signal(name="take")
+        message = self.message.payload
+        m.d.comb += [
+            offered.job.eq(message),
+            offered.base.eq(base),
+            kept_words.eq(Mux(message.rejected, 0, message.length[_WORD_SHIFT:])),
+            self.job.valid.eq(jobs.r_rdy | self.message.valid),
+            self.job.payload.eq(Mux(jobs.r_rdy, queued.job, message)),
+            take.eq(self.job.valid & self.job.ready),
+            direct.eq(self.job.ready & ~jobs.r_rdy),
+            self.message.ready.eq(direct | jobs.w_rdy),
+            handoff.eq(self.message.valid & self.message.ready),
+            jobs.w_data.eq(offered),
+            jobs.w_en.eq(handoff & ~direct),
+            jobs.r_en.eq(take & jobs.r_rdy),
+        ]
+        with m.If(handoff):
+            m.d.sync += base.eq(base + kept_words)
+
+        # The words of the job taken, read ahead.
+        job = self.job.payload
+        read_addr = Signal(_STAGING_ADDR_BITS, name="read_addr")
+        words_left = Signal(range(STAGING_WORDS + 1), name="words_left")
+        word_taken = Signal()
+        m.d.comb += [
+            self.words.valid.eq(words_left != 0),
+            self.words.payload.eq(read_port.data),
+            word_taken.eq(self.words.valid & self.words.ready),
+            read_port.addr.eq(read_addr + word_taken),
+        ]
+        with m.If(take):
+            m.d.sync += [read_addr.eq(Mux(jobs.r_rdy, queued.base, base)),
+                         words_left.eq(Mux(job.rejected, 0, job.length[_WORD_SHIFT:]))]
+        with m.Elif(word_taken):
+            m.d.sync += [read_addr.eq(read_addr + 1), words_left.eq(words_left - 1)]
+        m.d.sync += free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0))
+
+        # The first payload line of the job the writer takes next.
+        with m.If(jobs.r_rdy):
+            m.d.comb += [
+                self.next_line.valid.eq(~queued.job.rejected & (queued.job.length != 0)),
+                self.next_line.addr.eq(Cat(queued.job.remote_va[_LINE_SHIFT:PAGE_BITS],
+                                           queued.job.ppn[0])),
+            ]
+        with m.Else():
+            m.d.comb += self.next_line.eq(self.incoming_line)
+        return m

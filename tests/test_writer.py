@@ -1,0 +1,135 @@
+"""Unit tests of the RX engine's writer (rtl/writer.py) in the Amaranth simulator: jobs and their
+payload words offered as the packet queue does, a MessageBuffer always ready that releases each
+line in the cycle after its last word, and user code that moves a ring's head."""
+
+import pytest
+from amaranth.hdl import Value
+
+from rtl.layouts import (COMPLETION_BYTES, PAGE_BITS, CompletionEntry, CompletionStatus,
+                         RxFillBeat, RxJob, RxLineRequest, codec)
+from rtl.params import silence_unused
+from rtl.writer import STATES, MessageWriter
+from tests.sim import edges, fsm_states, run, stream_put, tracer, transfer
+
+RING_PA, RING_VA = 0x8000_0040, 0x7f00_0000_1040
+
+
+def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5):
+    return codec(RxJob).pack(src_node=3, src_endpoint=2, dst_endpoint=endpoint, notify=notify,
+                             rejected=rejected, length=8 * words, seq=seq,
+                             remote_va=0x1000_0f08, metadata=0xbeef, stamp=1234,
+                             ring_log2=ring_log2, ring_pa=RING_PA, ring_va=RING_VA,
+                             ppn=0x222 | 0x333 << 20)
+
+
+class Bench:
+    def __init__(self, *, endpoints=4, head_at=None):
+        self.dut = MessageWriter(endpoints=endpoints)
+        self.head_at = head_at          # (edge, endpoint, head): user code consumes entries
+        self.log = []
+
+    def run(self, jobs, cycles=400):
+        dut = self.dut
+
+        async def queue(ctx):
+            for bits, words in jobs:
+                await stream_put(ctx, dut.job, bits)
+                for index in range(words):
+                    await stream_put(ctx, dut.words, 0x1111_0000 + index)
+
+        async def memory(ctx):
+            ctx.set(dut.rx_line.ready, 1)
+            ctx.set(dut.rx_data.ready, 1)
+            ctx.set(dut.completion.ready, 1)
+            edge = 0
+            while edge < cycles - 10:
+                _, _, last = await ctx.tick().sample(transfer(dut.rx_data)
+                                                     & dut.rx_data.payload.last)
+                edge += 1
+                ctx.set(dut.lines_done, last)
+                if self.head_at and self.head_at[0] == edge:
+                    ctx.set(dut.ring_head[self.head_at[1]], self.head_at[2])
+
+        watch = tracer(self.log, taken=transfer(dut.job), line=transfer(dut.rx_line),
+                       line_bits=Value.cast(dut.rx_line.payload), beat=transfer(dut.rx_data),
+                       beat_bits=Value.cast(dut.rx_data.payload),
+                       completion=transfer(dut.completion),
+                       entry=dut.completion.payload.entry, tail1=dut.ring_tail[1],
+                       full=dut.count_ring_full_cycles, delivered=dut.count_delivered,
+                       rejected=dut.count_rejected)
+        run(dut, queue, memory, watch, deadline_cycles=cycles)
+
+    def at(self, name):
+        return edges(self.log, name)
+
+    def lines(self):
+        return [codec(RxLineRequest).unpack(self.log[edge]["line_bits"])
+                for edge in self.at("line")]
+
+    def beats(self):
+        return [codec(RxFillBeat).unpack(self.log[edge]["beat_bits"]) for edge in self.at("beat")]
+
+
+def test_a_job_is_written_then_settled_its_tail_advanced_and_its_completion_offered():
+    """Two payload words crossing a line (0xf08..0xf17 is one line, at the frame of page 0),
+    then the entry at the ring's slot 0; the tail advances and the completion is offered once
+    the entry's line is released, the cycle after its last word."""
+    bench = Bench()
+    bench.run([(job(words=2), 2)])
+    taken, = bench.at("taken")
+    assert bench.at("line")[0] == taken + 1
+    payload_line, entry_line = bench.lines()
+    assert payload_line == dict(addr=(0x222 << PAGE_BITS | 0xf08) >> 6, words=0b0000_0110)
+    entry_pa = RING_PA + 0x1000 * 0     # slot 0 of the ring
+    assert entry_line["addr"] == entry_pa >> 6
+    beats = bench.beats()
+    assert [beat["data"] for beat in beats[:2]] == [0x1111_0000, 0x1111_0001]
+    entry = codec(CompletionEntry).unpack(
+        sum(beat["data"] << (64 * index) for index, beat in enumerate(beats[2:])))
+    assert (entry["status"], entry["seq"], entry["length"], entry["landing_va"]) == (
+        CompletionStatus.DELIVERED, 5, 16, 0x1000_0f08)
+    completion, = bench.at("completion")
+    last_beat = bench.at("beat")[-1]
+    assert completion == last_beat + 2
+    assert bench.log[completion]["entry"] == RING_VA
+    assert bench.log[completion + 1]["tail1"] == 1 and bench.log[-1]["delivered"] == 1
+
+
+def test_a_rejected_job_writes_only_its_entry_and_the_next_entry_takes_the_next_slot():
+    bench = Bench()
+    bench.run([(job(rejected=True, words=4), 0), (job(words=1, notify=False), 1)])
+    first_entry, payload_line, second_entry = bench.lines()
+    assert first_entry["addr"] == RING_PA >> 6
+    assert second_entry["addr"] == (RING_PA + COMPLETION_BYTES) >> 6
+    assert payload_line["addr"] == (0x222 << PAGE_BITS | 0xf08) >> 6
+    assert bench.log[-1]["rejected"] == 1 and bench.log[-1]["delivered"] == 1
+    assert len(bench.at("completion")) == 1
+
+
+def test_a_full_ring_holds_the_job_until_the_head_moves_counting_the_cycles():
+    """A ring of 2 entries: the third job waits, counting each cycle, until user code moves the
+    head at edge 100."""
+    bench = Bench(head_at=(100, 1, 1))
+    bench.run([(job(ring_log2=1, seq=seq), 1) for seq in range(3)])
+    lines = bench.at("line")
+    assert lines[-2] > 100 and lines[3] < 100
+    assert bench.log[-1]["full"] > 80 and bench.log[-1]["delivered"] == 3
+
+
+def test_states_are_encoded_in_the_order_the_stall_report_names_them():
+    assert fsm_states(MessageWriter(), "write") == STATES
+
+
+@pytest.mark.parametrize("params, error", [
+    (dict(endpoints=0), ValueError), (dict(endpoints=17), ValueError),
+    (dict(endpoints=8.0), TypeError),
+])
+def test_parameter_errors_name_the_parameter(params, error):
+    with pytest.raises(error, match="^endpoints must be "):
+        MessageWriter(**params)
+
+
+def test_parameters_are_kept():
+    writer = MessageWriter(endpoints=3)
+    assert writer.endpoints == 3 and len(writer.ring_tail) == 3 and len(writer.ring_head) == 3
+    silence_unused(writer)
