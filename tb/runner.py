@@ -113,7 +113,7 @@ PUBLIC_INSIDE = {
                ("system_ni.rx.receiver", "receive_state"), ("system_ni.rx.queue", "free_words"),
                *(("system_ni.rx.writer", var) for var in (
                    "write_state", "lines_ahead", "announce_part", "send_part")),
-               ("system_ni.tx", "step"),
+               ("system_ni.tx", "step_state"), ("system_ni.tx.checker", "check_state"),
                *(("system_ni.msgbuf", var) for var in (
                    "state*", "tag*", "flight_*", "prep_waits_for_line", "rx_used", "reader_busy",
                    "reader_line", "client",

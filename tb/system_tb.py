@@ -26,7 +26,8 @@ from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, R
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
 from rtl.msgbuf import LineState, _Client
 from rtl.receiver import STATES as _RECEIVE_STATES
-from rtl.txengine import _Step
+from rtl.sendchecker import STATES as _CHECK_STATES
+from rtl.txengine import STEPS as _STEPS
 from rtl.writer import STATES as _WRITE_STATES, Part as _Part
 
 from .component_tb import ComponentTB
@@ -273,7 +274,8 @@ def _describe_ni(ni):
             f"{value(writer, 'announce_part', _Part).name}, sending "
             f"{value(writer, 'send_part', _Part).name}, {value(writer, 'lines_ahead')} lines "
             f"ahead), {value(rx.queue, 'free_words')} staging words free; TX "
-            f"{value(tx, 'step', _Step).name}; "
+            f"{_STEPS[value(tx, 'step_state')]} (checker "
+            f"{_CHECK_STATES[value(tx.checker, 'check_state')]}); "
             f"message buffer lines [{'; '.join(lines)}], {value(buf, 'rx_used')} used by RX, "
             f"{value(buf.ages, 'count')} in age order, merging "
             f"{value(buf, 'lines_merging'):#x} ({value(buf.merges, 'count')} reads), lines in "

@@ -12,8 +12,8 @@ from rtl.layouts import (LINE_WORDS, TX_COUNTERS, LineBeat, NiFault, NiFaultKind
                          SendFlags, TlbResponse, TlbStatus, TxError, TxSlotWrite, TxStatus,
                          WordBeat, codec)
 from rtl.params import silence_unused
-from rtl.txengine import TxEngine
-from tests.sim import background, run, stream_put
+from rtl.txengine import STEPS, TxEngine
+from tests.sim import background, fsm_states, run, stream_put
 
 MASK64 = (1 << 64) - 1
 
@@ -884,3 +884,7 @@ def test_parameter_corners_send(params):
     bench.run(user)
     assert bench.messages() == [bench.expected(sends[0], 0),
                                 bench.expected(sends[1], 0, bench.dma_payload(sends[1]))]
+
+
+def test_the_stall_report_names_the_steps_in_their_encoding_order():
+    assert fsm_states(TxEngine(), "step") == STEPS
