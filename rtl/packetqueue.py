@@ -1,5 +1,5 @@
 from amaranth import *
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -23,13 +23,6 @@ _LINE_SHIFT = LINE_BYTES.bit_length() - 1
 
 assert _STAGING_DEPTH == 1 << _STAGING_ADDR_BITS, "staging addresses wrap around the RAM"
 
-#: A job in the queue: the job, and where its payload starts in the staging RAM.
-_Queued = data.StructLayout({
-    "job":  RxJob,
-    "base": _STAGING_ADDR_BITS,
-})
-
-
 class PacketQueue(wiring.Component):
     """The RX engine's staging RAM and job queue, between its receiver and its writer.
 
@@ -42,7 +35,8 @@ class PacketQueue(wiring.Component):
     words), so that the next messages stream in while the writer reads out a job's. The payload
     of the message coming in goes into the free words (those no job holds) from ``base`` on;
     a job's words (none for a rejected one) are taken as it is handed over, and each is freed as
-    the writer takes it.
+    the writer takes it. So the jobs' words follow each other in the RAM, in arrival order, and
+    the writer reads them as one stream.
 
     **Jobs.** Up to :data:`QUEUED_JOBS` jobs wait behind the writer's. The writer takes the
     oldest queued, else the message offered, so that a message offered to an idle writer starts
@@ -60,8 +54,10 @@ class PacketQueue(wiring.Component):
     job : Out(stream.Signature(RxJob))
         The oldest job, else the message offered.
     words : Out(stream.Signature(FLIT_DATA_BITS))
-        The payload words of the job the writer took last, in order; the RAM's read port always
-        shows the next one (it reads the one after in the cycle a word is taken).
+        The payload words of the jobs the writer took, in order, a job's after those of the jobs
+        before it (the writer may take a job before it has taken the words of the one before);
+        the RAM's read port always shows the next one (it reads the one after in the cycle a word
+        is taken).
     incoming_line : In(RxLineHint)
         The first payload line of the message coming in.
     next_line : Out(RxLineHint)
@@ -85,7 +81,7 @@ class PacketQueue(wiring.Component):
         # Submodules: the staging RAM and the queue of jobs.
         m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=_STAGING_DEPTH,
                                                 init=[])
-        m.submodules.jobs = jobs = SyncFIFO(width=_Queued.size, depth=QUEUED_JOBS)
+        m.submodules.jobs = jobs = SyncFIFO(width=RxJob.size, depth=QUEUED_JOBS)
         write_port = staging.write_port()
         read_port = staging.read_port()
 
@@ -102,34 +98,32 @@ class PacketQueue(wiring.Component):
 
         # The jobs: a message offered goes to a writer that takes it with none queued, else into
         # the queue; its words are the RAM's from then on.
-        queued = _Queued(jobs.r_data)
-        offered = Signal(_Queued)
+        queued = RxJob(jobs.r_data)
         kept_words = Signal(range(STAGING_WORDS + 1))
         direct = Signal()
         handoff = Signal(name="handoff")
         take = Signal(name="take")
         message = self.message.payload
         m.d.comb += [
-            offered.job.eq(message),
-            offered.base.eq(base),
             kept_words.eq(Mux(message.rejected, 0, message.length[_WORD_SHIFT:])),
             self.job.valid.eq(jobs.r_rdy | self.message.valid),
-            self.job.payload.eq(Mux(jobs.r_rdy, queued.job, message)),
+            self.job.payload.eq(Mux(jobs.r_rdy, queued, message)),
             take.eq(self.job.valid & self.job.ready),
             direct.eq(self.job.ready & ~jobs.r_rdy),
             self.message.ready.eq(direct | jobs.w_rdy),
             handoff.eq(self.message.valid & self.message.ready),
-            jobs.w_data.eq(offered),
+            jobs.w_data.eq(message),
             jobs.w_en.eq(handoff & ~direct),
             jobs.r_en.eq(take & jobs.r_rdy),
         ]
         with m.If(handoff):
             m.d.sync += base.eq(base + kept_words)
 
-        # The words of the job taken, read ahead.
+        # The words of the jobs taken, read ahead: each job's words start where those of the one
+        # before end (``base`` as it was handed over), so the read address only counts up.
         job = self.job.payload
         read_addr = Signal(_STAGING_ADDR_BITS, name="read_addr")
-        words_left = Signal(range(STAGING_WORDS + 1), name="words_left")
+        words_left = Signal(range(_STAGING_DEPTH + 1), name="words_left")
         word_taken = Signal()
         m.d.comb += [
             self.words.valid.eq(words_left != 0),
@@ -137,19 +131,19 @@ class PacketQueue(wiring.Component):
             word_taken.eq(self.words.valid & self.words.ready),
             read_port.addr.eq(read_addr + word_taken),
         ]
-        with m.If(take):
-            m.d.sync += [read_addr.eq(Mux(jobs.r_rdy, queued.base, base)),
-                         words_left.eq(Mux(job.rejected, 0, job.length[_WORD_SHIFT:]))]
-        with m.Elif(word_taken):
-            m.d.sync += [read_addr.eq(read_addr + 1), words_left.eq(words_left - 1)]
-        m.d.sync += free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0))
+        m.d.sync += [
+            read_addr.eq(read_addr + word_taken),
+            words_left.eq(words_left - word_taken
+                          + Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
+            free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
+        ]
 
         # The first payload line of the job the writer takes next.
         with m.If(jobs.r_rdy):
             m.d.comb += [
-                self.next_line.valid.eq(~queued.job.rejected & (queued.job.length != 0)),
-                self.next_line.addr.eq(Cat(queued.job.remote_va[_LINE_SHIFT:PAGE_BITS],
-                                           queued.job.ppn[0])),
+                self.next_line.valid.eq(~queued.rejected & (queued.length != 0)),
+                self.next_line.addr.eq(Cat(queued.remote_va[_LINE_SHIFT:PAGE_BITS],
+                                           queued.ppn[0])),
             ]
         with m.Else():
             m.d.comb += self.next_line.eq(self.incoming_line)

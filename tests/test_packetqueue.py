@@ -118,3 +118,25 @@ def test_next_line_is_the_oldest_queued_jobs_first_line_else_the_incoming_one():
 
     run(dut, bench, deadline_cycles=100)
     assert lines == [(1, 0x5555), (1, (0x321 << (PAGE_BITS - 6)) | (0xfc8 >> 6))]
+
+
+def test_a_job_taken_before_the_words_of_the_one_before_gets_its_words_after_them():
+    """The writer takes three jobs (one rejected) before any of their words: the words come out
+    as one stream, each job's after those of the jobs before it."""
+    dut = PacketQueue()
+    sizes = [3, 0, 5, 2]
+    words = []
+
+    async def receiver(ctx):
+        for number, count in enumerate(sizes):
+            await receive(ctx, dut, number, count, rejected=number == 1)
+
+    async def writer(ctx):
+        for _ in sizes[:3]:
+            await stream_get(ctx, dut.job)
+        words.extend([await stream_get(ctx, dut.words) for _ in range(5)])
+        await stream_get(ctx, dut.job)
+        words.extend([await stream_get(ctx, dut.words) for _ in range(5)])
+
+    run(dut, receiver, writer, deadline_cycles=400)
+    assert words == payload(0, 3) + payload(2, 5) + payload(3, 2)
