@@ -64,9 +64,9 @@ class TxEngine(wiring.Component):
     **DMA fetch and the prefetch FIFO.** The payload's words reach the framer through a prefetch
     FIFO of ``send_buffering * 8`` words inside this engine (a
     :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, submodule ``fetcher.prefetch``; PIO words pass
-    through it too). A line is asked for only when the FIFO has room for all 8 of its words beside every
-    word already asked for and not yet sent, so the fetch runs at most ``send_buffering`` lines
-    ahead of the wire and the FIFO never refuses a word. Lines are fetched in order. Each is
+    through it too). A line is asked for only when the FIFO has room for all 8 of its words
+    beside every word already asked for and not yet sent, so the fetch runs at most
+    ``send_buffering`` lines ahead of the wire and the FIFO never refuses a word. Lines are fetched in order. Each is
     probed in the MessageBuffer (``ni_read``, one probe offered at a time, the next one offered
     while the answer to the one before streams in); a miss is then read from memory
     (``dma_read``), several lines outstanding. Words of a buffered line (a hit) are taken only
