@@ -64,21 +64,21 @@ class TxEngine(wiring.Component):
     **DMA fetch and the prefetch FIFO.** The payload's words reach the framer through a prefetch
     FIFO of ``send_buffering * 8`` words inside this engine (a
     :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, submodule ``fetcher.prefetch``; PIO words pass
-    through it too). A line is asked for only when the FIFO has room for all 8 of its words
-    beside every word already asked for and not yet sent, so the fetch runs at most
-    ``send_buffering`` lines ahead of the wire and the FIFO never refuses a word. Lines are fetched in order. Each is
+    through it too). A line is asked for only when the FIFO has room for all 8 of its words beside
+    every word already asked for and not yet sent, so the fetch runs at most ``send_buffering``
+    lines ahead of the wire and the FIFO never refuses a word. Lines are fetched in order. Each is
     probed in the MessageBuffer (``ni_read``, one probe offered at a time, the next one offered
-    while the answer to the one before streams in); a miss is then read from memory
-    (``dma_read``), several lines outstanding. Words of a buffered line (a hit) are taken only
-    once every line asked from memory before it has arrived, so words reach the FIFO in order
-    (the MessageBuffer's line reader waits meanwhile, for at most the memory's latency; so a
-    payload whose lines alternate between buffer and memory pays that latency once per pair,
-    58 % of the link for 2 KiB at 10 cycles, against 100 % for all-memory or all-buffered). The
-    words of the first and last line that the payload does not cover are dropped. The physical
-    line of payload word ``i`` is ``(ppn << 12 | (local_va + 8 i) & 0xfff) >> 6``, with the PPN
-    of the page that word is in. The header of a DMA send is offered once the first payload word
-    is in the FIFO, so that the memory's latency is not a gap in the middle of a message, which
-    would hold the Fabric's wormhole path idle.
+    while the answer to the one before streams in); a miss is then read from memory (``dma_read``),
+    several lines outstanding. Words of a buffered line (a hit) are taken only once every line asked
+    from memory before it has arrived, so words reach the FIFO in order (the MessageBuffer's line
+    reader waits meanwhile, for at most the memory's latency; so a payload whose lines alternate
+    between buffer and memory pays that latency once per pair, 58 % of the link for 2 KiB at 10
+    cycles, against 100 % for all-memory or all-buffered). The words of the first and last line that
+    the payload does not cover are dropped. The physical line of payload word ``i`` is
+    ``(ppn << 12 | (local_va + 8 i) & 0xfff) >> 6``, with the PPN of the page that word is in. The
+    header of a DMA send is offered once the first payload word is in the FIFO, so that the memory's
+    latency is not a gap in the middle of a message, which would hold the Fabric's wormhole path
+    idle.
 
     **Framing.** The header (``src_node`` this node, ``src_endpoint`` the sending endpoint,
     ``seq`` a counter per destination node from 0, ``notify`` the NOTIFY flag, ``kind`` PUT, the
