@@ -133,8 +133,8 @@ class PacketQueue(wiring.Component):
         ]
         m.d.sync += [
             read_addr.eq(read_addr + word_taken),
-            words_left.eq(words_left - word_taken
-                          + Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
+            words_left.eq(words_left + Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)
+                          - word_taken),
             free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
         ]
 
