@@ -30,27 +30,29 @@ class RxEngine(wiring.Component):
     * a :class:`rtl.packetqueue.PacketQueue` (``queue``) keeps the payloads in a staging RAM of
       two largest payloads (2 * :data:`STAGING_WORDS` words, a circular buffer) and up to
       :data:`QUEUED_JOBS` messages that passed (or were rejected) as jobs behind the writer's;
-    * a :class:`rtl.writer.MessageWriter` (``writer``) writes the jobs one at a time, in arrival
-      order, while the next messages come in: waits while the job's ring is full (reception goes
-      on until the staging RAM or the job queue is full, then holds the link), writes the
-      payload's lines and the completion entry through the MessageBuffer (``rx_line``,
-      ``rx_data``), and, once the MessageBuffer has released the entry's line (``lines_done``),
-      advances the ring's tail and offers the completion, with up to :data:`SETTLING_JOBS` jobs
-      so settling. A later message's fault may come before an earlier message's completion.
+    * a :class:`rtl.writer.MessageWriter` (``writer``) writes the jobs in arrival order, two at a
+      time in its two stages (a job's lines announced while the words of the one before go out),
+      while the next messages come in: waits while the job's ring is full (reception goes on
+      until the staging RAM or the job queue is full, then holds the link), writes the payload's
+      lines and the completion entry through the MessageBuffer (``rx_line``, ``rx_data``), and,
+      once the MessageBuffer has released the entry's line (``lines_done``), advances the ring's
+      tail and offers the completion, with up to :data:`SETTLING_JOBS` jobs in its stages or so
+      settling. A later message's fault may come before an earlier message's completion.
 
     **Timing.** ``flits`` takes one flit per cycle while a message streams in. It holds a first
     flit while lookups of the message before are still in flight, and the first payload flit
     until the staging RAM has room for the payload the header asks for (at most
     :data:`STAGING_WORDS` words). It takes nothing from the trailer until the message is
     discarded or has become a job: while its translation, fault report or miss answer is
-    pending, and while the job queue is full. The writer writes a job of ``n`` payload words in
-    ``n + 5`` cycles (a cycle for the first announcement, then the payload's and the entry's
-    words one a cycle), so that with ``rx_line``, ``rx_data`` and ``completion`` always ready
-    back-to-back 8-byte messages come in at 5 flits per 6 cycles and messages of 2 KiB at 260
-    flits per 261. For an 8-byte message whose page hit, with the writer idle, those ports
-    always ready and each line released in the cycle after its last word, the payload line is
-    announced in the cycle after the trailer's transfer, and ``completion`` is valid from the
-    seventh clock edge after it (taken at the eighth).
+    pending, and while the job queue is full. The writer writes jobs that follow each other in
+    ``n + 4`` cycles each for ``n`` payload words (the payload's and the entry's words one a
+    cycle, a job's announcements made while the words of the one before go out), so that with
+    ``rx_line``, ``rx_data`` and ``completion`` always ready back-to-back messages come in at the
+    link's rate: 8-byte messages at 5 flits per 5 cycles, messages of 2 KiB at 260 flits per
+    260. For an 8-byte message whose page hit, with the writer idle, those ports always ready
+    and each line released in the cycle after its last word, the payload line is announced in
+    the cycle after the trailer's transfer, and ``completion`` is valid from the seventh clock
+    edge after it (taken at the eighth).
 
     Parameters
     ----------

@@ -12,16 +12,17 @@ from .params import check_int
 
 __all__ = ["MessageWriter", "Part", "STATES", "SETTLING_JOBS"]
 
-#: The writer's states, in the order of their encoding (the stall report of :mod:`tb.system_tb`
-#: names them from this): no job; waiting for space in the job's ring; writing its payload lines
-#: and completion entry.
+#: The states of the writer's announcing side, in the order of their encoding (the stall report
+#: of :mod:`tb.system_tb` names them from this): no job to announce; waiting for space in the
+#: job's ring; announcing its payload lines and completion entry.
 STATES = ("IDLE", "RING", "WRITE")
 
-#: Jobs written whose lines the MessageBuffer has not all released yet: enough that the writer
-#: goes on with short messages while the earlier ones' last lines make their coherence round trip.
+#: Jobs in the writer's two stages or written whose lines the MessageBuffer has not all released
+#: yet: enough that the writer goes on with short messages while the earlier ones' last lines make
+#: their coherence round trip.
 SETTLING_JOBS = 4
 #: Bits of the counts of lines announced and released: they differ by less than half the range
-#: (the lines of the jobs settling and of the one being written).
+#: (the lines of the jobs settling and of the ones being written).
 _LINE_COUNT_BITS = 10
 #: Bits of a byte address below the word, below the line, and below a completion entry.
 _WORD_SHIFT = FLIT_BYTES.bit_length() - 1
@@ -52,6 +53,15 @@ _Settling = data.StructLayout({
     "lines":    _LINE_COUNT_BITS,   # the count of lines announced, its entry's included
 })
 
+#: A job in one of the writer's two stages: the job, its entry's addresses, and the count of
+#: lines announced up to and including its entry's (once that is announced).
+_Stage = data.StructLayout({
+    "job":      RxJob,
+    "entry_pa": PA_BITS,
+    "entry_va": VA_BITS,
+    "lines":    _LINE_COUNT_BITS,
+})
+
 
 class MessageWriter(wiring.Component):
     """Writes the RX engine's jobs into memory through the MessageBuffer, advances the rings'
@@ -59,12 +69,18 @@ class MessageWriter(wiring.Component):
 
     Part of :class:`rtl.rxengine.RxEngine`: it takes jobs, in arrival order, from the engine's
     :class:`rtl.packetqueue.PacketQueue`, and their payload words from the queue's staging RAM.
-    One job at a time; the next one is taken as the entry's last word is taken (or at once when
-    idle), if the settling queue has room for it.
+    It is a pipeline of two stages, each on one job. The announcing side takes a job (its ring's
+    check, its entry's slot, its first announcement) in the cycle after it has announced the
+    entry's line of the one before, while the sending side still sends that one's words; it is
+    at most one job ahead, so it waits while the sending side has not gone on to its job. The
+    sending side goes on to the announcing side's job as the last word of its own job's entry is
+    taken (or at once when idle). A job is taken only if the settling queue will have room for
+    its record, beside those of the jobs in the two stages.
 
     **Ring.** While the job's ring is full (``ring_tail - ring_head`` equals ``2 ** ring_log2``,
-    mod 2**16, the tail counting the entries written whose tail has not advanced yet) the writer
-    holds the job, counting ``count_ring_full_cycles``, and takes no other.
+    mod 2**16, the tail counting the entries whose slot was given, to a job in either stage or
+    settling, and whose tail has not advanced yet) the announcing side holds the job, counting
+    ``count_ring_full_cycles``, and takes no other; the sending side finishes its job.
 
     **Writing.** Each payload line (none for a rejected job) is announced on ``rx_line``
     (physical line address ``(ppn << 12 | offset) >> 6``, the payload landing at ``remote_va &
@@ -80,11 +96,13 @@ class MessageWriter(wiring.Component):
     so that the core reads the payload and the entry and never stale copies, the tail advances,
     the job is counted (``count_delivered`` or ``count_rejected``) and, if its ``notify`` is set,
     ``completion`` offers the entry's VA (``ring_va`` + the same offset) from that cycle, in
-    arrival order. Up to :data:`SETTLING_JOBS` jobs wait so.
+    arrival order. Up to :data:`SETTLING_JOBS` jobs are in the two stages or settling.
 
-    **Timing.** A job of ``n`` payload words takes ``n + 5`` cycles with ``rx_line`` and
-    ``rx_data`` always ready: a cycle for the first announcement, then the payload's and the
-    entry's words one a cycle.
+    **Timing.** With ``rx_line`` and ``rx_data`` always ready, a job taken by an idle writer has
+    its first line announced in the cycle after and its words sent one a cycle from the cycle
+    after that; jobs that follow each other take ``n + 4`` cycles of ``rx_data`` each (``n``
+    payload words and the entry's 4), their announcements made while the words of the job
+    before go out, with no cycle between them.
 
     Parameters
     ----------
@@ -94,9 +112,10 @@ class MessageWriter(wiring.Component):
     Members
     -------
     job : In(stream.Signature(RxJob))
-        The next job; ready when the writer takes one, as above.
+        The next job; ready when the announcing side takes one, as above.
     words : In(stream.Signature(FLIT_DATA_BITS))
-        The current job's payload words, in order; taken one per word sent on ``rx_data``.
+        The payload words of the jobs taken, in order, one stream: the sending side's job's,
+        then the next job's; taken one per word sent on ``rx_data``.
     next_line : In(RxLineHint)
         The first payload line of the job the writer would take next (:class:`PacketQueue`).
     ring_head : In(16).array(endpoints)
@@ -112,9 +131,9 @@ class MessageWriter(wiring.Component):
         The writes to the MessageBuffer, as above; any backpressure is fine.
     rx_next : Out(RxLineHint)
         The line the next announcement will name, where the writer knows it from its registers
-        (the MessageBuffer's "Announcing ahead"): the job's next line while its payload's lines
-        are announced, else ``next_line`` unless a job is held for ring space. Not ``valid``
-        when that is an entry's line.
+        (the MessageBuffer's "Announcing ahead"): the announcing side's job's next line while its
+        payload's lines are announced, else ``next_line`` unless a job is held for ring space.
+        Not ``valid`` when that is an entry's line.
     lines_done : In(1)
         The MessageBuffer's ``rx_done``: high in each cycle it releases a line announced on
         ``rx_line`` (in announcement order).
@@ -153,75 +172,91 @@ class MessageWriter(wiring.Component):
         # Submodules: the records of the jobs written whose lines are not all released.
         m.submodules.settling = settling = SyncFIFO(width=_Settling.size, depth=SETTLING_JOBS)
 
-        # The job: taken into ``current``; the one the writer starts or holds is ``starting``.
-        current = Signal(RxJob, name="current")
+        # The two stages, each with its job: the announcer's (``announcing``; ``starting`` is the
+        # one it starts or holds) and the sender's (``sending``), which takes the announcer's job
+        # (``load``) once it is done with its own. ``queued``: the announcer's job is started and
+        # not the sender's yet, so that the sender is at most one job behind.
+        announcing = Signal(_Stage, name="announcing")
+        sending = Signal(_Stage, name="sending")
         starting = Signal(RxJob, name="starting")
+        queued = Signal(name="queued")
         take = Signal(name="take")
         held = Signal(name="held")
-        writing = Signal(name="writing")
-        entry_written = Signal(name="entry_written")
+        start = Signal(name="start")
+        load = Signal(name="load")
         m.d.comb += [
             take.eq(self.job.valid & self.job.ready),
-            starting.eq(Mux(held, current, self.job.payload)),
+            starting.eq(Mux(held, announcing.job, self.job.payload)),
         ]
         with m.If(take):
-            m.d.sync += current.eq(self.job.payload)
+            m.d.sync += announcing.job.eq(self.job.payload)
 
         # Where the entry of the job starting goes, and whether its ring is full.
         unsettled = [Signal(range(SETTLING_JOBS + 1), name=f"unsettled{index}")
                      for index in range(self._endpoints)]
-        entry_pa, entry_va, ring_full = self._ring(m, starting, unsettled,
-                                                   entry_written & (current.dst_endpoint
-                                                                    == starting.dst_endpoint))
+        entry_pa, entry_va, ring_full = self._ring(m, starting, unsettled)
 
-        # The two sides: announcing lines, and sending words once their line is announced.
-        entry_pa_kept = Signal(PA_BITS)
-        entry_va_kept = Signal(VA_BITS)
-        lines_ahead = Signal(range(2 * MAX_PAYLOAD_BYTES // LINE_BYTES + 4))
-        announce = _Announcer(m, self, current, entry_pa_kept)
-        send = _Sender(m, self, current, entry_pa_kept)
+        # The two sides: announcing lines, and sending words once their line is announced (the
+        # lines of the sender's job and of the announcer's, in order).
+        lines_ahead = Signal(range(2 * (MAX_PAYLOAD_BYTES // LINE_BYTES + 2) + 1))
+        announce = _Announcer(m, self, announcing.job, announcing.entry_pa)
+        send = _Sender(m, self, sending.job, sending.entry_pa)
+        entry_announced = Signal(name="entry_announced")
         m.d.comb += [
-            self.rx_line.valid.eq(writing & (announce.part != Part.DONE)),
-            self.rx_data.valid.eq(writing & (lines_ahead != 0) & (send.part != Part.DONE)
+            self.rx_line.valid.eq(announce.part != Part.DONE),
+            self.rx_data.valid.eq((lines_ahead != 0) & (send.part != Part.DONE)
                                   & ((send.part != Part.PAYLOAD) | self.words.valid)),
-            entry_written.eq(send.entry_written),
+            entry_announced.eq(announce.taken & (announce.part == Part.ENTRY)),
         ]
         m.d.sync += lines_ahead.eq(lines_ahead + announce.taken - send.line_done)
 
-        # Starting a job: the payload (unless rejected), then the entry.
-        words = Signal(range(MAX_PAYLOAD_WORDS + 1), name="start_words")
-        first_part = Signal(Part, name="start_part")
-        first_offset = Signal(PAGE_BITS + 1, name="start_offset")
-        first_left = Signal(range(MAX_PAYLOAD_WORDS + 1), name="start_left")
-        m.d.comb += [
-            words.eq(Mux(starting.rejected, 0, starting.length[_WORD_SHIFT:])),
-            first_part.eq(Mux(words != 0, Part.PAYLOAD, Part.ENTRY)),
-            first_offset.eq(Mux(words != 0,
-                                Cat(C(0, _WORD_SHIFT), starting.remote_va[_WORD_SHIFT:PAGE_BITS]),
-                                entry_pa[:PAGE_BITS + 1])),
-            first_left.eq(Mux(words != 0, words, COMPLETION_WORDS)),
-        ]
-        start = [
-            entry_pa_kept.eq(entry_pa), entry_va_kept.eq(entry_va),
-            announce.part.eq(first_part), announce.offset.eq(first_offset),
-            announce.word.eq(first_offset[_WORD_SHIFT:_LINE_SHIFT]), announce.left.eq(first_left),
-            send.part.eq(first_part), send.offset.eq(first_offset), send.left.eq(first_left),
-            lines_ahead.eq(0),
-        ]
+        # Starting a job, on the announcer's side: its entry's slot, its first line.
+        first_part, first_offset, first_left = _first_write(m, starting, entry_pa, "start")
+        with m.If(start):
+            m.d.sync += [
+                announcing.entry_pa.eq(entry_pa), announcing.entry_va.eq(entry_va),
+                announce.part.eq(first_part), announce.offset.eq(first_offset),
+                announce.word.eq(first_offset[_WORD_SHIFT:_LINE_SHIFT]),
+                announce.left.eq(first_left),
+            ]
 
-        # The job's way through the writer: wait for space in its ring, write it (settling
-        # finishes it); take the next job as the entry's last word is taken (or at once when
-        # idle), if a record of it will fit in the settling queue.
+        # Loading it into the sender, as the sender's own job's entry's last word is taken (or
+        # at once when the sender is idle).
+        load_part, load_offset, load_left = _first_write(m, announcing.job, announcing.entry_pa,
+                                                         "load")
+        m.d.comb += load.eq(queued & ((send.part == Part.DONE) | send.entry_written))
+        with m.If(load):
+            m.d.sync += [sending.eq(announcing), send.part.eq(load_part),
+                         send.offset.eq(load_offset), send.left.eq(load_left)]
+        with m.If(start):
+            m.d.sync += queued.eq(1)
+        with m.Elif(load):
+            m.d.sync += queued.eq(0)
+
+        # The count of lines announced, up to and including its entry's, goes with each job: the
+        # announcer may announce the next job's lines before the sender writes this one's entry.
+        announced = Signal(_LINE_COUNT_BITS, name="lines_announced")
+        m.d.sync += announced.eq(announced + announce.taken)
+        with m.If(entry_announced):
+            m.d.sync += announcing.lines.eq(announced + 1)
+            with m.If(~queued | load):
+                m.d.sync += sending.lines.eq(announced + 1)
+
+        # The announcer's way: take a job when it has announced the last one's entry and the
+        # sender has, or loads now, that one, if a record of it will fit in the settling queue
+        # beside those of the jobs started and not written; wait for space in its ring; announce
+        # its lines.
         settling_room = Signal()
         full_wait = Signal()
-        m.d.comb += settling_room.eq(settling.level + entry_written < SETTLING_JOBS)
+        m.d.comb += settling_room.eq(settling.level + (send.part != Part.DONE) + queued
+                                     < SETTLING_JOBS)
 
         def start_when_space():
             with m.If(ring_full):
                 m.d.comb += full_wait.eq(1)
                 m.next = "RING"
             with m.Else():
-                m.d.sync += start
+                m.d.comb += start.eq(1)
                 m.next = "WRITE"
 
         with m.FSM(name="write") as fsm:
@@ -233,33 +268,30 @@ class MessageWriter(wiring.Component):
             with m.State("RING"):
                 start_when_space()
             with m.State("WRITE"):
-                with m.If(take):
-                    start_when_space()
-                with m.Elif(entry_written):
+                with m.If(entry_announced):
                     m.next = "IDLE"
         m.d.comb += [
-            self.job.ready.eq((at["IDLE"] | (at["WRITE"] & entry_written)) & settling_room),
+            self.job.ready.eq(at["IDLE"] & (~queued | load) & settling_room),
             held.eq(at["RING"]),
-            writing.eq(at["WRITE"]),
         ]
         with m.If(full_wait):
             m.d.sync += self.count_ring_full_cycles.eq(self.count_ring_full_cycles + 1)
 
         # The line named ahead: the job's next one while its payload's are announced, else the
         # next job's first.
-        with m.If(writing & (announce.part == Part.PAYLOAD)):
+        with m.If(announce.part == Part.PAYLOAD):
             m.d.comb += [self.rx_next.valid.eq(1), self.rx_next.addr.eq(announce.next_addr)]
         with m.Elif(~held):
             m.d.comb += self.rx_next.eq(self.next_line)
 
-        self._settle(m, settling, current, entry_va_kept, announce.taken, entry_written,
+        self._settle(m, settling, sending, send.entry_written, start, starting.dst_endpoint,
                      unsettled)
         return m
 
-    def _ring(self, m, starting, unsettled, written_now):
+    def _ring(self, m, starting, unsettled):
         """Return the physical and virtual address of the entry of job ``starting`` and whether
-        its ring is full: its tail counts the entries written and not settled (``unsettled``, per
-        ring), and the current job's if written at this edge (``written_now``)."""
+        its ring is full: its tail counts the entries whose slot was given and whose tail has not
+        advanced yet (``unsettled``, per ring)."""
         endpoint = starting.dst_endpoint
         head = get_indexed(m, self.ring_head, endpoint, 16, "head")
         tail_now = get_indexed(m, self.ring_tail, endpoint, 16, "tail_now")
@@ -274,7 +306,7 @@ class MessageWriter(wiring.Component):
         entry_pa = Signal(PA_BITS)
         entry_va = Signal(VA_BITS)
         m.d.comb += [
-            tail.eq(tail_now + waiting + written_now),
+            tail.eq(tail_now + waiting),
             ring_size.eq(1 << starting.ring_log2),
             ring_used.eq(tail - head),
             ring_full.eq(ring_used == ring_size),
@@ -287,21 +319,21 @@ class MessageWriter(wiring.Component):
         ]
         return entry_pa, entry_va, ring_full
 
-    def _settle(self, m, settling, current, entry_va, line_taken, entry_written, unsettled):
-        """Keep a record of each job written until the MessageBuffer has released its lines;
-        then, in order, advance its ring's tail, count it, and offer its completion."""
-        announced = Signal(_LINE_COUNT_BITS, name="lines_announced")
+    def _settle(self, m, settling, sending, entry_written, start, start_endpoint, unsettled):
+        """Keep a record of each job written (the sender's, ``sending``) until the MessageBuffer
+        has released its lines; then, in order, advance its ring's tail, count it, and offer its
+        completion. Count the slots given (a job started for ``start_endpoint``) and not
+        advanced, per ring."""
         done = Signal(_LINE_COUNT_BITS, name="lines_done_count")
-        m.d.sync += [announced.eq(announced + line_taken),
-                     done.eq(done + self.lines_done)]
+        m.d.sync += done.eq(done + self.lines_done)
         record = Signal(_Settling)
         m.d.comb += [
-            record.endpoint.eq(current.dst_endpoint),
-            record.notify.eq(current.notify),
-            record.rejected.eq(current.rejected),
-            record.entry_va.eq(entry_va),
-            # (the entry's announcement was taken before its last word)
-            record.lines.eq(announced),
+            record.endpoint.eq(sending.job.dst_endpoint),
+            record.notify.eq(sending.job.notify),
+            record.rejected.eq(sending.job.rejected),
+            record.entry_va.eq(sending.entry_va),
+            # (taken as its entry's announcement was, which was before its last word)
+            record.lines.eq(sending.lines),
             settling.w_data.eq(record),
             settling.w_en.eq(entry_written),
         ]
@@ -327,21 +359,39 @@ class MessageWriter(wiring.Component):
         ]
         m.d.sync += advanced.eq(settled & ~leaves)
 
-        # The ring tails: reset by the NI, advanced by each entry settled; the entries written
-        # and not settled, per ring; and the counts.
+        # The ring tails: reset by the NI, advanced by each entry settled; the slots given and
+        # not advanced, per ring; and the counts.
         for index, (ring_tail, waiting) in enumerate(zip(self.ring_tail, unsettled)):
             with m.If(self.ring_reset[index]):
                 m.d.sync += ring_tail.eq(0)
             with m.Elif(advance & (oldest.endpoint == index)):
                 m.d.sync += ring_tail.eq(ring_tail + 1)
             m.d.sync += waiting.eq(waiting
-                                   + (entry_written & (record.endpoint == index))
+                                   + (start & (start_endpoint == index))
                                    - (advance & (oldest.endpoint == index)))
         with m.If(advance):
             with m.If(oldest.rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
                 m.d.sync += self.count_delivered.eq(self.count_delivered + 1)
+
+
+def _first_write(m, job, entry_pa, name):
+    """Return where the writes of ``job`` (its entry at ``entry_pa``) begin, as the ``part``,
+    ``offset`` and ``left`` of :class:`_Announcer`: its payload, unless rejected or empty, else
+    its entry."""
+    words = Signal(range(MAX_PAYLOAD_WORDS + 1), name=f"{name}_words")
+    part = Signal(Part, name=f"{name}_part")
+    offset = Signal(PAGE_BITS + 1, name=f"{name}_offset")
+    left = Signal(range(MAX_PAYLOAD_WORDS + 1), name=f"{name}_left")
+    m.d.comb += [
+        words.eq(Mux(job.rejected, 0, job.length[_WORD_SHIFT:])),
+        part.eq(Mux(words != 0, Part.PAYLOAD, Part.ENTRY)),
+        offset.eq(Mux(words != 0, Cat(C(0, _WORD_SHIFT), job.remote_va[_WORD_SHIFT:PAGE_BITS]),
+                      entry_pa[:PAGE_BITS + 1])),
+        left.eq(Mux(words != 0, words, COMPLETION_WORDS)),
+    ]
+    return part, offset, left
 
 
 class _Announcer:
@@ -353,7 +403,7 @@ class _Announcer:
     entry's."""
 
     def __init__(self, m, writer, job, entry_pa):
-        self.part = part = Signal(Part, name="announce_part")
+        self.part = part = Signal(Part, init=Part.DONE, name="announce_part")
         self.offset = offset = Signal(PAGE_BITS + 1, name="announce_offset")
         self.left = left = Signal(range(MAX_PAYLOAD_WORDS + 1), name="announce_left")
         # The line's first word is a register of its own, as wide as the counts it is added to:
@@ -398,10 +448,10 @@ class _Announcer:
 class _Sender:
     """The sending side of a :class:`MessageWriter`: sends the job's words on ``rx_data``, the
     payload's from ``words``, then the completion entry's. ``offset`` and ``left`` as for
-    :class:`_Announcer`; the writer sets them to start a job, and drives ``rx_data.valid``."""
+    :class:`_Announcer`; the writer sets them to load a job, and drives ``rx_data.valid``."""
 
     def __init__(self, m, writer, job, entry_pa):
-        self.part = part = Signal(Part, name="send_part")
+        self.part = part = Signal(Part, init=Part.DONE, name="send_part")
         self.offset = offset = Signal(PAGE_BITS + 1, name="send_offset")
         self.left = left = Signal(range(MAX_PAYLOAD_WORDS + 1), name="send_left")
         self.line_done = line_done = Signal()

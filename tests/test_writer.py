@@ -1,6 +1,7 @@
 """Unit tests of the RX engine's writer (rtl/writer.py) in the Amaranth simulator: jobs and their
-payload words offered as the packet queue does, a MessageBuffer always ready that releases each
-line in the cycle after its last word, and user code that moves a ring's head."""
+payload words offered as the packet queue does (the words as one stream), a MessageBuffer always
+ready that releases each line in the cycle after its last word (or, held, one a cycle from an
+edge on), and user code that moves a ring's head."""
 
 import pytest
 from amaranth.hdl import Value
@@ -8,7 +9,7 @@ from amaranth.hdl import Value
 from rtl.layouts import (COMPLETION_BYTES, PAGE_BITS, CompletionEntry, CompletionStatus,
                          RxFillBeat, RxJob, RxLineRequest, codec)
 from rtl.params import silence_unused
-from rtl.writer import STATES, MessageWriter
+from rtl.writer import SETTLING_JOBS, STATES, MessageWriter
 from tests.sim import edges, fsm_states, run, stream_put, tracer, transfer
 
 RING_PA, RING_VA = 0x8000_0040, 0x7f00_0000_1040
@@ -23,17 +24,21 @@ def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5)
 
 
 class Bench:
-    def __init__(self, *, endpoints=4, head_at=None):
+    def __init__(self, *, endpoints=4, head_at=None, lines_from=0):
         self.dut = MessageWriter(endpoints=endpoints)
         self.head_at = head_at          # (edge, endpoint, head): user code consumes entries
+        self.lines_from = lines_from    # no line is released before this edge
         self.log = []
 
     def run(self, jobs, cycles=400):
         dut = self.dut
 
         async def queue(ctx):
-            for bits, words in jobs:
+            for bits, _ in jobs:
                 await stream_put(ctx, dut.job, bits)
+
+        async def staging(ctx):
+            for _, words in jobs:
                 for index in range(words):
                     await stream_put(ctx, dut.words, 0x1111_0000 + index)
 
@@ -41,12 +46,15 @@ class Bench:
             ctx.set(dut.rx_line.ready, 1)
             ctx.set(dut.rx_data.ready, 1)
             ctx.set(dut.completion.ready, 1)
-            edge = 0
+            edge = complete = 0
             while edge < cycles - 10:
                 _, _, last = await ctx.tick().sample(transfer(dut.rx_data)
                                                      & dut.rx_data.payload.last)
                 edge += 1
-                ctx.set(dut.lines_done, last)
+                complete += last
+                release = complete != 0 and edge >= self.lines_from
+                complete -= release
+                ctx.set(dut.lines_done, release)
                 if self.head_at and self.head_at[0] == edge:
                     ctx.set(dut.ring_head[self.head_at[1]], self.head_at[2])
 
@@ -57,7 +65,7 @@ class Bench:
                        entry=dut.completion.payload.entry, tail1=dut.ring_tail[1],
                        full=dut.count_ring_full_cycles, delivered=dut.count_delivered,
                        rejected=dut.count_rejected)
-        run(dut, queue, memory, watch, deadline_cycles=cycles)
+        run(dut, queue, staging, memory, watch, deadline_cycles=cycles)
 
     def at(self, name):
         return edges(self.log, name)
@@ -114,6 +122,47 @@ def test_a_full_ring_holds_the_job_until_the_head_moves_counting_the_cycles():
     lines = bench.at("line")
     assert lines[-2] > 100 and lines[3] < 100
     assert bench.log[-1]["full"] > 80 and bench.log[-1]["delivered"] == 3
+
+
+def test_the_next_job_waits_for_the_slot_the_job_in_the_sending_stage_took():
+    """A ring of 1 entry: the second job is taken as the first's entry line is announced, while
+    the first's words still go out, and finds the ring full with the first's slot; it waits,
+    counting each cycle, until user code moves the head at edge 60, then goes into slot 0
+    again."""
+    bench = Bench(head_at=(60, 1, 1))
+    bench.run([(job(ring_log2=0, seq=seq), 1) for seq in range(2)])
+    first_entry, second_taken = bench.at("line")[1], bench.at("taken")[1]
+    assert second_taken == first_entry + 1 < bench.at("beat")[4]
+    assert [line["addr"] for line in bench.lines()[1::2]] == [RING_PA >> 6] * 2
+    assert bench.at("line")[2] > 60
+    assert bench.log[-1]["full"] == 60 - second_taken
+    assert bench.log[-1]["delivered"] == 2 and bench.log[-1]["tail1"] == 2
+
+
+def test_a_job_settles_on_its_own_lines_while_the_next_ones_are_announced():
+    """Two one-word jobs back to back: the second's lines are announced before the first's
+    entry's last word, and each job settles, its tail advancing and its completion offered, two
+    edges after its own entry's last word, not waiting for the other's lines."""
+    bench = Bench()
+    bench.run([(job(seq=seq), 1) for seq in range(2)])
+    lines, beats = bench.at("line"), bench.at("beat")
+    first_written, second_written = beats[4], beats[9]
+    assert lines[3] < first_written
+    assert bench.at("completion") == [first_written + 2, second_written + 2]
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA, RING_VA + COMPLETION_BYTES]
+
+
+def test_a_job_waits_for_room_in_the_settling_queue_beside_the_job_being_sent():
+    """No line is released before edge 100: the settling queue fills with the records of the
+    first SETTLING_JOBS jobs, the last of them counted while it is still being sent, and the
+    next job waits for one to leave; then every job settles, in order."""
+    bench = Bench(lines_from=100)
+    bench.run([(job(seq=seq), 1) for seq in range(SETTLING_JOBS + 2)])
+    assert sum(edge < 100 for edge in bench.at("line")) == 2 * SETTLING_JOBS
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA + COMPLETION_BYTES * slot for slot in range(SETTLING_JOBS + 2)]
+    assert bench.log[-1]["delivered"] == SETTLING_JOBS + 2 and bench.log[-1]["tail1"] == 6
 
 
 def test_states_are_encoded_in_the_order_the_stall_report_names_them():
