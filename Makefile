@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml
 ## test: the whole suite (unit tests, cocotb on Icarus and Verilator, Verilog lint, CLI); the
 ## slowest tests are listed at the end
 test: setup
-	$(BIN)/python -m pytest -n $(JOBS) --durations=20 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=20 $(PYTEST_ARGS)
 
 ## demo: 2 nodes playing ping-pong in every notification mode, PIO and DMA, on Verilator: a latency table
 demo: setup

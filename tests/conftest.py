@@ -24,6 +24,19 @@ def pytest_configure(config):
         os.environ["SMTNI_SEED"] = str(_session_seed(config))
 
 
+#: Modules whose tests take minutes, slowest first: collected before the others, so that
+#: pytest-xdist starts them first and the quick tests fill in around them, rather than one worker
+#: running a long test at the end while the other waits.
+SLOW_FIRST = ("test_formal.py", "test_soak.py", "test_msgbuf_cocotb.py", "test_system_cocotb.py",
+              "test_locktable_cocotb.py", "test_cli.py", "test_notifier_cocotb.py",
+              "test_fabric_cocotb.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: index for index, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FIRST)))
+
+
 def pytest_report_header(config):
     seed = os.environ["SMTNI_SEED"]
     return f"smtni seed: {seed} (replay with: make test PYTEST_ARGS='--seed {seed}')"

@@ -75,14 +75,14 @@ def test_sim_failure_exits_1(capsys, monkeypatch, tmp_path):
 
 
 def test_demo_prints_the_latency_table_for_every_mode(capsys):
-    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--count", "2")
+    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--count", "1")
     assert status == 0, out
     assert "one-way doorbell->handler" in out and "notification last flit->handler" in out
     rows = [line.split() for line in out.splitlines()
             if line.split()[:1] in (["none"], ["lock"], ["branch"], ["spawn"])]
     assert sorted((row[0], row[1]) for row in rows) == sorted(
         (mode, send) for mode in ("none", "lock", "branch", "spawn") for send in ("pio", "dma"))
-    assert all(row[2] == "4" for row in rows)          # 2 round trips: 4 messages each
+    assert all(row[2] == "2" for row in rows)          # 1 round trip: 2 messages each
     assert "DESIGN targets" in out and "waveforms: none" in out
     assert "ping-pong of 8 B messages" in out
     verdicts = [line for line in out.splitlines() if line.startswith(("notification:", "one way:"))]
