@@ -23,6 +23,7 @@ _LINE_SHIFT = LINE_BYTES.bit_length() - 1
 
 assert _STAGING_DEPTH == 1 << _STAGING_ADDR_BITS, "staging addresses wrap around the RAM"
 
+
 class PacketQueue(wiring.Component):
     """The RX engine's staging RAM and job queue, between its receiver and its writer.
 
