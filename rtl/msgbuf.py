@@ -170,10 +170,10 @@ class MessageBuffer(wiring.Component):
     **RX fill.** An arriving line is announced on ``rx_line`` (physical line address and the
     words the fill writes) and its words follow on ``rx_data``, in announcement order. The tag
     compare of an announcement is registered: it is taken one cycle after it is offered at the
-    earliest, unless ``rx_next`` named it ahead (below), when it may be taken as it is offered. Up to
-    :attr:`IN_FLIGHT` lines are *in flight* (announced, not yet complete) at a time, each on its
-    way through the same steps in order, so that one line's coherence round trip overlaps the
-    fills of the others:
+    earliest, unless ``rx_next`` named it ahead (below), when it may be taken as it is offered.
+    Up to :attr:`IN_FLIGHT` lines are *in flight* (announced, not yet complete) at a time, each
+    on its way through the same steps in order, so that one line's coherence round trip overlaps
+    the fills of the others:
 
     * a line already RX is reused (merged into), with no coherence request: the buffer owns it;
     * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
