@@ -451,7 +451,10 @@ class MessageBuffer(wiring.Component):
         # flight; else allocate, if RX may use another line.
         # The tag compare is registered: of the announcement while it waits (its payload is
         # stable), else of the hint for the next one, which is good for that one if it names the
-        # hint's line (checked) and the announcement before was taken. The decision ANDs it with
+        # hint's line (checked) and the announcement before was taken. An announcement not taken
+        # when shown has its own address compared from then until it is taken (were the compare
+        # to go back to the hint, it would be good only every other cycle, and a taker that is
+        # ready only every other cycle could miss it for ever); the line after it waits a cycle. The decision ANDs it with
         # the lines' states now. Tags change only when an announcement allocates a line: the
         # compare of the hint made meanwhile has that line's bit compare the two addresses.
         # (Which address is compared is chosen from registers alone, off the decision's path.)
@@ -469,7 +472,7 @@ class MessageBuffer(wiring.Component):
         match = Signal(lines, name="rx_match")
         m.d.comb += [
             fresh.eq(compared_valid & (~from_hint | (announced.addr == hint_addr))),
-            use_hint.eq(hint.valid & ~(self.rx_line.valid & ~compared_valid)),
+            use_hint.eq(hint.valid & ~(self.rx_line.valid & ~(compared_valid & from_hint))),
             compare_addr.eq(Mux(use_hint, hint.addr, announced.addr)),
             tag_compare.eq(Cat(tag == compare_addr for tag in self.tag)),
         ]

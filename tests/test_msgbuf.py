@@ -1416,17 +1416,20 @@ def announcing_ahead(dut, lines, hints):
     return announcer
 
 
-def announced_ahead(lines, hints, dirty=None):
-    """Announce and fill ``lines`` with ``hints`` (see :func:`announcing_ahead`), the caches
-    answering each coherence request 3 cycles after taking it; return the edges at which the
-    announcements were offered (the first) and taken, the probes of every address, and the
-    addresses the caches were asked for."""
+def announced_ahead(lines, hints, dirty=None, fill_after=0, done=None):
+    """Announce and fill ``lines`` with ``hints`` (see :func:`announcing_ahead`), the fill
+    beginning ``fill_after`` cycles late, the caches answering each coherence request 3 cycles
+    after taking it; return the edges at which the announcements were offered (the first) and
+    taken, the probes of every address, and the addresses the caches were asked for. ``done``,
+    a list if given, gets the edges at which fills completed."""
     dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
     caches, asked = pipelined_caches(dut, 3, dirty)
     neighbours = Neighbours(dut)
     log, answers = [], []
 
     async def filler(ctx):
+        if fill_after:
+            await ctx.tick().repeat(fill_after)
         for addr, mask in lines:
             await send_fill(ctx, dut, words_of(FILLED, addr), mask)
         while len(edges(log, "done")) < len(lines):
@@ -1438,18 +1441,21 @@ def announced_ahead(lines, hints, dirty=None):
                    done=dut.rx_done)
     run(dut, announcing_ahead(dut, lines, hints), filler, *caches, neighbours.memory_reads,
         neighbours.memory_writes, trace, deadline_cycles=DEADLINE)
+    if done is not None:
+        done.extend(edges(log, "done"))
     return edges(log, "offered")[0], edges(log, "announced"), answers, asked
 
 
 def test_announcements_named_ahead_are_taken_a_line_a_cycle():
     """Each announcement named on ``rx_next`` the cycle before is taken as it is offered, so
-    that four lines go in on four consecutive edges; not named, each takes two edges, named
-    wrongly three (the last, not named, two); and the lines end the same."""
+    that four lines go in on four consecutive edges; not named, each takes two edges, and named
+    wrongly two as well (each waited for its own compare, so the one after it is compared, not
+    its hint); and the lines end the same."""
     addrs = [A, B, C, D]
     lines = [(addr, FULL) for addr in addrs]
     expected = [hit(words_of(FILLED, addr)) for addr in addrs]
     for hints, waits in ((addrs, [0, 1, 1, 1]), ([None] * 4, [1, 2, 2, 2]),
-                         ([E, F, E, F], [2, 3, 3, 2])):
+                         ([E, F, E, F], [2, 2, 2, 2])):
         first, taken, answers, asked = announced_ahead(lines, hints)
         assert taken == [first + sum(waits[:index + 1]) for index in range(4)], hints
         assert (answers, asked) == (expected, addrs)
@@ -1467,3 +1473,18 @@ def test_a_line_named_ahead_as_it_is_allocated_waits_for_it():
     assert asked == [A, B]
     assert answers == [hit(merged(words_of(FILLED, A), words_of(FILLED, A), second)),
                        hit(words_of(FILLED, B))]
+
+
+def test_an_announcement_that_waits_is_taken_as_soon_as_it_may_be():
+    """An announcement that waits (here for the fill of its line) while the hint names the one
+    after it is taken a fixed number of edges after the fill completes, however late the fill:
+    its compare stays good every cycle it waits, not every other one (a taker free
+    only every other cycle could then miss it for ever)."""
+    second = 0b1111_0000
+    lines = [(A, FULL), (A, second), (B, FULL)]
+    waits = set()
+    for late in range(4):
+        done = []
+        _, taken, _, _ = announced_ahead(lines, [A, B, B], fill_after=late, done=done)
+        waits.add(taken[1] - done[0])
+    assert len(waits) == 1, waits
