@@ -10,9 +10,11 @@ from .faults import LinkFaultInjector
 from .fetcher import PayloadFetcher
 from .framing import MessageFramer
 from .locktable import LockTable
+from .mmio import MmioDecoder
 from .msgbuf import MessageBuffer
 from .ni import NetworkInterface, System
 from .notifier import Notifier
+from .osport import OsPort
 from .packetqueue import PacketQueue
 from .receiver import MessageReceiver
 from .rxengine import RxEngine
@@ -42,6 +44,8 @@ COMPONENTS = {
     "packetqueue": PacketQueue,
     "writer": MessageWriter,
     "rxengine": RxEngine,
+    "mmio": MmioDecoder,
+    "osport": OsPort,
     "ni": NetworkInterface,
     "system": System,
     "linkfault": LinkFaultInjector,

@@ -35,7 +35,8 @@ __all__ = [
     "HandlerReturnOp", "HandlerReturn", "NotifyOsReason", "NotifyOsEvent",
     "MMIO_ADDR_BITS", "SendFlags", "SendDescriptor", "DESCRIPTOR_WORDS", "TxError", "TxStatus",
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
-    "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "NiOsOp", "NiEngine",
+    "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "EndpointWrite", "NiOsOp",
+    "NiEngine",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
     "rx_lookup_layout", "RxTranslation", "RxJob", "RxStagedWord",
     "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
@@ -720,6 +721,14 @@ class NiEngine(enum.Enum, shape=1):
     """The NI's two translating engines."""
     TX = 0
     RX = 1
+
+
+#: The OS port's write of endpoint ``index``'s table entry (:class:`rtl.osport.OsPort` to
+#: :class:`rtl.mmio.MmioDecoder`); the endpoint's ring restarts empty.
+EndpointWrite = data.StructLayout({
+    "index": ENDPOINT_BITS,
+    "entry": EndpointEntry,
+})
 
 
 def ni_os_command_layout(asid_bits=ASID_BITS):

@@ -91,18 +91,17 @@ from amaranth.lib.wiring import In, Out
 from .arbiter import RoundRobinArbiter
 from .fabric import Fabric
 from .faults import LinkFaultInjector
-from .layouts import (ASID_BITS, DESCRIPTOR_WORDS, FLIT_BYTES, MAX_NODES, NODE_BITS,
-                      NOTIFIER_COUNTERS, PAGE_BITS, RX_COUNTERS, TX_COUNTERS, VA_BITS, CohResponse,
-                      EndpointEntry, Flit, HandlerReturn, LineBeat, LineRequest, LinkFault,
-                      LockOsEvent, LockReleased, LockRequest, LockResponse, MemWriteBeat,
-                      MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault,
-                      NiFaultKind, NiOsOp, NotifierCommandOp, NotifyEvent, NotifyMode,
-                      NotifyOsEvent, TxStatus, UserReg, WordBeat, ni_os_command_layout,
-                      notifier_command_layout)
+from .layouts import (ASID_BITS, MAX_NODES, NODE_BITS, NOTIFIER_COUNTERS, RX_COUNTERS,
+                      TX_COUNTERS, CohResponse, Flit, HandlerReturn, LineBeat, LineRequest,
+                      LinkFault, LockOsEvent, LockReleased, LockRequest, LockResponse,
+                      MemWriteBeat, MmioRequest, MmioResponse, NiFault, NotifyEvent,
+                      NotifyOsEvent, WordBeat, ni_os_command_layout)
 from .locktable import LockTable
+from .mmio import MmioDecoder
 from .msgbuf import MessageBuffer
 from .notifier import Notifier
-from .params import check_int, check_node, node_number, node_strap, silence_unused
+from .osport import OsPort
+from .params import check_int, check_node, node_strap, silence_unused
 from .rxengine import RxEngine
 from .tlb import NITLB
 from .txengine import TxEngine
@@ -144,14 +143,15 @@ class NetworkInterface(wiring.Component):
     behind a user-level MMIO port and a privileged OS port (the module docstring is the
     contract).
 
-    The MMIO decoder takes one ``cpu_request`` per cycle and answers it on ``cpu_response`` at the
-    next edge, in order; it waits (``cpu_request`` not ready) while the answer before is not
-    taken, or while the unit a request needs cannot take it (the TX engine's doorbell, the
-    Notifier's command port for ARM_MODE, the fault port for a FOREIGN_ASID fault). The OS
-    port takes one command at a time and holds the next until every unit it writes has taken the
-    one before (WRITE_ENDPOINT: the endpoint table at once and the Notifier; WRITE_CONTEXT: the
-    Notifier and the lock table). Faults of the RX engine, the TX engine and the MMIO decoder
-    share ``fault`` in round-robin order.
+    The :class:`rtl.mmio.MmioDecoder` (``mmio``) takes one ``cpu_request`` per cycle and answers
+    it on ``cpu_response`` at the next edge, in order; it waits (``cpu_request`` not ready) while
+    the answer before is not taken, or while the unit a request needs cannot take it (the TX
+    engine's doorbell, the Notifier's command port for ARM_MODE, the fault port for a
+    FOREIGN_ASID fault). It keeps the endpoint table. The :class:`rtl.osport.OsPort` (``osport``)
+    takes one command at a time and holds the next until every unit it writes has taken the one
+    before (WRITE_ENDPOINT: the endpoint table at once and the Notifier; WRITE_CONTEXT: the
+    Notifier and the lock table). The OS port's Notifier commands go before ARM_MODE's. Faults
+    of the RX engine, the TX engine and the MMIO decoder share ``fault`` in round-robin order.
 
     The MessageBuffer's TX staging port is not used: PIO slots and the DMA prefetch live in the
     TX engine's own RAM (:class:`rtl.txengine.TxEngine`), so ``tx_lines`` only shrinks the RX
@@ -243,6 +243,10 @@ class NetworkInterface(wiring.Component):
                                    count_bits=params["lock_count_bits"]),
             "notifier": Notifier(endpoints=self._endpoints, contexts=self._contexts,
                                  queue_depth=params["queue_depth"]),
+            "mmio": MmioDecoder(node=self._node, endpoints=self._endpoints,
+                                contexts=self._contexts),
+            "osport": OsPort(endpoints=self._endpoints, contexts=self._contexts,
+                             asid_bits=self._asid_bits),
         }
 
     @property
@@ -264,8 +268,9 @@ class NetworkInterface(wiring.Component):
             m.submodules[name] = part
         tx, rx, tlb, msgbuf = parts["tx"], parts["rx"], parts["tlb"], parts["msgbuf"]
         locktable, notifier = parts["locktable"], parts["notifier"]
+        mmio, osport = parts["mmio"], parts["osport"]
         if self._node is None:
-            m.d.comb += [tx.node_id.eq(self.node_id), rx.node_id.eq(self.node_id)]
+            m.d.comb += [part.node_id.eq(self.node_id) for part in (tx, rx, mmio)]
 
         # The parts' ports that are the NI's.
         for outer, inner in (
@@ -278,7 +283,9 @@ class NetworkInterface(wiring.Component):
                 ("coh_req", msgbuf.coh_req), ("coh_resp", msgbuf.coh_resp),
                 ("mc_lookup", msgbuf.mc_lookup), ("mc_data", msgbuf.mc_data),
                 ("mem_write", msgbuf.mem_write), ("mem_read", msgbuf.mem_read),
-                ("mem_read_data", msgbuf.mem_read_data)):
+                ("mem_read_data", msgbuf.mem_read_data),
+                ("cpu_request", mmio.request), ("cpu_response", mmio.response),
+                ("os_command", osport.command)):
             wiring.connect(m, wiring.flipped(getattr(self, outer)), inner)
         for prefix, names, part in (("tx", TX_COUNTERS, tx), ("rx", RX_COUNTERS, rx),
                                     ("notify", NOTIFIER_COUNTERS, notifier)):
@@ -304,275 +311,43 @@ class NetworkInterface(wiring.Component):
         m.d.comb += [msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
                      msgbuf.tx_data.ready.eq(0)]
 
-        # The endpoint table and the registers of the user pages.
-        # (Lists indexed by If chains, not Arrays: an Array indexed by a wider endpoint number
-        # makes case statements that do not cover every value.)
-        table = [Signal(EndpointEntry, name=f"endpoint{i}") for i in range(self._endpoints)]
-        head = [Signal(16, name=f"ring_head{i}") for i in range(self._endpoints)]
-        arm = {field: [Signal(VA_BITS, name=f"arm_{field}{i}") for i in range(self._endpoints)]
-               for field in ("lock", "handler", "stack")}
+        # The OS port writes the endpoint table, which the MMIO decoder keeps; both write the
+        # Notifier's endpoints, the OS port first.
+        wiring.connect(m, osport.endpoint_write, mmio.endpoint_write)
+        wiring.connect(m, osport.tlb, tlb.mgmt)
+        wiring.connect(m, osport.residency, locktable.residency)
+        wiring.connect(m, osport.tx_miss_answer, tx.miss_answer)
+        wiring.connect(m, osport.rx_miss_answer, rx.miss_answer)
+        wiring.connect(m, mmio.slot_write, tx.slot_write)
+        wiring.connect(m, mmio.doorbell, tx.doorbell)
+        m.d.comb += rx.ring_reset.eq(mmio.ring_reset)
         for index in range(self._endpoints):
-            m.d.comb += [rx.endpoints[index].eq(table[index]), rx.ring_head[index].eq(head[index])]
-
-        # The Notifier's command port: the OS port's writes first, then ARM_MODE.
-        command = Signal(notifier_command_layout(self._endpoints, self._contexts))
-        command_from_os, command_from_cpu = Signal(), Signal()
+            m.d.comb += [rx.endpoints[index].eq(mmio.endpoints[index]),
+                         rx.ring_head[index].eq(mmio.ring_head[index]),
+                         mmio.tx_status[index].eq(tx.status[index]),
+                         mmio.ring_tail[index].eq(rx.ring_tail[index])]
+        first, second = osport.notifier, mmio.arm
         m.d.comb += [
-            notifier.command.valid.eq(command_from_os | command_from_cpu),
-            notifier.command.payload.eq(command),
+            notifier.command.valid.eq(first.valid | second.valid),
+            notifier.command.payload.eq(Mux(first.valid, first.payload, second.payload)),
+            first.ready.eq(notifier.command.ready),
+            second.ready.eq(notifier.command.ready & ~first.valid),
         ]
-
-        # Faults: RX, TX and the MMIO decoder's, in round-robin order.
-        mmio_fault = Signal(NiFault)
-        mmio_fault_valid = Signal()
-        self._fault_merge(m, [rx.fault, tx.fault], mmio_fault, mmio_fault_valid)
-
-        self._os_port(m, table, head, command, command_from_os, tx, rx, tlb, locktable,
-                      notifier)
-        self._mmio(m, table, head, arm, command, command_from_os, command_from_cpu,
-                   mmio_fault, mmio_fault_valid, tx, rx, notifier)
+        self._fault_merge(m, [rx.fault, tx.fault, mmio.fault])
         return m
 
-    def _fault_merge(self, m, sources, mmio_fault, mmio_fault_valid):
-        m.submodules.fault_arbiter = arbiter = RoundRobinArbiter(count=len(sources) + 1)
-        valids = [source.valid for source in sources] + [mmio_fault_valid]
-        payloads = [source.payload for source in sources] + [mmio_fault]
-        m.d.comb += [arbiter.requests.eq(Cat(*valids)),
+    def _fault_merge(self, m, sources):
+        """Faults of the RX engine, the TX engine and the MMIO decoder to ``fault``, in
+        round-robin order."""
+        m.submodules.fault_arbiter = arbiter = RoundRobinArbiter(count=len(sources))
+        m.d.comb += [arbiter.requests.eq(Cat(source.valid for source in sources)),
                      self.fault.valid.eq(arbiter.valid),
                      arbiter.advance.eq(self.fault.ready)]
-        for index, payload in enumerate(payloads):
-            with m.If(arbiter.grant == index):
-                m.d.comb += self.fault.payload.eq(payload)
-        taken = Signal(len(payloads))
-        m.d.comb += taken.eq(Mux(self.fault.ready & arbiter.valid, 1 << arbiter.grant, 0))
         for index, source in enumerate(sources):
-            m.d.comb += source.ready.eq(taken[index])
-        with m.If(taken[len(sources)]):
-            m.d.sync += mmio_fault_valid.eq(0)
-
-    def _os_port(self, m, table, head, command, command_from_os, tx, rx, tlb, locktable,
-                 notifier):
-        """The privileged port: a command is held until every unit it writes has taken it."""
-        held = Signal(ni_os_command_layout(self._asid_bits))
-        held_valid = Signal()
-        # The units the held command still has to reach.
-        to_notifier, to_tlb, to_locktable, to_engine = Signal(), Signal(), Signal(), Signal()
-        pending = Signal()
-        # A TLB command changes the table MGMT_LATENCY edges after the TLB takes it; the next
-        # command waits until then, so that a MISS_ANSWER's retried lookup sees the FILL before
-        # it (else the retry misses again, and a repeated FILL keeps making it miss).
-        settling = Signal(range(NITLB.MGMT_LATENCY + 1))
-        with m.If(tlb.mgmt.valid & tlb.mgmt.ready):
-            m.d.sync += settling.eq(NITLB.MGMT_LATENCY)
-        with m.Elif(settling != 0):
-            m.d.sync += settling.eq(settling - 1)
-        m.d.comb += [pending.eq(to_notifier | to_tlb | to_locktable | to_engine),
-                     self.os_command.ready.eq((~held_valid | ~pending) & (settling == 0))]
-        # To each unit its part of the held command.
-        m.d.comb += [
-            command_from_os.eq(held_valid & to_notifier),
-            tlb.mgmt.valid.eq(held_valid & to_tlb),
-            tlb.mgmt.payload.eq(held.tlb),
-            locktable.residency.valid.eq(held_valid & to_locktable),
-            locktable.residency.payload.context.eq(held.index),
-            locktable.residency.payload.resident.eq(held.context.busy),
-            locktable.residency.payload.thread.eq(held.context.thread),
-            tx.miss_answer.valid.eq(held_valid & to_engine & (held.engine == NiEngine.TX)),
-            rx.miss_answer.valid.eq(held_valid & to_engine & (held.engine == NiEngine.RX)),
-            tx.miss_answer.payload.reject.eq(held.reject),
-            rx.miss_answer.payload.reject.eq(held.reject),
-        ]
-        with m.If(command_from_os):
-            with m.If(held.op == NiOsOp.WRITE_ENDPOINT):
-                m.d.comb += [
-                    command.op.eq(NotifierCommandOp.WRITE_ENDPOINT),
-                    command.index.eq(held.index),
-                    command.endpoint.mode.eq(NotifyMode.NONE),
-                    command.endpoint.asid.eq(held.endpoint.asid),
-                    command.endpoint.thread.eq(held.endpoint.thread),
-                ]
-            with m.Else():
-                m.d.comb += [
-                    command.op.eq(NotifierCommandOp.WRITE_CONTEXT),
-                    command.index.eq(held.index),
-                    command.context.eq(held.context),
-                ]
-        with m.If(notifier.command.ready):
-            m.d.sync += to_notifier.eq(0)
-        with m.If(tlb.mgmt.ready):
-            m.d.sync += to_tlb.eq(0)
-        with m.If(locktable.residency.ready):
-            m.d.sync += to_locktable.eq(0)
-        with m.If((tx.miss_answer.valid & tx.miss_answer.ready)
-                  | (rx.miss_answer.valid & rx.miss_answer.ready)):
-            m.d.sync += to_engine.eq(0)
-
-        # Take a command: note where it goes; the endpoint table is written at once.
-        ring_reset = Signal(self._endpoints)
-        m.d.comb += rx.ring_reset.eq(ring_reset)
-        m.d.sync += ring_reset.eq(0)
-        # An endpoint or context the NI does not have is ignored (not truncated into one it has).
-        request = self.os_command.payload
-        endpoint_known, context_known = Signal(), Signal()
-        m.d.comb += [endpoint_known.eq(request.index < self._endpoints),
-                     context_known.eq(request.index < self._contexts)]
-        with m.If(self.os_command.valid & self.os_command.ready):
-            m.d.sync += [
-                held.eq(request),
-                held_valid.eq(1),
-                to_notifier.eq(((request.op == NiOsOp.WRITE_ENDPOINT) & endpoint_known)
-                               | ((request.op == NiOsOp.WRITE_CONTEXT) & context_known)),
-                to_tlb.eq(request.op == NiOsOp.TLB),
-                to_locktable.eq((request.op == NiOsOp.WRITE_CONTEXT) & context_known),
-                to_engine.eq(request.op == NiOsOp.MISS_ANSWER),
-            ]
-            with m.If(request.op == NiOsOp.WRITE_ENDPOINT):
-                for index in range(self._endpoints):
-                    with m.If(request.index == index):
-                        m.d.sync += [table[index].eq(request.endpoint), head[index].eq(0),
-                                     ring_reset[index].eq(1)]
-        with m.Elif(~pending):
-            m.d.sync += held_valid.eq(0)
-
-    def _mmio(self, m, table, head, arm, command, command_from_os, command_from_cpu,
-              mmio_fault, mmio_fault_valid, tx, rx, notifier):
-        """The user-level port: decode, check, act, and answer at the next edge."""
-        request = self.cpu_request.payload
-        endpoint = Signal(range(16))
-        offset = Signal(PAGE_BITS)
-        m.d.comb += [endpoint.eq(request.addr[PAGE_BITS:]), offset.eq(request.addr[:PAGE_BITS])]
-        # The addressed endpoint's table entry, registers and TX status (zero if there is none).
-        entry = Signal(EndpointEntry)
-        known = Signal()
-        m.d.comb += known.eq(endpoint < self._endpoints)
-        status = Signal(TxStatus)
-        busy = Signal()
-        tail, endpoint_head = Signal(16), Signal(16)
-        arm_value = {field: Signal(VA_BITS, name=f"arm_{field}") for field in arm}
-        for index in range(self._endpoints):
-            with m.If(endpoint == index):
-                m.d.comb += [entry.eq(table[index]), status.eq(tx.status[index]),
-                             tail.eq(rx.ring_tail[index]), endpoint_head.eq(head[index])]
-                m.d.comb += [arm_value[field].eq(arm[field][index]) for field in arm]
-        m.d.comb += busy.eq(status.busy)
-
-        # Which register: the TX slot (descriptor or payload), or one of the others.
-        is_descriptor, is_payload, slot_word = Signal(), Signal(), Signal(8)
-        m.d.comb += [
-            is_descriptor.eq(offset < DESCRIPTOR_WORDS * FLIT_BYTES),
-            is_payload.eq(offset >= UserReg.PAYLOAD.value),
-            slot_word.eq(Mux(is_descriptor, offset[3:], offset[3:] - UserReg.PAYLOAD.value // 8)),
-        ]
-        register = {reg: Signal(name=f"is_{reg.name.lower()}")
-                    for reg in UserReg if reg not in (UserReg.DESCRIPTOR, UserReg.PAYLOAD)}
-        for reg, flag in register.items():
-            m.d.comb += flag.eq(offset == reg.value)
-        arm_fields = {UserReg.ARM_LOCK: "lock", UserReg.ARM_HANDLER: "handler",
-                      UserReg.ARM_STACK: "stack"}
-
-        # The answer, decided combinationally from the request and registered when taken.
-        answer = Signal(MmioStatus)
-        value = Signal(64)
-        slot_access = Signal()
-        m.d.comb += slot_access.eq(request.write & (is_descriptor | is_payload
-                                                    | register[UserReg.DOORBELL]))
-        readable = Signal()
-        m.d.comb += readable.eq(register[UserReg.DOORBELL] | register[UserReg.STATUS]
-                                | register[UserReg.RING_HEAD] | register[UserReg.RING_TAIL])
-        writable = Signal()
-        m.d.comb += writable.eq(is_descriptor | is_payload | register[UserReg.DOORBELL]
-                                | register[UserReg.RING_HEAD] | register[UserReg.ARM_MODE]
-                                | register[UserReg.ARM_LOCK] | register[UserReg.ARM_HANDLER]
-                                | register[UserReg.ARM_STACK])
-        word_aligned = Signal()
-        m.d.comb += word_aligned.eq(offset[:3] == 0)
-        with m.If(~known | ~entry.enabled | ~word_aligned
-                  | Mux(request.write, ~writable, ~readable)):
-            m.d.comb += answer.eq(MmioStatus.BAD_ADDRESS)
-        with m.Elif(request.asid != entry.asid):
-            m.d.comb += answer.eq(MmioStatus.FOREIGN_ASID)
-        with m.Elif(slot_access & busy):
-            m.d.comb += answer.eq(MmioStatus.SLOT_BUSY)
-        with m.Else():
-            m.d.comb += answer.eq(MmioStatus.OK)
-        with m.If(register[UserReg.STATUS]):
-            m.d.comb += value.eq(status)
-        with m.Elif(register[UserReg.RING_HEAD]):
-            m.d.comb += value.eq(endpoint_head)
-        with m.Elif(register[UserReg.RING_TAIL]):
-            m.d.comb += value.eq(tail)
-
-        # What an accepted write does, and the unit it needs.
-        ok = Signal()
-        m.d.comb += ok.eq(self.cpu_request.valid & request.write & (answer == MmioStatus.OK))
-        doorbell, arming = Signal(), Signal()
-        m.d.comb += [doorbell.eq(ok & register[UserReg.DOORBELL]),
-                     arming.eq(ok & register[UserReg.ARM_MODE])]
-        foreign = Signal()
-        m.d.comb += foreign.eq(self.cpu_request.valid & (answer == MmioStatus.FOREIGN_ASID))
-        # The answer slot: free, or its answer is taken now.
-        response_free = Signal()
-        m.d.comb += response_free.eq(~self.cpu_response.valid | self.cpu_response.ready)
-        # The unit a request needs can take it.
-        unit_ready = Signal()
-        m.d.comb += unit_ready.eq(
-            Mux(doorbell, tx.doorbell.ready, 1)
-            & Mux(arming, ~command_from_os & notifier.command.ready, 1)
-            & Mux(foreign, ~mmio_fault_valid, 1))
-        take = Signal()
-        m.d.comb += [
-            self.cpu_request.ready.eq(response_free & unit_ready),
-            take.eq(self.cpu_request.valid & self.cpu_request.ready),
-        ]
-
-        m.d.comb += [
-            tx.slot_write.valid.eq(take & ok & (is_descriptor | is_payload)),
-            tx.slot_write.payload.endpoint.eq(endpoint),
-            tx.slot_write.payload.descriptor.eq(is_descriptor),
-            tx.slot_write.payload.word.eq(slot_word),
-            tx.slot_write.payload.data.eq(request.data),
-            tx.doorbell.valid.eq(self.cpu_request.valid & response_free & doorbell),
-            tx.doorbell.payload.endpoint.eq(endpoint),
-            tx.doorbell.payload.asid.eq(request.asid),
-            command_from_cpu.eq(self.cpu_request.valid & response_free & arming
-                                & ~command_from_os),
-        ]
-        with m.If(~command_from_os):
-            m.d.comb += [
-                command.op.eq(NotifierCommandOp.WRITE_ENDPOINT),
-                command.index.eq(endpoint),
-                command.endpoint.mode.eq(request.data[:2]),
-                command.endpoint.asid.eq(entry.asid),
-                command.endpoint.thread.eq(entry.thread),
-                command.endpoint.lock.eq(arm_value["lock"]),
-                command.endpoint.handler_pc.eq(arm_value["handler"]),
-                command.endpoint.stack.eq(arm_value["stack"]),
-            ]
-
-        with m.If(take):
-            m.d.sync += [
-                self.cpu_response.valid.eq(1),
-                self.cpu_response.payload.status.eq(answer),
-                self.cpu_response.payload.data.eq(Mux(answer == MmioStatus.OK, value, 0)),
-            ]
-            for index in range(self._endpoints):
-                with m.If(endpoint == index):
-                    with m.If(ok & register[UserReg.RING_HEAD]):
-                        m.d.sync += head[index].eq(request.data[:16])
-                    for reg, field in arm_fields.items():
-                        with m.If(ok & register[reg]):
-                            m.d.sync += arm[field][index].eq(request.data[:VA_BITS])
-            with m.If(foreign):
-                m.d.sync += [
-                    mmio_fault_valid.eq(1),
-                    mmio_fault.kind.eq(NiFaultKind.FOREIGN_ASID),
-                    mmio_fault.endpoint.eq(endpoint),
-                    mmio_fault.asid.eq(request.asid),
-                    mmio_fault.va.eq(request.addr),
-                    mmio_fault.node.eq(node_number(self)),
-                ]
-        with m.Elif(self.cpu_response.ready):
-            m.d.sync += self.cpu_response.valid.eq(0)
+            with m.If(arbiter.grant == index):
+                m.d.comb += self.fault.payload.eq(source.payload)
+            m.d.comb += source.ready.eq(self.fault.ready & arbiter.valid
+                                        & (arbiter.grant == index))
 
 
 class System(wiring.Component):

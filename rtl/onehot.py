@@ -2,7 +2,7 @@
 
 from amaranth import *
 
-__all__ = ["index_of", "lowest_one_hot", "lowest", "highest", "select", "set_indexed"]
+__all__ = ["index_of", "lowest_one_hot", "lowest", "highest", "select", "set_indexed", "below"]
 
 
 def index_of(m, one_hot, name):
@@ -65,3 +65,10 @@ def set_indexed(m, registers, index, value):
     for number, register in enumerate(registers):
         with m.If(index == number):
             m.d.sync += register.eq(value)
+
+
+def below(value, bound):
+    """Return whether ``value`` (an index into a table of ``bound`` entries) names an entry: a
+    compare, or a constant 1 where every value of its width does (no compare of a narrower value
+    with a wider constant, which lint flags)."""
+    return value < bound if bound < 1 << len(value) else C(1)

@@ -9,6 +9,7 @@ from .framing import MessageFramer
 from .layouts import (ENDPOINT_BITS, FLIT_DATA_BITS, MAX_NODES, MAX_PAYLOAD_WORDS, TX_COUNTERS,
                       Doorbell, Flit, LineBeat, LineRequest, MissAnswer, NiFault, SendDescriptor,
                       TlbResponse, TxError, TxSlotWrite, TxStatus, WordBeat, tlb_lookup_layout)
+from .onehot import below
 from .params import check_int, check_node, node_strap
 from .sendchecker import SendChecker
 
@@ -322,11 +323,9 @@ class TxEngine(wiring.Component):
         write = self.slot_write.payload
         known = Signal()
         endpoint_bits = (self._endpoints - 1).bit_length()
-        # (every endpoint number is known when the engine has 16)
         m.d.comb += [
             self.slot_write.ready.eq(1),
-            known.eq((write.endpoint < self._endpoints)
-                     if self._endpoints < 1 << ENDPOINT_BITS else C(1)),
+            known.eq(below(write.endpoint, self._endpoints)),
             descriptor_write.addr.eq(write.endpoint),
             descriptor_write.data.eq(write.data.replicate(len(descriptor_write.en))),
             descriptor_write.en.eq(Mux(self.slot_write.valid & known & write.descriptor

@@ -54,6 +54,8 @@ TESTS = {
     "receiver": ["tests/test_receiver.py"],
     "packetqueue": ["tests/test_packetqueue.py"],
     "writer": ["tests/test_writer.py"],
+    "osport": ["tests/test_osport.py"],
+    "mmio": ["tests/test_mmio.py"],
     "faults": ["tests/test_faults.py"],
     "onehot": ["tests/test_locktable.py", "tests/test_notifier.py", "tests/test_msgbuf.py"],
     "arbiter": ["tests/test_arbiter.py"],

@@ -24,6 +24,10 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("translator", dict(asid_bits=1)),
     ("receiver", dict(node=None, endpoints=16, asid_bits=1)),
     ("writer", dict(endpoints=1)),
+    ("mmio", dict(node=None, endpoints=1, contexts=1)),
+    ("mmio", dict(endpoints=16, contexts=8)),
+    ("osport", dict(endpoints=1, contexts=1, asid_bits=1)),
+    ("osport", dict(endpoints=16, contexts=8, asid_bits=8)),
 ]
 
 

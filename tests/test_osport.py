@@ -1,0 +1,163 @@
+"""Unit tests of the NI's OS port (rtl/osport.py) in the Amaranth simulator: where each command
+goes, what each unit gets, the holding of a command until every unit has taken its part, the
+wait after a TLB command, and the commands naming what the NI does not have. The units are the
+testbench: each output is ready when it says."""
+
+import pytest
+from amaranth.hdl import Value
+
+from rtl.layouts import (EndpointEntry, EndpointWrite, NiEngine, NiOsOp, NotifierCommandOp,
+                         NotifyMode, Residency, TlbOp, codec, notifier_command_layout,
+                         tlb_command_layout)
+from rtl.osport import OsPort
+from rtl.tlb import NITLB
+from tests.sim import background, edges, run, stream_put, tracer, transfer
+
+OUTPUTS = ("endpoint_write", "notifier", "tlb", "residency", "tx_miss_answer", "rx_miss_answer")
+ENTRY = dict(enabled=1, asid=0x5A, thread=0x21, ring_log2=3, ring_pa=0x0010_0040,
+             ring_va=0x7F00_0000_0040)
+CONTEXT = dict(busy=1, thread=0x13)
+FILL = dict(op=TlbOp.FILL, asid=0x5A, vpn=0x4000_0001, ppn=0x200, perm={"remote_write": 1},
+            key=0xBEEF)
+DEADLINE = 400
+
+
+def write_endpoint(index, **fields):
+    return dict(op=NiOsOp.WRITE_ENDPOINT, index=index, endpoint=ENTRY | fields)
+
+
+def write_context(index, **fields):
+    return dict(op=NiOsOp.WRITE_CONTEXT, index=index, context=CONTEXT | fields)
+
+
+def miss_answer(engine, reject):
+    return dict(op=NiOsOp.MISS_ANSWER, engine=engine, reject=reject)
+
+
+class Bench:
+    """An OS port of 2 endpoints and 2 contexts; ``ready(name, edge)`` says whether output
+    ``name`` is ready at clock edge ``edge`` (always, unless given). ``log`` has every edge's
+    transfers and payloads."""
+
+    def __init__(self, ready=None, *, endpoints=2, contexts=2):
+        self.dut = OsPort(endpoints=endpoints, contexts=contexts, asid_bits=8)
+        self.ready = ready or (lambda name, edge: True)
+        self.layouts = {"endpoint_write": EndpointWrite,
+                        "notifier": notifier_command_layout(endpoints, contexts),
+                        "tlb": tlb_command_layout(8), "residency": Residency}
+        self.log = []
+
+    def run(self, commands, cycles=40):
+        dut = self.dut
+
+        async def send(ctx):
+            for command in commands:
+                await stream_put(ctx, dut.command, command)
+            await ctx.tick().repeat(cycles)
+
+        @background
+        async def units(ctx):
+            edge = 0
+            while True:
+                for name in OUTPUTS:
+                    ctx.set(getattr(dut, name).ready, self.ready(name, edge))
+                await ctx.tick()
+                edge += 1
+
+        watch = tracer(self.log, command=transfer(dut.command),
+                       **{name: transfer(getattr(dut, name)) for name in OUTPUTS},
+                       **{f"{name}_payload": Value.cast(getattr(dut, name).payload)
+                          for name in OUTPUTS})
+        run(dut, send, units, watch, deadline_cycles=DEADLINE)
+
+    def taken(self, name):
+        """The payloads taken on output ``name``, as dicts of fields (miss answers: reject)."""
+        payloads = [row[f"{name}_payload"] for row in self.log if row[name]]
+        if name.endswith("miss_answer"):
+            return payloads
+        return [codec(self.layouts[name]).unpack(bits) for bits in payloads]
+
+
+def test_each_command_reaches_its_units_with_its_part():
+    """WRITE_ENDPOINT: the table (the entry) and the Notifier (WRITE_ENDPOINT, mode NONE, the
+    entry's ASID and thread); WRITE_CONTEXT: the Notifier (the context) and the lock table (its
+    residency); TLB: the NI TLB (the command); MISS_ANSWER: the engine it names (retry or
+    reject). Nothing goes anywhere else."""
+    bench = Bench()
+    bench.run([write_endpoint(1), write_context(1), dict(op=NiOsOp.TLB, tlb=FILL),
+               miss_answer(NiEngine.RX, 1), miss_answer(NiEngine.TX, 0),
+               write_context(0, busy=0)])
+    assert bench.taken("endpoint_write") == [
+        dict(index=1, entry=codec(EndpointEntry).unpack(codec(EndpointEntry).pack(**ENTRY)))]
+    notifier = bench.taken("notifier")
+    assert [command["op"] for command in notifier] == [NotifierCommandOp.WRITE_ENDPOINT,
+                                                       NotifierCommandOp.WRITE_CONTEXT,
+                                                       NotifierCommandOp.WRITE_CONTEXT]
+    assert [command["index"] for command in notifier] == [1, 1, 0]
+    first = notifier[0]["endpoint"]
+    assert (first["mode"], first["asid"], first["thread"]) == (NotifyMode.NONE, 0x5A, 0x21)
+    assert (notifier[1]["context"]["busy"], notifier[1]["context"]["thread"]) == (1, 0x13)
+    assert (notifier[2]["context"]["busy"], notifier[2]["context"]["thread"]) == (0, 0x13)
+    assert bench.taken("residency") == [dict(context=1, resident=1, thread=0x13),
+                                        dict(context=0, resident=0, thread=0x13)]
+    tlb = codec(tlb_command_layout(8))
+    assert [tlb.pack(**command) for command in bench.taken("tlb")] == [tlb.pack(**FILL)]
+    assert bench.taken("rx_miss_answer") == [1] and bench.taken("tx_miss_answer") == [0]
+
+
+@pytest.mark.parametrize("command, unit", [
+    (write_context(0), "residency"), (write_context(0), "notifier"),
+    (write_endpoint(0), "notifier"), (dict(op=NiOsOp.TLB, tlb=FILL), "tlb"),
+    (miss_answer(NiEngine.RX, 0), "rx_miss_answer"),
+    (miss_answer(NiEngine.TX, 1), "tx_miss_answer")])
+def test_a_command_is_held_until_every_unit_has_taken_it(command, unit):
+    """A command whose unit is not ready until edge 8: the unit takes its part then, once; every
+    other unit at once, once; the next command is taken at the edge after the last part is
+    taken (after a TLB command, once the TLB has applied it), not before. The endpoint table
+    takes a WRITE_ENDPOINT at the edge the command is taken."""
+    bench = Bench(lambda name, edge: name != unit or edge >= 8)
+    bench.run([command, write_context(6)])      # the second goes nowhere
+    commands = edges(bench.log, "command")
+    held = edges(bench.log, unit)
+    assert held[0] == 8
+    after = NITLB.MGMT_LATENCY + 1 if unit == "tlb" else 1
+    assert commands[1] == 8 + after
+    parts = [name for name in OUTPUTS if name != "endpoint_write" and bench.taken(name)]
+    for name in parts:
+        times = edges(bench.log, name)
+        assert times == [8 if name == unit else commands[0] + 1], name
+    if command["op"] == NiOsOp.WRITE_ENDPOINT:
+        assert edges(bench.log, "endpoint_write") == [commands[0]]
+
+
+def test_commands_follow_every_other_cycle_when_the_units_take_them_at_once():
+    """With every unit ready, the port takes a command at every other edge: one held, one given
+    to its units."""
+    bench = Bench()
+    bench.run([write_endpoint(0), write_context(1), write_endpoint(1), miss_answer(NiEngine.RX, 0)])
+    commands = edges(bench.log, "command")
+    assert commands == list(range(commands[0], commands[0] + 8, 2))
+
+
+def test_after_a_tlb_command_nothing_is_taken_until_the_tlb_has_applied_it():
+    """The command after a TLB command is taken at the edge after the TLB has applied it,
+    MGMT_LATENCY edges after it took it (so that a MISS_ANSWER's retry sees the FILL), however
+    long the TLB took to take it."""
+    for wait in (0, 3):
+        bench = Bench(lambda name, edge: not (name == "tlb" and edge < 2 + wait))
+        bench.run([dict(op=NiOsOp.TLB, tlb=FILL), miss_answer(NiEngine.RX, 0)])
+        commands, tlb = edges(bench.log, "command"), edges(bench.log, "tlb")
+        assert len(tlb) == 1 and commands[1] == tlb[0] + NITLB.MGMT_LATENCY + 1, (wait, tlb)
+
+
+@pytest.mark.parametrize("command", [write_endpoint(2), write_endpoint(10), write_context(2),
+                                     write_context(6)])
+def test_an_endpoint_or_context_the_ni_lacks_goes_nowhere(command):
+    """WRITE_ENDPOINT of an endpoint at or above ``endpoints`` (10 is 0 in its low bit),
+    WRITE_CONTEXT of a context at or above ``contexts``: taken, and nothing is written; the next
+    command is taken at the next edge (there is nothing to wait for)."""
+    bench = Bench()
+    bench.run([command, miss_answer(NiEngine.TX, 1)])
+    assert all(not bench.taken(name) for name in OUTPUTS if name != "tx_miss_answer")
+    commands = edges(bench.log, "command")
+    assert commands[1] == commands[0] + 1
