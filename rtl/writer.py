@@ -79,8 +79,9 @@ class MessageWriter(wiring.Component):
 
     **Ring.** While the job's ring is full (``ring_tail - ring_head`` equals ``2 ** ring_log2``,
     mod 2**16, the tail counting the entries whose slot was given, to a job in either stage or
-    settling, and whose tail has not advanced yet) the announcing side holds the job, counting
-    ``count_ring_full_cycles``, and takes no other; the sending side finishes its job.
+    settling, and whose tail has not advanced yet; the head as it was in the cycle before) the
+    announcing side holds the job, counting ``count_ring_full_cycles``, and takes no other; the
+    sending side finishes its job.
 
     **Writing.** Each payload line (none for a rejected job) is announced on ``rx_line``
     (physical line address ``(ppn << 12 | offset) >> 6``, the payload landing at ``remote_va &
@@ -191,10 +192,17 @@ class MessageWriter(wiring.Component):
         with m.If(take):
             m.d.sync += announcing.job.eq(self.job.payload)
 
-        # Where the entry of the job starting goes, and whether its ring is full.
+        # Where the entry of the job starting goes, and whether its ring is full: checked for the
+        # job held and for the job offered side by side, the state choosing the answer last (off
+        # the checks' path). ``given``: per ring, the tail counting the slots given.
         unsettled = [Signal(range(SETTLING_JOBS + 1), name=f"unsettled{index}")
                      for index in range(self._endpoints)]
-        entry_pa, entry_va, ring_full = self._ring(m, starting, unsettled)
+        given = [Signal(16, name=f"given{index}") for index in range(self._endpoints)]
+        used = [Signal(16, name=f"used{index}") for index in range(self._endpoints)]
+        entry_pa, entry_va = self._entry(m, starting, given)
+        ring_full = Signal(name="ring_full")
+        m.d.comb += ring_full.eq(Mux(held, self._full(m, announcing.job, used, "held"),
+                                     self._full(m, self.job.payload, used, "offered")))
 
         # The two sides: announcing lines, and sending words once their line is announced (the
         # lines of the sender's job and of the announcer's, in order).
@@ -285,45 +293,43 @@ class MessageWriter(wiring.Component):
             m.d.comb += self.rx_next.eq(self.next_line)
 
         self._settle(m, settling, sending, send.entry_written, start, starting.dst_endpoint,
-                     unsettled)
+                     unsettled, given, used)
         return m
 
-    def _ring(self, m, starting, unsettled):
-        """Return the physical and virtual address of the entry of job ``starting`` and whether
-        its ring is full: its tail counts the entries whose slot was given and whose tail has not
-        advanced yet (``unsettled``, per ring)."""
-        endpoint = starting.dst_endpoint
-        head = get_indexed(m, self.ring_head, endpoint, 16, "head")
-        tail_now = get_indexed(m, self.ring_tail, endpoint, 16, "tail_now")
-        waiting = get_indexed(m, unsettled, endpoint, 16, "tail_unsettled")
-        tail = Signal(16)
-        ring_size = Signal(16)
-        ring_used = Signal(16)
-        ring_full = Signal()
+    def _full(self, m, job, used, name):
+        """Return whether the ring of ``job`` is full: the slots its ring has given and user code
+        has not consumed (``used``, per ring) are as many as it has."""
+        full = Signal(name=f"{name}_full")
+        m.d.comb += full.eq(get_indexed(m, used, job.dst_endpoint, 16, f"{name}_used")
+                            == (1 << job.ring_log2))
+        return full
+
+    def _entry(self, m, starting, given):
+        """Return the physical and virtual address of the entry of job ``starting``: the slot
+        of its ring's tail counting the slots given (``given``, per ring)."""
+        tail = get_indexed(m, given, starting.dst_endpoint, 16, "tail_given")
         slot = Signal(16)
         slot_pa_offset = Signal(PA_BITS)
         slot_va_offset = Signal(VA_BITS)
         entry_pa = Signal(PA_BITS)
         entry_va = Signal(VA_BITS)
         m.d.comb += [
-            tail.eq(tail_now + waiting),
-            ring_size.eq(1 << starting.ring_log2),
-            ring_used.eq(tail - head),
-            ring_full.eq(ring_used == ring_size),
-            slot.eq(tail & (ring_size - 1)),
+            slot.eq(tail & ((1 << starting.ring_log2) - 1)),
             slot_pa_offset.eq(slot << _ENTRY_SHIFT),
             slot_va_offset.eq(slot << _ENTRY_SHIFT),
             entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), starting.ring_pa[_ENTRY_SHIFT:])
                         + slot_pa_offset),
             entry_va.eq(starting.ring_va + slot_va_offset),
         ]
-        return entry_pa, entry_va, ring_full
+        return entry_pa, entry_va
 
-    def _settle(self, m, settling, sending, entry_written, start, start_endpoint, unsettled):
+    def _settle(self, m, settling, sending, entry_written, start, start_endpoint, unsettled,
+                given, used):
         """Keep a record of each job written (the sender's, ``sending``) until the MessageBuffer
         has released its lines; then, in order, advance its ring's tail, count it, and offer its
         completion. Count the slots given (a job started for ``start_endpoint``) and not
-        advanced, per ring."""
+        advanced, per ring, the tail counting them (``given``: the tail plus those), and the
+        slots given and not consumed (``used``: ``given`` less the head)."""
         done = Signal(_LINE_COUNT_BITS, name="lines_done_count")
         m.d.sync += done.eq(done + self.lines_done)
         record = Signal(_Settling)
@@ -361,14 +367,28 @@ class MessageWriter(wiring.Component):
 
         # The ring tails: reset by the NI, advanced by each entry settled; the slots given and
         # not advanced, per ring; and the counts.
-        for index, (ring_tail, waiting) in enumerate(zip(self.ring_tail, unsettled)):
+        for index, (ring_tail, waiting, slots, in_use) in enumerate(zip(self.ring_tail, unsettled,
+                                                                         given, used)):
+            starts = start & (start_endpoint == index)
+            advances = advance & (oldest.endpoint == index)
+            # (the sums are made before ``starts`` chooses among them: it comes late, from the
+            # ring check)
+            waiting_next = Signal.like(waiting, name=f"unsettled{index}_next")
+            m.d.comb += waiting_next.eq(Mux(starts, waiting + 1 - advances, waiting - advances))
+            m.d.sync += waiting.eq(waiting_next)
+            # (an advance moves a slot from the unsettled to the tail: the slots given stay)
             with m.If(self.ring_reset[index]):
-                m.d.sync += ring_tail.eq(0)
-            with m.Elif(advance & (oldest.endpoint == index)):
-                m.d.sync += ring_tail.eq(ring_tail + 1)
-            m.d.sync += waiting.eq(waiting
-                                   + (start & (start_endpoint == index))
-                                   - (advance & (oldest.endpoint == index)))
+                m.d.sync += [ring_tail.eq(0), slots.eq(waiting_next)]
+            with m.Else():
+                with m.If(advances):
+                    m.d.sync += ring_tail.eq(ring_tail + 1)
+                with m.If(starts):
+                    m.d.sync += slots.eq(slots + 1)
+            # The slots used, a cycle late: a job starts at most every other cycle (it starts in
+            # IDLE or RING, and goes to WRITE), so a check never misses a slot just given. The
+            # head it sees is a cycle old: the ring looks fuller than it is, for a cycle, never
+            # emptier (a head moves forward; after a reset, the count is of the old tail).
+            m.d.sync += in_use.eq(slots - self.ring_head[index])
         with m.If(advance):
             with m.If(oldest.rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)

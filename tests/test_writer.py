@@ -24,21 +24,27 @@ def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5)
 
 
 class Bench:
-    def __init__(self, *, endpoints=4, head_at=None, lines_from=0):
+    def __init__(self, *, endpoints=4, head_at=None, lines_from=0, held=None, reset_at=None):
         self.dut = MessageWriter(endpoints=endpoints)
         self.head_at = head_at          # (edge, endpoint, head): user code consumes entries
         self.lines_from = lines_from    # no line is released before this edge
+        self.held = held or range(0)    # nor at these edges
+        self.reset_at = reset_at        # (edge, endpoint): the NI restarts the ring
         self.log = []
 
     def run(self, jobs, cycles=400):
+        """Offer ``jobs``, each (job, words) or (job, words, edge before which it is not
+        offered)."""
         dut = self.dut
 
         async def queue(ctx):
-            for bits, _ in jobs:
+            for bits, _, *after in jobs:
+                while after and len(self.log) < after[0]:
+                    await ctx.tick()
                 await stream_put(ctx, dut.job, bits)
 
         async def staging(ctx):
-            for _, words in jobs:
+            for _, words, *_ in jobs:
                 for index in range(words):
                     await stream_put(ctx, dut.words, 0x1111_0000 + index)
 
@@ -52,11 +58,13 @@ class Bench:
                                                      & dut.rx_data.payload.last)
                 edge += 1
                 complete += last
-                release = complete != 0 and edge >= self.lines_from
+                release = complete != 0 and edge >= self.lines_from and edge not in self.held
                 complete -= release
                 ctx.set(dut.lines_done, release)
                 if self.head_at and self.head_at[0] == edge:
                     ctx.set(dut.ring_head[self.head_at[1]], self.head_at[2])
+                if self.reset_at:
+                    ctx.set(dut.ring_reset, (edge == self.reset_at[0]) << self.reset_at[1])
 
         watch = tracer(self.log, taken=transfer(dut.job), line=transfer(dut.rx_line),
                        line_bits=Value.cast(dut.rx_line.payload), beat=transfer(dut.rx_data),
@@ -127,15 +135,15 @@ def test_a_full_ring_holds_the_job_until_the_head_moves_counting_the_cycles():
 def test_the_next_job_waits_for_the_slot_the_job_in_the_sending_stage_took():
     """A ring of 1 entry: the second job is taken as the first's entry line is announced, while
     the first's words still go out, and finds the ring full with the first's slot; it waits,
-    counting each cycle, until user code moves the head at edge 60, then goes into slot 0
-    again."""
+    counting each cycle, until user code moves the head at edge 60 (which the ring check sees
+    from the cycle after), then goes into slot 0 again."""
     bench = Bench(head_at=(60, 1, 1))
     bench.run([(job(ring_log2=0, seq=seq), 1) for seq in range(2)])
     first_entry, second_taken = bench.at("line")[1], bench.at("taken")[1]
     assert second_taken == first_entry + 1 < bench.at("beat")[4]
     assert [line["addr"] for line in bench.lines()[1::2]] == [RING_PA >> 6] * 2
     assert bench.at("line")[2] > 60
-    assert bench.log[-1]["full"] == 60 - second_taken
+    assert bench.log[-1]["full"] == 60 - second_taken + 1
     assert bench.log[-1]["delivered"] == 2 and bench.log[-1]["tail1"] == 2
 
 
@@ -182,3 +190,18 @@ def test_parameters_are_kept():
     writer = MessageWriter(endpoints=3)
     assert writer.endpoints == 3 and len(writer.ring_tail) == 3 and len(writer.ring_head) == 3
     silence_unused(writer)
+
+
+def test_a_ring_restarted_with_jobs_settling_gives_the_slots_after_theirs():
+    """Two jobs settle; two more are written and held unsettled (no line released from edge 14
+    to 90) when the NI restarts the ring at edge 50: the tail goes to 0, the two settle into
+    slots 0 and 1 of the restarted ring, and a fifth job, offered after the restart, takes slot 2
+    (not 0, which the third job's entry holds)."""
+    bench = Bench(held=range(14, 90), reset_at=(50, 1))
+    jobs = [(job(seq=seq), 1) for seq in range(4)] + [(job(seq=4), 1, 60)]
+    bench.run(jobs)
+    assert bench.at("taken")[3] < 50 < bench.at("taken")[4]
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, 2)]
+    assert bench.log[-1]["tail1"] == 3
+
