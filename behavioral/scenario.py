@@ -38,14 +38,16 @@ Patterns
 
 Landing addresses
     Unless a message gives ``va_offset``, messages to a process land one after another in its
-    window (each at the next 64-byte boundary), wrapping to the window's start when the next one
-    does not fit. The sender's process may also be given ``send_buffer = { va = ..., bytes = ...
+    window (each at the next 64-byte boundary, or the next multiple of the traffic entry's
+    ``align``: a power of two from 8 to 4096 bytes), wrapping to the window's start when the next
+    one does not fit. The sender's process may also be given ``send_buffer = { va = ..., bytes = ...
     }`` for DMA sends (default: 8 KiB at 0x20000000), readable by the NI but not remotely
     writable.
 
 Processes and the OS
     A process may set ``work``: instructions it computes after consuming each message (a slow
-    consumer, to fill its completion ring). ``[system.os]`` sets the OS's costs in cycles:
+    consumer, to fill its completion ring) and ``ring``: the entries of its completion ring (a
+    power of two, default 16). ``[system.os]`` sets the OS's costs in cycles:
     ``switch_cycles``, ``deliver_cycles``, ``spawn_cycles``, ``tick_cycles`` (the scheduler's
     preemption tick) and ``miss_cycles`` (an NI TLB miss answered by the OS).
 
@@ -71,6 +73,9 @@ from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, ENDPOINT_BITS, FLIT_BYTES,
 
 from .vm import PAGE_BYTES, RING_VA_BASE, AddressSpaces
 from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
+
+#: The largest completion ring a process may ask for (``ring``): 32 KiB of entries.
+MAX_RING_ENTRIES = 1024
 
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
            "PATTERNS", "SENDS"]
@@ -118,6 +123,7 @@ class Process:
     window: Window
     send_buffer: Window
     work: int = 0
+    ring: int = RING_ENTRIES
 
 
 @dataclass
@@ -133,6 +139,8 @@ class PlannedMessage:
     va_offset: int
     key: int
     after: int = None
+    #: Landing places of messages without ``va_offset`` are multiples of this (bytes).
+    align: int = LINE_BYTES
     #: Set to make a bad send: see the module docstring (None: the usual value).
     length: int = None
     dst_node: int = None
@@ -246,7 +254,7 @@ def _frames(process):
     """The frames the OS maps for ``process``: its window, its send buffer and its ring."""
     return (_page_count(process.window.va, process.window.bytes)
             + _page_count(process.send_buffer.va, process.send_buffer.bytes)
-            + _page_count(RING_VA_BASE, RING_ENTRIES * COMPLETION_BYTES))
+            + _page_count(RING_VA_BASE, process.ring * COMPLETION_BYTES))
 
 
 def parse(document, *, seed=0, system=None):
@@ -311,7 +319,7 @@ def _system(table, system):
 def _process(scenario, where, entry, limits):
     """Add the process of ``entry`` to ``scenario``, if its node has room for it."""
     _table(where, entry, ("name", "node", "endpoint", "notify", "window", "send_buffer",
-                          "work"), ("name", "node", "window"))
+                          "work", "ring"), ("name", "node", "window"))
     name = entry["name"]
     if not isinstance(name, str) or not name:
         raise ScenarioError(f"{where}: name = {name!r} must be a non-empty string")
@@ -331,7 +339,11 @@ def _process(scenario, where, entry, limits):
         window=_window(f"{where} window", entry["window"], keyed=True),
         send_buffer=_window(f"{where} send_buffer",
                             entry.get("send_buffer", _DEFAULT_SEND_BUFFER), keyed=False),
-        work=_int(where, "work", entry.get("work", 0), 0, 1 << 20))
+        work=_int(where, "work", entry.get("work", 0), 0, 1 << 20),
+        ring=_int(where, "ring", entry.get("ring", RING_ENTRIES), 1, MAX_RING_ENTRIES))
+    if process.ring & (process.ring - 1):
+        raise ScenarioError(f"{where}: ring = {process.ring} must be a power of two (entries of "
+                            f"its completion ring, 1 to {MAX_RING_ENTRIES})")
     _disjoint(where, process.window, process.send_buffer)
     _fits(where, process, neighbours)
     scenario.processes[name] = process
@@ -367,7 +379,7 @@ def _fits(where, process, neighbours):
 
 def _traffic(scenario, where, entry, rng):
     pattern = _choice(where, "pattern", _table(where, entry, (
-        "pattern", "from", "to", "bytes", "send", "count", "notify", "messages"),
+        "pattern", "from", "to", "bytes", "send", "count", "notify", "messages", "align"),
         ("pattern",))["pattern"], PATTERNS)
     if pattern == "list":
         if "messages" not in entry or not isinstance(entry["messages"], list):
@@ -380,8 +392,8 @@ def _traffic(scenario, where, entry, rng):
             spot = f"{where} message #{number + 1}"
             _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify",
                                    *_BAD_SEND_FIELDS), ("from", "to", "bytes"))
-            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify") if k in entry},
-                                  **message})
+            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify", "align")
+                                     if k in entry}, **message})
         return
     if "messages" in entry:
         raise ScenarioError(f"{where}: messages = [...] belongs to the list pattern")
@@ -396,7 +408,7 @@ def _traffic(scenario, where, entry, rng):
                 raise ScenarioError(f"{where}: a {pattern} pattern needs {role!r}")
         if entry["from"] == entry["to"]:
             raise ScenarioError(f"{where}: from and to are both {entry['from']!r}")
-    base = {k: entry[k] for k in ("bytes", "send", "notify") if k in entry}
+    base = {k: entry[k] for k in ("bytes", "send", "notify", "align") if k in entry}
     if "bytes" not in base:
         raise ScenarioError(f"{where}: 'bytes' is missing")
     if pattern == "stream":
@@ -453,11 +465,15 @@ def _add(scenario, where, fields, after=None):
                             f"{fields['from']!r}'s send buffer of {send_buffer.bytes} bytes; "
                             f"send less or give it a larger send_buffer")
     key = _int(where, "key", fields.get("key", dst.window.key), 0, (1 << KEY_BITS) - 1)
+    align = _int(where, "align", fields.get("align", LINE_BYTES), FLIT_BYTES, PAGE_BYTES)
+    if align & (align - 1):
+        raise ScenarioError(f"{where}: align = {align} must be a power of two, {FLIT_BYTES} to "
+                            f"{PAGE_BYTES} bytes")
     bad = {name: _int(where, name, fields[name], 0, high)
            for name, high in _BAD_SEND_FIELDS.items() if name in fields}
     message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
                              bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
-                             after=after, **bad)
+                             after=after, align=align, **bad)
     scenario.messages.append(message)
     return message
 
@@ -469,9 +485,13 @@ def _place(scenario):
         if message.va_offset is not None:
             continue
         window = scenario.processes[message.dst].window
-        if cursor[message.dst] + message.bytes > window.bytes:
-            cursor[message.dst] = 0
-        message.va_offset = cursor[message.dst]
-        step = -(-max(message.bytes, FLIT_BYTES) // LINE_BYTES) * LINE_BYTES
-        cursor[message.dst] += step
+        start = _round_up(cursor[message.dst], message.align)
+        if start + message.bytes > window.bytes:
+            start = 0
+        message.va_offset = start
+        cursor[message.dst] = start + _round_up(max(message.bytes, FLIT_BYTES), message.align)
+
+
+def _round_up(value, step):
+    return -(-value // step) * step
 

@@ -55,6 +55,7 @@ MAIN_THREAD_BASE = 1
 SPAWN_THREAD_BASE = 128
 #: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
 SPIN_INSTRUCTIONS = 8
+#: Entries of a process's completion ring unless its scenario says (``ring``).
 RING_ENTRIES = 16
 
 
@@ -164,7 +165,7 @@ class Workload:
         spaces.register_window(process.asid, spec.window.va, spec.window.bytes, spec.window.key)
         spaces.map(process.asid, spec.send_buffer.va, spec.send_buffer.bytes, local_read=True)
         process.ring = driver.open_endpoint(spec.endpoint, process.asid, process.notified_tid,
-                                            ring_entries=RING_ENTRIES)
+                                            ring_entries=spec.ring)
         process.receiver = msglib.Receiver(spec.endpoint, process.ring)
         if tlb_prefill:
             driver.prefill(process.asid, spec.window.va, spec.window.bytes)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from behavioral import scenario as scenario_module
 from rtl import components
+from rtl.layouts import FLIT_BYTES, HEADER_FLITS, TRAILER_FLITS
 
 from . import runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
@@ -232,6 +233,7 @@ def cmd_run(args):
         document, scenario, sim=args.sim, seed=seed, waves=args.waves, label="run",
         options={"lockstep": int(args.lockstep)})
     _print_latencies(records)
+    _print_links(records, summary.get("links", {}))
     if summary:
         print(f"delivered {summary['delivered']}, errors {summary['errors'] or 'none'}, "
               f"{summary['mismatches']} mismatches; {summary['cycles']} cycles in "
@@ -276,6 +278,52 @@ def _print_latencies(records):
             for (notify, send, size), group in sorted(groups.items())]
     _print_table(header, rows)
     print("(cycles, min / median / max)")
+
+
+def message_flits(size):
+    """The flits of a message of ``size`` payload bytes: header, payload, trailer."""
+    return HEADER_FLITS + size // FLIT_BYTES + TRAILER_FLITS
+
+
+def link_rates(record):
+    """Return a message's flits per cycle on the link out of its sender's NI (first to last flit)
+    and on the link into its receiver's NI, as fractions of the link's rate (1 flit a cycle);
+    None where a stamp is missing."""
+    flits = message_flits(record["bytes"])
+    rates = []
+    for first, last in (("t_first_flit", "t_last_flit_out"), ("t_first_flit_in", "t_last_flit_in")):
+        span = _latency(record, first, last)
+        rates.append(None if span is None else flits / (span + 1))
+    return tuple(rates)
+
+
+def _share(value):
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
+def _print_links(records, links):
+    """Per (send, bytes): each message's rate on the links out and in, min and median; per node
+    that received: the share of the flits the Fabric offered that its NI took at once."""
+    groups = {}
+    for record in records:
+        groups.setdefault((record["send"], record["bytes"]), []).append(link_rates(record))
+    if not groups:
+        return
+    rows = []
+    for (send, size), rates in sorted(groups.items()):
+        outs = sorted(out for out, _ in rates if out is not None)
+        ins = sorted(into for _, into in rates if into is not None)
+        rows.append((send, size, message_flits(size), len(rates),
+                     f"{_share(outs[0] if outs else None)} / {_share(_median(outs))}",
+                     f"{_share(ins[0] if ins else None)} / {_share(_median(ins))}"))
+    _print_table(("send", "bytes", "flits", "msgs", "out of sender (min / median)",
+                  "into receiver (min / median)"), rows)
+    print("(each message's flits per cycle, first to last flit, as a share of the link's rate)")
+    for node, link in sorted(links.items(), key=lambda item: int(item[0])):
+        offered = link["in_flits"] + link["in_held"]
+        if link["in_flits"]:
+            print(f"node {node}: took {link['in_flits']} flits in {offered} cycles offered "
+                  f"({_share(link['in_flits'] / offered)} at once; held {link['in_held']})")
 
 
 def _median(values):

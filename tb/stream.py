@@ -249,13 +249,16 @@ class StreamMonitor:
     ----------
     on_transfer : callable
         ``on_transfer(payload, cycle)`` for each transfer.
+    on_held : callable, optional
+        ``on_held(cycle)`` for each edge at which a payload is offered and not taken.
     """
 
-    def __init__(self, handle, name, *, on_transfer):
+    def __init__(self, handle, name, *, on_transfer, on_held=None):
         self._payload = getattr(handle, f"{name}__payload")
         self.valid = getattr(handle, f"{name}__valid")
         self._ready = getattr(handle, f"{name}__ready")
         self._on_transfer = on_transfer
+        self._on_held = on_held
 
     def idle(self):
         """Nothing to drive."""
@@ -264,5 +267,8 @@ class StreamMonitor:
         return high(self.valid)
 
     def edge(self, now):
-        if high(self.valid) and high(self._ready):
-            self._on_transfer(int(self._payload.value), now)
+        if high(self.valid):
+            if high(self._ready):
+                self._on_transfer(int(self._payload.value), now)
+            elif self._on_held is not None:
+                self._on_held(now)

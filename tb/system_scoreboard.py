@@ -272,6 +272,7 @@ class SystemScoreboard:
         self._seq[pair] = (message.seq + 1) & 0xFFFF
         if message.metadata in self.records:
             self.recorder.stamp(message.metadata, "t_first_flit", first)
+            self.recorder.stamp(message.metadata, "t_last_flit_out", last)
         if message.dst_node < len(self.refs):
             self._in_fabric[pair].append(flits)
         else:
@@ -315,7 +316,7 @@ class SystemScoreboard:
             if flits != apply_link_fault(sent, fault):
                 self._mismatch(f"node {node}'s NI took at {first} {_describe(flits)}; the Fabric "
                                f"gave {_describe(sent)}, the link fault {fault}")
-            self._held[node].append((flits, last, sent))
+            self._held[node].append((flits, first, last, sent))
             if len(self._held[node]) == 1:
                 self._retry_held(node)
 
@@ -333,23 +334,25 @@ class SystemScoreboard:
         """Give the model the messages that arrived, in order, until one is held."""
         held = self._held[node]
         while held:
-            flits, last, sent = held[0]
+            flits, first, last, sent = held[0]
             outcome = self.refs[node].receive(flits)
             if outcome.result is RxResult.HELD:
                 return
             held.popleft()
-            self._received(node, sent, last, outcome)
+            self._received(node, sent, first, last, outcome)
             self._note_registers(node, range(self.refs[node].endpoints))
 
-    def _received(self, node, flits, last, outcome):
+    def _received(self, node, flits, first, last, outcome):
         """The model took the message of ``flits`` (as sent: a link fault may have damaged
-        what the NI got) with ``outcome``."""
+        what the NI got; its flits came into the NI from edge ``first`` to ``last``) with
+        ``outcome``."""
         try:
             message_id = Message.from_flits(flits).metadata
         except MessageError:
             message_id = None
         record = self.records.get(message_id)
         if record is not None:
+            self.recorder.stamp(message_id, "t_first_flit_in", first)
             self.recorder.stamp(message_id, "t_last_flit_in", last)
         if outcome.result is RxResult.DISCARDED:
             self.counts["discarded"] += 1

@@ -9,8 +9,9 @@ they carry, to the :class:`tb.system_scoreboard.SystemScoreboard` (the reference
 checks, described there) and its :class:`tb.system_scoreboard.LatencyRecorder`.
 
 Per-message cycle stamps (:attr:`SystemTB.records`): ``t_doorbell`` (the NI takes the DOORBELL
-write), ``t_first_flit`` (the first flit enters the Fabric), ``t_last_flit_in`` (the last flit
-leaves it into the receiver's NI), ``t_completion`` (the receiver's NI hands the completion to its
+write), ``t_first_flit`` and ``t_last_flit_out`` (the first and last flit enter the Fabric),
+``t_first_flit_in`` and ``t_last_flit_in`` (the first and last flit leave it into the
+receiver's NI), ``t_completion`` (the receiver's NI hands the completion to its
 Notifier), ``t_notified`` (the event reaches the core: the lock release, the BRANCH or SPAWN
 event, or the poll that found the entry), ``t_handler`` (the first instruction of the code that
 consumes the entry: the handler, or the thread after its lock wait or poll).
@@ -39,14 +40,20 @@ __all__ = ["SystemTB"]
 
 
 class _LinkMonitor:
-    """Collects the flits of one Fabric port into messages."""
+    """Collects the flits of one Fabric port into messages, and counts the flits taken and the
+    cycles a flit was offered and not taken (``held``)."""
 
     def __init__(self, on_message):
         self.flits = []
         self.first = None
         self.on_message = on_message
+        self.taken = self.held = 0
+
+    def hold(self, now):
+        self.held += 1
 
     def transfer(self, payload, now):
+        self.taken += 1
         flit = codec(Flit).unpack(payload)
         if not self.flits:
             self.first = now
@@ -100,14 +107,18 @@ class SystemTB(ComponentTB):
         board = self.scoreboard
         self.link_fault_percent = link_fault_percent
         self.link_faults = {}
+        # Per node, the monitors of its links out of its NI and into it.
+        self.links = {}
         for index in self.nodes:
             # The links between the NIs and the Fabric are wires of the top module; the
             # completions inside each NI are made public for this (tb.runner.PUBLIC_INSIDE).
-            self.ports.monitor(dut, f"ni{index}__link_tx", on_transfer=_LinkMonitor(
-                lambda flits, first, last, node=index: board.on_sent(node, flits, first,
-                                                                     last)).transfer)
+            sent = _LinkMonitor(lambda flits, first, last, node=index: board.on_sent(
+                node, flits, first, last))
+            self.ports.monitor(dut, f"ni{index}__link_tx", on_transfer=sent.transfer,
+                               on_held=sent.hold)
             arrived = _LinkMonitor(lambda flits, first, last, node=index:
                                    board.on_arrived(node, flits, first, last))
+            self.links[index] = sent, arrived
             if self.params.get("link_faults"):
                 self.link_faults[index] = self.ports.source(
                     dut, f"link_fault__{index}", on_accept=lambda payload, offered, taken,
@@ -115,12 +126,15 @@ class SystemTB(ComponentTB):
                 self.ports.monitor(dut, f"ni{index}__from_fabric", on_transfer=_LinkMonitor(
                     lambda flits, first, last, node=index: self._from_fabric(
                         node, flits, first, last)).transfer)
-                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer)
+                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer,
+                                   on_held=arrived.hold)
             else:
-                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=_LinkMonitor(
-                    lambda flits, first, last, node=index, arrived=arrived: (
+                arrived.on_message = (
+                    lambda flits, first, last, node=index, taken=arrived.on_message: (
                         board.on_fabric_out(node, flits, first, last),
-                        arrived.on_message(flits, first, last))).transfer)
+                        taken(flits, first, last)))
+                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer,
+                                   on_held=arrived.hold)
             self.ports.monitor(getattr(dut, f"ni{index}").notifier, "completion",
                                on_transfer=lambda payload, now, node=index:
                                board.on_completion(node, payload, now))
@@ -239,10 +253,16 @@ class SystemTB(ComponentTB):
         unconsumed = sum(1 for message in self.scenario.messages
                          if self.records[message.id]["status"] == MessageStatus.SENT
                          and self.scoreboard.settled(message))
+        # Per node, its links: flits out of its NI into the Fabric and the cycles the Fabric
+        # held one back; flits into its NI and the cycles the NI held one back.
+        links = {node: {"out_flits": sent.taken, "out_held": sent.held,
+                        "in_flits": arrived.taken, "in_held": arrived.held}
+                 for node, (sent, arrived) in self.links.items()}
         return {"delivered": statuses.get(MessageStatus.DELIVERED, 0), "errors": errors,
                 "written_unconsumed": unconsumed,
                 "mismatches": len(self.mismatches), **self.speed(),
-                "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes}
+                "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes,
+                "links": links}
 
 
 def _describe_ni(ni):

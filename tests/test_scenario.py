@@ -50,6 +50,17 @@ def test_landing_places_follow_each_other_and_wrap():
     assert all(m.key == 0x1234 for m in s.messages)
 
 
+def test_align_packs_landing_places_and_ring_sets_the_ring():
+    """``align`` = 8: 8-byte messages land one word after the other (the default: each at the
+    next line); a process's ``ring`` is the entries of its completion ring (default 16)."""
+    s = scenario('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\n'
+                 'bytes = 8\nalign = 8\ncount = 3\n[[traffic]]\npattern = "stream"\n'
+                 'from = "client"\nto = "server"\nbytes = 8\ncount = 2\n',
+                 base=BASE.replace('notify = "lock"', 'notify = "lock"\nring = 256'))
+    assert [m.va_offset for m in s.messages] == [0, 8, 16, 64, 128]
+    assert (s.processes["server"].ring, s.processes["client"].ring) == (256, 16)
+
+
 def test_random_is_drawn_from_the_seed_and_never_to_self():
     text = '[[traffic]]\npattern = "random"\nbytes = 8\ncount = 50\n'
     first, again = scenario(text, seed=7), scenario(text, seed=7)
@@ -80,6 +91,10 @@ def test_list_messages_may_be_bad_on_purpose():
     ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\ncolour = 1\n',
      "unknown key 'colour'"),
     ('[[traffic]]\npattern = "list"\n', "a list pattern needs messages"),
+    ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\nalign = 24\n',
+     "align = 24 must be a power of two, 8 to 4096 bytes"),
+    ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\nalign = 4\n',
+     "align = 4 is out of range 8..4096"),
 ])
 def test_bad_traffic_is_named(traffic, error):
     with pytest.raises(ScenarioError, match=error.replace("(", r"\(").replace(".", r"\.")):
@@ -102,6 +117,9 @@ def test_bad_traffic_is_named(traffic, error):
       "send_buffer = { va = 0x10000fc0, bytes = 64 }"), "share the page at 0x10000000"),
     (("va = 0x10000000, bytes = 4096, key = 0x99", "va = 0x6FFFFFFFF000, bytes = 8192"),
      "reaches 0x700000000000, where the OS puts the completion rings"),
+    (('notify = "lock"', 'notify = "lock"\nring = 48'),
+     "ring = 48 must be a power of two"),
+    (('notify = "lock"', 'notify = "lock"\nring = 2048'), "ring = 2048 is out of range 1..1024"),
 ])
 def test_bad_processes_are_named(change, error):
     base = BASE.replace(*change, 1) if change[0] != "endpoint = 2" else \
