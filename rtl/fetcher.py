@@ -141,6 +141,14 @@ class PayloadFetcher(wiring.Component):
                          + (line_words > LINE_WORDS))),
         ]
 
+        # The line count, also in a register (a long sum of the plan's fields, too slow in front
+        # of the probe's logic): it stands from a plan's second cycle, and in its first, when no
+        # line has been probed and no header sent, whether there are lines is whether there are
+        # words.
+        lines_held = Signal.like(lines)
+        first_cycle = Signal(init=1)
+        m.d.sync += [lines_held.eq(lines), first_cycle.eq(~self.plan.valid | self.plan.ready)]
+
         # The counts of the plan in hand, restarted for the next one (see below).
         # Words of room in the FIFO not yet promised to a read; a DMA line promises all 8 of its
         # words, and the words it does not cover give their room back as they arrive.
@@ -170,7 +178,9 @@ class PayloadFetcher(wiring.Component):
         probe, probe_free = Signal(), Signal()
         m.d.comb += [
             probe_free.eq(~self.ni_read.valid | self.ni_read.ready),
-            probe.eq(fetching & dma & (lines_probed < lines) & (room >= LINE_WORDS) & probe_free),
+            probe.eq(fetching & dma
+                     & Mux(first_cycle, words != 0, lines_probed < lines_held)
+                     & (room >= LINE_WORDS) & probe_free),
         ]
         probe_addr = self._line_addr(m, "probe_addr", plan, lines_probed)
         with m.If(probe):
@@ -209,7 +219,8 @@ class PayloadFetcher(wiring.Component):
             dropped.eq(arrived & ~covered),
             prefetch.w_en.eq(self.slot_data.valid | (arrived & covered)),
             prefetch.w_data.eq(Mux(self.slot_data.valid, self.slot_data.payload, arrived_data)),
-            drained.eq(~dma | (lines_arrived == lines)),
+            # (the plan is not taken in its first cycle: its header has not gone)
+            drained.eq(~dma | (lines_arrived == lines_held)),
         ]
 
         # The header, once per plan (see the class docstring); the plan, taken when it is done.

@@ -187,14 +187,29 @@ class MessageReceiver(wiring.Component):
             flit.data[MessageHeader["dst_endpoint"].offset:][:ENDPOINT_BITS])
         arriving_entry = get_indexed(m, self.endpoints, arriving_endpoint, EndpointEntry,
                                      "arriving_entry")
+        # Whether the flit coming in is the first, the VA flit or the first payload flit, kept in
+        # registers beside its index rather than compared from it: they decide whether a flit is
+        # taken, which the CRC's start and its 64-bit update wait for. (The index saturates far
+        # above them, so only a trailer brings it back to 0.)
+        at_first = Signal(init=1)
+        at_va = Signal()
+        at_payload = Signal()
+        # Whether the FSM (below) is in RECEIVE, also in a register of its own, set with each
+        # transition: decoding it from the state register would be one more level of logic in
+        # front of taking a flit.
+        receiving = Signal(init=1)
         m.d.sync += cycle.eq(cycle + 1)
         with m.If(taken):
-            m.d.sync += flit_index.eq(Mux(flit_index == _FLIT_COUNT_LIMIT, flit_index,
-                                          flit_index + 1))
+            m.d.sync += [
+                flit_index.eq(Mux(flit_index == _FLIT_COUNT_LIMIT, flit_index, flit_index + 1)),
+                at_first.eq(flit.last),
+                at_va.eq(at_first & ~flit.last),
+                at_payload.eq((flit_index == HEADER_FLITS - 1) & ~flit.last),
+            ]
             for index in range(HEADER_FLITS):
                 with m.If((flit_index == index) & ~flit.last):
                     m.d.sync += header.as_value().word_select(index, FLIT_DATA_BITS).eq(flit.data)
-            with m.If(flit_index == 0):
+            with m.If(at_first):
                 m.d.sync += [entry.eq(arriving_entry), rejected.eq(0)]
             with m.If(flit.last):
                 m.d.sync += [flit_index.eq(0), stamp.eq(cycle)]
@@ -203,30 +218,49 @@ class MessageReceiver(wiring.Component):
         # message of a lone ``last`` flit is checked against the CRC of nothing.
         m.d.comb += [
             link_crc.data.eq(flit.data),
-            link_crc.valid.eq(taken & ~flit.last),
-            link_crc.start.eq(taken & ((flit_index == 0) | flit.last)),
+            # (taken & ~flit.last and taken & (at_first | flit.last), written out from the terms of
+            # ``flits.ready`` rather than through it: fewer levels of logic in front of the
+            # CRC's 64-bit update)
+            link_crc.valid.eq(self.flits.valid & ~flit.last & receiving
+                              & Mux(at_first, self.translate.ready,
+                                    ~at_payload | self.staging.ready)),
+            link_crc.start.eq(self.flits.valid & receiving
+                              & Mux(at_first, self.translate.ready,
+                                    flit.last & (~at_payload | self.staging.ready))),
         ]
 
         # Checks on the trailer's cycle: the header registers are complete unless the message is
-        # shorter than a header, which then fails the count first.
+        # shorter than a header, which then fails the count first. The checks of the first flit
+        # (the flit count its length asks for, its kind and length, the endpoint) are made as it
+        # is taken, into registers, so that the verdict waits for no sum and no compare of the
+        # header. They are the message's own on its trailer's cycle unless its first flit is the
+        # trailer; then they are the message's before, but the count fails, as every count they
+        # hold (HEADER_FLITS from reset on) is above 0.
         payload_words = Signal(range(1 << 9))
-        expected_flits = Signal(range(_FLIT_COUNT_LIMIT + 1))
+        expected_flits = Signal(range(_FLIT_COUNT_LIMIT + 1), init=HEADER_FLITS)
         crc_bad = Signal()
         count_bad = Signal()
         header_bad = Signal()
         endpoint_bad = Signal()
+        first_bad = Signal()
+        arriving = MessageHeader(Cat(flit.data, C(0, MessageHeader.size - FLIT_DATA_BITS)))
+        with m.If(taken & at_first):
+            m.d.sync += [
+                expected_flits.eq(HEADER_FLITS + arriving.length[_WORD_SHIFT:]),
+                first_bad.eq((arriving.kind != MessageKind.PUT)
+                             | (arriving.length[:_WORD_SHIFT] != 0)
+                             | (arriving.length > MAX_PAYLOAD_BYTES)),
+                # (every endpoint number is in range when the NI has 16)
+                endpoint_bad.eq(((arriving.dst_endpoint >= self._endpoints)
+                                 if self._endpoints < 1 << ENDPOINT_BITS else C(0))
+                                | ~arriving_entry.enabled),
+            ]
         m.d.comb += [
             payload_words.eq(header.length[_WORD_SHIFT:]),
-            expected_flits.eq(HEADER_FLITS + payload_words),
             crc_bad.eq(Trailer(flit.data).crc != link_crc.crc),
             count_bad.eq(flit_index != expected_flits),
-            header_bad.eq((header.dst_node != node_number(self)) | (header.kind != MessageKind.PUT)
-                          | (header.length[:_WORD_SHIFT] != 0)
-                          | (header.length > MAX_PAYLOAD_BYTES)),
-            # (every endpoint number is in range when the NI has 16)
-            endpoint_bad.eq(((header.dst_endpoint >= self._endpoints)
-                             if self._endpoints < 1 << ENDPOINT_BITS else C(0))
-                            | ~entry.enabled),
+            # (the node number is a strap, compared as it stands)
+            header_bad.eq((header.dst_node != node_number(self)) | first_bad),
         ]
 
         # Payload words to the staging RAM, as many as the header asks for (at most a largest
@@ -293,22 +327,27 @@ class MessageReceiver(wiring.Component):
         translation = self.translation
         first_page = Cat(C(0, PAGE_BITS), header.remote_va[PAGE_BITS:])
 
+        # Every transition also sets ``receiving`` (see above).
+        def go(state):
+            m.next = state
+            m.d.sync += receiving.eq(state == "RECEIVE")
+
         def report(fault_kind, fault_va=0):
             m.d.sync += [kind.eq(fault_kind), va.eq(fault_va)]
-            m.next = "FAULT"
+            go("FAULT")
 
         def offer():
             m.d.comb += self.message.valid.eq(1)
             with m.If(self.message.ready):
-                m.next = "RECEIVE"
+                go("RECEIVE")
             with m.Else():
-                m.next = "HANDOFF"
+                go("HANDOFF")
 
         def deliver():
             """Act on the translation once it is complete: report a refusal, or offer the
             message as a job."""
             with m.If(~translation.done):
-                m.next = "DELIVER"
+                go("DELIVER")
             with m.Elif(translation.status == TlbStatus.MISS):
                 report(NiFaultKind.RX_MISS, translation.va)
             with m.Elif(translation.status == TlbStatus.PERMISSION_FAULT):
@@ -330,31 +369,31 @@ class MessageReceiver(wiring.Component):
                 deliver()
             with m.State("FAULT"):
                 with m.If(fault_taken & (kind == NiFaultKind.RX_MISS)):
-                    m.next = "ANSWER"
+                    go("ANSWER")
                 with m.Elif(fault_taken & (kind == NiFaultKind.RX_REJECTED)):
-                    m.next = "HANDOFF"
+                    go("HANDOFF")
                 with m.Elif(fault_taken):
-                    m.next = "RECEIVE"
+                    go("RECEIVE")
             with m.State("ANSWER"):
                 with m.If(self.miss_answer.valid & self.miss_answer.payload.reject):
                     m.d.sync += rejected.eq(1)
                     report(NiFaultKind.RX_REJECTED, first_page)
                 with m.Elif(self.miss_answer.valid):
                     m.d.comb += retry.eq(1)
-                    m.next = "DELIVER"
+                    go("DELIVER")
             with m.State("HANDOFF"):
                 offer()
 
         # Outputs of the states: a first flit also waits for the translator, the first payload
         # flit for room in the staging RAM; the VA flit asks for the translation.
         m.d.comb += [
-            self.flits.ready.eq(at["RECEIVE"]
-                                & Mux(flit_index == 0, self.translate.ready,
-                                      (flit_index != HEADER_FLITS) | self.staging.ready)),
-            self.staging.valid.eq(self.flits.valid & at["RECEIVE"] & ~flit.last
+            self.flits.ready.eq(receiving
+                                & Mux(at_first, self.translate.ready,
+                                      ~at_payload | self.staging.ready)),
+            self.staging.valid.eq(self.flits.valid & receiving & ~flit.last
                                   & (flit_index >= HEADER_FLITS) & (staging_index < needed)),
-            self.translate.valid.eq((self.flits.valid & at["RECEIVE"] & (flit_index == 1)
-                                     & ~flit.last) | retry),
+            self.translate.valid.eq((self.flits.valid & receiving & at_va & ~flit.last)
+                                    | retry),
             self.miss_answer.ready.eq(at["ANSWER"]),
         ]
 
