@@ -11,6 +11,7 @@ from rtl.layouts import (DESCRIPTOR_WORDS, PAGE_BITS, Doorbell, EndpointEntry, M
                          NiFault, NiFaultKind, NotifierCommandOp, NotifyMode, TxSlotWrite, TxStatus,
                          UserReg, codec, notifier_command_layout)
 from rtl.mmio import MmioDecoder
+from rtl.params import silence_unused
 from tests.sim import background, edges, run, stream_get, stream_put, tracer, transfer
 
 ASID, OTHER_ASID, THREAD = 0x5A, 0x3C, 0x21
@@ -269,16 +270,20 @@ def test_doorbell_and_arm_mode_carry_the_endpoint_and_the_arm_registers():
     before (each endpoint its own)."""
     bench = Bench(second=dict(thread=0x07))
     dut = bench.dut
+    answers = []
 
     async def test(ctx):
         for endpoint, base in ((0, 0x1000), (1, 0x2000)):
             for offset, step in ((UserReg.ARM_LOCK, 0), (UserReg.ARM_HANDLER, 8),
                                  (UserReg.ARM_STACK, 16)):
-                await access(ctx, dut, offset, endpoint=endpoint, write=True, data=base + step)
-        await access(ctx, dut, UserReg.ARM_MODE, endpoint=1, write=True, data=3)
-        await access(ctx, dut, UserReg.DOORBELL, endpoint=1, write=True)
+                answers.append(await access(ctx, dut, offset, endpoint=endpoint, write=True,
+                                            data=base + step))
+        answers.append(await access(ctx, dut, UserReg.ARM_MODE, endpoint=1, write=True, data=3))
+        answers.append(await access(ctx, dut, UserReg.DOORBELL, endpoint=1, write=True))
 
     bench.run(test)
+    assert answers == [(MmioStatus.OK, 0)] * 8
+    assert not bench.taken("slot_write")
     assert [codec(Doorbell).unpack(bits) for bits in bench.taken("doorbell", "rung")] == [
         dict(endpoint=1, asid=ASID)]
     command = codec(notifier_command_layout(2, 2))
@@ -333,4 +338,29 @@ def test_a_fault_not_taken_keeps_its_access_while_others_go_on():
     assert [codec(NiFault).unpack(bits) for bits in bench.taken("fault", "faulted")] == [
         dict(kind=NiFaultKind.FOREIGN_ASID, endpoint=0, asid=OTHER_ASID,
              va=address(0, UserReg.RING_TAIL), node=3)]
+
+
+@pytest.mark.parametrize("params, error, text", [
+    (dict(node=16), ValueError, "node must be between 0 and 15, not 16"),
+    (dict(endpoints=0), ValueError, "endpoints must be between 1 and 16, not 0"),
+    (dict(endpoints=17), ValueError, "endpoints must be between 1 and 16, not 17"),
+    (dict(contexts=0), ValueError, "contexts must be between 1 and 8, not 0"),
+    (dict(contexts=9), ValueError, "contexts must be between 1 and 8, not 9"),
+    (dict(endpoints=2.0), TypeError, "endpoints must be an integer, not 2.0"),
+])
+def test_bad_parameters_raise_naming_themselves(params, error, text):
+    with pytest.raises(error, match=f"^{text}"):
+        MmioDecoder(**params)
+
+
+def test_default_parameters_and_the_node_strap():
+    """8 endpoints, 4 contexts, node 0 built in; node None brings the ``node_id`` strap."""
+    decoder = MmioDecoder()
+    assert (decoder.node, len(decoder.endpoints), len(decoder.ring_head)) == (0, 8, 8)
+    assert not hasattr(decoder, "node_id")
+    assert decoder.arm.payload.shape() == notifier_command_layout(8, 4)
+    strapped = MmioDecoder(node=None)
+    assert strapped.node is None and len(strapped.node_id) == 4
+    silence_unused(decoder)
+    silence_unused(strapped)
 

@@ -6,6 +6,7 @@ testbench: each output is ready when it says."""
 import pytest
 from amaranth.hdl import Value
 
+from rtl.params import silence_unused
 from rtl.layouts import (EndpointEntry, EndpointWrite, NiEngine, NiOsOp, NotifierCommandOp,
                          NotifyMode, Residency, TlbOp, codec, notifier_command_layout,
                          tlb_command_layout)
@@ -96,6 +97,7 @@ def test_each_command_reaches_its_units_with_its_part():
     assert [command["index"] for command in notifier] == [1, 1, 0]
     first = notifier[0]["endpoint"]
     assert (first["mode"], first["asid"], first["thread"]) == (NotifyMode.NONE, 0x5A, 0x21)
+    assert (first["lock"], first["handler_pc"], first["stack"]) == (0, 0, 0)
     assert (notifier[1]["context"]["busy"], notifier[1]["context"]["thread"]) == (1, 0x13)
     assert (notifier[2]["context"]["busy"], notifier[2]["context"]["thread"]) == (0, 0x13)
     assert bench.taken("residency") == [dict(context=1, resident=1, thread=0x13),
@@ -161,3 +163,26 @@ def test_an_endpoint_or_context_the_ni_lacks_goes_nowhere(command):
     assert all(not bench.taken(name) for name in OUTPUTS if name != "tx_miss_answer")
     commands = edges(bench.log, "command")
     assert commands[1] == commands[0] + 1
+
+
+@pytest.mark.parametrize("params, error, text", [
+    (dict(endpoints=0), ValueError, "endpoints must be between 1 and 16, not 0"),
+    (dict(endpoints=17), ValueError, "endpoints must be between 1 and 16, not 17"),
+    (dict(contexts=0), ValueError, "contexts must be between 1 and 8, not 0"),
+    (dict(contexts=9), ValueError, "contexts must be between 1 and 8, not 9"),
+    (dict(asid_bits=0), ValueError, "asid_bits must be between 1 and 8, not 0"),
+    (dict(asid_bits=9), ValueError, "asid_bits must be between 1 and 8, not 9"),
+    (dict(endpoints="8"), TypeError, "endpoints must be an integer, not '8'"),
+])
+def test_bad_parameters_raise_naming_themselves(params, error, text):
+    with pytest.raises(error, match=f"^{text}"):
+        OsPort(**params)
+
+
+def test_default_parameters():
+    """8 endpoints, 4 contexts, 8-bit ASIDs: the Notifier command and TLB command layouts."""
+    port = OsPort()
+    assert port.notifier.payload.shape() == notifier_command_layout(8, 4)
+    assert port.tlb.payload.shape() == tlb_command_layout(8)
+    silence_unused(port)
+
