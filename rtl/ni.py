@@ -294,33 +294,24 @@ class NetworkInterface(wiring.Component):
                     getattr(part, f"count_{name}"))
 
         # Between the parts: the engines translate through the TLB, write and probe the
-        # MessageBuffer, and the Notifier signals the lock table. The MessageBuffer's TX staging
-        # is unused (see the class docstring).
-        wiring.connect(m, tx.tlb_request, tlb.tx_request)
-        wiring.connect(m, tlb.tx_response, tx.tlb_response)
-        wiring.connect(m, rx.tlb_request, tlb.rx_request)
-        wiring.connect(m, tlb.rx_response, rx.tlb_response)
-        wiring.connect(m, tx.ni_read, msgbuf.ni_read)
-        wiring.connect(m, msgbuf.ni_data, tx.ni_data)
-        wiring.connect(m, rx.rx_line, msgbuf.rx_line)
-        m.d.comb += msgbuf.rx_next.eq(rx.rx_next)
-        wiring.connect(m, rx.rx_data, msgbuf.rx_data)
-        m.d.comb += rx.lines_done.eq(msgbuf.rx_done)
-        wiring.connect(m, rx.completion, notifier.completion)
-        wiring.connect(m, notifier.signal, locktable.signal)
-        m.d.comb += [msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
+        # MessageBuffer, and the Notifier signals the lock table; the OS port writes the endpoint
+        # table, which the MMIO decoder keeps, and both write the Notifier's endpoints (below),
+        # the OS port first. The MessageBuffer's TX staging is unused (see the class docstring).
+        for source, sink in (
+                (tx.tlb_request, tlb.tx_request), (tlb.tx_response, tx.tlb_response),
+                (rx.tlb_request, tlb.rx_request), (tlb.rx_response, rx.tlb_response),
+                (tx.ni_read, msgbuf.ni_read), (msgbuf.ni_data, tx.ni_data),
+                (rx.rx_line, msgbuf.rx_line), (rx.rx_data, msgbuf.rx_data),
+                (rx.completion, notifier.completion), (notifier.signal, locktable.signal),
+                (osport.endpoint_write, mmio.endpoint_write), (osport.tlb, tlb.mgmt),
+                (osport.residency, locktable.residency),
+                (osport.tx_miss_answer, tx.miss_answer), (osport.rx_miss_answer, rx.miss_answer),
+                (mmio.slot_write, tx.slot_write), (mmio.doorbell, tx.doorbell)):
+            wiring.connect(m, source, sink)
+        m.d.comb += [msgbuf.rx_next.eq(rx.rx_next), rx.lines_done.eq(msgbuf.rx_done),
+                     rx.ring_reset.eq(mmio.ring_reset),
+                     msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
                      msgbuf.tx_data.ready.eq(0)]
-
-        # The OS port writes the endpoint table, which the MMIO decoder keeps; both write the
-        # Notifier's endpoints, the OS port first.
-        wiring.connect(m, osport.endpoint_write, mmio.endpoint_write)
-        wiring.connect(m, osport.tlb, tlb.mgmt)
-        wiring.connect(m, osport.residency, locktable.residency)
-        wiring.connect(m, osport.tx_miss_answer, tx.miss_answer)
-        wiring.connect(m, osport.rx_miss_answer, rx.miss_answer)
-        wiring.connect(m, mmio.slot_write, tx.slot_write)
-        wiring.connect(m, mmio.doorbell, tx.doorbell)
-        m.d.comb += rx.ring_reset.eq(mmio.ring_reset)
         for index in range(self._endpoints):
             m.d.comb += [rx.endpoints[index].eq(mmio.endpoints[index]),
                          rx.ring_head[index].eq(mmio.ring_head[index]),
