@@ -1,11 +1,13 @@
 from amaranth import *
-from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .layouts import (FLIT_BYTES, FLIT_DATA_BITS, LINE_ADDR_BITS, LINE_BYTES, LINE_WORDS,
                       MAX_PAYLOAD_WORDS, PAGE_BITS, PPN_BITS, LineBeat, LineRequest,
                       MessageHeader, SendPlan, TxSlotRead, WordBeat)
+from .onehot import get_indexed
 from .params import check_int
 
 __all__ = ["PayloadFetcher"]
@@ -19,21 +21,28 @@ _LINES_PER_PAGE_BITS = PAGE_BITS - _LINE_SHIFT
 
 assert LINE_ADDR_BITS == PPN_BITS + _LINES_PER_PAGE_BITS
 
+#: A line asked of memory: its number in the payload and the buffer slot its words go to.
+_Asked = data.StructLayout({
+    "line": range(MAX_LINES + 1),
+    "slot": range(16),
+})
+
 
 class PayloadFetcher(wiring.Component):
     """Brings the payload of a TX engine's send to the framer, and lets its header go once the
     payload can follow it without a gap.
 
-    Part of :class:`rtl.txengine.TxEngine` (its "DMA fetch and the prefetch FIFO" paragraph gives
+    Part of :class:`rtl.txengine.TxEngine` (its "DMA fetch and the prefetch buffer" paragraph gives
     the rules): it takes a plan from the engine's :class:`rtl.sendchecker.SendChecker` and feeds
     the :class:`rtl.framing.MessageFramer`, one plan at a time.
 
-    **Prefetch FIFO.** The payload's words reach ``words`` through a FIFO of
-    ``send_buffering * 8`` words (a :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, submodule
-    ``prefetch``). A read is made only when the FIFO has room for its word, a DMA line only when
-    it has room for all 8 of the line's words, beside every word already asked for and not yet
-    sent: the fetch runs at most ``send_buffering`` lines ahead of the framer and the FIFO never
-    refuses a word.
+    **Prefetch buffer.** The payload's words reach ``words`` through a buffer of line slots, 8
+    words each (``send_buffering`` of them, one more when that is odd; two banks of LUT RAM, the
+    even slots and the odd, submodules ``prefetch_even`` and ``prefetch_odd``) and an output
+    register. A read is made only when the buffer has room for its word, a DMA line only when it
+    has room for all 8 of the line's words, beside every word already asked for and not yet sent:
+    the fetch runs at most ``send_buffering`` lines ahead of the framer and the buffer never
+    refuses a word. A word written goes out from the second edge after it, in order.
 
     **PIO.** The payload is read from the TX slot on ``slot_read``, a word at a time, from the
     cycle the plan is offered.
@@ -41,21 +50,23 @@ class PayloadFetcher(wiring.Component):
     **DMA.** The lines from the first payload word's to the last's are fetched in order, from the
     cycle the plan is offered. Each is probed in the MessageBuffer (``ni_read``, one probe
     offered at a time, the next one offered while the answer to the one before streams in); a
-    miss is then read from memory (``dma_read``), several lines outstanding. Words of a buffered
-    line (a hit) are taken only once every line asked from memory before it has arrived, so that
-    words reach the FIFO in order. The words of the first and last line that the payload does not
-    cover are dropped. The physical line of payload word ``i`` is ``(offset + 8 i) >> 6`` in the
-    frame ``ppn``, or in ``next_ppn`` past the page's end.
+    miss is then read from memory (``dma_read``), several lines outstanding. Each line has its
+    slot: the words of a buffered line (a hit) go into its slot as they come, and so do memory's,
+    whichever comes first, so a hit does not wait for the memory lines before it. (A hit's word
+    waits a cycle when a word from memory goes into a slot of the same bank in that cycle.) The
+    words of the first and last line that the payload does not cover are never sent. The
+    physical line of payload word ``i`` is ``(offset + 8 i) >> 6`` in the frame ``ppn``, or in
+    ``next_ppn`` past the page's end.
 
     **Header.** The plan's header is offered once: at once for a PIO plan or a plan without
-    payload; for a DMA plan once the first payload word is in the FIFO, so that the memory's
+    payload; for a DMA plan once the first payload word is ready to go, so that the memory's
     latency is not a gap in the middle of the message (which would hold the Fabric's wormhole
     path idle).
 
     Parameters
     ----------
     send_buffering : int
-        DMA lines fetched ahead of the framer, 1 to 16: the prefetch FIFO holds
+        DMA lines fetched ahead of the framer, 1 to 16: the prefetch buffer holds
         ``send_buffering * 8`` words.
 
     Members
@@ -68,7 +79,7 @@ class PayloadFetcher(wiring.Component):
     header : Out(stream.Signature(MessageHeader))
         The plan's header, once per plan.
     words : Out(stream.Signature(FLIT_DATA_BITS))
-        The payload's words in order, from the prefetch FIFO.
+        The payload's words in order, from the prefetch buffer's output register.
     slot_read : Out(stream.Signature(TxSlotRead))
         PIO: reads of the payload's words from the TX slot, in order.
     slot_data : In(stream.Signature(FLIT_DATA_BITS))
@@ -77,7 +88,7 @@ class PayloadFetcher(wiring.Component):
         Probes of the MessageBuffer, from a register, one per DMA line, in line order.
     ni_data : In(stream.Signature(LineBeat))
         The probes' answers in order: a miss beat is taken when ``dma_read`` has room, the words
-        of a hit once the lines before it have come from memory.
+        of a hit as they come (see DMA).
     dma_read : Out(stream.Signature(LineRequest))
         Reads of lines the MessageBuffer does not hold, from a register, in line order; at most
         ``send_buffering`` outstanding.
@@ -111,14 +122,26 @@ class PayloadFetcher(wiring.Component):
         m = Module()
         depth = self._send_buffering * LINE_WORDS
 
-        # Submodules: the prefetch FIFO, which feeds the framer.
-        m.submodules.prefetch = prefetch = SyncFIFOBuffered(width=FLIT_DATA_BITS, depth=depth)
+        # Submodules: the prefetch buffer, which feeds the framer through an output register,
+        # and the lines asked of memory (their number and slot), in order.
+        # The buffer is two banks, the even slots and the odd ones (an even number of slots, one
+        # more than send_buffering when that is odd: never more lines in flight than slots), so
+        # that a word from memory and a word of a hit go in together unless their lines'
+        # slots are alike in parity.
+        slots = self._send_buffering + (self._send_buffering & 1)
+        banks = [Memory(shape=FLIT_DATA_BITS, depth=slots // 2 * LINE_WORDS, init=[])
+                 for _ in range(2)]
+        m.submodules.prefetch_even, m.submodules.prefetch_odd = banks
+        # (at least 2 deep: a FIFO of 1 has addresses of no bits, which lint refuses)
+        m.submodules.asked = asked = SyncFIFO(width=_Asked.size,
+                                              depth=max(self._send_buffering, 2))
+        writes = [bank.write_port() for bank in banks]
+        reads = [bank.read_port(domain="comb") for bank in banks]
+        out_valid = Signal()
         popped = Signal()
         m.d.comb += [
-            self.words.valid.eq(prefetch.r_rdy),
-            self.words.payload.eq(prefetch.r_data),
-            prefetch.r_en.eq(self.words.ready),
-            popped.eq(prefetch.r_rdy & self.words.ready),
+            self.words.valid.eq(out_valid),
+            popped.eq(out_valid & self.words.ready),
         ]
 
         # What the plan says: the payload's words, and for DMA where its first word is in its
@@ -150,19 +173,28 @@ class PayloadFetcher(wiring.Component):
         m.d.sync += [lines_held.eq(lines), first_cycle.eq(~self.plan.valid | self.plan.ready)]
 
         # The counts of the plan in hand, restarted for the next one (see below).
-        # Words of room in the FIFO not yet promised to a read; a DMA line promises all 8 of its
+        # Words of room in the buffer not yet promised to a read; a DMA line promises all 8 of its
         # words, and the words it does not cover give their room back as they arrive.
         room = Signal(range(depth + 1), init=depth)
         # PIO: payload words read. DMA: lines probed, lines answered, lines whose words have all
-        # arrived, arriving words dropped in front of the payload. Both: words into the FIFO.
+        # arrived. Both: payload words into the buffer.
         words_read = Signal(range(MAX_PAYLOAD_WORDS + 1))
         lines_probed = Signal(range(MAX_LINES + 1))
         lines_answered = Signal(range(MAX_LINES + 1))
         lines_arrived = Signal(range(MAX_LINES + 1))
-        words_skipped = Signal.like(first_word)
         words_kept = Signal.like(words)
-        # Lines asked of memory whose words have not all arrived (including the one in dma_read).
-        memory_lines = Signal(range(self._send_buffering + 1))
+        # Where the words go: line slots of 8 words in the buffer, taken in turn (a DMA line's
+        # words go to its slot's word of the same number; PIO words one after the other); which
+        # words are in; where the next word to go out is, and how many have gone to the output
+        # register.
+        present = Signal(slots * LINE_WORDS)
+        read_slot, answer_slot = (Signal(range(slots), name=f"{name}_slot")
+                                  for name in ("read", "answer"))
+        read_word, pio_word, memory_word_at, hit_word = (
+            Signal(range(LINE_WORDS), name=f"{name}_word")
+            for name in ("read", "pio", "memory", "hit"))
+        pio_slot = Signal(range(slots))
+        moved = Signal.like(words)
         header_sent = Signal()
 
         # PIO: a word read while there is room for it.
@@ -188,15 +220,21 @@ class PayloadFetcher(wiring.Component):
         with m.Elif(self.ni_read.ready):
             m.d.sync += self.ni_read.valid.eq(0)
 
-        # Answers: a miss goes to memory through the dma_read register; a hit's words are taken
-        # once memory has delivered every line asked for before it.
+        # Answers: a miss goes to memory through the dma_read register, noting the line's number
+        # and slot; a hit's words are taken at once, into its slot, unless a word from memory
+        # goes into the buffer in that cycle.
         beat = self.ni_data.payload
         miss_taken, hit_taken, memory_word, memory_done = Signal(), Signal(), Signal(), Signal()
+        from_memory = _Asked(asked.r_data)
         m.d.comb += [
-            self.ni_data.ready.eq(Mux(beat.hit, memory_lines == 0,
-                                      ~self.dma_read.valid | self.dma_read.ready)),
+            self.ni_data.ready.eq(Mux(beat.hit,
+                                      ~self.dma_data.valid | (from_memory.slot[0] != answer_slot[0]),
+                                      (~self.dma_read.valid | self.dma_read.ready) & asked.w_rdy)),
             miss_taken.eq(self.ni_data.valid & self.ni_data.ready & ~beat.hit),
             hit_taken.eq(self.ni_data.valid & self.ni_data.ready & beat.hit),
+            asked.w_en.eq(miss_taken),
+            asked.w_data.eq(Cat(lines_answered, answer_slot)),
+            asked.r_en.eq(memory_done),
             self.dma_data.ready.eq(1),
             memory_word.eq(self.dma_data.valid),
             memory_done.eq(self.dma_data.valid & self.dma_data.payload.last),
@@ -207,29 +245,78 @@ class PayloadFetcher(wiring.Component):
         with m.Elif(self.dma_read.ready):
             m.d.sync += self.dma_read.valid.eq(0)
 
-        # Words into the FIFO: PIO words as they come; arriving DMA words (memory's first: a hit
-        # waits for memory to be done), the ones outside the payload dropped.
-        arrived, covered, dropped = Signal(), Signal(), Signal()
-        arrived_data = Signal(FLIT_DATA_BITS)
+        # Words into the buffer: PIO words as they come, one after the other; arriving DMA words
+        # (memory's, or a hit's) to their line's slot. The words of the first and last line that
+        # the payload does not cover go in too, and are never read; they give their room back
+        # as they arrive.
+        last_word = Signal(range(LINE_WORDS))
+        last_line = Signal.like(lines_held)
+        m.d.comb += [last_word.eq(first_word + words[:_LINE_SHIFT - _WORD_SHIFT] - 1),
+                     last_line.eq(lines_held - 1)]
+
+        def covers(line, word):
+            """Whether word ``word`` of the payload's line ``line`` is a payload word."""
+            return (((line != 0) | (word >= first_word))
+                    & ((line != last_line) | (word <= last_word)))
+
+        def bank_addr(slot, word):
+            """Where word ``word`` of slot ``slot`` is in its bank."""
+            return Cat(word, slot[1:]) if slots > 2 else word
+
+        # Each word written: PIO's, memory's, a hit's (at most one of each a cycle, the last two
+        # in different banks), at its place in the buffer (a slot, a word in it).
+        places = [(self.slot_data.valid, pio_slot, pio_word, self.slot_data.payload),
+                  (memory_word, from_memory.slot, memory_word_at, self.dma_data.payload.data),
+                  (hit_taken, answer_slot, hit_word, beat.data)]
+        for bank, write in enumerate(writes):
+            for valid, slot, word, value in places:
+                with m.If(valid & (slot[0] == bank)):
+                    m.d.comb += [write.en.eq(1), write.addr.eq(bank_addr(slot, word)),
+                                 write.data.eq(value)]
+        covered = Signal(3)
+        dropped = Signal(2)
+        written = Signal(slots * LINE_WORDS)
         drained = Signal()
         m.d.comb += [
-            arrived.eq(memory_word | hit_taken),
-            arrived_data.eq(Mux(memory_word, self.dma_data.payload.data, beat.data)),
-            covered.eq((words_skipped == first_word) & (words_kept != words)),
-            dropped.eq(arrived & ~covered),
-            prefetch.w_en.eq(self.slot_data.valid | (arrived & covered)),
-            prefetch.w_data.eq(Mux(self.slot_data.valid, self.slot_data.payload, arrived_data)),
+            covered.eq(Cat(self.slot_data.valid,
+                           memory_word & covers(from_memory.line, memory_word_at),
+                           hit_taken & covers(lines_answered, hit_word))),
+            dropped.eq(Cat(memory_word & ~covered[1], hit_taken & ~covered[2])),
+            written.eq(Mux(places[0][0], 1 << Cat(pio_word, pio_slot), 0)
+                       | Mux(places[1][0], 1 << Cat(memory_word_at, from_memory.slot), 0)
+                       | Mux(places[2][0], 1 << Cat(hit_word, answer_slot), 0)),
             # (the plan is not taken in its first cycle: its header has not gone)
             drained.eq(~dma | (lines_arrived == lines_held)),
         ]
 
+        # Out of the buffer, in order, into the output register: the next word once it is in.
+        read_at = Signal(range(slots * LINE_WORDS))
+        load = Signal()
+        m.d.comb += [
+            read_at.eq(Cat(read_word, read_slot)),
+            *(read.addr.eq(bank_addr(read_slot, read_word)) for read in reads),
+            load.eq(fetching & (~out_valid | self.words.ready) & (moved != words)
+                    & get_indexed(m, list(present), read_at, 1, "read_present")),
+        ]
+        with m.If(load):
+            m.d.sync += [out_valid.eq(1),
+                         self.words.payload.eq(Mux(read_slot[0], reads[1].data, reads[0].data))]
+        with m.Elif(self.words.ready):
+            m.d.sync += out_valid.eq(0)
+        # The words in: set as written, cleared as read; a DMA line's slot is cleared as the
+        # reads leave it, of the words the payload does not cover too.
+        leaving = Signal()
+        m.d.comb += leaving.eq(load & (read_word == LINE_WORDS - 1))
+        slot_bits = Signal.like(present)
+        m.d.comb += slot_bits.eq(Mux(leaving & dma, 0xFF << Cat(C(0, 3), read_slot), 0))
+        m.d.sync += present.eq((present | written) & ~Mux(load, 1 << read_at, 0) & ~slot_bits)
+
         # The header, once per plan (see the class docstring); the plan, taken when it is done.
         m.d.comb += [
             self.header.payload.eq(plan.header),
-            self.header.valid.eq(fetching & ~header_sent
-                                 & (~dma | (words == 0) | prefetch.r_rdy)),
-            self.plan.ready.eq(header_sent & (words_kept == words) & (prefetch.r_level == 0)
-                               & drained),
+            self.header.valid.eq(fetching & ~header_sent & (~dma | (words == 0) | out_valid)),
+            self.plan.ready.eq(header_sent & (words_kept == words) & (moved == words)
+                               & ~out_valid & drained),
         ]
 
         # Room claimed by a read or a probe (given back by a word sent or dropped).
@@ -239,23 +326,44 @@ class PayloadFetcher(wiring.Component):
                      unclaimed.eq(room - claimed)]
 
         # The counts, restarted while no plan is in hand and when one is done.
+        def advance(slot, word, step):
+            """Step a (slot, word) place by ``step``: the next word, the next slot after the 8th."""
+            with m.If(step):
+                m.d.sync += word.eq(word + 1)
+                with m.If(word == LINE_WORDS - 1):
+                    m.d.sync += slot.eq(Mux(slot == slots - 1, 0, slot + 1))
+
+        answered = self.ni_data.valid & self.ni_data.ready & beat.last
         with m.If(~self.plan.valid | self.plan.ready):
             m.d.sync += [room.eq(depth), words_read.eq(0), lines_probed.eq(0),
-                         lines_answered.eq(0), lines_arrived.eq(0), memory_lines.eq(0),
-                         words_skipped.eq(0), words_kept.eq(0), header_sent.eq(0)]
+                         lines_answered.eq(0), lines_arrived.eq(0),
+                         words_kept.eq(0), header_sent.eq(0), moved.eq(0), present.eq(0),
+                         read_slot.eq(0), pio_slot.eq(0),
+                         pio_word.eq(0), answer_slot.eq(0), hit_word.eq(0),
+                         memory_word_at.eq(0)]
         with m.Else():
             m.d.sync += [
-                room.eq(unclaimed + popped + dropped),
+                room.eq(unclaimed + popped + dropped[0] + dropped[1]),
                 words_read.eq(words_read + pio_read),
                 lines_probed.eq(lines_probed + probe),
-                lines_answered.eq(lines_answered
-                                  + (self.ni_data.valid & self.ni_data.ready & beat.last)),
-                lines_arrived.eq(lines_arrived + (memory_done | (hit_taken & beat.last))),
-                memory_lines.eq(memory_lines + miss_taken - memory_done),
-                words_kept.eq(words_kept + prefetch.w_en),
+                lines_answered.eq(lines_answered + answered),
+                # (a hit's last word and memory's may come in the same cycle)
+                lines_arrived.eq(lines_arrived + memory_done + (hit_taken & beat.last)),
+                words_kept.eq(words_kept + covered[0] + covered[1] + covered[2]),
+                moved.eq(moved + load),
             ]
-            with m.If(dropped & (words_skipped != first_word)):
-                m.d.sync += words_skipped.eq(words_skipped + 1)
+            # (the plan's fields stand from its first cycle, when no word is in yet)
+            with m.If(first_cycle):
+                m.d.sync += read_word.eq(Mux(dma, first_word, 0))
+            advance(read_slot, read_word, load)
+            advance(pio_slot, pio_word, self.slot_data.valid)
+            advance(answer_slot, hit_word, hit_taken)
+            with m.If(memory_done):
+                m.d.sync += memory_word_at.eq(0)
+            with m.Elif(memory_word):
+                m.d.sync += memory_word_at.eq(memory_word_at + 1)
+            with m.If(miss_taken):
+                m.d.sync += answer_slot.eq(Mux(answer_slot == slots - 1, 0, answer_slot + 1))
             with m.If(self.header.valid & self.header.ready):
                 m.d.sync += header_sent.eq(1)
         m.d.sync += self.count_dma_lines.eq(self.count_dma_lines + probe)

@@ -34,7 +34,7 @@ class TxEngine(wiring.Component):
     :func:`~amaranth.lib.wiring.connect`, each handing it on to the next as a stream: a
     :class:`rtl.sendchecker.SendChecker` (submodule ``checker``: the descriptor checks and the
     DMA translation below), a :class:`rtl.fetcher.PayloadFetcher` (``fetcher``: the fetch and the
-    prefetch FIFO) and a :class:`rtl.framing.MessageFramer` (``framer``). The engine offers the
+    prefetch buffer) and a :class:`rtl.framing.MessageFramer` (``framer``). The engine offers the
     send to the checker for as long as it lasts; the checker takes it with its refusal, or with
     its plan once the fetcher is done with that.
 
@@ -62,24 +62,23 @@ class TxEngine(wiring.Component):
     the send with DMA_FAULT. The low three bits of ``local_va``
     are ignored (the payload is read from ``local_va & ~7``).
 
-    **DMA fetch and the prefetch FIFO.** The payload's words reach the framer through a prefetch
-    FIFO of ``send_buffering * 8`` words inside this engine (a
-    :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, submodule ``fetcher.prefetch``; PIO words pass
-    through it too). A line is asked for only when the FIFO has room for all 8 of its words beside
-    every word already asked for and not yet sent, so the fetch runs at most ``send_buffering``
-    lines ahead of the wire and the FIFO never refuses a word. Lines are fetched in order. Each is
-    probed in the MessageBuffer (``ni_read``, one probe offered at a time, the next one offered
-    while the answer to the one before streams in); a miss is then read from memory (``dma_read``),
-    several lines outstanding. Words of a buffered line (a hit) are taken only once every line asked
-    from memory before it has arrived, so words reach the FIFO in order (the MessageBuffer's line
-    reader waits meanwhile, for at most the memory's latency; so a payload whose lines alternate
-    between buffer and memory pays that latency once per pair, 58 % of the link for 2 KiB at 10
-    cycles, against 100 % for all-memory or all-buffered). The words of the first and last line that
-    the payload does not cover are dropped. The physical line of payload word ``i`` is
-    ``(ppn << 12 | (local_va + 8 i) & 0xfff) >> 6``, with the PPN of the page that word is in. The
-    header of a DMA send is offered once the first payload word is in the FIFO, so that the memory's
-    latency is not a gap in the middle of a message, which would hold the Fabric's wormhole path
-    idle.
+    **DMA fetch and the prefetch buffer.** The payload's words reach the framer through a
+    prefetch buffer of ``send_buffering`` line slots of 8 words inside this engine (submodules
+    ``fetcher.prefetch_even`` and ``fetcher.prefetch_odd``; PIO words pass through it too). A line
+    is asked for only when the buffer has room for all 8 of its words beside every word already
+    asked for and not yet sent, so the fetch runs at most ``send_buffering`` lines ahead of the
+    wire and the buffer never refuses a word. Lines are fetched in order. Each is probed in the
+    MessageBuffer (``ni_read``, one probe offered at a time, the next one offered while the
+    answer to the one before streams in); a miss is then read from memory (``dma_read``), several
+    lines outstanding. Each line's words go into its slot as they come, from the MessageBuffer or
+    from memory, so a buffered line does not wait for the memory lines before it: a payload whose
+    lines alternate between buffer and memory streams at 97 % of the link for 2 KiB at 10
+    cycles of memory latency (100 % when all lines come from one of them). The words of the first
+    and last line that the payload does not cover are never sent. The physical line of payload
+    word ``i`` is ``(ppn << 12 | (local_va + 8 i) & 0xfff) >> 6``, with the PPN of the page that
+    word is in. The header of a DMA send is offered once the first payload word is ready to go,
+    so that the memory's latency is not a gap in the middle of a message, which would hold the
+    Fabric's wormhole path idle.
 
     **Framing.** The header (``src_node`` this node, ``src_endpoint`` the sending endpoint,
     ``seq`` a counter per destination node from 0, ``notify`` the NOTIFY flag, ``kind`` PUT, the
@@ -106,7 +105,7 @@ class TxEngine(wiring.Component):
     endpoints : int
         Endpoints (TX slots), 1 to 16.
     send_buffering : int
-        DMA lines fetched ahead of the wire, 1 to 16: the prefetch FIFO holds
+        DMA lines fetched ahead of the wire, 1 to 16: the prefetch buffer holds
         ``send_buffering * 8`` words.
     asid_bits : int
         Width of the NI TLB's ASIDs, 1 to 16 (the doorbell's ASID is zero-extended or truncated

@@ -221,6 +221,22 @@ def test_dma_across_a_page_with_buffered_lines():
     assert bench.log[-1]["lines"] == len(lines)
 
 
+def test_dma_a_hit_and_a_memory_line_ending_together_both_count():
+    """Replays what random plans found (seed 591953854): six lines from memory and a last one
+    from the MessageBuffer, memory and framer at random; the hit's last word comes in the cycle
+    memory's last does. Both lines count as arrived, and the plan is taken."""
+    bench = Bench(send_buffering=4, memory_latency=1, memory_ready_percent=50,
+                  words_ready_percent=60, seed=591953854, deadline_cycles=2000)
+    plan = Plan(7, 424, dma=True, offset=0x91C)
+    bench.buffered = {plan.lines()[-1]}
+
+    async def user(ctx):
+        await bench.fetch(ctx, plan)
+
+    bench.run(user)
+    bench.check_messages([plan])
+
+
 def test_dma_lines_are_those_from_the_first_word_to_the_last():
     """Plans from every kind of start in a line and of length: the lines probed are exactly those
     from the first word's to the last word's, and each payload is sent whole."""
