@@ -226,9 +226,10 @@ class PayloadFetcher(wiring.Component):
         beat = self.ni_data.payload
         miss_taken, hit_taken, memory_word, memory_done = Signal(), Signal(), Signal(), Signal()
         from_memory = _Asked(asked.r_data)
+        same_bank = Signal()
         m.d.comb += [
-            self.ni_data.ready.eq(Mux(beat.hit,
-                                      ~self.dma_data.valid | (from_memory.slot[0] != answer_slot[0]),
+            same_bank.eq(from_memory.slot[0] == answer_slot[0]),
+            self.ni_data.ready.eq(Mux(beat.hit, ~self.dma_data.valid | ~same_bank,
                                       (~self.dma_read.valid | self.dma_read.ready) & asked.w_rdy)),
             miss_taken.eq(self.ni_data.valid & self.ni_data.ready & ~beat.hit),
             hit_taken.eq(self.ni_data.valid & self.ni_data.ready & beat.hit),
