@@ -95,6 +95,11 @@ class MmioDecoder(wiring.Component):
             "fault": Out(stream.Signature(NiFault)),
             **node_strap(self._node),
         })
+        #: The ARM_* registers, per field of :data:`ARM_REGISTERS` one per endpoint (what a proof
+        #: of the decoder names).
+        self.arm_registers = {field: [Signal(VA_BITS, name=f"arm_{field}{i}")
+                                      for i in range(endpoints)]
+                              for field in ARM_REGISTERS.values()}
 
     @property
     def node(self):
@@ -104,9 +109,7 @@ class MmioDecoder(wiring.Component):
         m = Module()
         # (Lists indexed by If chains, not Arrays: an Array indexed by a wider endpoint number
         # makes case statements that do not cover every value.)
-        table, head = self.endpoints, self.ring_head
-        arm = {field: [Signal(VA_BITS, name=f"arm_{field}{i}") for i in range(self._endpoints)]
-               for field in ARM_REGISTERS.values()}
+        table, head, arm = self.endpoints, self.ring_head, self.arm_registers
 
         # The OS port's writes of the table.
         write = self.endpoint_write.payload
@@ -165,7 +168,7 @@ class MmioDecoder(wiring.Component):
         with m.If(~known | ~entry.enabled | ~word_aligned
                   | Mux(request.write, ~writable, ~readable)):
             m.d.comb += answer.eq(MmioStatus.BAD_ADDRESS)
-        with m.Elif(request.asid != entry.asid):
+        with m.Elif(~self._owner(request, entry)):
             m.d.comb += answer.eq(MmioStatus.FOREIGN_ASID)
         with m.Elif(slot_access & status.busy):
             m.d.comb += answer.eq(MmioStatus.SLOT_BUSY)
@@ -227,7 +230,7 @@ class MmioDecoder(wiring.Component):
         m.d.comb += register_write.eq(self.request.valid & request.write & word_aligned
                                       & response_free)
         for index in range(self._endpoints):
-            own = table[index].enabled & (table[index].asid == request.asid)
+            own = table[index].enabled & self._owner(request, table[index])
             with m.If(register_write & (endpoint == index) & own):
                 with m.If(register[UserReg.RING_HEAD]):
                     m.d.sync += head[index].eq(request.data[:16])
@@ -258,3 +261,9 @@ class MmioDecoder(wiring.Component):
         with m.Elif(self.response.ready):
             m.d.sync += self.response.valid.eq(0)
         return m
+
+    @staticmethod
+    def _owner(request, entry):
+        """Whether ``request`` comes from the address space that owns the endpoint of
+        ``entry``."""
+        return request.asid == entry.asid

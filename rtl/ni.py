@@ -202,6 +202,9 @@ class NetworkInterface(wiring.Component):
         The engines' and the Notifier's counters.
     """
 
+    #: The user port's decoder (a variant may have another: see :mod:`tb.formal_ni`).
+    mmio_class = MmioDecoder
+
     def __init__(self, *, node=0, nodes=2, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
                  lines=64, tx_lines=16, rx_lines=48, lock_entries=32, lock_waiters=32,
                  lock_count_bits=8, send_buffering=4, queue_depth=4):
@@ -243,8 +246,8 @@ class NetworkInterface(wiring.Component):
                                    count_bits=params["lock_count_bits"]),
             "notifier": Notifier(endpoints=self._endpoints, contexts=self._contexts,
                                  queue_depth=params["queue_depth"]),
-            "mmio": MmioDecoder(node=self._node, endpoints=self._endpoints,
-                                contexts=self._contexts),
+            "mmio": self.mmio_class(node=self._node, endpoints=self._endpoints,
+                                    contexts=self._contexts),
             "osport": OsPort(endpoints=self._endpoints, contexts=self._contexts,
                              asid_bits=self._asid_bits),
         }

@@ -23,13 +23,12 @@ ARM_* registers, its answer and its fault report; the properties cover each:
 The proof is unbounded: SymbiYosys in ``prove`` mode (k-induction).
 """
 
-from types import SimpleNamespace
-
 from amaranth import *
 from amaranth.hdl import Assume
 from amaranth.lib import wiring
 
 from rtl.layouts import PAGE_BITS, EndpointEntry, MmioStatus, NiOsOp, UserReg
+from rtl.mmio import MmioDecoder
 from rtl.ni import NetworkInterface
 
 from .formal_sby import Properties, add_elaborated, drive_freely, observed
@@ -42,30 +41,26 @@ NI_PARAMS = dict(node=0, nodes=2, endpoints=2, contexts=1, tlb_entries=2, asid_b
                  queue_depth=1)
 
 
+class _RingHeadUnchecked(MmioDecoder):
+    """An MMIO decoder that takes any ASID for the owner of a RING_HEAD access."""
+
+    @staticmethod
+    def _owner(request, entry):
+        return ((request.asid == entry.asid)
+                | (request.addr[:PAGE_BITS] == UserReg.RING_HEAD.value))
+
+
 class RingHeadWithoutASIDCheck(NetworkInterface):
     """A deliberately broken NI that does not check the ASID of RING_HEAD accesses."""
-
-    def _mmio(self, m, table, *args):
-        request = self.cpu_request.payload
-        checked = []
-        for entry in table:
-            seen = Signal(EndpointEntry)
-            m.d.comb += seen.eq(entry)
-            with m.If(request.addr[:PAGE_BITS] == UserReg.RING_HEAD.value):
-                m.d.comb += seen.asid.eq(request.asid)
-            checked.append(seen)
-        super()._mmio(m, checked, *args)
+    mmio_class = _RingHeadUnchecked
 
 
-class _MMIOObserver:
-    """Keeps what the NI's MMIO decoder is given (``mmio``) for the proof to name."""
+class _PartsObserver:
+    """Keeps the parts the NI builds for its elaboration (``parts``) for the proof to name."""
 
-    def _mmio(self, m, table, head, arm, command, command_from_os, command_from_cpu,
-              mmio_fault, mmio_fault_valid, tx, rx, notifier):
-        self.mmio = SimpleNamespace(table=table, head=head, arm=arm,
-                                    command_from_cpu=command_from_cpu, tx=tx)
-        super()._mmio(m, table, head, arm, command, command_from_os, command_from_cpu,
-                      mmio_fault, mmio_fault_valid, tx, rx, notifier)
+    def _build_parts(self):
+        self.parts = super()._build_parts()
+        return self.parts
 
 
 class NiProof(wiring.Component):
@@ -73,7 +68,7 @@ class NiProof(wiring.Component):
     variant) with :data:`NI_PARAMS`."""
 
     def __init__(self, ni_class=NetworkInterface):
-        self._ni = observed(ni_class, _MMIOObserver)(**NI_PARAMS)
+        self._ni = observed(ni_class, _PartsObserver)(**NI_PARAMS)
         self.properties = Properties()
         super().__init__({})
 
@@ -82,7 +77,8 @@ class NiProof(wiring.Component):
         check = self.properties.check
         ni = self._ni
         add_elaborated(m, "ni", ni, platform)
-        mmio = ni.mmio
+        mmio = ni.parts["mmio"]
+        arm = mmio.arm_registers
         drive_freely(m, ni)
         m.d.comb += Assume(~ResetSignal())
 
@@ -96,7 +92,7 @@ class NiProof(wiring.Component):
             with m.If(writes & (command.payload.index == number)):
                 m.d.comb += os_resets[number].eq(1)
                 m.d.sync += entry.eq(command.payload.endpoint)
-            check(m, "endpoint-table-as-written", mmio.table[number] == entry)
+            check(m, "endpoint-table-as-written", mmio.endpoints[number] == entry)
 
         # A foreign access: to an endpoint the NI has, in an ASID that is not its owner's.
         request = ni.cpu_request
@@ -106,33 +102,33 @@ class NiProof(wiring.Component):
             with m.If(endpoint == number):
                 m.d.comb += foreign.eq(request.payload.asid != entry.asid)
         with m.If(request.valid & foreign):
-            check(m, "foreign-access-sends-nothing", ~mmio.tx.doorbell.valid)
-            check(m, "foreign-access-writes-no-slot", ~mmio.tx.slot_write.valid)
-            check(m, "foreign-access-arms-nothing", ~mmio.command_from_cpu)
+            check(m, "foreign-access-sends-nothing", ~mmio.doorbell.valid)
+            check(m, "foreign-access-writes-no-slot", ~mmio.slot_write.valid)
+            check(m, "foreign-access-arms-nothing", ~mmio.arm.valid)
 
         # After the edge that takes it: the registers as they were, an error answer.
         taken = Signal()
         head_before = [Signal.like(head, name=f"head_before{i}")
-                       for i, head in enumerate(mmio.head)]
+                       for i, head in enumerate(mmio.ring_head)]
         arm_before = {field: [Signal.like(value, name=f"arm_{field}_before{i}")
                               for i, value in enumerate(values)]
-                      for field, values in mmio.arm.items()}
+                      for field, values in arm.items()}
         os_reset_before = Signal(ni.endpoints)
         m.d.sync += [
             taken.eq(request.valid & request.ready & foreign),
             os_reset_before.eq(os_resets),
-            *(before.eq(head) for before, head in zip(head_before, mmio.head)),
-            *(before.eq(value) for field, values in mmio.arm.items()
+            *(before.eq(head) for before, head in zip(head_before, mmio.ring_head)),
+            *(before.eq(value) for field, values in arm.items()
               for before, value in zip(arm_before[field], values)),
         ]
         response = ni.cpu_response
         with m.If(taken):
             check(m, "foreign-access-answers-error", response.valid
                   & (response.payload.status != MmioStatus.OK) & (response.payload.data == 0))
-            for number, head in enumerate(mmio.head):
+            for number, head in enumerate(mmio.ring_head):
                 check(m, "foreign-access-changes-no-register",
                       (head == head_before[number]) | os_reset_before[number])
-            for field, values in mmio.arm.items():
+            for field, values in arm.items():
                 for before, value in zip(arm_before[field], values):
                     check(m, "foreign-access-changes-no-register", value == before)
         return m
