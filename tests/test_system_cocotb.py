@@ -185,7 +185,7 @@ _WALL_CLOCK = ("wall_s", "cycles_per_s")
 ICARUS_LOCKSTEP = ("faults", "oversubscribed", "pingpong")
 #: Messages per traffic entry of the examples whose lockstep runs are cut short: they are
 #: measurements, long to be read as one (the link tests above run them short too).
-LOCKSTEP_COUNT = {"fanin": 10, "stream": 2}
+LOCKSTEP_COUNT = {"fanin": 6, "stream": 1}
 
 
 @pytest.mark.parametrize("sim, name", [
