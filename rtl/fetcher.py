@@ -177,12 +177,11 @@ class PayloadFetcher(wiring.Component):
         # words, and the words it does not cover give their room back as they arrive.
         room = Signal(range(depth + 1), init=depth)
         # PIO: payload words read. DMA: lines probed, lines answered, lines whose words have all
-        # arrived. Both: payload words into the buffer.
+        # arrived.
         words_read = Signal(range(MAX_PAYLOAD_WORDS + 1))
         lines_probed = Signal(range(MAX_LINES + 1))
         lines_answered = Signal(range(MAX_LINES + 1))
         lines_arrived = Signal(range(MAX_LINES + 1))
-        words_kept = Signal.like(words)
         # Where the words go: line slots of 8 words in the buffer, taken in turn (a DMA line's
         # words go to its slot's word of the same number; PIO words one after the other); which
         # words are in; where the next word to go out is, and how many have gone to the output
@@ -274,15 +273,12 @@ class PayloadFetcher(wiring.Component):
                 with m.If(valid & (slot[0] == bank)):
                     m.d.comb += [write.en.eq(1), write.addr.eq(bank_addr(slot, word)),
                                  write.data.eq(value)]
-        covered = Signal(3)
         dropped = Signal(2)
         written = Signal(slots * LINE_WORDS)
         drained = Signal()
         m.d.comb += [
-            covered.eq(Cat(self.slot_data.valid,
-                           memory_word & covers(from_memory.line, memory_word_at),
-                           hit_taken & covers(lines_answered, hit_word))),
-            dropped.eq(Cat(memory_word & ~covered[1], hit_taken & ~covered[2])),
+            dropped.eq(Cat(memory_word & ~covers(from_memory.line, memory_word_at),
+                           hit_taken & ~covers(lines_answered, hit_word))),
             written.eq(Mux(places[0][0], 1 << Cat(pio_word, pio_slot), 0)
                        | Mux(places[1][0], 1 << Cat(memory_word_at, from_memory.slot), 0)
                        | Mux(places[2][0], 1 << Cat(hit_word, answer_slot), 0)),
@@ -316,7 +312,8 @@ class PayloadFetcher(wiring.Component):
         m.d.comb += [
             self.header.payload.eq(plan.header),
             self.header.valid.eq(fetching & ~header_sent & (~dma | (words == 0) | out_valid)),
-            self.plan.ready.eq(header_sent & (words_kept == words) & (moved == words)
+            # (a word moves only once it is in: all moved is all in)
+            self.plan.ready.eq(header_sent & (moved == words)
                                & ~out_valid & drained),
         ]
 
@@ -338,7 +335,7 @@ class PayloadFetcher(wiring.Component):
         with m.If(~self.plan.valid | self.plan.ready):
             m.d.sync += [room.eq(depth), words_read.eq(0), lines_probed.eq(0),
                          lines_answered.eq(0), lines_arrived.eq(0),
-                         words_kept.eq(0), header_sent.eq(0), moved.eq(0), present.eq(0),
+                         header_sent.eq(0), moved.eq(0), present.eq(0),
                          read_slot.eq(0), pio_slot.eq(0),
                          pio_word.eq(0), answer_slot.eq(0), hit_word.eq(0),
                          memory_word_at.eq(0)]
@@ -350,7 +347,6 @@ class PayloadFetcher(wiring.Component):
                 lines_answered.eq(lines_answered + answered),
                 # (a hit's last word and memory's may come in the same cycle)
                 lines_arrived.eq(lines_arrived + memory_done + (hit_taken & beat.last)),
-                words_kept.eq(words_kept + covered[0] + covered[1] + covered[2]),
                 moved.eq(moved + load),
             ]
             # (the plan's fields stand from its first cycle, when no word is in yet)

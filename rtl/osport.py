@@ -76,7 +76,6 @@ class OsPort(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         held = Signal(ni_os_command_layout(self._asid_bits))
-        held_valid = Signal()
         # The units the held command has still to reach.
         to_notifier, to_tlb, to_locktable, to_engine = Signal(), Signal(), Signal(), Signal()
         pending = Signal()
@@ -89,14 +88,14 @@ class OsPort(wiring.Component):
         with m.Elif(settling != 0):
             m.d.sync += settling.eq(settling - 1)
         m.d.comb += [pending.eq(to_notifier | to_tlb | to_locktable | to_engine),
-                     self.command.ready.eq((~held_valid | ~pending) & (settling == 0))]
+                     self.command.ready.eq(~pending & (settling == 0))]
 
         # To each unit its part of the held command. (The Notifier reads the endpoint fields of a
         # WRITE_ENDPOINT, the context of a WRITE_CONTEXT; each is driven, whatever the op, so that
         # every bit has one driver.)
         notifier = self.notifier.payload
         m.d.comb += [
-            self.notifier.valid.eq(held_valid & to_notifier),
+            self.notifier.valid.eq(to_notifier),
             notifier.op.eq(Mux(held.op == NiOsOp.WRITE_ENDPOINT, NotifierCommandOp.WRITE_ENDPOINT,
                                NotifierCommandOp.WRITE_CONTEXT)),
             notifier.index.eq(held.index),
@@ -107,16 +106,16 @@ class OsPort(wiring.Component):
             notifier.endpoint.handler_pc.eq(0),
             notifier.endpoint.stack.eq(0),
             notifier.context.eq(held.context),
-            self.tlb.valid.eq(held_valid & to_tlb),
+            self.tlb.valid.eq(to_tlb),
             self.tlb.payload.eq(held.tlb),
-            self.residency.valid.eq(held_valid & to_locktable),
+            self.residency.valid.eq(to_locktable),
             self.residency.payload.context.eq(held.index),
             self.residency.payload.resident.eq(held.context.busy),
             self.residency.payload.thread.eq(held.context.thread),
         ]
         for engine, answer in ((NiEngine.TX, self.tx_miss_answer),
                                (NiEngine.RX, self.rx_miss_answer)):
-            m.d.comb += [answer.valid.eq(held_valid & to_engine & (held.engine == engine)),
+            m.d.comb += [answer.valid.eq(to_engine & (held.engine == engine)),
                          answer.payload.reject.eq(held.reject)]
         with m.If(self.notifier.ready):
             m.d.sync += to_notifier.eq(0)
@@ -145,12 +144,9 @@ class OsPort(wiring.Component):
         with m.If(taken):
             m.d.sync += [
                 held.eq(request),
-                held_valid.eq(1),
                 to_notifier.eq(writes_endpoint | writes_context),
                 to_tlb.eq(request.op == NiOsOp.TLB),
                 to_locktable.eq(writes_context),
                 to_engine.eq(request.op == NiOsOp.MISS_ANSWER),
             ]
-        with m.Elif(~pending):
-            m.d.sync += held_valid.eq(0)
         return m

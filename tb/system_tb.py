@@ -116,25 +116,24 @@ class SystemTB(ComponentTB):
                 node, flits, first, last))
             self.ports.monitor(dut, f"ni{index}__link_tx", on_transfer=sent.transfer,
                                on_held=sent.hold)
-            arrived = _LinkMonitor(lambda flits, first, last, node=index:
-                                   board.on_arrived(node, flits, first, last))
+            faults = self.params.get("link_faults")
+
+            def into_ni(flits, first, last, node=index, faults=faults):
+                if not faults:      # what enters the NI is what left the Fabric
+                    board.on_fabric_out(node, flits, first, last)
+                board.on_arrived(node, flits, first, last)
+
+            arrived = _LinkMonitor(into_ni)
             self.links[index] = sent, arrived
-            if self.params.get("link_faults"):
+            if faults:
                 self.link_faults[index] = self.ports.source(
                     dut, f"link_fault__{index}", on_accept=lambda payload, offered, taken,
                     node=index: board.on_link_fault(node, payload, taken))
                 self.ports.monitor(dut, f"ni{index}__from_fabric", on_transfer=_LinkMonitor(
                     lambda flits, first, last, node=index: self._from_fabric(
                         node, flits, first, last)).transfer)
-                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer,
-                                   on_held=arrived.hold)
-            else:
-                arrived.on_message = (
-                    lambda flits, first, last, node=index, taken=arrived.on_message: (
-                        board.on_fabric_out(node, flits, first, last),
-                        taken(flits, first, last)))
-                self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer,
-                                   on_held=arrived.hold)
+            self.ports.monitor(dut, f"ni{index}__link_rx", on_transfer=arrived.transfer,
+                               on_held=arrived.hold)
             self.ports.monitor(getattr(dut, f"ni{index}").notifier, "completion",
                                on_transfer=lambda payload, now, node=index:
                                board.on_completion(node, payload, now))
