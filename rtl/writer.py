@@ -24,6 +24,10 @@ SETTLING_JOBS = 4
 #: Bits of the counts of lines announced and released: they differ by less than half the range
 #: (the lines of the jobs settling and of the ones being written).
 _LINE_COUNT_BITS = 10
+#: Cycles after a ring's reset in which the writer's counts of its slots are not yet of the new
+#: tail (the slots given a cycle late, their count used a cycle later, told as bits a cycle after
+#: that): the ring looks full meanwhile.
+_RESTART_CYCLES = 3
 #: Bits of a byte address below the word, below the line, and below a completion entry.
 _WORD_SHIFT = FLIT_BYTES.bit_length() - 1
 _LINE_SHIFT = LINE_BYTES.bit_length() - 1
@@ -53,6 +57,18 @@ _Settling = data.StructLayout({
     "lines":    _LINE_COUNT_BITS,   # the count of lines announced, its entry's included
 })
 
+#: How a job starts (the one held or the one offered): its completion entry's addresses, where
+#: its writes begin (as :class:`_Announcer`'s ``part``, ``offset`` and ``left``), and its ring.
+_Start = data.StructLayout({
+    "entry_pa": PA_BITS,
+    "entry_va": VA_BITS,
+    "part":     Part,
+    "offset":   PAGE_BITS + 1,
+    "left":     range(MAX_PAYLOAD_WORDS + 1),
+    "endpoint": ENDPOINT_BITS,
+    "full":     1,
+})
+
 #: A job in one of the writer's two stages: the job, its entry's addresses, and the count of
 #: lines announced up to and including its entry's (once that is announced).
 _Stage = data.StructLayout({
@@ -72,16 +88,17 @@ class MessageWriter(wiring.Component):
     It is a pipeline of two stages, each on one job. The announcing side takes a job (its ring's
     check, its entry's slot, its first announcement) in the cycle after it has announced the
     entry's line of the one before, while the sending side still sends that one's words; it is
-    at most one job ahead, so it waits while the sending side has not gone on to its job. The
-    sending side goes on to the announcing side's job as the last word of its own job's entry is
+    at most one job ahead, so it waits until the sending side has gone on to its job (in the
+    cycle before: the words the sending side has left of it cover the wait). The sending side goes on to the announcing side's job as the last word of its own job's entry is
     taken (or at once when idle). A job is taken only if the settling queue will have room for
     its record, beside those of the jobs in the two stages.
 
-    **Ring.** While the job's ring is full (``ring_tail - ring_head`` equals ``2 ** ring_log2``,
-    mod 2**16, the tail counting the entries whose slot was given, to a job in either stage or
-    settling, and whose tail has not advanced yet; the head as it was in the cycle before) the
-    announcing side holds the job, counting ``count_ring_full_cycles``, and takes no other; the
-    sending side finishes its job.
+    **Ring.** While the job's ring is full (``ring_tail - ring_head`` is ``2 ** ring_log2`` or
+    more, mod 2**16, the tail counting the entries whose slot was given, to a job in either
+    stage or settling, and whose tail has not advanced yet; the head as it was two cycles
+    before, three for a job held) the announcing side holds the job, counting
+    ``count_ring_full_cycles``, and takes no other; the sending side finishes its job. For 4
+    cycles after ``ring_reset``, its ring is full.
 
     **Writing.** Each payload line (none for a rejected job) is announced on ``rx_line``
     (physical line address ``(ppn << 12 | offset) >> 6``, the payload landing at ``remote_va &
@@ -173,13 +190,11 @@ class MessageWriter(wiring.Component):
         # Submodules: the records of the jobs written whose lines are not all released.
         m.submodules.settling = settling = SyncFIFO(width=_Settling.size, depth=SETTLING_JOBS)
 
-        # The two stages, each with its job: the announcer's (``announcing``; ``starting`` is the
-        # one it starts or holds) and the sender's (``sending``), which takes the announcer's job
+        # The two stages, each with its job: the announcer's (``announcing``) and the sender's (``sending``), which takes the announcer's job
         # (``load``) once it is done with its own. ``queued``: the announcer's job is started and
         # not the sender's yet, so that the sender is at most one job behind.
         announcing = Signal(_Stage, name="announcing")
         sending = Signal(_Stage, name="sending")
-        starting = Signal(RxJob, name="starting")
         queued = Signal(name="queued")
         take = Signal(name="take")
         held = Signal(name="held")
@@ -187,22 +202,32 @@ class MessageWriter(wiring.Component):
         load = Signal(name="load")
         m.d.comb += [
             take.eq(self.job.valid & self.job.ready),
-            starting.eq(Mux(held, announcing.job, self.job.payload)),
         ]
         with m.If(take):
             m.d.sync += announcing.job.eq(self.job.payload)
 
-        # Where the entry of the job starting goes, and whether its ring is full: checked for the
-        # job held and for the job offered side by side, the state choosing the answer last (off
-        # the checks' path). ``given``: per ring, the tail counting the slots given.
+        # How the job starting (the one held, else the one offered) starts: worked out for both
+        # side by side, the state choosing the answer last (off their paths). ``given``: per
+        # ring, the tail counting the slots given; ``used``: whether the slots given and not
+        # consumed fill the ring, as a bit per ring size (bit ``k``: a ring of ``2**k``), so
+        # that a check is the choice of a bit.
         unsettled = [Signal(range(SETTLING_JOBS + 1), name=f"unsettled{index}")
                      for index in range(self._endpoints)]
         given = [Signal(16, name=f"given{index}") for index in range(self._endpoints)]
         used = [Signal(16, name=f"used{index}") for index in range(self._endpoints)]
-        entry_pa, entry_va = self._entry(m, starting, given)
-        ring_full = Signal(name="ring_full")
-        m.d.comb += ring_full.eq(Mux(held, self._full(m, announcing.job, used, "held"),
-                                     self._full(m, self.job.payload, used, "offered")))
+        # The held job's answers are those worked out in the cycle before, from registers (no
+        # other job starts meanwhile, so its ring only empties): in its first cycle held, and in
+        # the cycle after a ring restart (which moves the slots given), full.
+        starting = Signal(_Start, name="starting")
+        held_start = Signal(_Start, name="held_start")
+        offered_start = self._start(m, self.job.payload, given, used, "offered")
+        held_now = self._start(m, announcing.job, given, used, "held")
+        m.d.sync += [
+            held_start.eq(held_now),
+            held_start.full.eq(~held | held_now.full | self.ring_reset.any()),
+        ]
+        m.d.comb += starting.eq(Mux(held, held_start, offered_start))
+        ring_full = starting.full
 
         # The two sides: announcing lines, and sending words once their line is announced (the
         # lines of the sender's job and of the announcer's, in order).
@@ -219,14 +244,20 @@ class MessageWriter(wiring.Component):
         m.d.sync += lines_ahead.eq(lines_ahead + announce.taken - send.line_done)
 
         # Starting a job, on the announcer's side: its entry's slot, its first line.
-        first_part, first_offset, first_left = _first_write(m, starting, entry_pa, "start")
-        with m.If(start):
+        # The addresses and counts load in every cycle in which the announcer has no job in hand
+        # (``between``), so that only the part waits for the start (the start comes late, from
+        # the ring check).
+        between = Signal(name="between")
+        with m.If(between):
             m.d.sync += [
-                announcing.entry_pa.eq(entry_pa), announcing.entry_va.eq(entry_va),
-                announce.part.eq(first_part), announce.offset.eq(first_offset),
-                announce.word.eq(first_offset[_WORD_SHIFT:_LINE_SHIFT]),
-                announce.left.eq(first_left),
+                announcing.entry_pa.eq(starting.entry_pa),
+                announcing.entry_va.eq(starting.entry_va),
+                announce.offset.eq(starting.offset),
+                announce.word.eq(starting.offset[_WORD_SHIFT:_LINE_SHIFT]),
+                announce.left.eq(starting.left),
             ]
+        with m.If(start):
+            m.d.sync += announce.part.eq(starting.part)
 
         # Loading it into the sender, as the sender's own job's entry's last word is taken (or
         # at once when the sender is idle).
@@ -279,8 +310,10 @@ class MessageWriter(wiring.Component):
                 with m.If(entry_announced):
                     m.next = "IDLE"
         m.d.comb += [
-            self.job.ready.eq(at["IDLE"] & (~queued | load) & settling_room),
+            self.job.ready.eq(at["IDLE"] & ~queued & settling_room),
             held.eq(at["RING"]),
+            # (the announcer is done with its job in IDLE; the sender has it unless ``queued``)
+            between.eq((at["IDLE"] & ~queued) | at["RING"]),
         ]
         with m.If(full_wait):
             m.d.sync += self.count_ring_full_cycles.eq(self.count_ring_full_cycles + 1)
@@ -292,44 +325,51 @@ class MessageWriter(wiring.Component):
         with m.Elif(~held):
             m.d.comb += self.rx_next.eq(self.next_line)
 
-        self._settle(m, settling, sending, send.entry_written, start, starting.dst_endpoint,
+        # The slot a job took is counted in the cycle after its start (``started``): the start
+        # comes late, from the ring check, too late for a count of 16 bits per ring.
+        started = Signal(name="started")
+        started_endpoint = Signal(ENDPOINT_BITS, name="started_endpoint")
+        m.d.sync += [started.eq(start), started_endpoint.eq(starting.endpoint)]
+        self._settle(m, settling, sending, send.entry_written, started, started_endpoint,
                      unsettled, given, used)
         return m
 
-    def _full(self, m, job, used, name):
-        """Return whether the ring of ``job`` is full: the slots its ring has given and user code
-        has not consumed (``used``, per ring) are as many as it has."""
-        full = Signal(name=f"{name}_full")
-        m.d.comb += full.eq(get_indexed(m, used, job.dst_endpoint, 16, f"{name}_used")
-                            == (1 << job.ring_log2))
-        return full
-
-    def _entry(self, m, starting, given):
-        """Return the physical and virtual address of the entry of job ``starting``: the slot
-        of its ring's tail counting the slots given (``given``, per ring)."""
-        tail = get_indexed(m, given, starting.dst_endpoint, 16, "tail_given")
-        slot = Signal(16)
-        slot_pa_offset = Signal(PA_BITS)
-        slot_va_offset = Signal(VA_BITS)
-        entry_pa = Signal(PA_BITS)
-        entry_va = Signal(VA_BITS)
+    def _start(self, m, job, given, used, name):
+        """Return how ``job`` starts (:data:`_Start`): its entry at the slot of its ring's tail
+        counting the slots given (``given``, per ring), where its writes begin, and whether its
+        ring is full (the slots given and not consumed, ``used``, are as many as it has, or
+        more)."""
+        plan = Signal(_Start, name=f"{name}_start")
+        tail = get_indexed(m, given, job.dst_endpoint, 16, f"{name}_tail_given")
+        slot = Signal(16, name=f"{name}_slot")
+        slot_pa_offset = Signal(PA_BITS, name=f"{name}_slot_pa_offset")
+        slot_va_offset = Signal(VA_BITS, name=f"{name}_slot_va_offset")
         m.d.comb += [
-            slot.eq(tail & ((1 << starting.ring_log2) - 1)),
+            # (the mask a compare per bit, not ``2**k - 1``: no carry chain beside the check;
+            # a ring has at most 2**15 entries)
+            slot.eq(tail & Cat(*(job.ring_log2 > bit for bit in range(15)), C(0, 1))),
             slot_pa_offset.eq(slot << _ENTRY_SHIFT),
             slot_va_offset.eq(slot << _ENTRY_SHIFT),
-            entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), starting.ring_pa[_ENTRY_SHIFT:])
-                        + slot_pa_offset),
-            entry_va.eq(starting.ring_va + slot_va_offset),
+            plan.entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), job.ring_pa[_ENTRY_SHIFT:])
+                             + slot_pa_offset),
+            plan.entry_va.eq(job.ring_va + slot_va_offset),
+            plan.full.eq(get_indexed(m, list(get_indexed(m, used, job.dst_endpoint, 16,
+                                                         f"{name}_used")),
+                                     job.ring_log2, 1, f"{name}_full")),
+            plan.endpoint.eq(job.dst_endpoint),
         ]
-        return entry_pa, entry_va
+        part, offset, left = _first_write(m, job, plan.entry_pa, name)
+        m.d.comb += [plan.part.eq(part), plan.offset.eq(offset), plan.left.eq(left)]
+        return plan
 
-    def _settle(self, m, settling, sending, entry_written, start, start_endpoint, unsettled,
-                given, used):
+    def _settle(self, m, settling, sending, entry_written, started, started_endpoint,
+                unsettled, given, used):
         """Keep a record of each job written (the sender's, ``sending``) until the MessageBuffer
         has released its lines; then, in order, advance its ring's tail, count it, and offer its
-        completion. Count the slots given (a job started for ``start_endpoint``) and not
-        advanced, per ring, the tail counting them (``given``: the tail plus those), and the
-        slots given and not consumed (``used``: ``given`` less the head)."""
+        completion. Count the slots given (a job started in the cycle before, ``started``, for
+        ``started_endpoint``) and not advanced, per ring, the tail counting them (``given``: the
+        tail plus those), and the slots given and not consumed (``used``: ``given`` less the
+        head, bit ``k`` telling whether they fill a ring of ``2**k``)."""
         done = Signal(_LINE_COUNT_BITS, name="lines_done_count")
         m.d.sync += done.eq(done + self.lines_done)
         record = Signal(_Settling)
@@ -365,35 +405,78 @@ class MessageWriter(wiring.Component):
         ]
         m.d.sync += advanced.eq(settled & ~leaves)
 
+        # The slots given and not advanced are counted from the advance of the cycle before
+        # (``advance_before``: the advance comes late, from the records' RAM and a compare).
+        advance_before = Signal(name="settled_advance_before")
+        advance_before_endpoint = Signal.like(oldest.endpoint,
+                                              name="settled_advance_before_endpoint")
+        m.d.sync += [advance_before.eq(advance), advance_before_endpoint.eq(oldest.endpoint)]
+
         # The ring tails: reset by the NI, advanced by each entry settled; the slots given and
         # not advanced, per ring; and the counts.
         for index, (ring_tail, waiting, slots, in_use) in enumerate(zip(self.ring_tail, unsettled,
                                                                          given, used)):
-            starts = start & (start_endpoint == index)
+            starts = started & (started_endpoint == index)
             advances = advance & (oldest.endpoint == index)
-            # (the sums are made before ``starts`` chooses among them: it comes late, from the
-            # ring check)
+            advanced_before = advance_before & (advance_before_endpoint == index)
+            # ``restarted``: the cycles since a reset of the ring (a bit each, the last first);
+            # ``lost``: the advance in the cycle of a reset, which the reset undoes.
+            restarted = Signal(_RESTART_CYCLES, name=f"restarted{index}")
+            lost = Signal(name=f"lost{index}")
+            m.d.sync += restarted.eq(Cat(self.ring_reset[index], restarted[:-1]))
+            m.d.comb += lost.eq(restarted[0] & advanced_before)
             waiting_next = Signal.like(waiting, name=f"unsettled{index}_next")
-            m.d.comb += waiting_next.eq(Mux(starts, waiting + 1 - advances, waiting - advances))
-            m.d.sync += waiting.eq(waiting_next)
-            # (an advance moves a slot from the unsettled to the tail: the slots given stay)
+            slots_next = Signal.like(slots, name=f"given{index}_next")
+            m.d.comb += waiting_next.eq(waiting + starts - advanced_before)
+            # (an advance moves a slot from the unsettled to the tail: the slots given stay; but
+            # the slot of an advance lost to a reset goes, from the cycle after)
             with m.If(self.ring_reset[index]):
-                m.d.sync += [ring_tail.eq(0), slots.eq(waiting_next)]
+                m.d.comb += slots_next.eq(waiting_next)
+                m.d.sync += ring_tail.eq(0)
             with m.Else():
+                m.d.comb += slots_next.eq(slots + starts - lost)
                 with m.If(advances):
                     m.d.sync += ring_tail.eq(ring_tail + 1)
-                with m.If(starts):
-                    m.d.sync += slots.eq(slots + 1)
-            # The slots used, a cycle late: a job starts at most every other cycle (it starts in
-            # IDLE or RING, and goes to WRITE), so a check never misses a slot just given. The
-            # head it sees is a cycle old: the ring looks fuller than it is, for a cycle, never
-            # emptier (a head moves forward; after a reset, the count is of the old tail).
-            m.d.sync += in_use.eq(slots - self.ring_head[index])
+            # The slots used, counted in one cycle and told as bits in the next, with a start
+            # not counted in ``given`` by then (one in either of the two cycles before: then a
+            # ring they leave one short of full is full): a job starts at most every other cycle
+            # (it starts in IDLE or RING, and goes to WRITE), so there is at most one, and a
+            # check never misses a slot just given. The head it sees is two cycles old: the ring
+            # looks fuller than it is, for two cycles, never emptier (a head moves forward). From
+            # a reset until the counts are of the new tail, the ring looks full.
+            count = Signal(16, name=f"used{index}_count")
+            recent = Signal(name=f"used{index}_recent")
+            at_least = _scan(m, count, "or", f"used{index}_at_least")
+            ones_below = _scan(m, count, "and", f"used{index}_ones")
+            m.d.sync += [
+                waiting.eq(waiting_next), slots.eq(slots_next),
+                count.eq(slots - self.ring_head[index]), recent.eq(starts),
+                in_use.eq(Mux(self.ring_reset[index] | restarted.any(), C(-1, 16),
+                              Mux(starts | recent, at_least | Cat(C(1), ones_below[:-1]),
+                                  at_least))),
+            ]
         with m.If(advance):
             with m.If(oldest.rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
                 m.d.sync += self.count_delivered.eq(self.count_delivered + 1)
+
+
+def _scan(m, value, kind, name):
+    """Return, in a few levels of logic, bit ``k`` of which is: for ``kind`` "or", whether a bit
+    of ``value`` at ``k`` or above is set; for "and", whether every bit at ``k`` or below is."""
+    width = len(value)
+    step = value
+    shift = 1
+    while shift < width:
+        # (each level combines a bit with the one ``shift`` away, doubling the bits covered)
+        level = Signal(width, name=f"{name}_{shift}")
+        if kind == "or":
+            m.d.comb += level.eq(step | (step >> shift))
+        else:
+            m.d.comb += level.eq(step & Cat(C(-1, shift), step[:width - shift]))
+        step, shift = level, shift * 2
+    return step
 
 
 def _first_write(m, job, entry_pa, name):
@@ -435,6 +518,7 @@ class _Announcer:
         count = Signal(range(MAX_PAYLOAD_WORDS + 1), name="announce_count")
         pa = Signal(PA_BITS, name="announce_pa")
         next_offset = Signal(PAGE_BITS + 1, name="announce_next_offset")
+        more = Signal(name="announce_more")
         rx_line = writer.rx_line
         line = rx_line.payload
         m.d.comb += [
@@ -446,17 +530,18 @@ class _Announcer:
             # (the last word's first test always holds, and is left out as Verilator warns)
             line.words.eq(Cat(((word <= index) if index < LINE_WORDS - 1 else C(1))
                               & (reach > index) for index in range(LINE_WORDS))),
-            next_offset.eq(offset + (count << _WORD_SHIFT)),
-            next_addr.eq(Mux(left != count,
+            # (a line after the first begins at its word 0: the next is the line after this)
+            next_offset.eq(Cat(C(0, _LINE_SHIFT), offset[_LINE_SHIFT:] + 1)),
+            more.eq(reach > LINE_WORDS),
+            next_addr.eq(Mux(more,
                              Cat(next_offset[_LINE_SHIFT:PAGE_BITS],
                                  Mux(next_offset[PAGE_BITS], job.ppn[1], job.ppn[0])),
                              entry_pa[_LINE_SHIFT:])),
             taken.eq(rx_line.valid & rx_line.ready),
         ]
         with m.If(taken):
-            with m.If((part == Part.PAYLOAD) & (left != count)):
-                m.d.sync += [offset.eq(offset + (count << _WORD_SHIFT)), word.eq(0),
-                             left.eq(left - count)]
+            with m.If((part == Part.PAYLOAD) & more):
+                m.d.sync += [offset.eq(next_offset), word.eq(0), left.eq(left - count)]
             with m.Elif(part == Part.PAYLOAD):
                 m.d.sync += [part.eq(Part.ENTRY), offset.eq(entry_pa[:PAGE_BITS + 1]),
                              word.eq(entry_pa[_WORD_SHIFT:_LINE_SHIFT]),

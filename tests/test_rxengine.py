@@ -582,12 +582,12 @@ def test_full_ring_holds_the_message_until_the_head_moves():
     assert result.flit_edges[-1] < release
     assert [c["endpoint"] for _, c in result.completions] == [0, 0, 0, 1]
     # Counted from when the writer came to the third (as it became a job, while the second's
-    # entry's words went out) until the cycle after the release (the writer's ring check sees
-    # the head a cycle late).
+    # entry's words went out) until the third cycle after the release (the writer's ring check
+    # of a job it holds sees the head three cycles late).
     held = result.counters["ring_full_cycles"]
     second_written = [edge for edge, beat in result.beats if beat["last"]][3]
     assert third_last <= second_written
-    assert release - second_written - 1 <= held <= release - second_written + 2
+    assert release - second_written - 1 <= held <= release - second_written + 4
     memory = result.memory()
     # The second is in slot 1; the third went into slot 0 again, over the first, after the head
     # moved.

@@ -135,15 +135,15 @@ def test_a_full_ring_holds_the_job_until_the_head_moves_counting_the_cycles():
 def test_the_next_job_waits_for_the_slot_the_job_in_the_sending_stage_took():
     """A ring of 1 entry: the second job is taken as the first's entry line is announced, while
     the first's words still go out, and finds the ring full with the first's slot; it waits,
-    counting each cycle, until user code moves the head at edge 60 (which the ring check sees
-    from the cycle after), then goes into slot 0 again."""
+    counting each cycle, until user code moves the head at edge 60 (which the ring check of a
+    held job sees from the third cycle after), then goes into slot 0 again."""
     bench = Bench(head_at=(60, 1, 1))
     bench.run([(job(ring_log2=0, seq=seq), 1) for seq in range(2)])
     first_entry, second_taken = bench.at("line")[1], bench.at("taken")[1]
     assert second_taken == first_entry + 1 < bench.at("beat")[4]
     assert [line["addr"] for line in bench.lines()[1::2]] == [RING_PA >> 6] * 2
     assert bench.at("line")[2] > 60
-    assert bench.log[-1]["full"] == 60 - second_taken + 1
+    assert bench.log[-1]["full"] == 60 - second_taken + 3
     assert bench.log[-1]["delivered"] == 2 and bench.log[-1]["tail1"] == 2
 
 
@@ -205,3 +205,35 @@ def test_a_ring_restarted_with_jobs_settling_gives_the_slots_after_theirs():
         RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, 2)]
     assert bench.log[-1]["tail1"] == 3
 
+
+
+def test_a_ring_restarted_as_an_entry_settles_loses_that_advance_and_its_slot():
+    """Jobs 2 and 3 are held unsettled (no line released from edge 14 to 50); the NI restarts
+    the ring at edge 51, the cycle job 2 settles: its advance is lost with the old tail, so the
+    restarted ring counts job 3 alone, and a fifth job, offered after the restart, takes slot 1,
+    also when it is taken in the cycle after the restart (it waits for the counts of the new
+    tail). A cycle earlier, both count (slot 2); a cycle later, job 2's advance has happened
+    (slot 1)."""
+    for reset_at, offered_at, slot, tail in ((50, 60, 2, 3), (51, 60, 1, 2), (52, 60, 1, 2),
+                                             (51, 51, 1, 2)):
+        bench = Bench(held=range(14, 50), reset_at=(reset_at, 1))
+        bench.run([(job(seq=seq), 1) for seq in range(4)] + [(job(seq=4), 1, offered_at)])
+        completions = bench.at("completion")
+        assert completions[2] == 51 and bench.at("taken")[4] == offered_at + 1
+        assert [bench.log[edge]["entry"] for edge in completions] == [
+            RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, slot)]
+        assert bench.log[-1]["tail1"] == tail
+
+
+def test_a_job_held_for_its_ring_starts_on_its_own_check_not_on_the_job_before():
+    """Job 0 fills endpoint 2's ring of 1 entry; job 1 goes to endpoint 1's ring, and job 2,
+    to endpoint 2's, is held as its ring is full (the held job's check comes from a register,
+    which in its first cycle held still holds the job before's): it waits until user code moves
+    the head at edge 60, then goes into its own ring's slot 0."""
+    bench = Bench(head_at=(60, 2, 1))
+    bench.run([(job(endpoint=2, ring_log2=0, seq=0), 1), (job(endpoint=1, seq=1), 1),
+               (job(endpoint=2, ring_log2=0, seq=2), 1)])
+    taken, completions = bench.at("taken"), bench.at("completion")
+    assert len(completions) == 3 and taken[2] < 30 < 60 < bench.at("line")[-1]
+    assert [bench.log[edge]["entry"] for edge in completions] == [RING_VA] * 3
+    assert bench.log[-1]["full"] > 25
