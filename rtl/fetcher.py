@@ -268,11 +268,16 @@ class PayloadFetcher(wiring.Component):
         places = [(self.slot_data.valid, pio_slot, pio_word, self.slot_data.payload),
                   (memory_word, from_memory.slot, memory_word_at, self.dma_data.payload.data),
                   (hit_taken, answer_slot, hit_word, beat.data)]
+        # (a plan's words are PIO's or DMA's: the data is chosen by the plan's kind and, for
+        # DMA, by the bank memory's word goes to, not by the writes' valid, so that a PIO word
+        # from the slot RAM goes through one multiplexer)
         for bank, write in enumerate(writes):
-            for valid, slot, word, value in places:
+            dma_value = Mux(memory_word & (from_memory.slot[0] == bank), places[1][3],
+                            places[2][3])
+            m.d.comb += write.data.eq(Mux(dma, dma_value, places[0][3]))
+            for valid, slot, word, _ in places:
                 with m.If(valid & (slot[0] == bank)):
-                    m.d.comb += [write.en.eq(1), write.addr.eq(bank_addr(slot, word)),
-                                 write.data.eq(value)]
+                    m.d.comb += [write.en.eq(1), write.addr.eq(bank_addr(slot, word))]
         dropped = Signal(2)
         written = Signal(slots * LINE_WORDS)
         drained = Signal()
@@ -363,7 +368,9 @@ class PayloadFetcher(wiring.Component):
                 m.d.sync += answer_slot.eq(Mux(answer_slot == slots - 1, 0, answer_slot + 1))
             with m.If(self.header.valid & self.header.ready):
                 m.d.sync += header_sent.eq(1)
-        m.d.sync += self.count_dma_lines.eq(self.count_dma_lines + probe)
+        # (counted a cycle after the probe: the probe's logic comes late, after the plan's)
+        probed = Signal()
+        m.d.sync += [probed.eq(probe), self.count_dma_lines.eq(self.count_dma_lines + probed)]
         return m
 
     @staticmethod

@@ -42,9 +42,10 @@ class SendChecker(wiring.Component):
     the answer is taken. Any other answer reports a TX_PERMISSION fault and refuses the send with
     DMA_FAULT in the cycle the fault is taken.
 
-    **Plan.** A PIO send, or a DMA send without payload, is offered on ``plan`` in the cycle it is
-    checked (the cycle ``send`` is first offered); a DMA send with a payload from the cycle after
-    its last page's HIT. The plan's header has ``src_node`` this node, ``src_endpoint`` the
+    **Plan.** A PIO send, or a DMA send without payload, is offered on ``plan`` from the cycle
+    after it is checked (the cycle ``send`` is first offered: the plan comes from a register, so
+    that the checks and the fetcher's logic are not one path); a DMA send with a payload from the
+    cycle after its last page's HIT. The plan's header has ``src_node`` this node, ``src_endpoint`` the
     sending endpoint, ``seq`` the send's, ``notify`` the NOTIFY flag, ``kind`` PUT and the rest
     from the descriptor; ``offset``, ``ppn`` and ``next_ppn`` locate a DMA payload (``ppn`` and
     ``next_ppn`` are meaningful only for the pages looked up).
@@ -192,7 +193,9 @@ class SendChecker(wiring.Component):
                     m.d.sync += look_up_first_page
                     m.next = "LOOKUP"
                 with m.Elif(self.send.valid):
-                    m.d.comb += [self.plan.valid.eq(1), self.send.ready.eq(self.plan.ready)]
+                    # (the plan goes out from the next cycle, from the state register: the
+                    # checks are too long a path in front of the fetcher's)
+                    m.next = "PLAN"
             with m.State("LOOKUP"):
                 m.d.comb += self.tlb_request.valid.eq(1)
                 with m.If(self.tlb_request.ready):
