@@ -86,8 +86,9 @@ NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
 _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 #: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
 SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "link_faults", "endpoints", "contexts",
-                 "tlb_entries", "asid_bits", "lines", "tx_lines", "rx_lines", "lock_entries",
-                 "lock_waiters", "lock_count_bits", "send_buffering", "queue_depth")
+                 "tlb_entries", "asid_bits", "lines", "tx_lines", "rx_lines", "merges",
+                 "lock_entries", "lock_waiters", "lock_count_bits", "send_buffering",
+                 "queue_depth")
 #: What ``[system.os]`` may set.
 OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
 #: The fields a list message may set to make a bad send, and the largest value of each: what

@@ -208,7 +208,7 @@ class MessageBuffer(wiring.Component):
     in: memory's words (``mem_read_data``, the answers in the order of the reads) are written
     only where no fill of the line writes, so whichever comes first, the fill's words stay. A
     further announcement of a merging line reuses it as any RX line, and the merge then leaves
-    its words alone too. Up to :attr:`MERGES` reads are outstanding; a further partial line
+    its words alone too. Up to ``merges`` reads are outstanding; a further partial line
     waits, and the lines in flight behind it, until the oldest merge ends (its fill goes on). A
     line is complete when it is RX and not merging: probes of a merging line wait (as for a line
     in FILL, below) and so does its write-back, so that no one reads memory's stale words in
@@ -250,6 +250,10 @@ class MessageBuffer(wiring.Component):
         Most lines staging sends at a time, 1 to ``lines - 2``.
     rx_lines : int
         RX lines kept before the oldest is written back, 0 to ``lines - tx_lines``.
+    merges : int
+        Most lines waiting for their merge from memory at a time, 1 to 32 (fewer if RX has fewer
+        lines): the reads in flight must cover memory's latency at the rate partial lines
+        arrive, or arriving lines wait (see Merging).
 
     Members
     -------
@@ -276,17 +280,16 @@ class MessageBuffer(wiring.Component):
         TX operations on lines that were not TX (saturating).
     """
 
-    #: Most lines waiting for their merge from memory at a time (fewer if RX has fewer lines).
-    MERGES = 8
     #: Most lines announced and not yet complete at a time (a power of two): enough that the
     #: coherence round trips of a message's next lines and of its completion entry's line
     #: overlap the fill of the line before.
     IN_FLIGHT = 4
 
-    def __init__(self, *, lines=64, tx_lines=16, rx_lines=48):
+    def __init__(self, *, lines=64, tx_lines=16, rx_lines=48, merges=16):
         self._lines = check_int(self, "lines", lines, 4, 256)
         self._tx_lines = check_int(self, "tx_lines", tx_lines, 1, lines - 2)
         self._rx_lines = check_int(self, "rx_lines", rx_lines, 0, lines - tx_lines)
+        self._merges = check_int(self, "merges", merges, 1, 32)
         line_request = stream.Signature(LineRequest)
         line_beat = stream.Signature(LineBeat)
         super().__init__({
@@ -323,13 +326,17 @@ class MessageBuffer(wiring.Component):
     def rx_lines(self):
         return self._rx_lines
 
+    @property
+    def merges(self):
+        return self._merges
+
     def elaborate(self, platform):
         m = Module()
         lines = self._lines
         m.submodules.ram = ram = Memory(shape=FLIT_DATA_BITS, depth=lines * LINE_WORDS, init=[])
         m.submodules.ages = ages = _AgeQueue(lines - self._tx_lines, lines)
         m.submodules.write = write = _WritePort(ram.write_port(), lines)
-        m.submodules.merges = merges = _MergeQueue(min(self.MERGES, lines - self._tx_lines),
+        m.submodules.merges = merges = _MergeQueue(min(self._merges, lines - self._tx_lines),
                                                    lines)
         self._states = {state: Signal(lines, name=f"lines_{state.name.lower()}")
                         for state in LineState}

@@ -171,8 +171,9 @@ class NetworkInterface(wiring.Component):
         SMT contexts of the core, 1 to 8.
     tlb_entries, asid_bits : int
         NI TLB size and ASID width.
-    lines, tx_lines, rx_lines : int
-        MessageBuffer lines (see :class:`rtl.msgbuf.MessageBuffer`).
+    lines, tx_lines, rx_lines, merges : int
+        MessageBuffer lines and merges from memory in flight (see
+        :class:`rtl.msgbuf.MessageBuffer`).
     lock_entries, lock_waiters : int
         LockTable size.
     lock_count_bits : int
@@ -206,15 +207,15 @@ class NetworkInterface(wiring.Component):
     mmio_class = MmioDecoder
 
     def __init__(self, *, node=0, nodes=2, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
-                 lines=64, tx_lines=16, rx_lines=48, lock_entries=32, lock_waiters=32,
-                 lock_count_bits=8, send_buffering=4, queue_depth=4):
+                 lines=64, tx_lines=16, rx_lines=48, merges=16, lock_entries=32,
+                 lock_waiters=32, lock_count_bits=8, send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._node = check_node(self, node, nodes - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
         self._contexts = check_int(self, "contexts", contexts, 1, 8)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
         self._params = dict(tlb_entries=tlb_entries, lines=lines, tx_lines=tx_lines,
-                            rx_lines=rx_lines, lock_entries=lock_entries,
+                            rx_lines=rx_lines, merges=merges, lock_entries=lock_entries,
                             lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
                             send_buffering=send_buffering, queue_depth=queue_depth)
         # Build the parts once now, so that a bad parameter fails here, naming itself.
@@ -240,7 +241,7 @@ class NetworkInterface(wiring.Component):
                            asid_bits=self._asid_bits),
             "tlb": NITLB(entries=params["tlb_entries"], asid_bits=self._asid_bits),
             "msgbuf": MessageBuffer(lines=params["lines"], tx_lines=params["tx_lines"],
-                                    rx_lines=params["rx_lines"]),
+                                    rx_lines=params["rx_lines"], merges=params["merges"]),
             "locktable": LockTable(entries=params["lock_entries"],
                                    waiters=params["lock_waiters"], contexts=self._contexts,
                                    count_bits=params["lock_count_bits"]),
@@ -381,13 +382,14 @@ class System(wiring.Component):
 
     def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, link_faults=False,
                  endpoints=8, contexts=4, tlb_entries=32, asid_bits=8, lines=64, tx_lines=16,
-                 rx_lines=48, lock_entries=32, lock_waiters=32, lock_count_bits=8,
+                 rx_lines=48, merges=16, lock_entries=32, lock_waiters=32, lock_count_bits=8,
                  send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._link_faults = bool(check_int(self, "link_faults", int(link_faults), 0, 1))
         ni_params = dict(nodes=nodes, endpoints=endpoints, contexts=contexts,
                          tlb_entries=tlb_entries, asid_bits=asid_bits, lines=lines,
-                         tx_lines=tx_lines, rx_lines=rx_lines, lock_entries=lock_entries,
+                         tx_lines=tx_lines, rx_lines=rx_lines, merges=merges,
+                         lock_entries=lock_entries,
                          lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
                          send_buffering=send_buffering, queue_depth=queue_depth)
         self._fabric_params = dict(nodes=nodes, link_latency=link_latency,

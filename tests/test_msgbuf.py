@@ -335,13 +335,14 @@ def test_two_partial_fills_while_the_merge_is_pending(port):
     assert (neighbours.coherence, neighbours.reads, neighbours.writes) == ([A], [A], [])
 
 
-def test_merges_outstanding_at_most():
-    """Partial lines keep arriving while memory takes 100 cycles (reads pipelined): MERGES reads
-    are outstanding, the next partial line's read waits for the first merge (its fill does not),
-    and every line ends up merged."""
-    dut = MessageBuffer(lines=16, tx_lines=2, rx_lines=14)
+@pytest.mark.parametrize("lines, merges", [(16, 8), (32, 16)])
+def test_merges_outstanding_at_most(lines, merges):
+    """Partial lines keep arriving while memory takes 100 cycles (reads pipelined): ``merges``
+    reads are outstanding, the next partial line's read waits for the first merge (its fill does
+    not), and every line ends up merged."""
+    dut = MessageBuffer(lines=lines, tx_lines=2, rx_lines=lines - 2, merges=merges)
     neighbours = Neighbours(dut)
-    addrs = [A + index for index in range(MessageBuffer.MERGES + 2)]
+    addrs = [A + index for index in range(merges + 2)]
     log, answers = [], []
 
     async def filler(ctx):
@@ -353,7 +354,7 @@ def test_merges_outstanding_at_most():
     run(dut, filler, *pipelined_memory(dut, SLOW_MEMORY), neighbours.caches, trace,
         deadline_cycles=DEADLINE)
     first_merge = edges(log, "merged")[0]
-    assert sum(edge < first_merge for edge in edges(log, "read")) == MessageBuffer.MERGES
+    assert sum(edge < first_merge for edge in edges(log, "read")) == merges
     assert sum(edge < first_merge for edge in edges(log, "filled")) == len(addrs)
     assert answers == [hit(merged(words_of(MEMORY, addr), words_of(FILLED, addr), MESSAGE))
                        for addr in addrs]
@@ -541,6 +542,8 @@ def test_probe_hit_latency():
     (dict(lines=8, tx_lines=2, rx_lines=7), ValueError, "rx_lines must be between 0 and 6, not 7"),
     (dict(lines=8.0), TypeError, "lines must be an integer, not 8.0"),
     (dict(rx_lines=True), TypeError, "rx_lines must be an integer, not True"),
+    (dict(merges=0), ValueError, "merges must be between 1 and 32, not 0"),
+    (dict(merges=33), ValueError, "merges must be between 1 and 32, not 33"),
 ])
 def test_rejects_bad_parameters(kwargs, error, message):
     with pytest.raises(error) as raised:
