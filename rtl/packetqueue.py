@@ -4,8 +4,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .layouts import (FLIT_BYTES, FLIT_DATA_BITS, LINE_BYTES, MAX_PAYLOAD_WORDS, PAGE_BITS,
-                      RxJob, RxLineHint, RxStagedWord)
+from .layouts import (FLIT_BYTES, FLIT_DATA_BITS, HEADER_FLITS, LINE_BYTES, MAX_PAYLOAD_WORDS,
+                      PAGE_BITS, RxJob, RxLineHint, RxStagedWord)
 
 __all__ = ["PacketQueue", "QUEUED_JOBS", "STAGING_WORDS"]
 
@@ -22,6 +22,7 @@ _WORD_SHIFT = FLIT_BYTES.bit_length() - 1
 _LINE_SHIFT = LINE_BYTES.bit_length() - 1
 
 assert _STAGING_DEPTH == 1 << _STAGING_ADDR_BITS, "staging addresses wrap around the RAM"
+assert HEADER_FLITS >= 2, "the room for a payload is registered from the header's first flit on"
 
 
 class PacketQueue(wiring.Component):
@@ -46,9 +47,11 @@ class PacketQueue(wiring.Component):
     Members
     -------
     staging : In(stream.Signature(RxStagedWord))
-        The payload words of the message coming in. Ready while the RAM has ``words`` free words
-        (it stays so for the rest of the message once it is); word ``index`` goes to ``base +
-        index``.
+        The payload words of the message coming in. Ready from the cycle after the RAM had
+        ``words`` free words, ``words`` as offered then (a register, so that the receiver's logic
+        waits for no compare: the receiver's header fixes ``words``, and the message before is
+        handed over, a header's flits before its first payload word), and for the rest of the
+        message once it is; word ``index`` goes to ``base + index``.
     message : In(stream.Signature(RxJob))
         The message coming in, as a job once its payload is in; taken when the writer takes it
         or the queue has room for it.
@@ -90,8 +93,9 @@ class PacketQueue(wiring.Component):
         base = Signal(_STAGING_ADDR_BITS, name="base")
         free_words = Signal(range(_STAGING_DEPTH + 1), init=_STAGING_DEPTH, name="free_words")
         word = self.staging.payload
+        room = Signal(init=1, name="room")
         m.d.comb += [
-            self.staging.ready.eq(word.words <= free_words),
+            self.staging.ready.eq(room),
             write_port.addr.eq(base + word.index),
             write_port.data.eq(word.data),
             write_port.en.eq(self.staging.valid & self.staging.ready),
@@ -137,6 +141,7 @@ class PacketQueue(wiring.Component):
             words_left.eq(words_left + Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)
                           - word_taken),
             free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
+            room.eq(word.words <= free_words),
         ]
 
         # The first payload line of the job the writer takes next.

@@ -315,8 +315,10 @@ class MessageWriter(wiring.Component):
             # (the announcer is done with its job in IDLE; the sender has it unless ``queued``)
             between.eq((at["IDLE"] & ~queued) | at["RING"]),
         ]
-        with m.If(full_wait):
-            m.d.sync += self.count_ring_full_cycles.eq(self.count_ring_full_cycles + 1)
+        # (counted a cycle late: the wait comes from the ring check)
+        waited = Signal(name="full_waited")
+        m.d.sync += [waited.eq(full_wait),
+                     self.count_ring_full_cycles.eq(self.count_ring_full_cycles + waited)]
 
         # The line named ahead: the job's next one while its payload's are announced, else the
         # next job's first.
