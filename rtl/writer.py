@@ -203,7 +203,9 @@ class MessageWriter(wiring.Component):
         m.d.comb += [
             take.eq(self.job.valid & self.job.ready),
         ]
-        with m.If(take):
+        # (loaded whenever the announcer may take a job, so that the job's valid, which comes
+        # late, reaches few registers: in IDLE the announcer's job is not used)
+        with m.If(self.job.ready):
             m.d.sync += announcing.job.eq(self.job.payload)
 
         # How the job starting (the one held, else the one offered) starts: worked out for both
