@@ -24,10 +24,6 @@ SETTLING_JOBS = 4
 #: Bits of the counts of lines announced and released: they differ by less than half the range
 #: (the lines of the jobs settling and of the ones being written).
 _LINE_COUNT_BITS = 10
-#: Cycles after a ring's reset in which the writer's counts of its slots are not yet of the new
-#: tail (the slots given a cycle late, their count used a cycle later, told as bits a cycle after
-#: that): the ring looks full meanwhile.
-_RESTART_CYCLES = 3
 #: Bits of a byte address below the word, below the line, and below a completion entry.
 _WORD_SHIFT = FLIT_BYTES.bit_length() - 1
 _LINE_SHIFT = LINE_BYTES.bit_length() - 1
@@ -97,8 +93,8 @@ class MessageWriter(wiring.Component):
     more, mod 2**16, the tail counting the entries whose slot was given, to a job in either
     stage or settling, and whose tail has not advanced yet; the head as it was two cycles
     before, three for a job held) the announcing side holds the job, counting
-    ``count_ring_full_cycles``, and takes no other; the sending side finishes its job. For 4
-    cycles after ``ring_reset``, its ring is full.
+    ``count_ring_full_cycles``, and takes no other; the sending side finishes its job. In the
+    cycle after ``ring_reset``, its ring is full.
 
     **Writing.** Each payload line (none for a rejected job) is announced on ``rx_line``
     (physical line address ``(ppn << 12 | offset) >> 6``, the payload landing at ``remote_va &
@@ -284,13 +280,11 @@ class MessageWriter(wiring.Component):
                 m.d.sync += sending.lines.eq(announced + 1)
 
         # The announcer's way: take a job when it has announced the last one's entry and the
-        # sender has, or loads now, that one, if a record of it will fit in the settling queue
-        # beside those of the jobs started and not written; wait for space in its ring; announce
-        # its lines.
+        # sender has that one, if a record of it will fit in the settling queue beside the
+        # sender's job's; wait for space in its ring; announce its lines.
         settling_room = Signal()
         full_wait = Signal()
-        m.d.comb += settling_room.eq(settling.level + (send.part != Part.DONE) + queued
-                                     < SETTLING_JOBS)
+        m.d.comb += settling_room.eq(settling.level + (send.part != Part.DONE) < SETTLING_JOBS)
 
         def start_when_space():
             with m.If(ring_full):
@@ -423,12 +417,12 @@ class MessageWriter(wiring.Component):
             starts = started & (started_endpoint == index)
             advances = advance & (oldest.endpoint == index)
             advanced_before = advance_before & (advance_before_endpoint == index)
-            # ``restarted``: the cycles since a reset of the ring (a bit each, the last first);
-            # ``lost``: the advance in the cycle of a reset, which the reset undoes.
-            restarted = Signal(_RESTART_CYCLES, name=f"restarted{index}")
+            # ``lost``: the advance in the cycle of a reset (``restarted``: in the cycle before),
+            # which the reset undoes.
+            restarted = Signal(name=f"restarted{index}")
             lost = Signal(name=f"lost{index}")
-            m.d.sync += restarted.eq(Cat(self.ring_reset[index], restarted[:-1]))
-            m.d.comb += lost.eq(restarted[0] & advanced_before)
+            m.d.sync += restarted.eq(self.ring_reset[index])
+            m.d.comb += lost.eq(restarted & advanced_before)
             waiting_next = Signal.like(waiting, name=f"unsettled{index}_next")
             slots_next = Signal.like(slots, name=f"given{index}_next")
             m.d.comb += waiting_next.eq(waiting + starts - advanced_before)
@@ -446,8 +440,12 @@ class MessageWriter(wiring.Component):
             # ring they leave one short of full is full): a job starts at most every other cycle
             # (it starts in IDLE or RING, and goes to WRITE), so there is at most one, and a
             # check never misses a slot just given. The head it sees is two cycles old: the ring
-            # looks fuller than it is, for two cycles, never emptier (a head moves forward). From
-            # a reset until the counts are of the new tail, the ring looks full.
+            # looks fuller than it is, for two cycles, never emptier (a head moves forward). After
+            # a reset the count is of the old tail for a few cycles, never less than of the new
+            # (the slots given go down by the tail, which is never behind the head, or the count
+            # wraps, and a wrapped count is full); in the cycle after, as the slots given are not
+            # yet less an advance the reset lost, the ring looks full, and the held job's answers
+            # of that cycle with it.
             count = Signal(16, name=f"used{index}_count")
             recent = Signal(name=f"used{index}_recent")
             at_least = _scan(m, count, "or", f"used{index}_at_least")
@@ -455,7 +453,7 @@ class MessageWriter(wiring.Component):
             m.d.sync += [
                 waiting.eq(waiting_next), slots.eq(slots_next),
                 count.eq(slots - self.ring_head[index]), recent.eq(starts),
-                in_use.eq(Mux(self.ring_reset[index] | restarted.any(), C(-1, 16),
+                in_use.eq(Mux(self.ring_reset[index], C(-1, 16),
                               Mux(starts | recent, at_least | Cat(C(1), ones_below[:-1]),
                                   at_least))),
             ]

@@ -215,7 +215,7 @@ def test_a_ring_restarted_as_an_entry_settles_loses_that_advance_and_its_slot():
     tail). A cycle earlier, both count (slot 2); a cycle later, job 2's advance has happened
     (slot 1)."""
     for reset_at, offered_at, slot, tail in ((50, 60, 2, 3), (51, 60, 1, 2), (52, 60, 1, 2),
-                                             (51, 51, 1, 2)):
+                                             (51, 51, 1, 2), (51, 52, 1, 2)):
         bench = Bench(held=range(14, 50), reset_at=(reset_at, 1))
         bench.run([(job(seq=seq), 1) for seq in range(4)] + [(job(seq=4), 1, offered_at)])
         completions = bench.at("completion")
@@ -223,6 +223,19 @@ def test_a_ring_restarted_as_an_entry_settles_loses_that_advance_and_its_slot():
         assert [bench.log[edge]["entry"] for edge in completions] == [
             RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, slot)]
         assert bench.log[-1]["tail1"] == tail
+
+
+def test_a_ring_restarted_counts_the_jobs_unsettled_whatever_their_number():
+    """Three jobs, the second and third held unsettled (no line released from edge 10 to 50)
+    when the NI restarts the ring at edge 30: the restarted ring counts those two (an odd number
+    of jobs started before), and a fourth job, offered after the restart, takes slot 2."""
+    bench = Bench(held=range(10, 50), reset_at=(30, 1))
+    bench.run([(job(seq=seq), 1) for seq in range(3)] + [(job(seq=3), 1, 40)])
+    completions = bench.at("completion")
+    assert completions[0] < 10 < 50 <= completions[1]
+    assert [bench.log[edge]["entry"] for edge in completions] == [
+        RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 2)]
+    assert bench.log[-1]["tail1"] == 3
 
 
 def test_a_job_held_for_its_ring_starts_on_its_own_check_not_on_the_job_before():
@@ -237,3 +250,16 @@ def test_a_job_held_for_its_ring_starts_on_its_own_check_not_on_the_job_before()
     assert len(completions) == 3 and taken[2] < 30 < 60 < bench.at("line")[-1]
     assert [bench.log[edge]["entry"] for edge in completions] == [RING_VA] * 3
     assert bench.log[-1]["full"] > 25
+
+
+def test_a_job_held_for_its_ring_takes_its_slot_in_the_ring_restarted_meanwhile():
+    """A ring of 4 filled by jobs 0 to 3 (2 and 3 unsettled: no line released from edge 14 to
+    60); job 4 is held until user code moves the head at edge 40, and the NI restarts the ring
+    at edge 42, just as the held job's check sees the head: the job does not start on answers
+    worked out before the restart, but takes slot 2 of the restarted ring, after jobs 2 and 3."""
+    bench = Bench(head_at=(40, 1, 1), held=range(14, 60), reset_at=(42, 1))
+    bench.run([(job(ring_log2=2, seq=seq), 1) for seq in range(5)])
+    assert bench.at("line")[-2] > 44
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, 2)]
+    assert bench.log[-1]["tail1"] == 3
