@@ -24,12 +24,14 @@ def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5)
 
 
 class Bench:
-    def __init__(self, *, endpoints=4, head_at=None, lines_from=0, held=None, reset_at=None):
+    def __init__(self, *, endpoints=4, head_at=None, lines_from=0, held=None, reset_at=None,
+                 announce_at=None):
         self.dut = MessageWriter(endpoints=endpoints)
         self.head_at = head_at          # (edge, endpoint, head): user code consumes entries
         self.lines_from = lines_from    # no line is released before this edge
         self.held = held or range(0)    # nor at these edges
         self.reset_at = reset_at        # (edge, endpoint): the NI restarts the ring
+        self.announce_at = announce_at  # the edges at which the buffer takes an announcement
         self.log = []
 
     def run(self, jobs, cycles=400):
@@ -49,7 +51,7 @@ class Bench:
                     await stream_put(ctx, dut.words, 0x1111_0000 + index)
 
         async def memory(ctx):
-            ctx.set(dut.rx_line.ready, 1)
+            ctx.set(dut.rx_line.ready, self.announce_at is None or 0 in self.announce_at)
             ctx.set(dut.rx_data.ready, 1)
             ctx.set(dut.completion.ready, 1)
             edge = complete = 0
@@ -57,6 +59,8 @@ class Bench:
                 _, _, last = await ctx.tick().sample(transfer(dut.rx_data)
                                                      & dut.rx_data.payload.last)
                 edge += 1
+                if self.announce_at is not None:
+                    ctx.set(dut.rx_line.ready, edge in self.announce_at)
                 complete += last
                 release = complete != 0 and edge >= self.lines_from and edge not in self.held
                 complete -= release
@@ -263,3 +267,15 @@ def test_a_job_held_for_its_ring_takes_its_slot_in_the_ring_restarted_meanwhile(
     assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
         RING_VA + COMPLETION_BYTES * slot for slot in (0, 1, 2, 3, 2)]
     assert bench.log[-1]["tail1"] == 3
+
+
+def test_words_wait_for_their_line_to_be_announced():
+    """The buffer takes announcements only at edges 10, 20 and 30: each line's words go out only
+    after its announcement is taken (a payload line of 2 words, then the entry's line), and the
+    job completes once both are."""
+    bench = Bench(announce_at={10, 20, 30})
+    bench.run([(job(words=2), 2)])
+    lines, beats = bench.at("line"), bench.at("beat")
+    assert lines == [10, 20]
+    assert 10 < beats[0] and beats[1] < 20 < beats[2] and len(beats) == 6
+    assert len(bench.at("completion")) == 1
