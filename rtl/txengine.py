@@ -88,11 +88,11 @@ class TxEngine(wiring.Component):
     is picked (refused sends take no sequence number).
 
     **Timing.** With ``flits`` always ready and the engine idle, a PIO send's first flit is
-    taken at the 3rd clock edge after the doorbell's transfer (arbitrate and read the
-    descriptor, check and hand the header to the framer, send), and a PIO message streams at one
-    flit per cycle. A DMA message of 2 KiB from a memory answering 10 cycles after a read
-    streams at one flit per cycle with ``send_buffering`` 4; its first flit leaves 24 cycles
-    after the doorbell (12 when the lines are buffered). The next send is picked in the cycle
+    taken at the 4th clock edge after the doorbell's transfer (arbitrate and read the
+    descriptor, check, hand the plan to the fetcher and the header to the framer, send), and a
+    PIO message streams at one flit per cycle. A DMA message of 2 KiB from a memory answering 10
+    cycles after a read streams at one flit per cycle with ``send_buffering`` 4; its first flit
+    leaves 24 cycles after the doorbell (12 when the lines are buffered). The next send is picked in the cycle
     after the trailer, or, for DMA, once the last line's words after the payload have arrived.
 
     Parameters
