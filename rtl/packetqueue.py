@@ -59,9 +59,9 @@ class PacketQueue(wiring.Component):
         The oldest job, else the message offered.
     words : Out(stream.Signature(FLIT_DATA_BITS))
         The payload words of the jobs the writer took, in order, a job's after those of the jobs
-        before it (the writer may take a job before it has taken the words of the one before);
-        the RAM's read port always shows the next one (it reads the one after in the cycle a word
-        is taken).
+        before it (the writer may take a job before it has taken the words of the one before),
+        from the second cycle after the job is taken; the RAM's read port always shows the next
+        one (it reads the one after in the cycle a word is taken).
     incoming_line : In(RxLineHint)
         The first payload line of the message coming in.
     next_line : Out(RxLineHint)
@@ -125,10 +125,14 @@ class PacketQueue(wiring.Component):
             m.d.sync += base.eq(base + kept_words)
 
         # The words of the jobs taken, read ahead: each job's words start where those of the one
-        # before end (``base`` as it was handed over), so the read address only counts up.
+        # before end (``base`` as it was handed over), so the read address only counts up. A
+        # job's words count from the cycle after it is taken (``taken_words``): the take comes
+        # late, from the writer; its first line is announced in that cycle at the earliest, and
+        # its words follow the announcement.
         job = self.job.payload
         read_addr = Signal(_STAGING_ADDR_BITS, name="read_addr")
         words_left = Signal(range(_STAGING_DEPTH + 1), name="words_left")
+        taken_words = Signal(range(STAGING_WORDS + 1), name="taken_words")
         word_taken = Signal()
         m.d.comb += [
             self.words.valid.eq(words_left != 0),
@@ -138,8 +142,8 @@ class PacketQueue(wiring.Component):
         ]
         m.d.sync += [
             read_addr.eq(read_addr + word_taken),
-            words_left.eq(words_left + Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)
-                          - word_taken),
+            taken_words.eq(Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
+            words_left.eq(words_left + taken_words - word_taken),
             free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
             room.eq(word.words <= free_words),
         ]

@@ -76,16 +76,32 @@ class RxTranslator(wiring.Component):
         answered = Signal(range(3))
         first_va = Signal(VA_BITS, name="first_page_va")
         taken = Signal()
+        issue = Signal()
         answer_taken = Signal()
+        # ``idle``: no lookup outstanding (every page looked up and answered), as a register of
+        # its own, worked out from the counts' next values: ``request.ready``, which the
+        # receiver's flits wait for, then comes from no compare.
+        idle = Signal(init=1)
+        wanted_next = Signal.like(wanted)
+        issued_next = Signal.like(issued)
+        answered_next = Signal.like(answered)
         m.d.comb += [
             page.eq(Cat(C(0, PAGE_BITS), request.va[PAGE_BITS:])),
             end.eq(Cat(C(0, _WORD_SHIFT), request.va[_WORD_SHIFT:PAGE_BITS]) + request.length),
             pages.eq(Mux(request.length == 0, 0, Mux(end > (1 << PAGE_BITS), 2, 1))),
-            self.request.ready.eq((issued == wanted) & (answered == issued)),
+            self.request.ready.eq(idle),
             taken.eq(self.request.valid & self.request.ready),
             self.tlb_request.valid.eq(issued != wanted),
+            issue.eq(self.tlb_request.valid & self.tlb_request.ready),
             self.tlb_response.ready.eq(1),
             answer_taken.eq(self.tlb_response.valid),
+            wanted_next.eq(Mux(taken, pages, wanted)),
+            issued_next.eq(Mux(taken, 0, issued + issue)),
+            answered_next.eq(Mux(taken, 0, answered + answer_taken)),
+        ]
+        m.d.sync += [
+            wanted.eq(wanted_next), issued.eq(issued_next), answered.eq(answered_next),
+            idle.eq((issued_next == wanted_next) & (answered_next == issued_next)),
         ]
 
         # The translation this cycle, counting an answer arriving now.
@@ -113,13 +129,11 @@ class RxTranslator(wiring.Component):
 
         # A request starts the lookups; each is issued and answered in page order.
         with m.If(taken):
-            m.d.sync += [wanted.eq(pages), issued.eq(0), answered.eq(0), first_va.eq(page),
-                         lookup.asid.eq(request.asid), lookup.key.eq(request.key),
-                         lookup.va.eq(page)]
-        with m.If(self.tlb_request.valid & self.tlb_request.ready):
-            m.d.sync += [issued.eq(issued + 1), lookup.va.eq(lookup.va + (1 << PAGE_BITS))]
+            m.d.sync += [first_va.eq(page), lookup.asid.eq(request.asid),
+                         lookup.key.eq(request.key), lookup.va.eq(page)]
+        with m.If(issue):
+            m.d.sync += lookup.va.eq(lookup.va + (1 << PAGE_BITS))
         with m.If(answer_taken):
-            m.d.sync += answered.eq(answered + 1)
             for index in range(2):
                 with m.If(answered == index):
                     m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]

@@ -53,11 +53,11 @@ _Settling = data.StructLayout({
     "lines":    _LINE_COUNT_BITS,   # the count of lines announced, its entry's included
 })
 
-#: How a job starts (the one held or the one offered): its completion entry's addresses, where
+#: How a job starts (the one held or the one offered): its completion entry's PA and slot, where
 #: its writes begin (as :class:`_Announcer`'s ``part``, ``offset`` and ``left``), and its ring.
 _Start = data.StructLayout({
     "entry_pa": PA_BITS,
-    "entry_va": VA_BITS,
+    "slot":     16,
     "part":     Part,
     "offset":   PAGE_BITS + 1,
     "left":     range(MAX_PAYLOAD_WORDS + 1),
@@ -65,12 +65,13 @@ _Start = data.StructLayout({
     "full":     1,
 })
 
-#: A job in one of the writer's two stages: the job, its entry's addresses, and the count of
-#: lines announced up to and including its entry's (once that is announced).
+#: A job in one of the writer's two stages: the job, its entry's PA and slot in its ring (its VA
+#: is added up as the job's record is written, off the start's path), and the count of lines
+#: announced up to and including its entry's (once that is announced).
 _Stage = data.StructLayout({
     "job":      RxJob,
     "entry_pa": PA_BITS,
-    "entry_va": VA_BITS,
+    "slot":     16,
     "lines":    _LINE_COUNT_BITS,
 })
 
@@ -249,7 +250,7 @@ class MessageWriter(wiring.Component):
         with m.If(between):
             m.d.sync += [
                 announcing.entry_pa.eq(starting.entry_pa),
-                announcing.entry_va.eq(starting.entry_va),
+                announcing.slot.eq(starting.slot),
                 announce.offset.eq(starting.offset),
                 announce.word.eq(starting.offset[_WORD_SHIFT:_LINE_SHIFT]),
                 announce.left.eq(starting.left),
@@ -341,16 +342,14 @@ class MessageWriter(wiring.Component):
         tail = get_indexed(m, given, job.dst_endpoint, 16, f"{name}_tail_given")
         slot = Signal(16, name=f"{name}_slot")
         slot_pa_offset = Signal(PA_BITS, name=f"{name}_slot_pa_offset")
-        slot_va_offset = Signal(VA_BITS, name=f"{name}_slot_va_offset")
         m.d.comb += [
             # (the mask a compare per bit, not ``2**k - 1``: no carry chain beside the check;
             # a ring has at most 2**15 entries)
             slot.eq(tail & Cat(*(job.ring_log2 > bit for bit in range(15)), C(0, 1))),
             slot_pa_offset.eq(slot << _ENTRY_SHIFT),
-            slot_va_offset.eq(slot << _ENTRY_SHIFT),
             plan.entry_pa.eq(Cat(C(0, _ENTRY_SHIFT), job.ring_pa[_ENTRY_SHIFT:])
                              + slot_pa_offset),
-            plan.entry_va.eq(job.ring_va + slot_va_offset),
+            plan.slot.eq(slot),
             plan.full.eq(get_indexed(m, list(get_indexed(m, used, job.dst_endpoint, 16,
                                                          f"{name}_used")),
                                      job.ring_log2, 1, f"{name}_full")),
@@ -375,7 +374,7 @@ class MessageWriter(wiring.Component):
             record.endpoint.eq(sending.job.dst_endpoint),
             record.notify.eq(sending.job.notify),
             record.rejected.eq(sending.job.rejected),
-            record.entry_va.eq(sending.entry_va),
+            record.entry_va.eq(sending.job.ring_va + (sending.slot << _ENTRY_SHIFT)),
             # (taken as its entry's announcement was, which was before its last word)
             record.lines.eq(sending.lines),
             settling.w_data.eq(record),

@@ -5,7 +5,7 @@ from amaranth.hdl import Value
 
 from rtl.layouts import PAGE_BITS, RxJob, codec
 from rtl.packetqueue import QUEUED_JOBS, STAGING_WORDS, PacketQueue
-from tests.sim import run, stream_get, stream_put, waiting
+from tests.sim import edges, run, stream_get, stream_put, tracer, transfer, waiting
 
 
 def job(number, words, *, rejected=False, remote_va=0x1000_0000):
@@ -70,6 +70,30 @@ def test_a_message_offered_to_a_ready_writer_with_nothing_queued_goes_to_it_in_t
 
     run(dut, receiver, writer, deadline_cycles=200)
     assert seen == [(1, 1, 7), payload(7, 2)]
+
+
+def test_a_jobs_words_are_offered_from_the_second_edge_after_it_is_taken():
+    """The count of a job's words starts in the cycle after the take (the take comes late, from
+    the writer): its first word is offered at the second edge after it, not before, and the
+    words follow one an edge while taken."""
+    dut = PacketQueue()
+    log = []
+
+    async def receiver(ctx):
+        await receive(ctx, dut, 3, 2)
+
+    async def writer(ctx):
+        ctx.set(dut.job.ready, 1)
+        await ctx.tick().until(transfer(dut.job))
+        ctx.set(dut.job.ready, 0)
+        ctx.set(dut.words.ready, 1)
+        await ctx.tick().repeat(6)
+
+    run(dut, receiver, writer, tracer(log, take=transfer(dut.job), offered=dut.words.valid,
+                                      word=transfer(dut.words)),
+        deadline_cycles=200)
+    take, = edges(log, "take")
+    assert edges(log, "offered") == edges(log, "word") == [take + 2, take + 3]
 
 
 def test_payload_words_wait_for_room_and_a_rejected_message_keeps_none():
