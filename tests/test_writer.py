@@ -4,21 +4,26 @@ ready that releases each line in the cycle after its last word (or, held, one a 
 edge on), and user code that moves a ring's head."""
 
 import pytest
+import random
+
+from amaranth import Elaboratable, Module, Signal
 from amaranth.hdl import Value
+from amaranth.sim import Simulator
 
 from rtl.layouts import (COMPLETION_BYTES, PAGE_BITS, CompletionEntry, CompletionStatus,
                          RxFillBeat, RxJob, RxLineRequest, codec)
 from rtl.params import silence_unused
-from rtl.writer import SETTLING_JOBS, STATES, MessageWriter
+from rtl.writer import SETTLING_JOBS, STATES, MessageWriter, _scan
 from tests.sim import edges, fsm_states, run, stream_put, tracer, transfer
 
 RING_PA, RING_VA = 0x8000_0040, 0x7f00_0000_1040
 
 
-def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5):
+def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5,
+        remote_va=0x1000_0f08):
     return codec(RxJob).pack(src_node=3, src_endpoint=2, dst_endpoint=endpoint, notify=notify,
                              rejected=rejected, length=8 * words, seq=seq,
-                             remote_va=0x1000_0f08, metadata=0xbeef, stamp=1234,
+                             remote_va=remote_va, metadata=0xbeef, stamp=1234,
                              ring_log2=ring_log2, ring_pa=RING_PA, ring_va=RING_VA,
                              ppn=0x222 | 0x333 << 20)
 
@@ -76,8 +81,28 @@ class Bench:
                        completion=transfer(dut.completion),
                        entry=dut.completion.payload.entry, tail1=dut.ring_tail[1],
                        full=dut.count_ring_full_cycles, delivered=dut.count_delivered,
-                       rejected=dut.count_rejected)
+                       rejected=dut.count_rejected, offered=dut.rx_line.valid,
+                       hint=dut.rx_next.valid, hint_addr=dut.rx_next.addr)
         run(dut, queue, staging, memory, watch, deadline_cycles=cycles)
+        self.check_hints()
+
+    def check_hints(self):
+        """The MessageBuffer's "Announcing ahead", in every run: at each edge at which rx_next
+        is valid, it names the announcement after the one offered then, or, with none offered,
+        the next one (if there is one)."""
+        taken = self.at("line")
+        addrs = [line["addr"] for line in self.lines()]
+        for edge, row in enumerate(self.log):
+            if not row["hint"]:
+                continue
+            # the announcement offered at this edge is the first taken at it or after; the one
+            # the hint names comes after that (with none offered, it is that one)
+            after = [index for index, taken_at in enumerate(taken) if taken_at >= edge]
+            named = after[1:] if row["offered"] else after
+            if named:
+                assert addrs[named[0]] == row["hint_addr"], (
+                    f"edge {edge}: rx_next names line {row['hint_addr']:#x}, the announcement "
+                    f"after is {addrs[named[0]]:#x}")
 
     def at(self, name):
         return edges(self.log, name)
@@ -134,6 +159,25 @@ def test_a_full_ring_holds_the_job_until_the_head_moves_counting_the_cycles():
     lines = bench.at("line")
     assert lines[-2] > 100 and lines[3] < 100
     assert bench.log[-1]["full"] > 80 and bench.log[-1]["delivered"] == 3
+
+
+@pytest.mark.parametrize("rejected", [False, True], ids=["delivered", "rejected"])
+@pytest.mark.parametrize("ring_log2", range(5))
+def test_every_ring_size_takes_as_many_jobs_back_to_back_as_it_has_slots(ring_log2, rejected):
+    """A ring of 2**k entries and 2**k + 1 jobs offered back to back (a job starts every other
+    cycle, so each ring check comes within two cycles of the start before it): the first 2**k
+    take slots 0, 1, ... at once, the last waits until user code moves the head at edge 150,
+    then takes slot 0 again."""
+    slots = 1 << ring_log2
+    bench = Bench(head_at=(150, 1, 1))
+    bench.run([(job(ring_log2=ring_log2, rejected=rejected, seq=seq), 0 if rejected else 1)
+               for seq in range(slots + 1)])
+    entries = [edge for edge, line in zip(bench.at("line"), bench.lines())
+               if line["addr"] >> (12 - 6) == RING_PA >> 12]
+    assert len(entries) == slots + 1
+    assert entries[-2] < 150 < entries[-1]
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA + COMPLETION_BYTES * (seq % slots) for seq in range(slots + 1)]
 
 
 def test_the_next_job_waits_for_the_slot_the_job_in_the_sending_stage_took():
@@ -279,3 +323,66 @@ def test_words_wait_for_their_line_to_be_announced():
     assert lines == [10, 20]
     assert 10 < beats[0] and beats[1] < 20 < beats[2] and len(beats) == 6
     assert len(bench.at("completion")) == 1
+
+
+def test_a_payload_over_a_page_boundary_is_announced_a_line_an_edge_each_named_ahead():
+    """20 words from 0xfc8: the last line of page 0 (words 1-7, in frame 0x222), then page 1's
+    first two lines (in frame 0x333: 8 words, 5 words), then the entry's line; taken one an edge
+    as the buffer offers, each named on rx_next while the one before is offered (as every run
+    checks), and the words in order."""
+    bench = Bench()
+    bench.run([(job(words=20, remote_va=0x1000_0fc8), 20), (job(words=1, seq=6), 1)])
+    lines = bench.lines()
+    assert [(line["addr"], line["words"]) for line in lines[:4]] == [
+        ((0x222 << PAGE_BITS | 0xfc0) >> 6, 0b1111_1110),
+        ((0x333 << PAGE_BITS) >> 6, 0b1111_1111),
+        ((0x333 << PAGE_BITS | 0x040) >> 6, 0b0001_1111),
+        (RING_PA >> 6, (1 << COMPLETION_BYTES // 8) - 1),
+    ]
+    edges_taken = bench.at("line")
+    assert edges_taken[1:4] == [edges_taken[0] + 1, edges_taken[0] + 2, edges_taken[0] + 3]
+    hinted = [edge for edge in range(edges_taken[0], edges_taken[3]) if bench.log[edge]["hint"]]
+    assert hinted == edges_taken[:3]
+    assert [beat["data"] for beat in bench.beats()[:20]] == [0x1111_0000 + i for i in range(20)]
+
+
+class _Scans(Elaboratable):
+    """Both of the writer's scans of one 16-bit value, for the test below."""
+
+    def __init__(self):
+        self.value = Signal(16)
+
+    def elaborate(self, platform):
+        m = Module()
+        self.any_at_or_above = _scan(m, self.value, "or", "or")
+        self.all_at_or_below = _scan(m, self.value, "and", "and")
+        return m
+
+
+def test_the_scans_of_the_ring_counts_agree_with_their_definitions():
+    """Bit k of the "or" scan: a bit of the value at k or above is set; of the "and" scan: every
+    bit at k or below is. Every value of up to 8 bits, and random ones of 16 (the seed printed
+    and fixed, so that a failure replays)."""
+    seed = 14
+    print(f"seed {seed}")
+    rng = random.Random(seed)
+    values = [*range(1 << 8), *(rng.getrandbits(16) for _ in range(300)),
+              *((1 << k) - 1 for k in range(17)), *(((1 << 16) - 1) ^ (1 << k) for k in range(16))]
+    dut = _Scans()
+    wrong = []
+
+    async def check(ctx):
+        for value in values:
+            ctx.set(dut.value, value)
+            for bit in range(16):
+                above = (value >> bit) != 0
+                below = (value | ~((1 << (bit + 1)) - 1)) & 0xffff == 0xffff
+                got = (ctx.get(dut.any_at_or_above) >> bit & 1,
+                       ctx.get(dut.all_at_or_below) >> bit & 1)
+                if got != (above, below):
+                    wrong.append((value, bit, got))
+
+    sim = Simulator(dut)
+    sim.add_testbench(check)
+    sim.run()
+    assert wrong == []
