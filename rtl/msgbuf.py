@@ -178,7 +178,7 @@ class MessageBuffer(wiring.Component):
     * a line already RX is reused (merged into), with no coherence request: the buffer owns it;
     * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
       core's caches to give it up (the requests go out in announcement order, while earlier
-      ones are still unanswered). ``coh_resp`` answers each in turn, with the line's data if a
+      ones are still unanswered; with none waiting, in the cycle the announcement is taken). ``coh_resp`` answers each in turn, with the line's data if a
       cache held it dirty; that data is kept under the words the fill writes, whichever comes
       first. A partial fill of a line no cache held dirty asks memory for the rest
       (``mem_read``) and goes on without waiting: see merging, below;
@@ -542,6 +542,8 @@ class MessageBuffer(wiring.Component):
                                           for line in range(lines)]))
 
         # Coherence requests, one per allocated line, in order; reused lines are passed over.
+        # With every line before asked, the announcement taken now asks in the same cycle (its
+        # line's round trip then starts with its announcement), if the caches take it then.
         with m.If(asked != tail):
             asked_fresh = at(slot_fresh, asked, "flight_asked_fresh")
             m.d.comb += [self.coh_req.valid.eq(asked_fresh),
@@ -549,6 +551,16 @@ class MessageBuffer(wiring.Component):
             with m.If(~asked_fresh | self.coh_req.ready):
                 m.d.sync += asked.eq(asked + 1)
                 set_indexed(m, slot_unasked, index(asked), 0)
+        with m.Elif(self.rx_line.valid & self.rx_line.ready):
+            m.d.comb += [self.coh_req.valid.eq(~match.any()),
+                         self.coh_req.payload.addr.eq(announced.addr)]
+            with m.If(match.any() | self.coh_req.ready):
+                m.d.sync += asked.eq(asked + 1)
+                set_indexed(m, slot_unasked, index(tail), 0)
+        m.d.sync += [
+            prep.retagged_asked.eq(self.coh_req.valid & self.coh_req.ready & (asked == tail)),
+            prep.retagged_addr.eq(announced.addr),
+        ]
 
         # Coherence answers, in the order of the requests: a dirty copy's words are written only
         # where the fill does not write.
@@ -716,7 +728,8 @@ class MessageBuffer(wiring.Component):
             # decision takes the lines' states of the moment. A tag written at the last edge is
             # left out: the compare saw the old tag of a free line, which may equal the probe's
             # address while another line holds that address; and a probe of the new address
-            # misses anyway, as the line's coherence request cannot have been sent yet.
+            # misses, as the caches still own the line, unless its coherence request went out as
+            # it was allocated: then the probe waits a cycle, for the compare of the new tag.
             compared = Signal(self._lines, name=f"{name}_compared")
             fresh = Signal(name=f"{name}_compared_fresh")
             match = Signal(self._lines, name=f"{name}_match")
@@ -731,7 +744,9 @@ class MessageBuffer(wiring.Component):
             before_coherence = (match & prep.unasked).any()
             m.d.comb += [
                 rx_hit.eq((match & self._in_state(LineState.RX) & ~prep.merging).any()),
-                blocked.eq(match.any() & ~rx_hit & ~before_coherence),
+                blocked.eq((match.any() & ~rx_hit & ~before_coherence)
+                           | (prep.retagged_asked
+                              & (request.payload.addr == prep.retagged_addr))),
             ]
             # A probe that waits for a merge stays blocked until the merge ends; registered, so
             # that it does not stop an announcement's reuse of a line all that while (see
@@ -823,3 +838,7 @@ class _PrepView:
         #: The line whose tag the last clock edge wrote (one-hot): a compare registered at that
         #: edge saw its old tag.
         self.retagged = Signal(lines, name="prep_retagged")
+        #: That line's coherence request was taken as it was allocated (at the last edge), and
+        #: its address: a probe of it that the compare missed must wait, not miss.
+        self.retagged_asked = Signal(name="prep_retagged_asked")
+        self.retagged_addr = Signal(LINE_ADDR_BITS, name="prep_retagged_addr")

@@ -40,9 +40,11 @@ class PacketQueue(wiring.Component):
     the writer takes it. So the jobs' words follow each other in the RAM, in arrival order, and
     the writer reads them as one stream.
 
-    **Jobs.** Up to :data:`QUEUED_JOBS` jobs wait behind the writer's. The writer takes the
-    oldest queued, else the message offered, so that a message offered to an idle writer starts
-    in the same cycle.
+    **Jobs.** The oldest job waits in a register, the writer's offer, and up to
+    :data:`QUEUED_JOBS` behind it in the queue, in arrival order. A message handed over goes
+    into the register if it is empty, else into the queue, so that a message handed over to an
+    idle writer is offered from the next cycle (its verdict, which comes late in its cycle,
+    from the trailer's checks, meets the register, and so does the writer's job).
 
     Members
     -------
@@ -53,10 +55,11 @@ class PacketQueue(wiring.Component):
         handed over, a header's flits before its first payload word), and for the rest of the
         message once it is; word ``index`` goes to ``base + index``.
     message : In(stream.Signature(RxJob))
-        The message coming in, as a job once its payload is in; taken when the writer takes it
-        or the queue has room for it.
+        The message coming in, as a job once its payload is in; taken while the oldest job's
+        register is empty or the queue has room (from registers: the receiver waits for no
+        sum).
     job : Out(stream.Signature(RxJob))
-        The oldest job, else the message offered.
+        The oldest job, from its register.
     words : Out(stream.Signature(FLIT_DATA_BITS))
         The payload words of the jobs the writer took, in order, a job's after those of the jobs
         before it (the writer may take a job before it has taken the words of the one before),
@@ -65,8 +68,8 @@ class PacketQueue(wiring.Component):
     incoming_line : In(RxLineHint)
         The first payload line of the message coming in.
     next_line : Out(RxLineHint)
-        The first payload line of the job the writer will take next: the oldest queued one's,
-        else ``incoming_line``; not ``valid`` for a job without payload lines.
+        The first payload line of the job the writer will take next: the oldest job's, else
+        ``incoming_line``; not ``valid`` for a job without payload lines.
     """
 
     def __init__(self):
@@ -101,28 +104,37 @@ class PacketQueue(wiring.Component):
             write_port.en.eq(self.staging.valid & self.staging.ready),
         ]
 
-        # The jobs: a message offered goes to a writer that takes it with none queued, else into
-        # the queue; its words are the RAM's from then on.
-        queued = RxJob(jobs.r_data)
+        # The jobs: the oldest in a register (``head``, what the writer is offered), those behind
+        # it in the queue. A message handed over goes into the head if it is empty (the queue is
+        # then empty too), else into the queue; its words are the RAM's from then on. A job
+        # taken gives the head to the oldest queued, else to a message handed over in the same
+        # cycle. (The writer's job and the message's verdict, which comes late, from the
+        # trailer's checks, both meet registers.)
+        head = Signal(RxJob, name="head")
+        head_valid = Signal(name="head_valid")
         kept_words = Signal(range(STAGING_WORDS + 1))
-        direct = Signal()
         handoff = Signal(name="handoff")
         take = Signal(name="take")
         message = self.message.payload
         m.d.comb += [
             kept_words.eq(Mux(message.rejected, 0, message.length[_WORD_SHIFT:])),
-            self.job.valid.eq(jobs.r_rdy | self.message.valid),
-            self.job.payload.eq(Mux(jobs.r_rdy, queued, message)),
-            take.eq(self.job.valid & self.job.ready),
-            direct.eq(self.job.ready & ~jobs.r_rdy),
-            self.message.ready.eq(direct | jobs.w_rdy),
+            self.message.ready.eq(~head_valid | jobs.w_rdy),
             handoff.eq(self.message.valid & self.message.ready),
+            self.job.valid.eq(head_valid),
+            self.job.payload.eq(head),
+            take.eq(self.job.valid & self.job.ready),
             jobs.w_data.eq(message),
-            jobs.w_en.eq(handoff & ~direct),
+            jobs.w_en.eq(handoff & head_valid & (jobs.r_rdy | ~take)),
             jobs.r_en.eq(take & jobs.r_rdy),
         ]
         with m.If(handoff):
             m.d.sync += base.eq(base + kept_words)
+        with m.If(take & jobs.r_rdy):
+            m.d.sync += head.eq(jobs.r_data)
+        with m.Elif(handoff & (~head_valid | take)):
+            m.d.sync += [head.eq(message), head_valid.eq(1)]
+        with m.Elif(take):
+            m.d.sync += head_valid.eq(0)
 
         # The words of the jobs taken, read ahead: each job's words start where those of the one
         # before end (``base`` as it was handed over), so the read address only counts up. A
@@ -131,30 +143,35 @@ class PacketQueue(wiring.Component):
         # its words follow the announcement.
         job = self.job.payload
         read_addr = Signal(_STAGING_ADDR_BITS, name="read_addr")
+        # (and the address after it, so that a word taken, which comes late, from the writer,
+        # chooses the read port's address with no carry chain after it)
+        read_addr_after = Signal(_STAGING_ADDR_BITS, init=1, name="read_addr_after")
         words_left = Signal(range(_STAGING_DEPTH + 1), name="words_left")
-        taken_words = Signal(range(STAGING_WORDS + 1), name="taken_words")
+        taken_words = Signal.like(words_left, name="taken_words")
         word_taken = Signal()
         m.d.comb += [
             self.words.valid.eq(words_left != 0),
             self.words.payload.eq(read_port.data),
             word_taken.eq(self.words.valid & self.words.ready),
-            read_port.addr.eq(read_addr + word_taken),
+            read_port.addr.eq(Mux(word_taken, read_addr_after, read_addr)),
         ]
         m.d.sync += [
             read_addr.eq(read_addr + word_taken),
+            read_addr_after.eq(read_addr_after + word_taken),
             taken_words.eq(Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
             words_left.eq(words_left + taken_words - word_taken),
             free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
             room.eq(word.words <= free_words),
         ]
 
-        # The first payload line of the job the writer takes next.
-        with m.If(jobs.r_rdy):
-            m.d.comb += [
-                self.next_line.valid.eq(~queued.rejected & (queued.length != 0)),
-                self.next_line.addr.eq(Cat(queued.remote_va[_LINE_SHIFT:PAGE_BITS],
-                                           queued.ppn[0])),
-            ]
+        # The first payload line of the job the writer takes next: the head's, else the one
+        # coming in.
+        def first_line(next_job):
+            return [self.next_line.valid.eq(~next_job.rejected & (next_job.length != 0)),
+                    self.next_line.addr.eq(Cat(next_job.remote_va[_LINE_SHIFT:PAGE_BITS],
+                                               next_job.ppn[0]))]
+        with m.If(head_valid):
+            m.d.comb += first_line(head)
         with m.Else():
             m.d.comb += self.next_line.eq(self.incoming_line)
         return m

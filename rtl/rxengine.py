@@ -28,8 +28,9 @@ class RxEngine(wiring.Component):
     * a :class:`rtl.translator.RxTranslator` (``translator``) looks the message's pages up on
       ``tlb_request`` as its VA flit comes in, so that the answers arrive while the payload does;
     * a :class:`rtl.packetqueue.PacketQueue` (``queue``) keeps the payloads in a staging RAM of
-      two largest payloads (2 * :data:`STAGING_WORDS` words, a circular buffer) and up to
-      :data:`QUEUED_JOBS` messages that passed (or were rejected) as jobs behind the writer's;
+      two largest payloads (2 * :data:`STAGING_WORDS` words, a circular buffer) and the
+      messages that passed (or were rejected) as jobs behind the writer's: the oldest in a
+      register, up to :data:`QUEUED_JOBS` behind it;
     * a :class:`rtl.writer.MessageWriter` (``writer``) writes the jobs in arrival order, two at a
       time in its two stages (a job's lines announced while the words of the one before go out),
       while the next messages come in: waits while the job's ring is full (reception goes on
@@ -50,9 +51,9 @@ class RxEngine(wiring.Component):
     ``rx_line``, ``rx_data`` and ``completion`` always ready back-to-back messages come in at the
     link's rate: 8-byte messages at 5 flits per 5 cycles, messages of 2 KiB at 260 flits per
     260. For an 8-byte message whose page hit, with the writer idle, those ports always ready
-    and each line released in the cycle after its last word, the payload line is announced in
-    the cycle after the trailer's transfer, and ``completion`` is valid from the seventh clock
-    edge after it (taken at the eighth).
+    and each line released in the cycle after its last word, the payload line is announced at
+    the second clock edge after the trailer's transfer (the message's verdict is registered in
+    the queue), and ``completion`` is valid from the eighth edge after it (taken at the ninth).
 
     Parameters
     ----------
@@ -75,8 +76,8 @@ class RxEngine(wiring.Component):
     ring_tail : Out(16).array(endpoints)
         Each endpoint's producer index: advanced by one when a completion entry is written.
     ring_reset : In(endpoints)
-        A one-cycle pulse per endpoint: its tail goes to 0 at the clock edge (before an advance
-        in the same cycle, which is lost).
+        A one-cycle pulse per endpoint: its tail goes to 0 at the clock edge (before the advance
+        of a line released in the same cycle, which is lost).
     tlb_request : Out(stream.Signature(tlb_lookup_layout(asid_bits)))
         Lookups, driven from a register; at most two per message (a retry repeats them).
     tlb_response : In(stream.Signature(TlbResponse))

@@ -108,10 +108,11 @@ class MessageWriter(wiring.Component):
 
     **Settling.** The writer goes on with the next job while the MessageBuffer releases the lines
     (``lines_done``, one per line in announcement order): once it has released the entry's line,
-    so that the core reads the payload and the entry and never stale copies, the tail advances,
-    the job is counted (``count_delivered`` or ``count_rejected``) and, if its ``notify`` is set,
-    ``completion`` offers the entry's VA (``ring_va`` + the same offset) from that cycle, in
-    arrival order. Up to :data:`SETTLING_JOBS` jobs are in the two stages or settling.
+    so that the core reads the payload and the entry and never stale copies, ``completion``
+    offers the entry's VA (``ring_va`` + the same offset) from that cycle (the cycle of
+    ``lines_done`` for the entry's line), if the job's ``notify`` is set, in arrival order; the
+    tail advances, and the job is counted (``count_delivered`` or ``count_rejected``), in the
+    cycle after. Up to :data:`SETTLING_JOBS` jobs are in the two stages or settling.
 
     **Timing.** With ``rx_line`` and ``rx_data`` always ready, a job taken by an idle writer has
     its first line announced in the cycle after and its words sent one a cycle from the cycle
@@ -136,11 +137,11 @@ class MessageWriter(wiring.Component):
     ring_head : In(16).array(endpoints)
         Each endpoint's consumer index, written by user code.
     ring_tail : Out(16).array(endpoints)
-        Each endpoint's producer index: advanced by one when a completion entry's line is
-        released.
+        Each endpoint's producer index: advanced by one in the cycle after a completion entry's
+        line is released.
     ring_reset : In(endpoints)
-        A one-cycle pulse per endpoint: its tail goes to 0 at the clock edge (before an advance
-        in the same cycle, which is lost).
+        A one-cycle pulse per endpoint: its tail goes to 0 at the clock edge (before the advance
+        of a line released in the same cycle, which is lost).
     rx_line : Out(stream.Signature(RxLineRequest))
     rx_data : Out(stream.Signature(RxFillBeat))
         The writes to the MessageBuffer, as above; any backpressure is fine.
@@ -381,18 +382,24 @@ class MessageWriter(wiring.Component):
             settling.w_en.eq(entry_written),
         ]
 
-        # The oldest record: settled once the released lines reach its count (the difference
-        # read as signed). Its tail advances in the first cycle it is settled, and it leaves as
-        # its completion is taken (at once if it has none).
+        # The oldest record: settled once the released lines, counting one released in this
+        # cycle, reach its count (the difference read as signed: both differences are worked out,
+        # the release, which comes late, from the MessageBuffer, choosing one). Its tail advances
+        # in the first cycle it is settled, and it leaves as its completion is taken (at once if
+        # it has none).
         oldest = _Settling(settling.r_data)
+        done_after = Signal(_LINE_COUNT_BITS, init=1, name="lines_done_count_after")
+        m.d.sync += done_after.eq(done_after + self.lines_done)
         behind = Signal(_LINE_COUNT_BITS)
+        behind_after = Signal(_LINE_COUNT_BITS)
         settled = Signal(name="settled")
         advanced = Signal(name="settled_advanced")
         advance = Signal(name="settled_advance")
         leaves = Signal(name="settled_leaves")
         m.d.comb += [
             behind.eq(done - oldest.lines),
-            settled.eq(settling.r_rdy & ~behind[-1]),
+            behind_after.eq(done_after - oldest.lines),
+            settled.eq(settling.r_rdy & ~Mux(self.lines_done, behind_after[-1], behind[-1])),
             advance.eq(settled & ~advanced),
             leaves.eq(settled & (~oldest.notify | self.completion.ready)),
             settling.r_en.eq(leaves),
@@ -402,19 +409,21 @@ class MessageWriter(wiring.Component):
         ]
         m.d.sync += advanced.eq(settled & ~leaves)
 
-        # The slots given and not advanced are counted from the advance of the cycle before
-        # (``advance_before``: the advance comes late, from the records' RAM and a compare).
+        # The tails move, and the slots given and not advanced and the counts are counted, from
+        # the advance of the cycle before (``advance_before``: the advance comes late, from the
+        # records' RAM, a compare and the MessageBuffer's release).
         advance_before = Signal(name="settled_advance_before")
         advance_before_endpoint = Signal.like(oldest.endpoint,
                                               name="settled_advance_before_endpoint")
-        m.d.sync += [advance_before.eq(advance), advance_before_endpoint.eq(oldest.endpoint)]
+        advance_before_rejected = Signal(name="settled_advance_before_rejected")
+        m.d.sync += [advance_before.eq(advance), advance_before_endpoint.eq(oldest.endpoint),
+                     advance_before_rejected.eq(oldest.rejected)]
 
         # The ring tails: reset by the NI, advanced by each entry settled; the slots given and
         # not advanced, per ring; and the counts.
         for index, (ring_tail, waiting, slots, in_use) in enumerate(zip(self.ring_tail, unsettled,
                                                                          given, used)):
             starts = started & (started_endpoint == index)
-            advances = advance & (oldest.endpoint == index)
             advanced_before = advance_before & (advance_before_endpoint == index)
             # ``lost``: the advance in the cycle of a reset (``restarted``: in the cycle before),
             # which the reset undoes.
@@ -432,7 +441,7 @@ class MessageWriter(wiring.Component):
                 m.d.sync += ring_tail.eq(0)
             with m.Else():
                 m.d.comb += slots_next.eq(slots + starts - lost)
-                with m.If(advances):
+                with m.If(advanced_before & ~lost):
                     m.d.sync += ring_tail.eq(ring_tail + 1)
             # The slots used, counted in one cycle and told as bits in the next, with a start
             # not counted in ``given`` by then (one in either of the two cycles before: then a
@@ -456,8 +465,8 @@ class MessageWriter(wiring.Component):
                               Mux(starts | recent, at_least | Cat(C(1), ones_below[:-1]),
                                   at_least))),
             ]
-        with m.If(advance):
-            with m.If(oldest.rejected):
+        with m.If(advance_before):
+            with m.If(advance_before_rejected):
                 m.d.sync += self.count_rejected.eq(self.count_rejected + 1)
             with m.Else():
                 m.d.sync += self.count_delivered.eq(self.count_delivered + 1)

@@ -908,6 +908,35 @@ def test_a_probe_taken_before_the_coherence_request_misses():
     assert answers == [MISS, hit(words_of(FILLED, A))]
 
 
+@pytest.mark.parametrize("port", ["mc_lookup", "ni_read"])
+def test_a_probe_decided_as_its_line_is_allocated_and_asked_waits_for_the_fill(port):
+    """A probe of A offered a cycle after A's announcement is decided in the cycle after the one
+    A is allocated in, when A's tag is new and its coherence request has gone out with the
+    announcement (the caches always take it): it must not miss (the caches have given A up, memory holds old words), but wait until
+    the fill is in, and hit with the fill's words."""
+    dut = small_buffer()
+    neighbours = Neighbours(dut)
+    log, answers = [], []
+
+    async def announcer(ctx):
+        await announce(ctx, dut, A)
+        await ctx.tick().repeat(5)
+        await send_fill(ctx, dut, words_of(FILLED, A))
+
+    async def prober(ctx):
+        await ctx.tick()
+        answers.append(await probe(ctx, dut, port, A))
+
+    trace = tracer(log, announced=transfer(dut.rx_line), coherence=transfer(dut.coh_req),
+                   taken=transfer(getattr(dut, port)), filled=fill_done(dut))
+    run(dut, announcer, prober, neighbours.caches, neighbours.memory_reads,
+        neighbours.memory_writes, trace, deadline_cycles=DEADLINE)
+    announced, = edges(log, "announced")
+    assert edges(log, "coherence") == [announced]
+    assert edges(log, "taken")[0] > announced
+    assert answers == [hit(words_of(FILLED, A))]
+
+
 @pytest.mark.parametrize("delay", [0, 1, 2])
 def test_a_probe_next_to_an_allocation_still_hits_the_other_lines(delay):
     """A probe of A offered ``delay`` cycles after B's announcement (B gets a line, its tag
@@ -978,9 +1007,9 @@ def pipelined_caches(dut, latency, dirty=None):
 
 def test_lines_in_flight_overlap_their_coherence_round_trips():
     """With caches that take 40 cycles to answer, IN_FLIGHT lines' coherence requests each go out
-    the cycle after the line's announcement, and their words are all taken before the first
-    answer; the next announcement
-    waits for the first line to complete. ``rx_done`` marks each line's release, in order, at
+    in the cycle of the line's announcement (no request waits before it), and their words are
+    all taken before the first answer; the next announcement waits for the first line to
+    complete. ``rx_done`` marks each line's release, in order, at
     the later of its last word and its answer's first beat; each line then reads as filled (a
     dirty copy under a partial fill)."""
     flight = MessageBuffer.IN_FLIGHT
@@ -1011,7 +1040,7 @@ def test_lines_in_flight_overlap_their_coherence_round_trips():
         trace, deadline_cycles=DEADLINE)
     announced, answered, filled = (edges(log, name) for name in ("announced", "answered",
                                                                   "filled"))
-    assert edges(log, "asked") == [edge + 1 for edge in announced]
+    assert edges(log, "asked") == announced
     assert all(edge < answered[0] for edge in filled[:flight])
     assert announced[flight] > answered[0]
     beats = edges(log, "beat")

@@ -26,11 +26,12 @@ async def receive(ctx, dut, number, words, *, rejected=False):
 
 
 def test_jobs_come_out_in_order_with_their_words_and_wait_while_the_writer_is_busy():
-    """Five messages arrive while the writer takes nothing: the queue takes QUEUED_JOBS, the
-    next waits; then the writer takes them in order, each with its payload words."""
+    """Six messages arrive while the writer takes nothing: the queue takes the oldest into its
+    register and QUEUED_JOBS behind it, the next waits; then the writer takes them in order,
+    each with its payload words."""
     dut = PacketQueue()
-    sizes = [3, 1, 256, 0, 2]
-    assert len(sizes) == QUEUED_JOBS + 1
+    sizes = [3, 1, 256, 0, 2, 5]
+    assert len(sizes) == QUEUED_JOBS + 2
     taken = []
 
     async def receiver(ctx):
@@ -53,23 +54,37 @@ def test_jobs_come_out_in_order_with_their_words_and_wait_while_the_writer_is_bu
     assert taken == [(number, payload(number, words)) for number, words in enumerate(sizes)]
 
 
-def test_a_message_offered_to_a_ready_writer_with_nothing_queued_goes_to_it_in_that_cycle():
+def test_a_message_handed_over_goes_to_a_ready_writer_with_nothing_queued_at_the_next_edge():
+    """The message's verdict goes into a register: a message handed over at edge H is the job a
+    ready writer takes at H + 1 (and its first line is next_line from H + 1 on, before it the
+    incoming one's); the next message is taken from H + 1 on, the register empty again."""
     dut = PacketQueue()
-    seen = []
+    log, seen = [], []
 
     async def receiver(ctx):
+        ctx.set(dut.incoming_line, dict(valid=1, addr=0x5555))
         await receive(ctx, dut, 7, 2)
+        ctx.set(dut.incoming_line, dict(valid=1, addr=0x6666))
+        await receive(ctx, dut, 8, 1)
 
     async def writer(ctx):
         ctx.set(dut.job.ready, 1)
-        offered, job_valid, bits = await ctx.tick().sample(
-            dut.message.valid, dut.job.valid, Value.cast(dut.job.payload)).until(dut.job.valid)
-        seen.append((offered, job_valid, codec(RxJob).unpack(bits)["seq"]))
+        for _ in range(2):
+            bits, = await ctx.tick().sample(Value.cast(dut.job.payload)).until(transfer(dut.job))
+            seen.append(codec(RxJob).unpack(bits)["seq"])
         ctx.set(dut.job.ready, 0)
-        seen.append([await stream_get(ctx, dut.words) for _ in range(2)])
+        seen.append([await stream_get(ctx, dut.words) for _ in range(3)])
 
-    run(dut, receiver, writer, deadline_cycles=200)
-    assert seen == [(1, 1, 7), payload(7, 2)]
+    run(dut, receiver, writer,
+        tracer(log, handoff=transfer(dut.message), take=transfer(dut.job),
+               line=dut.next_line.addr),
+        deadline_cycles=200)
+    handoffs, takes = edges(log, "handoff"), edges(log, "take")
+    assert takes == [handoffs[0] + 1, handoffs[1] + 1]
+    assert log[handoffs[0]]["line"] == 0x5555
+    first_line = 0x1000_0000 >> 6 & ((1 << (PAGE_BITS - 6)) - 1) | (0x123 + 7) << (PAGE_BITS - 6)
+    assert log[handoffs[0] + 1]["line"] == first_line
+    assert seen == [7, 8, payload(7, 2) + payload(8, 1)]
 
 
 def test_a_jobs_words_are_offered_from_the_second_edge_after_it_is_taken():

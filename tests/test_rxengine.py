@@ -339,10 +339,11 @@ def test_8_byte_message_lands_with_its_entry_and_completion():
 
 def test_latency_from_last_flit_to_completion():
     """An 8-byte message whose page hits, everything ready, each line released in the cycle
-    after its last word: the payload line is announced in the cycle after the trailer's
-    transfer, and the completion is valid from the 7th edge after it, so a ready Notifier takes
-    it at the 8th (a MessageBuffer that releases the entry's line in the cycle of its last
-    word, as ours does when the coherence answer is in, saves a cycle)."""
+    after its last word: the message's verdict is registered (in the packet queue), so the
+    payload line is announced at the second edge after the trailer's transfer, and the
+    completion is valid from the 7th edge after it (the edge the entry's line is released at),
+    so a ready Notifier takes it at the 8th (a MessageBuffer that releases the entry's line in
+    the cycle of its last word, as ours does when the coherence answer is in, saves a cycle)."""
     result = Bench().run([message(payload_bytes=8)])
     last = result.last_flits[0]
     # Edges at which a transfer can happen: the first one that saw the completion valid.
@@ -351,17 +352,17 @@ def test_latency_from_last_flit_to_completion():
     assert result.completion_offered[0] == result.completions[0][0]
     print(f"trailer taken at edge L; payload line taken at L+{first_line}; completion valid "
           f"from L+{taken - 1}, taken at L+{taken}")
-    assert first_line == 1
-    assert taken <= 8
+    assert first_line == 2
+    assert taken == 8
 
 
 def test_tail_and_completion_wait_for_the_message_buffer_to_release_the_lines():
     """The MessageBuffer releases no line before edge 80, long after the entries' last words:
     the writer goes on with the second message meanwhile, and the tails, the delivered count and
-    the completion wait for the lines. The completion is valid at the edge after the one its
-    entry's line is released at, and the tail advances there; the second message, written to the
-    same ring while the first's entry waited, has its entry in the next slot, and its tail
-    advances at the edge after its own lines are released."""
+    the completion wait for the lines. The completion is valid at the edge its entry's line is
+    released at, and the tail advances at the edge after (its new value seen from the one after
+    that); the second message, written to the same ring while the first's entry waited, has its
+    entry in the next slot, and its tail advances likewise after its own entry's line."""
     release = 80
     first = message(payload_bytes=64, seq=1)
     second = message(payload_bytes=8, seq=2, notify=False, remote_va=0x1000_0100)
@@ -369,7 +370,7 @@ def test_tail_and_completion_wait_for_the_message_buffer_to_release_the_lines():
     entry_words = [edge for edge, beat in result.beats if beat["last"]]
     assert len(entry_words) == 4 and entry_words[-1] < release - 20
     assert result.lines_done == list(range(release, release + 4))
-    assert result.completion_offered == [release + 2]
+    assert result.completion_offered == [release + 1]
     assert [c for _, c in result.completions] == [{"endpoint": 0, "entry": RING_VA}]
     assert result.tail_changes[1:] == [(release + 3, [1, 0, 0, 0]), (release + 5, [2, 0, 0, 0])]
     check_delivered(result, first, slot=0)
@@ -764,8 +765,9 @@ def test_ring_full_hold_stops_the_link_once_the_buffers_are_full(size):
     if size == MAX_PAYLOAD_BYTES:
         assert taken == 2 * flits + HEADER_FLITS
     else:
-        # One held, QUEUED_JOBS queued, one waiting at its trailer for room in the queue.
-        assert taken == (1 + QUEUED_JOBS + 1) * flits
+        # One held by the writer, one in the queue's register for the oldest job, QUEUED_JOBS
+        # behind it, one waiting at its trailer for room in the queue.
+        assert taken == (1 + QUEUED_JOBS + 1 + 1) * flits
     # Taken back to back from the start, then nothing until the release.
     assert result.flit_edges[:taken] == list(range(taken))
     assert result.lines and result.lines[0][0] > release

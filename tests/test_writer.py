@@ -135,9 +135,11 @@ def test_a_job_is_written_then_settled_its_tail_advanced_and_its_completion_offe
         CompletionStatus.DELIVERED, 5, 16, 0x1000_0f08)
     completion, = bench.at("completion")
     last_beat = bench.at("beat")[-1]
-    assert completion == last_beat + 2
+    assert completion == last_beat + 1
     assert bench.log[completion]["entry"] == RING_VA
-    assert bench.log[completion + 1]["tail1"] == 1 and bench.log[-1]["delivered"] == 1
+    # (the tail moves and the job is counted at the edge after)
+    assert bench.log[completion + 1]["tail1"] == 0 and bench.log[completion + 2]["tail1"] == 1
+    assert bench.log[-1]["delivered"] == 1
 
 
 def test_a_rejected_job_writes_only_its_entry_and_the_next_entry_takes_the_next_slot():
@@ -197,14 +199,15 @@ def test_the_next_job_waits_for_the_slot_the_job_in_the_sending_stage_took():
 
 def test_a_job_settles_on_its_own_lines_while_the_next_ones_are_announced():
     """Two one-word jobs back to back: the second's lines are announced before the first's
-    entry's last word, and each job settles, its tail advancing and its completion offered, two
-    edges after its own entry's last word, not waiting for the other's lines."""
+    entry's last word, and each job settles, its tail advancing and its completion offered, at
+    the edge after its own entry's last word (the one its line is released at), not waiting for
+    the other's lines."""
     bench = Bench()
     bench.run([(job(seq=seq), 1) for seq in range(2)])
     lines, beats = bench.at("line"), bench.at("beat")
     first_written, second_written = beats[4], beats[9]
     assert lines[3] < first_written
-    assert bench.at("completion") == [first_written + 2, second_written + 2]
+    assert bench.at("completion") == [first_written + 1, second_written + 1]
     assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
         RING_VA, RING_VA + COMPLETION_BYTES]
 
@@ -256,7 +259,7 @@ def test_a_ring_restarted_with_jobs_settling_gives_the_slots_after_theirs():
 
 
 def test_a_ring_restarted_as_an_entry_settles_loses_that_advance_and_its_slot():
-    """Jobs 2 and 3 are held unsettled (no line released from edge 14 to 50); the NI restarts
+    """Jobs 2 and 3 are held unsettled (no line released from edge 14 to 51); the NI restarts
     the ring at edge 51, the cycle job 2 settles: its advance is lost with the old tail, so the
     restarted ring counts job 3 alone, and a fifth job, offered after the restart, takes slot 1,
     also when it is taken in the cycle after the restart (it waits for the counts of the new
@@ -264,7 +267,7 @@ def test_a_ring_restarted_as_an_entry_settles_loses_that_advance_and_its_slot():
     (slot 1)."""
     for reset_at, offered_at, slot, tail in ((50, 60, 2, 3), (51, 60, 1, 2), (52, 60, 1, 2),
                                              (51, 51, 1, 2), (51, 52, 1, 2)):
-        bench = Bench(held=range(14, 50), reset_at=(reset_at, 1))
+        bench = Bench(held=range(14, 51), reset_at=(reset_at, 1))
         bench.run([(job(seq=seq), 1) for seq in range(4)] + [(job(seq=4), 1, offered_at)])
         completions = bench.at("completion")
         assert completions[2] == 51 and bench.at("taken")[4] == offered_at + 1
