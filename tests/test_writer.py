@@ -30,13 +30,16 @@ def job(*, words=1, endpoint=1, ring_log2=4, rejected=False, notify=True, seq=5,
 
 class Bench:
     def __init__(self, *, endpoints=4, head_at=None, lines_from=0, held=None, reset_at=None,
-                 announce_at=None):
+                 announce_at=None, release_at_last=False):
         self.dut = MessageWriter(endpoints=endpoints)
         self.head_at = head_at          # (edge, endpoint, head): user code consumes entries
         self.lines_from = lines_from    # no line is released before this edge
         self.held = held or range(0)    # nor at these edges
         self.reset_at = reset_at        # (edge, endpoint): the NI restarts the ring
         self.announce_at = announce_at  # the edges at which the buffer takes an announcement
+        # each line released in the cycle of its last word (as the buffer does when the caches
+        # have answered for it), not the cycle after
+        self.release_at_last = release_at_last
         self.log = []
 
     def run(self, jobs, cycles=400):
@@ -66,6 +69,9 @@ class Bench:
                 edge += 1
                 if self.announce_at is not None:
                     ctx.set(dut.rx_line.ready, edge in self.announce_at)
+                if self.release_at_last:
+                    # (the inputs of this cycle are set: the staging testbench runs first)
+                    last = ctx.get(dut.rx_data.valid) and ctx.get(dut.rx_data.payload.last)
                 complete += last
                 release = complete != 0 and edge >= self.lines_from and edge not in self.held
                 complete -= release
@@ -140,6 +146,24 @@ def test_a_job_is_written_then_settled_its_tail_advanced_and_its_completion_offe
     # (the tail moves and the job is counted at the edge after)
     assert bench.log[completion + 1]["tail1"] == 0 and bench.log[completion + 2]["tail1"] == 1
     assert bench.log[-1]["delivered"] == 1
+
+
+def test_a_job_whose_lines_were_released_before_its_record_was_readable_settles_on_its_count():
+    """Each line released in the cycle of its last word: the entry's line is released as the
+    job's record is written, so the record, readable from the next edge, settles then on the
+    count of lines released alone (no release in that cycle); two jobs back to back, each with
+    its completion at the edge after its entry's last word, its tail and count moving in the
+    cycle after (seen from the edge after that)."""
+    bench = Bench(release_at_last=True)
+    bench.run([(job(words=2, seq=seq), 2) for seq in range(2)])
+    beats = bench.at("beat")
+    entry_words = [beats[5], beats[11]]
+    assert bench.at("completion") == [edge + 1 for edge in entry_words]
+    assert [bench.log[edge]["entry"] for edge in bench.at("completion")] == [
+        RING_VA, RING_VA + COMPLETION_BYTES]
+    tail = [bench.log[entry_words[0] + offset]["tail1"] for offset in (2, 3)]
+    assert tail == [0, 1]
+    assert bench.log[-1]["tail1"] == 2 and bench.log[-1]["delivered"] == 2
 
 
 def test_a_rejected_job_writes_only_its_entry_and_the_next_entry_takes_the_next_slot():
