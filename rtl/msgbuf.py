@@ -178,10 +178,11 @@ class MessageBuffer(wiring.Component):
     * a line already RX is reused (merged into), with no coherence request: the buffer owns it;
     * otherwise a line is allocated (the highest-numbered free one), and ``coh_req`` asks the
       core's caches to give it up (the requests go out in announcement order, while earlier
-      ones are still unanswered; with none waiting, in the cycle the announcement is taken). ``coh_resp`` answers each in turn, with the line's data if a
-      cache held it dirty; that data is kept under the words the fill writes, whichever comes
-      first. A partial fill of a line no cache held dirty asks memory for the rest
-      (``mem_read``) and goes on without waiting: see merging, below;
+      ones are still unanswered; with none waiting, in the cycle the announcement is taken).
+      ``coh_resp`` answers each in turn, with the line's data if a cache held it dirty; that
+      data is kept under the words the fill writes, whichever comes first. A partial fill of a
+      line no cache held dirty asks memory for the rest (``mem_read``) and goes on without
+      waiting: see merging, below;
     * the fill's words are taken as soon as the line is announced, whether or not its
       coherence answer is in;
     * a line whose fill and coherence answer are both in becomes RX, the newest in age (one a

@@ -74,7 +74,8 @@ class RxEngine(wiring.Component):
     ring_head : In(16).array(endpoints)
         Each endpoint's consumer index, written by user code.
     ring_tail : Out(16).array(endpoints)
-        Each endpoint's producer index: advanced by one when a completion entry is written.
+        Each endpoint's producer index: advanced by one in the cycle after a completion
+        entry's line is released.
     ring_reset : In(endpoints)
         A one-cycle pulse per endpoint: its tail goes to 0 at the clock edge (before the advance
         of a line released in the same cycle, which is lost).

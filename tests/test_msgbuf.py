@@ -912,8 +912,8 @@ def test_a_probe_taken_before_the_coherence_request_misses():
 def test_a_probe_decided_as_its_line_is_allocated_and_asked_waits_for_the_fill(port):
     """A probe of A offered a cycle after A's announcement is decided in the cycle after the one
     A is allocated in, when A's tag is new and its coherence request has gone out with the
-    announcement (the caches always take it): it must not miss (the caches have given A up, memory holds old words), but wait until
-    the fill is in, and hit with the fill's words."""
+    announcement (the caches always take it): it must not miss (the caches have given A up,
+    memory holds old words), but wait until the fill is in, and hit with the fill's words."""
     dut = small_buffer()
     neighbours = Neighbours(dut)
     log, answers = [], []
