@@ -55,9 +55,9 @@ def test_jobs_come_out_in_order_with_their_words_and_wait_while_the_writer_is_bu
 
 
 def test_a_message_handed_over_goes_to_a_ready_writer_with_nothing_queued_at_the_next_edge():
-    """The message's verdict goes into a register: a message handed over at edge H is the job a
-    ready writer takes at H + 1 (and its first line is next_line from H + 1 on, before it the
-    incoming one's); the next message is taken from H + 1 on, the register empty again."""
+    """The oldest job waits in a register: a message handed over at edge H to an empty queue is
+    the job a ready writer takes at H + 1 (its first line is next_line from H + 1 on, before
+    that the incoming one's); the second message, handed over later, likewise."""
     dut = PacketQueue()
     log, seen = [], []
 
