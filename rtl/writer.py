@@ -388,6 +388,8 @@ class MessageWriter(wiring.Component):
         # in the first cycle it is settled, and it leaves as its completion is taken (at once if
         # it has none).
         oldest = _Settling(settling.r_data)
+        # (``done_after`` is always ``done + 1``, kept as a register of its own so that no adder
+        # stands before its difference)
         done_after = Signal(_LINE_COUNT_BITS, init=1, name="lines_done_count_after")
         m.d.sync += done_after.eq(done_after + self.lines_done)
         behind = Signal(_LINE_COUNT_BITS)
