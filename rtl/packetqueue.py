@@ -88,7 +88,7 @@ class PacketQueue(wiring.Component):
         # Submodules: the staging RAM and the queue of jobs.
         m.submodules.staging = staging = Memory(shape=FLIT_DATA_BITS, depth=_STAGING_DEPTH,
                                                 init=[])
-        m.submodules.jobs = jobs = SyncFIFO(width=RxJob.size, depth=QUEUED_JOBS)
+        m.submodules.jobs = jobs = SyncFIFO(width=RxJob.size, depth=QUEUED_JOBS - 1)
         write_port = staging.write_port()
         read_port = staging.read_port()
 
@@ -105,36 +105,54 @@ class PacketQueue(wiring.Component):
         ]
 
         # The jobs: the oldest in a register (``head``, what the writer is offered), those behind
-        # it in the queue. A message handed over goes into the head if it is empty (the queue is
-        # then empty too), else into the queue; its words are the RAM's from then on. A job
-        # taken gives the head to the oldest queued, else to a message handed over in the same
-        # cycle. (The writer's job and the message's verdict, which comes late, from the
-        # trailer's checks, both meet registers.)
+        # it in the queue, the newest of them in a register of its own (``arrived``) for its
+        # first cycle. A message handed over goes into the head if it is empty (nothing is
+        # behind it then), else into ``arrived``, from which it moves into the queue in the
+        # next cycle. A job taken gives the head to the oldest queued, else to ``arrived``, else
+        # to a message handed over in the same cycle. (The message's verdict, which comes late,
+        # from the trailer's checks, meets only these two registers; the writer's job is one.)
         head = Signal(RxJob, name="head")
         head_valid = Signal(name="head_valid")
+        arrived = Signal(RxJob, name="arrived")
+        arrived_valid = Signal(name="arrived_valid")
         kept_words = Signal(range(STAGING_WORDS + 1))
         handoff = Signal(name="handoff")
         take = Signal(name="take")
+        # (a job taken with none queued: the head takes ``arrived``, or the message handed over)
+        refill_behind = Signal()
         message = self.message.payload
         m.d.comb += [
             kept_words.eq(Mux(message.rejected, 0, message.length[_WORD_SHIFT:])),
-            self.message.ready.eq(~head_valid | jobs.w_rdy),
+            self.message.ready.eq(~head_valid | ~arrived_valid),
             handoff.eq(self.message.valid & self.message.ready),
             self.job.valid.eq(head_valid),
             self.job.payload.eq(head),
             take.eq(self.job.valid & self.job.ready),
-            jobs.w_data.eq(message),
-            jobs.w_en.eq(handoff & head_valid & (jobs.r_rdy | ~take)),
+            refill_behind.eq(take & ~jobs.r_rdy),
+            jobs.w_data.eq(arrived),
+            jobs.w_en.eq(arrived_valid & ~refill_behind),
             jobs.r_en.eq(take & jobs.r_rdy),
         ]
         with m.If(handoff):
             m.d.sync += base.eq(base + kept_words)
+        # (The head and ``arrived`` load the message offered whenever they could take it, so
+        # that whether it is handed over drives only their valid bits.)
         with m.If(take & jobs.r_rdy):
             m.d.sync += head.eq(jobs.r_data)
-        with m.Elif(handoff & (~head_valid | take)):
-            m.d.sync += [head.eq(message), head_valid.eq(1)]
-        with m.Elif(take):
-            m.d.sync += head_valid.eq(0)
+        with m.Elif(refill_behind & arrived_valid):
+            m.d.sync += head.eq(arrived)
+        with m.Elif(~head_valid | refill_behind):
+            m.d.sync += head.eq(message)
+        with m.If(take & ~jobs.r_rdy & ~arrived_valid):
+            m.d.sync += head_valid.eq(handoff)
+        with m.Elif(handoff & ~head_valid):
+            m.d.sync += head_valid.eq(1)
+        with m.If(~arrived_valid):
+            m.d.sync += arrived.eq(message)
+        with m.If(handoff & head_valid & ~(refill_behind & ~arrived_valid)):
+            m.d.sync += arrived_valid.eq(1)
+        with m.Elif(arrived_valid & (jobs.w_rdy | refill_behind)):
+            m.d.sync += arrived_valid.eq(0)
 
         # The words of the jobs taken, read ahead: each job's words start where those of the one
         # before end (``base`` as it was handed over), so the read address only counts up. A

@@ -104,24 +104,37 @@ class RxTranslator(wiring.Component):
             idle.eq((issued_next == wanted_next) & (answered_next == issued_next)),
         ]
 
-        # The translation this cycle, counting an answer arriving now.
+        # The translation this cycle, counting an answer arriving now. What it compares the
+        # answer with is registered from the counts' next values, so that an answer arriving
+        # late in its cycle meets only a few gates on its way to ``translation``: whether the
+        # answer due next is a page's (``due``), whether a page is in the request (``wanted``
+        # above it), and whether every answer, or all but one, is in.
         status = [Signal(TlbStatus, name=f"page{i}_status") for i in range(2)]
         ppn = [Signal(PPN_BITS, name=f"page{i}_ppn") for i in range(2)]
+        due = [Signal(init=index == 0, name=f"page{index}_due") for index in range(2)]
+        in_request = [Signal(name=f"page{i}_in_request") for i in range(2)]
         answer_now = [Signal(name=f"page{i}_answer_now") for i in range(2)]
         status_now = [Signal(TlbStatus, name=f"page{i}_status_now") for i in range(2)]
         refused = [Signal(name=f"page{i}_refused") for i in range(2)]
-        answered_now = Signal(range(3))
+        all_answered = Signal(init=1)
+        one_answer_left = Signal()
         translation = self.translation
         for index in range(2):
+            m.d.sync += [due[index].eq(answered_next == index),
+                         in_request[index].eq(wanted_next > index)]
             m.d.comb += [
-                answer_now[index].eq(answer_taken & (answered == index)),
+                answer_now[index].eq(answer_taken & due[index]),
                 status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
                 translation.ppn[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
-                refused[index].eq((wanted > index) & (status_now[index] != TlbStatus.HIT)),
+                refused[index].eq(in_request[index] & (status_now[index] != TlbStatus.HIT)),
             ]
+        # (Every answer is to a lookup issued: ``answered`` counts up to ``issued``, which counts
+        # up to ``wanted``, so every page answered is every page looked up. The count plus one
+        # keeps the counts' width, which Verilator's -Wall asks for; 3 is no count.)
+        m.d.sync += [all_answered.eq(answered_next == wanted_next),
+                     one_answer_left.eq((answered_next + 1)[:len(wanted_next)] == wanted_next)]
         m.d.comb += [
-            answered_now.eq(answered + answer_taken),
-            translation.done.eq((issued == wanted) & (answered_now == wanted)),
+            translation.done.eq(all_answered | (one_answer_left & answer_taken)),
             translation.status.eq(Mux(refused[0], status_now[0],
                                       Mux(refused[1], status_now[1], TlbStatus.HIT))),
             translation.va.eq(Mux(refused[0], first_va, first_va + (1 << PAGE_BITS))),
@@ -135,6 +148,6 @@ class RxTranslator(wiring.Component):
             m.d.sync += lookup.va.eq(lookup.va + (1 << PAGE_BITS))
         with m.If(answer_taken):
             for index in range(2):
-                with m.If(answered == index):
+                with m.If(due[index]):
                     m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]
         return m

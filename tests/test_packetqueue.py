@@ -1,6 +1,8 @@
 """Unit tests of the RX engine's packet queue (rtl/packetqueue.py) in the Amaranth simulator: a
 receiver that stages payloads and offers messages, and a writer that takes jobs and their words."""
 
+import random
+
 from amaranth.hdl import Value
 
 from rtl.layouts import PAGE_BITS, RxJob, codec
@@ -85,6 +87,48 @@ def test_a_message_handed_over_goes_to_a_ready_writer_with_nothing_queued_at_the
     first_line = 0x1000_0000 >> 6 & ((1 << (PAGE_BITS - 6)) - 1) | (0x123 + 7) << (PAGE_BITS - 6)
     assert log[handoffs[0] + 1]["line"] == first_line
     assert seen == [7, 8, payload(7, 2) + payload(8, 1)]
+
+
+def test_jobs_handed_over_and_taken_at_random_moments_come_out_once_each_in_order(seed):
+    """Messages arrive at random gaps while the writer takes jobs at random moments, so that a
+    message is handed over into an empty queue, behind the head, in the cycle the head is taken
+    with nothing queued, and as the newest job moves into the queue: every job comes out once,
+    in order, with its words, and nothing after the last."""
+    rng = random.Random(seed)
+    sizes = [rng.choice([0, 1, 2, 3, 8, 9]) for _ in range(40)]
+    gaps = [rng.choice([0, 0, 1, 2, 5]) for _ in sizes]
+    readiness = [rng.random() < 0.4 for _ in range(4000)]
+    dut = PacketQueue()
+    taken = []
+
+    async def receiver(ctx):
+        for number, (words, gap) in enumerate(zip(sizes, gaps)):
+            if gap:
+                await ctx.tick().repeat(gap)
+            await receive(ctx, dut, number, words)
+            # (what a receiver shows once the message is handed over is no job to keep)
+            ctx.set(Value.cast(dut.message.payload), job(99, 1))
+
+    async def writer(ctx):
+        jobs = []
+        for ready in readiness:
+            ctx.set(dut.job.ready, ready)
+            *_, bits, took = await ctx.tick().sample(Value.cast(dut.job.payload),
+                                                     transfer(dut.job))
+            if took:
+                jobs.append(codec(RxJob).unpack(bits))
+        ctx.set(dut.job.ready, 1)
+        await ctx.tick().repeat(20)
+        assert not ctx.get(dut.job.valid), "a job after the last"
+        taken.extend(jobs)
+
+    async def words(ctx):
+        for number, count in enumerate(sizes):
+            assert [await stream_get(ctx, dut.words) for _ in range(count)] \
+                == payload(number, count), f"the words of job {number}"
+
+    run(dut, receiver, writer, words, deadline_cycles=5000)
+    assert [job["seq"] for job in taken] == list(range(len(sizes))), f"seed {seed}"
 
 
 def test_a_jobs_words_are_offered_from_the_second_edge_after_it_is_taken():
