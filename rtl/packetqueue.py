@@ -42,9 +42,10 @@ class PacketQueue(wiring.Component):
 
     **Jobs.** The oldest job waits in a register, the writer's offer, and up to
     :data:`QUEUED_JOBS` behind it in the queue, in arrival order. A message handed over goes
-    into the register if it is empty, else into the queue, so that a message handed over to an
-    idle writer is offered from the next cycle (its verdict, which comes late in its cycle,
-    from the trailer's checks, meets the register, and so does the writer's job).
+    into the register if it is empty, else behind it (for its first cycle in a register of its
+    own, then in a FIFO), so that a message handed over to an idle writer is offered from the
+    next cycle. Its verdict, which comes late in its cycle, from the trailer's checks, meets
+    only those two registers' valid bits; the writer's job comes from a register.
 
     Members
     -------
@@ -56,8 +57,9 @@ class PacketQueue(wiring.Component):
         message once it is; word ``index`` goes to ``base + index``.
     message : In(stream.Signature(RxJob))
         The message coming in, as a job once its payload is in; taken while the oldest job's
-        register is empty or the queue has room (from registers: the receiver waits for no
-        sum).
+        register or the register behind it is empty (from registers: the receiver waits for no
+        sum or compare). A message handed over behind the oldest job leaves the register behind
+        it in the next cycle if the FIFO has room.
     job : Out(stream.Signature(RxJob))
         The oldest job, from its register.
     words : Out(stream.Signature(FLIT_DATA_BITS))

@@ -15,9 +15,9 @@ __all__ = ["MessageReceiver", "STATES", "FAULT_COUNTERS"]
 
 #: The receiver's states, in the order of their encoding (the stall report of :mod:`tb.system_tb`
 #: names them from this): taking flits up to the trailer; waiting for the translation of a good
-#: message; reporting a fault; waiting for the OS's answer to a miss; waiting for the packet queue
-#: to take the message as a job.
-STATES = ("RECEIVE", "DELIVER", "FAULT", "ANSWER", "HANDOFF")
+#: message; reporting a fault; waiting for the OS's answer to a miss; requesting the translation
+#: again after it; waiting for the packet queue to take the message as a job.
+STATES = ("RECEIVE", "DELIVER", "FAULT", "ANSWER", "RETRY", "HANDOFF")
 
 #: The counter (``count_<name>``) each fault kind of a discarded message (or a miss) counts in.
 FAULT_COUNTERS = {
@@ -379,7 +379,12 @@ class MessageReceiver(wiring.Component):
                     m.d.sync += rejected.eq(1)
                     report(NiFaultKind.RX_REJECTED, first_page)
                 with m.Elif(self.miss_answer.valid):
-                    m.d.comb += retry.eq(1)
+                    go("RETRY")
+            # (a state of its own, so that the request's VA is chosen by a register, not by the
+            # OS's answer)
+            with m.State("RETRY"):
+                m.d.comb += retry.eq(1)
+                with m.If(self.translate.ready):
                     go("DELIVER")
             with m.State("HANDOFF"):
                 offer()

@@ -79,10 +79,11 @@ class RxTranslator(wiring.Component):
         issue = Signal()
         answer_taken = Signal()
         # ``idle``: no lookup outstanding (every page looked up and answered), as a register of
-        # its own, worked out from the counts' next values: ``request.ready``, which the
-        # receiver's flits wait for, then comes from no compare.
+        # its own: ``request.ready``, which the receiver's flits wait for, then comes from no
+        # compare. It, and what the translation compares an answer arriving with (below), are
+        # worked out for a request taken from the request alone, and otherwise from the counts'
+        # next values, so that no compare waits for the choice between the two.
         idle = Signal(init=1)
-        wanted_next = Signal.like(wanted)
         issued_next = Signal.like(issued)
         answered_next = Signal.like(answered)
         m.d.comb += [
@@ -95,20 +96,15 @@ class RxTranslator(wiring.Component):
             issue.eq(self.tlb_request.valid & self.tlb_request.ready),
             self.tlb_response.ready.eq(1),
             answer_taken.eq(self.tlb_response.valid),
-            wanted_next.eq(Mux(taken, pages, wanted)),
-            issued_next.eq(Mux(taken, 0, issued + issue)),
-            answered_next.eq(Mux(taken, 0, answered + answer_taken)),
-        ]
-        m.d.sync += [
-            wanted.eq(wanted_next), issued.eq(issued_next), answered.eq(answered_next),
-            idle.eq((issued_next == wanted_next) & (answered_next == issued_next)),
+            issued_next.eq(issued + issue),
+            answered_next.eq(answered + answer_taken),
         ]
 
         # The translation this cycle, counting an answer arriving now. What it compares the
-        # answer with is registered from the counts' next values, so that an answer arriving
-        # late in its cycle meets only a few gates on its way to ``translation``: whether the
-        # answer due next is a page's (``due``), whether a page is in the request (``wanted``
-        # above it), and whether every answer, or all but one, is in.
+        # answer with is registered: whether the answer due next is a page's (``due``), whether
+        # a page is in the request, and whether every answer, or all but one, is in. So an
+        # answer arriving late in its cycle meets only a few gates on its way to
+        # ``translation``.
         status = [Signal(TlbStatus, name=f"page{i}_status") for i in range(2)]
         ppn = [Signal(PPN_BITS, name=f"page{i}_ppn") for i in range(2)]
         due = [Signal(init=index == 0, name=f"page{index}_due") for index in range(2)]
@@ -118,21 +114,34 @@ class RxTranslator(wiring.Component):
         refused = [Signal(name=f"page{i}_refused") for i in range(2)]
         all_answered = Signal(init=1)
         one_answer_left = Signal()
+        # (Every answer is to a lookup issued: ``answered`` counts up to ``issued``, which counts
+        # up to ``wanted``, so every page answered is every page looked up. The count plus one
+        # keeps the counts' width, which Verilator's -Wall asks for; 3 is no count.)
+        with m.If(taken):
+            m.d.sync += [
+                wanted.eq(pages), issued.eq(0), answered.eq(0),
+                idle.eq(pages == 0),
+                all_answered.eq(pages == 0),
+                # (``one_answer_left`` and ``due`` wait a cycle: no answer can arrive in the
+                # cycle after a request, whose first lookup goes out then)
+                *(in_request[index].eq(pages > index) for index in range(2)),
+            ]
+        with m.Else():
+            m.d.sync += [
+                issued.eq(issued_next), answered.eq(answered_next),
+                idle.eq((issued_next == wanted) & (answered_next == issued_next)),
+                all_answered.eq(answered_next == wanted),
+                one_answer_left.eq((answered_next + 1)[:len(wanted)] == wanted),
+                *(due[index].eq(answered_next == index) for index in range(2)),
+            ]
         translation = self.translation
         for index in range(2):
-            m.d.sync += [due[index].eq(answered_next == index),
-                         in_request[index].eq(wanted_next > index)]
             m.d.comb += [
                 answer_now[index].eq(answer_taken & due[index]),
                 status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
                 translation.ppn[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
                 refused[index].eq(in_request[index] & (status_now[index] != TlbStatus.HIT)),
             ]
-        # (Every answer is to a lookup issued: ``answered`` counts up to ``issued``, which counts
-        # up to ``wanted``, so every page answered is every page looked up. The count plus one
-        # keeps the counts' width, which Verilator's -Wall asks for; 3 is no count.)
-        m.d.sync += [all_answered.eq(answered_next == wanted_next),
-                     one_answer_left.eq((answered_next + 1)[:len(wanted_next)] == wanted_next)]
         m.d.comb += [
             translation.done.eq(all_answered | (one_answer_left & answer_taken)),
             translation.status.eq(Mux(refused[0], status_now[0],

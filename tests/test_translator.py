@@ -155,6 +155,27 @@ def test_the_first_page_not_hit_decides(refused, status, va):
     assert (result["status"], result["va"]) == (status, va)
 
 
+def test_a_page_of_the_request_before_counts_for_nothing():
+    """A request of two pages whose second was refused, then one of a page that hits: the
+    second translation is HIT (the refused answer it holds for its second page is not its), and
+    done in its answer's cycle."""
+    bench = Bench(answer=lambda page: TlbStatus.KEY_FAULT if page == 0x6000_1000
+                  else TlbStatus.HIT)
+
+    async def user(ctx):
+        await bench.request(ctx, 0x6000_0f00, 0x200)
+        await ctx.tick().repeat(6)
+        await bench.request(ctx, 0x6000_0000, 0x40)
+        await ctx.tick().repeat(6)
+
+    bench.run(user)
+    answers = edges(bench.log, "answer")
+    assert len(answers) == 3
+    assert bench.first_done() == answers[2]
+    assert bench.translation(answers[1])["status"] == TlbStatus.KEY_FAULT
+    assert bench.translation(answers[2])["status"] == TlbStatus.HIT
+
+
 def test_not_ready_while_lookups_are_outstanding_and_a_request_again_looks_up_again():
     """The TLB takes lookups only every third cycle: the translator is not ready for a request
     from the one taken until the last answer, and is ready in the cycle after it; the same
