@@ -214,19 +214,17 @@ class MessageReceiver(wiring.Component):
             with m.If(flit.last):
                 m.d.sync += [flit_index.eq(0), stamp.eq(cycle)]
 
-        # The CRC of every flit before the trailer; the trailer's cycle restarts it, so that a
-        # message of a lone ``last`` flit is checked against the CRC of nothing.
+        # The CRC of every flit before the trailer. It starts over in each cycle a first flit
+        # is awaited (from registers only: the start chooses the state its 64-bit update begins
+        # from), and a message of a lone ``last`` flit is checked against the CRC of nothing.
         m.d.comb += [
             link_crc.data.eq(flit.data),
-            # (taken & ~flit.last and taken & (at_first | flit.last), written out from the terms of
-            # ``flits.ready`` rather than through it: fewer levels of logic in front of the
-            # CRC's 64-bit update)
+            # (taken & ~flit.last, written out from the terms of ``flits.ready`` rather than
+            # through it: fewer levels of logic in front of the end of the CRC's update)
             link_crc.valid.eq(self.flits.valid & ~flit.last & receiving
                               & Mux(at_first, self.translate.ready,
                                     ~at_payload | self.staging.ready)),
-            link_crc.start.eq(self.flits.valid & receiving
-                              & Mux(at_first, self.translate.ready,
-                                    flit.last & (~at_payload | self.staging.ready))),
+            link_crc.start.eq(receiving & at_first),
         ]
 
         # Checks on the trailer's cycle: the header registers are complete unless the message is
@@ -257,7 +255,8 @@ class MessageReceiver(wiring.Component):
             ]
         m.d.comb += [
             payload_words.eq(header.length[_WORD_SHIFT:]),
-            crc_bad.eq(Trailer(flit.data).crc != link_crc.crc),
+            crc_bad.eq(Trailer(flit.data).crc
+                       != Mux(at_first, LINK_CRC.compute([]), link_crc.crc)),
             count_bad.eq(flit_index != expected_flits),
             # (the node number is a strap, compared as it stands)
             header_bad.eq((header.dst_node != node_number(self)) | first_bad),

@@ -142,6 +142,20 @@ def test_a_bad_message_is_reported_and_never_offered_and_the_next_one_is(flits, 
     assert len(bench.jobs()) == 1
 
 
+def test_a_lone_last_flit_right_after_a_message_is_checked_against_the_crc_of_nothing():
+    """A message of one ``last`` flit in the cycle after a good message's trailer: its CRC is
+    that of no flits (0), whatever the message before left in the CRC, so it is TRUNCATED with
+    the CRC of nothing and BAD_CRC with any other."""
+    lone = raw_flits(length=16, words=0, last_at=0)
+    lone_bad = raw_flits(length=16, words=0, last_at=0, bad_crc=True)
+    bench = Bench()
+    bench.run([message(), lone, message(), lone_bad, message()])
+    assert bench.faults() == [NiFaultKind.TRUNCATED, NiFaultKind.BAD_CRC]
+    assert len(bench.jobs()) == 3
+    trailers = [edge for edge in bench.at("flit") if bench.log[edge]["last"]]
+    assert trailers[1] == trailers[0] + 1 and trailers[3] == trailers[2] + 1
+
+
 def test_a_refused_page_is_reported_and_a_rejected_miss_offered_as_rejected():
     bench = Bench(status=lambda va: {0x2000_0000: TlbStatus.KEY_FAULT,
                                      0x3000_0000: TlbStatus.MISS}.get(va, TlbStatus.HIT),
