@@ -117,14 +117,15 @@ class PacketQueue(wiring.Component):
         head_valid = Signal(name="head_valid")
         arrived = Signal(RxJob, name="arrived")
         arrived_valid = Signal(name="arrived_valid")
-        kept_words = Signal(range(STAGING_WORDS + 1))
         handoff = Signal(name="handoff")
         take = Signal(name="take")
         # (a job taken with none queued: the head takes ``arrived``, or the message handed over)
         refill_behind = Signal()
         message = self.message.payload
+        # (an expression, not a signal: as an operand, it is as wide as the sum it is taken
+        # from, which Verilator's -Wall asks for)
+        kept_words = Mux(message.rejected, 0, message.length[_WORD_SHIFT:])
         m.d.comb += [
-            kept_words.eq(Mux(message.rejected, 0, message.length[_WORD_SHIFT:])),
             self.message.ready.eq(~head_valid | ~arrived_valid),
             handoff.eq(self.message.valid & self.message.ready),
             self.job.valid.eq(head_valid),
@@ -180,7 +181,9 @@ class PacketQueue(wiring.Component):
             read_addr_after.eq(read_addr_after + word_taken),
             taken_words.eq(Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
             words_left.eq(words_left + taken_words - word_taken),
-            free_words.eq(free_words + word_taken - Mux(handoff, kept_words, 0)),
+            # (the handover, which comes late, chooses between two sums)
+            free_words.eq(Mux(handoff, free_words + word_taken - kept_words,
+                              free_words + word_taken)),
             room.eq(word.words <= free_words),
         ]
 

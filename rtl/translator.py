@@ -100,18 +100,18 @@ class RxTranslator(wiring.Component):
             answered_next.eq(answered + answer_taken),
         ]
 
-        # The translation this cycle, counting an answer arriving now. What it compares the
-        # answer with is registered: whether the answer due next is a page's (``due``), whether
-        # a page is in the request, and whether every answer, or all but one, is in. So an
-        # answer arriving late in its cycle meets only a few gates on its way to
-        # ``translation``.
-        status = [Signal(TlbStatus, name=f"page{i}_status") for i in range(2)]
+        # The translation this cycle, counting an answer arriving now. Answers arrive in page
+        # order, so the first page, in page order, that did not hit is the first such answer:
+        # it is kept (``refused``, its status and which page) as it arrives, and an answer
+        # arriving meets only a choice on its way to ``translation``. The rest is registered:
+        # which page the answer due next is for (``due``), and whether every answer, or all but
+        # one, is in.
         ppn = [Signal(PPN_BITS, name=f"page{i}_ppn") for i in range(2)]
         due = [Signal(init=index == 0, name=f"page{index}_due") for index in range(2)]
-        in_request = [Signal(name=f"page{i}_in_request") for i in range(2)]
         answer_now = [Signal(name=f"page{i}_answer_now") for i in range(2)]
-        status_now = [Signal(TlbStatus, name=f"page{i}_status_now") for i in range(2)]
-        refused = [Signal(name=f"page{i}_refused") for i in range(2)]
+        refused = Signal()
+        refused_status = Signal(TlbStatus)
+        refused_page = Signal()
         all_answered = Signal(init=1)
         one_answer_left = Signal()
         # (Every answer is to a lookup issued: ``answered`` counts up to ``issued``, which counts
@@ -122,9 +122,9 @@ class RxTranslator(wiring.Component):
                 wanted.eq(pages), issued.eq(0), answered.eq(0),
                 idle.eq(pages == 0),
                 all_answered.eq(pages == 0),
+                refused.eq(0),
                 # (``one_answer_left`` and ``due`` wait a cycle: no answer can arrive in the
                 # cycle after a request, whose first lookup goes out then)
-                *(in_request[index].eq(pages > index) for index in range(2)),
             ]
         with m.Else():
             m.d.sync += [
@@ -134,19 +134,21 @@ class RxTranslator(wiring.Component):
                 one_answer_left.eq((answered_next + 1)[:len(wanted)] == wanted),
                 *(due[index].eq(answered_next == index) for index in range(2)),
             ]
+            with m.If(answer_taken & ~refused & (response.status != TlbStatus.HIT)):
+                m.d.sync += [refused.eq(1), refused_status.eq(response.status),
+                             refused_page.eq(due[1])]
         translation = self.translation
         for index in range(2):
             m.d.comb += [
                 answer_now[index].eq(answer_taken & due[index]),
-                status_now[index].eq(Mux(answer_now[index], response.status, status[index])),
                 translation.ppn[index].eq(Mux(answer_now[index], response.ppn, ppn[index])),
-                refused[index].eq(in_request[index] & (status_now[index] != TlbStatus.HIT)),
             ]
         m.d.comb += [
             translation.done.eq(all_answered | (one_answer_left & answer_taken)),
-            translation.status.eq(Mux(refused[0], status_now[0],
-                                      Mux(refused[1], status_now[1], TlbStatus.HIT))),
-            translation.va.eq(Mux(refused[0], first_va, first_va + (1 << PAGE_BITS))),
+            translation.status.eq(Mux(refused, refused_status,
+                                      Mux(answer_taken, response.status, TlbStatus.HIT))),
+            translation.va.eq(first_va + Mux(Mux(refused, refused_page, due[1]),
+                                             1 << PAGE_BITS, 0)),
         ]
 
         # A request starts the lookups; each is issued and answered in page order.
@@ -158,5 +160,5 @@ class RxTranslator(wiring.Component):
         with m.If(answer_taken):
             for index in range(2):
                 with m.If(due[index]):
-                    m.d.sync += [status[index].eq(response.status), ppn[index].eq(response.ppn)]
+                    m.d.sync += ppn[index].eq(response.ppn)
         return m
