@@ -1,11 +1,12 @@
 """Unit tests of the RX engine's packet queue (rtl/packetqueue.py) in the Amaranth simulator: a
 receiver that stages payloads and offers messages, and a writer that takes jobs and their words."""
 
+import itertools
 import random
 
 from amaranth.hdl import Value
 
-from rtl.layouts import PAGE_BITS, RxJob, codec
+from rtl.layouts import HEADER_FLITS, PAGE_BITS, RxJob, codec
 from rtl.packetqueue import QUEUED_JOBS, STAGING_WORDS, PacketQueue
 from tests.sim import edges, run, stream_get, stream_put, tracer, transfer, waiting
 
@@ -36,13 +37,17 @@ def test_jobs_come_out_in_order_with_their_words_and_wait_while_the_writer_is_bu
     assert len(sizes) == QUEUED_JOBS + 2
     taken = []
 
+    handed = []
+
     async def receiver(ctx):
         for number, words in enumerate(sizes):
             await receive(ctx, dut, number, words)
+            handed.append(number)
 
     async def writer(ctx):
         await ctx.tick().repeat(400)
         assert ctx.get(dut.message.valid) and not ctx.get(dut.message.ready)
+        assert len(handed) == 1 + QUEUED_JOBS
         for _ in sizes:
             ctx.set(dut.job.ready, 1)
             with waiting(ctx, "a job"):
@@ -90,45 +95,88 @@ def test_a_message_handed_over_goes_to_a_ready_writer_with_nothing_queued_at_the
 
 
 def test_jobs_handed_over_and_taken_at_random_moments_come_out_once_each_in_order(seed):
-    """Messages arrive at random gaps while the writer takes jobs at random moments, so that a
-    message is handed over into an empty queue, behind the head, in the cycle the head is taken
-    with nothing queued, and as the newest job moves into the queue: every job comes out once,
-    in order, with its words, and nothing after the last."""
+    """Messages arrive at random gaps while the writer takes jobs and words at random moments,
+    so that a message is handed over into an empty queue, behind the head, in the cycle the head
+    is taken with nothing queued, as the newest job moves into the queue, and as a word is
+    taken: every job comes out once, in order, with its words, and nothing after the last. Then
+    the RAM is whole again and no more: two largest payloads fit in it while the writer takes
+    nothing, and a word more waits for the writer."""
     rng = random.Random(seed)
-    sizes = [rng.choice([0, 1, 2, 3, 8, 9]) for _ in range(40)]
-    gaps = [rng.choice([0, 0, 1, 2, 5]) for _ in sizes]
-    readiness = [rng.random() < 0.4 for _ in range(4000)]
+    sizes = [rng.choice([0, 1, 2, 3, 8, 9]) for _ in range(150)]
+    gaps = [rng.choice([0, 0, 1, 3]) for _ in sizes]
+
+    def bursts(cycles):
+        """Ready at random, in stretches of 1 to 30 cycles mostly ready or mostly not."""
+        pattern = []
+        while len(pattern) < cycles:
+            odds = rng.choice([0.1, 0.5, 0.9])
+            pattern += [rng.random() < odds for _ in range(rng.randint(1, 30))]
+        return pattern[:cycles]
+    readiness, word_readiness = bursts(3000), bursts(3000)
+    largest = [len(sizes), len(sizes) + 1]
     dut = PacketQueue()
-    taken = []
+    taken, drained, largest_in, one_more = [], [], [], []
+
+    async def arrive(ctx, number, words, gap=0):
+        """A message's header flits (which fix the words its payload asks room for), a gap,
+        its payload and its handover; then what a receiver shows, which is no job to keep."""
+        ctx.set(dut.staging.payload.words, words)
+        await ctx.tick().repeat(HEADER_FLITS + gap)
+        await receive(ctx, dut, number, words)
+        ctx.set(Value.cast(dut.message.payload), job(99, 1))
 
     async def receiver(ctx):
         for number, (words, gap) in enumerate(zip(sizes, gaps)):
-            if gap:
-                await ctx.tick().repeat(gap)
-            await receive(ctx, dut, number, words)
-            # (what a receiver shows once the message is handed over is no job to keep)
-            ctx.set(Value.cast(dut.message.payload), job(99, 1))
+            await arrive(ctx, number, words, gap)
+        with waiting(ctx, "the writer to take every job"):
+            while not drained:
+                await ctx.tick()
+        for number in largest:
+            await arrive(ctx, number, STAGING_WORDS)
+            largest_in.append(number)
+        await arrive(ctx, largest[-1] + 1, 1)
+        one_more.append(True)
 
     async def writer(ctx):
-        jobs = []
         for ready in readiness:
             ctx.set(dut.job.ready, ready)
             *_, bits, took = await ctx.tick().sample(Value.cast(dut.job.payload),
                                                      transfer(dut.job))
             if took:
-                jobs.append(codec(RxJob).unpack(bits))
+                taken.append(codec(RxJob).unpack(bits))
         ctx.set(dut.job.ready, 1)
-        await ctx.tick().repeat(20)
+        await ctx.tick().repeat(40)
         assert not ctx.get(dut.job.valid), "a job after the last"
-        taken.extend(jobs)
+        ctx.set(dut.job.ready, 0)
+        drained.append(True)
+        # Both largest payloads are handed over with nothing taken, then taken.
+        await ctx.tick().repeat(2 * STAGING_WORDS + 20)
+        assert largest_in == largest, "two largest payloads not taken into the RAM"
+        assert not one_more, "a word more than the RAM holds taken"
+        for _ in largest + [0]:
+            ctx.set(dut.job.ready, 1)
+            bits, = await ctx.tick().sample(Value.cast(dut.job.payload)).until(
+                transfer(dut.job))
+            taken.append(codec(RxJob).unpack(bits))
+        ctx.set(dut.job.ready, 0)
+
+    expected = [word for number, count in enumerate(sizes + [STAGING_WORDS] * 2 + [1])
+                for word in payload(number, count)]
+    got = []
 
     async def words(ctx):
-        for number, count in enumerate(sizes):
-            assert [await stream_get(ctx, dut.words) for _ in range(count)] \
-                == payload(number, count), f"the words of job {number}"
+        with waiting(ctx, "every payload word"):
+            for cycle in itertools.count():
+                ctx.set(dut.words.ready, cycle >= len(word_readiness) or word_readiness[cycle])
+                *_, word, took = await ctx.tick().sample(dut.words.payload,
+                                                         transfer(dut.words))
+                got.extend([word] if took else [])
+                if len(got) == len(expected):
+                    break
 
-    run(dut, receiver, writer, words, deadline_cycles=5000)
-    assert [job["seq"] for job in taken] == list(range(len(sizes))), f"seed {seed}"
+    run(dut, receiver, writer, words, deadline_cycles=6000)
+    assert [job["seq"] for job in taken] == list(range(len(sizes) + 3)), f"seed {seed}"
+    assert got == expected, f"seed {seed}"
 
 
 def test_a_jobs_words_are_offered_from_the_second_edge_after_it_is_taken():
