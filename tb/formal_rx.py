@@ -164,12 +164,14 @@ class RxProof(wiring.Component):
                     m.d.sync += [asid.eq(entry.asid), enabled.eq(entry.enabled)]
 
         # The CRC-32 of every flit before the trailer: the engine's CRC unit (a library
-        # block) must see each of them, from a fresh start at the first flit, and nothing else.
+        # block) must see each of them, from a fresh start at the first flit, and nothing else
+        # (it may start over while a first flit is awaited, never within a message).
         link_crc = engine.receiver.link_crc
         check = self.properties.check
         check(m, "crc-of-message-flits", link_crc.valid == (taken & ~flit.last))
         check(m, "crc-of-message-flits", ~link_crc.valid | (link_crc.data == flit.data))
-        check(m, "crc-of-message-flits", link_crc.start == (taken & ((index == 0) | flit.last)))
+        check(m, "crc-of-message-flits", ~(taken & (index == 0)) | link_crc.start)
+        check(m, "crc-of-message-flits", ~link_crc.start | (index == 0))
 
         # The verdict on the trailer's cycle.
         good = Signal()
