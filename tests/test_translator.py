@@ -136,6 +136,8 @@ def test_the_pages_looked_up_are_those_the_payload_spans(va, length, pages):
     assert [lookup["va"] for _, lookup in bench.lookups] == [
         (va & ~(PAGE - 1)) + PAGE * page for page in range(pages)]
     requested, = edges(bench.log, "requested")
+    # (ready again at once for a request of no pages, else not before its answers)
+    assert bench.log[requested + 1]["ready"] == (pages == 0)
     if pages == 0:
         assert bench.translation(requested + 1)["done"]
 
