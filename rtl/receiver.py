@@ -82,7 +82,7 @@ class MessageReceiver(wiring.Component):
     first payload flit as above. It takes nothing from the trailer until the message is
     discarded or has become a job (``message`` taken, in the trailer's cycle at the earliest):
     while its translation, fault report or miss answer is pending, and while ``message`` is not
-    ready.
+    ready. A retry requests the translation in the cycle after the miss answer is taken.
 
     Parameters
     ----------
