@@ -146,7 +146,7 @@ class PacketQueue(wiring.Component):
             m.d.sync += head.eq(arrived)
         with m.Elif(~head_valid | refill_behind):
             m.d.sync += head.eq(message)
-        with m.If(take & ~jobs.r_rdy & ~arrived_valid):
+        with m.If(refill_behind & ~arrived_valid):
             m.d.sync += head_valid.eq(handoff)
         with m.Elif(handoff & ~head_valid):
             m.d.sync += head_valid.eq(1)
