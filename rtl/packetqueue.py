@@ -36,8 +36,8 @@ class PacketQueue(wiring.Component):
     **Staging RAM.** A circular buffer of two largest payloads (2 * :data:`STAGING_WORDS`
     words), so that the next messages stream in while the writer reads out a job's. The payload
     of the message coming in goes into the free words (those no job holds) from ``base`` on;
-    a job's words (none for a rejected one) are taken as it is handed over, and each is freed as
-    the writer takes it. So the jobs' words follow each other in the RAM, in arrival order, and
+    a job's words (none for a rejected one) are taken as it is handed over, and each is freed in
+    the cycle after the writer takes it. So the jobs' words follow each other in the RAM, in arrival order, and
     the writer reads them as one stream.
 
     **Jobs.** The oldest job waits in a register, the writer's offer, and up to
@@ -170,6 +170,7 @@ class PacketQueue(wiring.Component):
         words_left = Signal(range(_STAGING_DEPTH + 1), name="words_left")
         taken_words = Signal.like(words_left, name="taken_words")
         word_taken = Signal()
+        freed = Signal(name="word_freed")
         m.d.comb += [
             self.words.valid.eq(words_left != 0),
             self.words.payload.eq(read_port.data),
@@ -181,9 +182,10 @@ class PacketQueue(wiring.Component):
             read_addr_after.eq(read_addr_after + word_taken),
             taken_words.eq(Mux(take & ~job.rejected, job.length[_WORD_SHIFT:], 0)),
             words_left.eq(words_left + taken_words - word_taken),
-            # (the handover, which comes late, chooses between two sums)
-            free_words.eq(Mux(handoff, free_words + word_taken - kept_words,
-                              free_words + word_taken)),
+            # (a word is freed in the cycle after it is taken, ``freed``: the take comes late,
+            # from the writer; the handover, which comes late too, chooses between two sums)
+            freed.eq(word_taken),
+            free_words.eq(Mux(handoff, free_words + freed - kept_words, free_words + freed)),
             room.eq(word.words <= free_words),
         ]
 
