@@ -26,6 +26,10 @@ A scenario file (``smtni run SCENARIO.toml``; examples in ``examples/``)::
     pattern = "list"
     messages = [{ from = "client", to = "server", bytes = 8, va_offset = 0, key = 0x9999 }]
 
+    [[compute]]                # a thread that only computes, sharing node 0's core
+    node = 0
+    instructions = 64          # per turn of its loop
+
 Patterns
     ``pingpong``: ``count`` round trips; ``from`` sends, ``to`` answers each message once it has
     consumed it, ``from`` sends the next once it has consumed the answer. ``stream``: ``count``
@@ -78,7 +82,7 @@ from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
 MAX_RING_ENTRIES = 1024
 
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
-           "PATTERNS", "SENDS"]
+           "PATTERNS", "SENDS", "COMPUTE_INSTRUCTIONS"]
 
 PATTERNS = ("pingpong", "stream", "random", "list")
 SENDS = ("pio", "dma")
@@ -100,6 +104,8 @@ _BAD_SEND_FIELDS = {**{name: (1 << SendDescriptor[name].width) - 1
 #: in THREAD_BITS: this many processes keep the two ranges apart and in the field.
 _MAX_PROCESSES = min(SPAWN_THREAD_BASE - MAIN_THREAD_BASE, (1 << THREAD_BITS) - SPAWN_THREAD_BASE)
 _HEX = ("va", "key", "va_offset", "local_va")
+#: Instructions a compute thread computes per turn of its loop unless its entry says.
+COMPUTE_INSTRUCTIONS = 64
 
 
 class ScenarioError(ValueError):
@@ -161,6 +167,8 @@ class Scenario:
     processes: dict
     messages: list = field(default_factory=list)
     os: dict = field(default_factory=dict)
+    #: Node -> instructions per turn of the loop of its compute thread (``[[compute]]``).
+    compute: dict = field(default_factory=dict)
 
     def process(self, name):
         return self.processes[name]
@@ -278,7 +286,8 @@ def parse(document, *, seed=0, system=None):
     ScenarioError
         Naming the bad entry and value.
     """
-    _table("the scenario", document, ("system", "process", "traffic"), ("process", "traffic"))
+    _table("the scenario", document, ("system", "process", "traffic", "compute"),
+           ("process", "traffic"))
     nodes, params, limits, os_costs = _system(document.get("system", {}), system)
     scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs)
     if not isinstance(document["process"], list) or not document["process"]:
@@ -290,6 +299,10 @@ def parse(document, *, seed=0, system=None):
     rng = random.Random(seed)
     for index, entry in enumerate(document["traffic"]):
         _traffic(scenario, f"[[traffic]] #{index + 1}", entry, rng)
+    if not isinstance(document.get("compute", []), list):
+        raise ScenarioError("[[compute]] must be an array of tables")
+    for index, entry in enumerate(document.get("compute", [])):
+        _compute(scenario, f"[[compute]] #{index + 1}", entry, limits)
     _place(scenario)
     return scenario
 
@@ -348,6 +361,23 @@ def _process(scenario, where, entry, limits):
     _disjoint(where, process.window, process.send_buffer)
     _fits(where, process, neighbours)
     scenario.processes[name] = process
+
+
+def _compute(scenario, where, entry, limits):
+    """Add the compute thread of ``entry`` to ``scenario``: one per node, with an ASID."""
+    _table(where, entry, ("node", "instructions"), ("node",))
+    node = _int(where, "node", entry["node"], 0, scenario.nodes - 1)
+    if node in scenario.compute:
+        raise ScenarioError(f"{where}: node {node} has a compute thread already; give one per "
+                            f"node")
+    asids = (1 << limits["asid_bits"]) - 1
+    processes = sum(1 for process in scenario.processes.values() if process.node == node)
+    if processes + 1 > asids:
+        raise ScenarioError(f"{where}: node {node} has {processes} processes and no ASID left "
+                            f"of asid_bits = {limits['asid_bits']} for the compute thread; raise "
+                            f"[system.params] asid_bits or put it on another node")
+    scenario.compute[node] = _int(where, "instructions",
+                                  entry.get("instructions", COMPUTE_INSTRUCTIONS), 1, 1 << 20)
 
 
 def _room(where, node, count, limits):

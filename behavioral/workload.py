@@ -18,10 +18,17 @@ With NONE and LOCK, a thread whose send is under way polls RING_TAIL between its
 and consumes what came: a send held by a full ring then cannot wait for ever on a peer whose own
 send waits for this ring.
 
+A scenario's compute threads (``[[compute]]``) compute in a loop beside the processes; each
+notes the cycle at which every turn of its loop ends (:attr:`Workload.compute`), so that its
+instructions per cycle over any stretch of the run can be told.
+
 Consuming an entry loads it through the node's memory (a message buffer line reaches the core
 by the L1-miss probe) and advances RING_HEAD. Each message gets a record
-(:attr:`Workload.records`) with the cycles at which its steps happened; the testbench adds the
-ones only the hardware side sees.
+(:attr:`Workload.records`) with the cycles at which its steps happened: ``t_start`` (the
+sending thread begins the send; a DMA send first stores its payload into the send buffer),
+``t_call`` (it calls the message library's send, the payload in place) and ``t_sent`` (the call
+returns), ``t_handler`` and ``t_consumed``; the testbench adds the ones
+only the hardware side sees.
 
 The node environment given to :class:`Workload` (one per node) has ``core``, ``os``, ``spaces``
 (:class:`behavioral.vm.AddressSpaces`) and ``driver`` (:class:`behavioral.vm.NiDriver`).
@@ -38,7 +45,8 @@ from .core import Compute, MmioRead, Store
 from .memory import SparseMemory
 
 __all__ = ["Workload", "MessageStatus", "settled_without_entry", "HANDLER_PC", "LOCK_VA",
-           "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE"]
+           "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE", "COMPUTE_THREAD",
+           "compute_rate"]
 
 #: Where the handlers are: endpoint ``e``'s process has its handler at HANDLER_PC + e * 0x100
 #: (one table per core: the handler PC tells which process's ring the entry pointer is in, for
@@ -53,10 +61,23 @@ STACK_VA = 0x0060_0000
 #: main thread).
 MAIN_THREAD_BASE = 1
 SPAWN_THREAD_BASE = 128
+#: A node's compute thread (``[[compute]]``): below every process's.
+COMPUTE_THREAD = 0
 #: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
 SPIN_INSTRUCTIONS = 8
 #: Entries of a process's completion ring unless its scenario says (``ring``).
 RING_ENTRIES = 16
+
+
+def compute_rate(instructions, turns, start, end):
+    """Return the instructions per cycle of a compute thread (``instructions`` a turn, its turns
+    ending at the cycles ``turns``) from cycle ``start`` to ``end``: its turns that ended in that
+    stretch, from the end of the one before (or ``start``) to the last one's end. None if fewer
+    than two turns ended in it."""
+    inside = [cycle for cycle in turns if start <= cycle <= end]
+    if len(inside) < 2:
+        return None
+    return instructions * (len(inside) - 1) / (inside[-1] - inside[0])
 
 
 def _statuses():
@@ -135,6 +156,9 @@ class Workload:
     sent_memory : dict
         Node -> :class:`behavioral.memory.SparseMemory` of what each process stored into its
         send buffer (by physical address), for the scoreboard's DMA predictions.
+    compute : dict
+        Node -> ``(instructions per turn, [cycle at which each turn ended])`` of its compute
+        thread (see :func:`compute_rate`).
     """
 
     def __init__(self, scenario, nodes, *, tlb_prefill=True):
@@ -151,6 +175,14 @@ class Workload:
             self.processes[spec.name] = _Process(spec, index, nodes[spec.node])
         for process in self.processes.values():
             self._set_up(process, tlb_prefill)
+        self.compute = {}
+        for node, instructions in scenario.compute.items():
+            self.compute[node] = (instructions, [])
+            environment = nodes[node]
+            environment.os.create_thread(
+                COMPUTE_THREAD, environment.spaces.create_process(f"compute{node}"),
+                self._computing(environment.core, instructions, self.compute[node][1]),
+                evictable=True, name=f"compute{node}")
         self._notified = {message.id: message.notify for message in scenario.messages}
         for message in scenario.messages:
             self.records[message.id] = {
@@ -218,6 +250,13 @@ class Workload:
                     yield from self._wait(process)
         while True:
             yield from self._wait(process)
+
+    @staticmethod
+    def _computing(core, instructions, turns):
+        """A compute thread: ``instructions`` a turn, for ever, noting when each turn ends."""
+        while True:
+            yield Compute(instructions)
+            turns.append(core.cycle)
 
     def _wait(self, process):
         """Wait for arrivals the process's way, consuming what came."""
@@ -331,6 +370,8 @@ class Workload:
                       metadata=message.id, notify=message.notify, flags=message.flags,
                       length=message.length)
         node = process.node
+        # (the send starts with the payload: a DMA send's is stored into the send buffer first)
+        self.stamp(message.id, "t_start", node.core.cycle)
         # The main thread consumes its arrivals itself (NONE, LOCK): it polls its ring while its
         # send is under way, or two processes whose sends wait for each other's full rings would
         # wait for ever. Handlers consume for BRANCH and SPAWN.
@@ -349,8 +390,8 @@ class Workload:
             code = msglib.send(endpoint, dma=True, local_va=base, while_busy=consume, **fields)
         else:
             code = msglib.send(endpoint, payload=words, while_busy=consume, **fields)
+        self.stamp(message.id, "t_call", node.core.cycle)
         self.sending[(spec.node, endpoint)] = message.id
-        self.stamp(message.id, "t_start", node.core.cycle)
         record = self.records[message.id]
         try:
             error = yield from code
@@ -358,6 +399,7 @@ class Workload:
             # The NI refused an MMIO write: another process's endpoint (or a bug).
             record["status"] = MessageStatus[f"REFUSED_{refusal.status.name}"]
             return
+        self.stamp(message.id, "t_sent", node.core.cycle)
         if error.name != "NONE":
             record["status"] = MessageStatus[f"REFUSED_{error.name}"]
         elif record["status"] is MessageStatus.PLANNED:

@@ -22,7 +22,7 @@ from collections import Counter
 
 from cocotb.triggers import ClockCycles
 
-from behavioral.workload import MessageStatus, Workload
+from behavioral.workload import MessageStatus, Workload, compute_rate
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
 from rtl.msgbuf import LineState, _Client
@@ -261,7 +261,24 @@ class SystemTB(ComponentTB):
                 "written_unconsumed": unconsumed,
                 "mismatches": len(self.mismatches), **self.speed(),
                 "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes,
-                "links": links}
+                "links": links, "compute": self._compute()}
+
+    def _compute(self):
+        """Per node with a compute thread: the instructions it computed, and its instructions
+        per cycle while messages were under way (from the first send's start to the last
+        handler's first instruction; None without two turns of its loop in that stretch), and
+        its core's issue width (its instructions per cycle alone)."""
+        starts = [record["t_start"] for record in self.records.values() if "t_start" in record]
+        ends = [record["t_handler"] for record in self.records.values()
+                if "t_handler" in record]
+        figures = {}
+        for node, (instructions, turns) in self.workload.compute.items():
+            rate = compute_rate(instructions, turns, min(starts), max(ends)) \
+                if starts and ends else None
+            figures[node] = {"instructions": instructions * len(turns),
+                             "ipc": None if rate is None else round(rate, 4),
+                             "issue_width": self.nodes[node].core.issue_width}
+        return figures
 
 
 def _describe_ni(ni):

@@ -238,3 +238,37 @@ def test_a_refused_scenario_exits_2_before_anything_is_built(tmp_path, monkeypat
     out, err = capsys.readouterr()
     assert not out and err.count("\n") == 1
     assert err.startswith(f"smtni: scenario {path}: process 'b': node 0 has 2 processes")
+
+
+def test_compute_threads_are_one_per_node_with_their_instructions():
+    planned = scenario('[[traffic]]\npattern = "random"\nbytes = 8\n'
+                       '[[compute]]\nnode = 1\n[[compute]]\nnode = 0\ninstructions = 500\n')
+    assert planned.compute == {1: 64, 0: 500}
+    assert scenario('[[traffic]]\npattern = "random"\nbytes = 8\n').compute == {}
+
+
+@pytest.mark.parametrize("compute, error", [
+    ("[[compute]]\nnode = 2\n", r"\[\[compute\]\] #1: node = 2 is out of range 0..1"),
+    ("[[compute]]\nnode = 0\n[[compute]]\nnode = 0\n",
+     r"\[\[compute\]\] #2: node 0 has a compute thread already; give one per node"),
+    ("[[compute]]\nnode = 0\ninstructions = 0\n", "instructions = 0 is out of range 1..1048576"),
+    ("[[compute]]\ninstructions = 8\n", "'node' is missing"),
+    ("[[compute]]\nnode = 0\nthreads = 2\n", "unknown key 'threads'; allowed: node, instructions"),
+])
+def test_bad_compute_threads_are_named(compute, error):
+    with pytest.raises(ScenarioError, match=error):
+        scenario(compute + '[[traffic]]\npattern = "random"\nbytes = 8\n')
+
+
+def test_compute_must_be_an_array_of_tables():
+    document = tomllib.loads(BASE + '[[traffic]]\npattern = "random"\nbytes = 8\n')
+    with pytest.raises(ScenarioError, match=r"\[\[compute\]\] must be an array of tables"):
+        parse({**document, "compute": 3})
+
+
+def test_a_compute_thread_needs_an_asid_of_its_node():
+    # asid_bits = 1: one ASID a node, taken by the node's process
+    base = BASE.replace("nodes = 2", "nodes = 2\n[system.params]\nasid_bits = 1")
+    with pytest.raises(ScenarioError, match="node 1 has 1 processes and no ASID left of "
+                                            "asid_bits = 1 for the compute thread"):
+        scenario('[[traffic]]\npattern = "random"\nbytes = 8\n[[compute]]\nnode = 1\n', base=base)

@@ -1,8 +1,9 @@
-"""The workload's message statuses (:data:`behavioral.workload.MessageStatus`)."""
+"""The workload's message statuses (:data:`behavioral.workload.MessageStatus`) and its compute
+threads' rates."""
 
 import json
 
-from behavioral.workload import MessageStatus, settled_without_entry
+from behavioral.workload import MessageStatus, compute_rate, settled_without_entry
 from rtl.layouts import CompletionStatus, MmioStatus, NiFaultKind, TxError
 
 
@@ -23,3 +24,13 @@ def test_only_refused_and_discarded_messages_settle_without_an_entry():
                        if status.value.startswith(("refused_", "discarded_"))}
     assert not {MessageStatus.PLANNED, MessageStatus.SENT, MessageStatus.DELIVERED,
                 MessageStatus.REJECTED} & without
+
+
+def test_a_compute_threads_rate_counts_its_turns_inside_the_stretch():
+    # turns of 10 instructions ending every 5 cycles from cycle 100: 2 per cycle
+    turns = list(range(100, 200, 5))
+    assert compute_rate(10, turns, 0, 1000) == 2.0
+    # only the turns that end inside count, from the first such end to the last
+    assert compute_rate(10, [100, 110, 150, 155, 300], 105, 200) == 10 * 2 / 45
+    assert compute_rate(10, turns, 101, 104) is None
+    assert compute_rate(10, [], 0, 10) is None
