@@ -68,9 +68,13 @@ mutants: setup
 	$(BIN)/python -m tb.mutants $(FILES) $(if $(TIMEOUT),--timeout $(TIMEOUT)) \
 		$(if $(MINUTES),--minutes $(MINUTES))
 
-## experiments: the message cache's effect on DRAM traffic and load latency, buffer on and off
+## experiments: every experiment's sweep into results/NAME/ (quick; FULL=1 for the whole space,
+## SIM=, WORKERS=, SEED=)
 experiments: setup
-	$(BIN)/python -m tb.msgcache --sim $(SIM)
+	@for name in $$($(BIN)/smtni experiment --list | cut -d' ' -f1); do \
+		$(BIN)/smtni experiment $$name $(if $(FULL),--full,--quick) --sim $(SIM) \
+			$(if $(WORKERS),--workers $(WORKERS)) $(if $(SEED),--seed $(SEED)) || exit $$?; \
+	done
 
 clean:
 	rm -rf sim_build/icarus sim_build/verilator sim_build/verilog sim_build/synth sim_build/formal

@@ -16,7 +16,7 @@ from behavioral import scenario as scenario_module
 from rtl import components
 from rtl.layouts import FLIT_BYTES, HEADER_FLITS, TRAILER_FLITS
 
-from . import runner, soak as soak_module, synth
+from . import experiments as experiments_module, runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main", "plan"]
@@ -560,6 +560,31 @@ def _parser():
                       help="chance per message of a link fault, 0 to 1 (default 0.05)")
     soak.add_argument("--json", metavar="OUT", help="write the summary and every seed's figures")
     soak.set_defaults(func=lambda args: soak_module.command(args, UsageError))
+
+    experiment = commands.add_parser(
+        "experiment", help="run an experiment's sweep on Dask: points.csv, summary.md, plots",
+        description="Run an experiment's points on the RTL, side by side on Dask, and write "
+                    "DIR/NAME/points.csv, summary.md and PNG plots; points already in "
+                    "points.csv for the same parameters and seed are not run again.")
+    experiment.add_argument("name", nargs="?", help="the experiment (see --list)")
+    experiment.add_argument("--list", action="store_true", help="list the experiments")
+    size = experiment.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="full", action="store_false",
+                      help="a few points, for a first look (default)")
+    size.add_argument("--full", dest="full", action="store_true", help="the whole space")
+    experiment.add_argument("--sim", choices=runner.SIMULATORS, default="verilator",
+                            help="simulator (default: verilator)")
+    experiment.add_argument("--seed", type=int,
+                            help=f"random seed of every point (default: "
+                                 f"{experiments_module.DEFAULT_SEED})")
+    experiment.add_argument("--workers", type=_positive,
+                            help="local Dask worker processes (default: the number of cores)")
+    experiment.add_argument("--scheduler", metavar="ADDRESS",
+                            help="run on the Dask cluster of this scheduler (tcp://HOST:PORT)")
+    experiment.add_argument("-o", "--out", default="results", metavar="DIR",
+                            help="output folder (default: results)")
+    experiment.set_defaults(full=False,
+                            func=lambda args: experiments_module.command(args, UsageError))
 
     synthesis = commands.add_parser("synth", help="synthesize a component: LUTs, FFs, RAMs, Fmax",
                                  description="Synthesize with Yosys, place and route with "

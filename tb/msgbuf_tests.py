@@ -147,7 +147,8 @@ async def fill_rate(dut):
 
 @cocotb.test()
 async def message_cache_effect(dut):
-    """A message of k lines arrives, then a thread reads it word by word, for k = 1..32: DRAM
+    """A message of k lines arrives, then a thread reads it word by word, for k from
+    ``min_message_lines`` to ``max_message_lines`` (1..32): DRAM
     and bus transfers and the thread's load latency. With the buffer keeping the lines
     (``rx_lines >= k``) reading a just-arrived line costs no DRAM read."""
     options = knobs("msgbuf")
@@ -155,7 +156,7 @@ async def message_cache_effect(dut):
     await tb.start()
     rows = []
     base = REGION_BASE
-    for k in range(1, options["max_message_lines"] + 1):
+    for k in range(options["min_message_lines"], options["max_message_lines"] + 1):
         lines = range(base, base + k)
         base += k
         tb.hierarchy.reset_counters()

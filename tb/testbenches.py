@@ -43,6 +43,7 @@ TESTBENCHES = {
         options={
             "operations": 100_000,     # random operations over the two random tests
             "ready_percent": 70,       # probe answer and write-back ready probability
+            "min_message_lines": 1,    # the measurement's smallest message, in lines
             "max_message_lines": 32,   # the measurement's largest message, in lines
         },
         summary="random arrivals, core loads and stores, NI reads and TX staging against a "

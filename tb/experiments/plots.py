@@ -1,0 +1,75 @@
+"""The experiments' plots (matplotlib, written as PNG beside ``points.csv``); each function
+returns the names of the files it wrote."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
+
+__all__ = ["pio_dma", "message_cache"]
+
+
+def _save(figure, directory, name):
+    figure.tight_layout()
+    figure.savefig(directory / name, dpi=110)
+    plt.close(figure)
+    return name
+
+
+def pio_dma(rows, directory, *, config):
+    """Each figure the answer compares (and the stream's rate) against message size, a line per
+    send and compute thread, a figure per context count; DMA's crossovers marked."""
+    from .pio_dma import _CROSSINGS, crossover
+
+    units = {"oneway_cycles": "cycles", "oneway_ready_cycles": "cycles",
+             "sender_cycles": "cycles per message", "sender_ready_cycles": "cycles per message",
+             "weighted_speedup": "sum of shares of alone", "messages_per_us": "messages per us"}
+    panels = [*_CROSSINGS, ("stream rate", "messages_per_us", 1)]
+    names = []
+    for contexts in sorted({row["contexts"] for row in rows}):
+        chosen = [row for row in rows if row["contexts"] == contexts]
+        figure, axes = plt.subplots(2, 3, figsize=(15, 8.4))
+        for axis, (what, figure_name, better) in zip(axes.flat, panels):
+            for compute, style in ((0, "-"), (1, "--")):
+                for send, colour in (("pio", "tab:blue"), ("dma", "tab:orange")):
+                    points = sorted((row["bytes"], row[figure_name]) for row in chosen
+                                    if row["send"] == send and row["compute"] == compute
+                                    and row.get(figure_name) is not None)
+                    if points:
+                        axis.plot(*zip(*points), style, marker="o", color=colour,
+                                  label=f"{send.upper()}{', compute thread' if compute else ''}")
+                crossing = crossover([row for row in chosen if row["compute"] == compute],
+                                     figure_name, better)
+                if crossing is not None:
+                    axis.axvline(crossing, color="grey", linestyle=style, linewidth=0.8)
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel("message size (bytes)")
+            axis.set_ylabel(f"{what} ({units[figure_name]})")
+            axis.grid(True, alpha=0.3)
+            axis.legend(fontsize=8)
+        figure.suptitle(f"PIO vs DMA, {contexts} SMT contexts, 2 GHz core ({config}); grey "
+                        f"lines: DMA better from there on")
+        names.append(_save(figure, directory, f"pio-dma-{contexts}ctx.png"))
+    return names
+
+
+def message_cache(rows, directory, *, config):
+    """Bus transfers and the reader's first load against message size, buffer on and off."""
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    for buffer, colour in (("on", "tab:green"), ("off", "tab:red")):
+        points = sorted((row["lines"], row["bus_transfers"], row["first_load_cycles"])
+                        for row in rows if row["buffer"] == buffer)
+        if not points:
+            continue
+        sizes, transfers, loads = zip(*points)
+        axes[0].plot(sizes, transfers, marker="o", color=colour, label=f"buffer {buffer}")
+        axes[1].plot(sizes, loads, marker="o", color=colour, label=f"buffer {buffer}")
+    for axis, label in zip(axes, ("memory-bus transfers (lines)",
+                                  "reader's first load of a line (cycles)")):
+        axis.set_xscale("log", base=2)
+        axis.set_xlabel("message size (64-byte lines)")
+        axis.set_ylabel(label)
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    figure.suptitle(f"The message buffer keeping arriving lines ({config})")
+    return [_save(figure, directory, "message-cache.png")]
