@@ -6,6 +6,8 @@ A scenario file (``smtni run SCENARIO.toml``; examples in ``examples/``)::
     nodes = 2
     [system.params]            # any parameter of rtl.ni.System by name
     send_buffering = 4
+    [system.tune]              # what the OS tunes in every NI at boot (TUNE), up to the params
+    send_buffering = 2
 
     [[process]]
     name = "server"
@@ -54,6 +56,9 @@ Processes and the OS
     power of two, default 16). ``[system.os]`` sets the OS's costs in cycles:
     ``switch_cycles``, ``deliver_cycles``, ``spawn_cycles``, ``tick_cycles`` (the scheduler's
     preemption tick) and ``miss_cycles`` (an NI TLB miss answered by the OS).
+    ``[system.tune]`` sets what the OS tunes in every NI at boot (:data:`TUNABLES`):
+    ``send_buffering``, the DMA lines the TX engine fetches ahead, 1 to the System's
+    ``send_buffering`` (what it was built with).
 
 Limits
     Every limit is the one the run would meet, from where it is defined: the formats of
@@ -73,7 +78,7 @@ from dataclasses import dataclass, field
 
 from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, ENDPOINT_BITS, FLIT_BYTES, KEY_BITS,
                          LINE_BYTES, MAX_NODES, MAX_PAYLOAD_BYTES, THREAD_BITS, VA_BITS,
-                         NotifyMode, SendDescriptor)
+                         NiTunable, NotifyMode, SendDescriptor)
 
 from .vm import PAGE_BYTES, RING_VA_BASE, AddressSpaces
 from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
@@ -95,6 +100,9 @@ SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "link_faults", "endpoints", 
                  "queue_depth")
 #: What ``[system.os]`` may set.
 OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
+#: What ``[system.tune]`` may set: the NI's tunables (:class:`rtl.layouts.NiTunable`), each from 1
+#: up to the System's parameter of the same name.
+TUNABLES = tuple(member.name.lower() for member in NiTunable)
 #: The fields a list message may set to make a bad send, and the largest value of each: what
 #: its descriptor field (or, for the sending endpoint, an NI page number) holds.
 _BAD_SEND_FIELDS = {**{name: (1 << SendDescriptor[name].width) - 1
@@ -167,6 +175,8 @@ class Scenario:
     processes: dict
     messages: list = field(default_factory=list)
     os: dict = field(default_factory=dict)
+    #: Tunable name (:data:`TUNABLES`) -> the value the OS sets in every NI at boot.
+    tune: dict = field(default_factory=dict)
     #: Node -> instructions per turn of the loop of its compute thread (``[[compute]]``).
     compute: dict = field(default_factory=dict)
 
@@ -288,8 +298,8 @@ def parse(document, *, seed=0, system=None):
     """
     _table("the scenario", document, ("system", "process", "traffic", "compute"),
            ("process", "traffic"))
-    nodes, params, limits, os_costs = _system(document.get("system", {}), system)
-    scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs)
+    nodes, params, limits, os_costs, tune = _system(document.get("system", {}), system)
+    scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs, tune=tune)
     if not isinstance(document["process"], list) or not document["process"]:
         raise ScenarioError("[[process]]: give at least one process")
     for index, entry in enumerate(document["process"]):
@@ -308,9 +318,9 @@ def parse(document, *, seed=0, system=None):
 
 
 def _system(table, system):
-    """Return ``(nodes, params, limits, os_costs)`` of ``[system]``: ``limits`` are the System's
-    parameters (``system``'s answer) that bound the processes."""
-    table = _table("[system]", table, ("nodes", "params", "os"))
+    """Return ``(nodes, params, limits, os_costs, tune)`` of ``[system]``: ``limits`` are the
+    System's parameters (``system``'s answer) that bound the processes and the tunables."""
+    table = _table("[system]", table, ("nodes", "params", "os", "tune"))
     nodes = _int("[system]", "nodes", table.get("nodes", 2), 2, MAX_NODES)
     params = _table("[system.params]", table.get("params", {}), SYSTEM_PARAMS)
     params = {name: _int("[system.params]", name, value, 0, 1 << 20)
@@ -327,7 +337,11 @@ def _system(table, system):
     os_costs = _table("[system.os]", table.get("os", {}), OS_COSTS)
     os_costs = {name: _int("[system.os]", name, value, 1 if name == "tick_cycles" else 0,
                            1 << 32) for name, value in os_costs.items()}
-    return nodes, params, limits, os_costs
+    tune = _table("[system.tune]", table.get("tune", {}), TUNABLES)
+    # (a scenario read again without the System's check: up to the format's field)
+    tune = {name: _int("[system.tune]", name, value, 1, limits.get(name, 0xFFFF))
+            for name, value in tune.items()}
+    return nodes, params, limits, os_costs, tune
 
 
 def _process(scenario, where, entry, limits):

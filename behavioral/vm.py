@@ -54,7 +54,7 @@ from typing import NamedTuple
 
 from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, ENDPOINT_BITS, KEY_BITS, MAX_CONTEXTS,
                          PA_BITS, PAGE_BITS, THREAD_BITS, VA_BITS, NiEngine, NiFaultKind, NiOsOp,
-                         TlbOp)
+                         NiTunable, TlbOp)
 
 from .checks import check_range, is_int
 
@@ -375,6 +375,23 @@ class NiDriver:
 
     def _send(self, fields):
         self.port.command(**fields)
+
+    # Tuning -------------------------------------------------------------------------------------
+
+    def tune(self, tunable, value):
+        """Set the NI's ``tunable`` (:class:`rtl.layouts.NiTunable`) to ``value`` (TUNE), for
+        its messages from then on. The NI ignores a value above what it was built with.
+
+        Raises
+        ------
+        ValueError
+            If ``tunable`` is no NiTunable or ``value`` is not 1 to 65535.
+        """
+        if not isinstance(tunable, NiTunable):
+            raise ValueError(f"tunable {tunable!r} is no NiTunable; the tunables are "
+                             f"{', '.join(member.name for member in NiTunable)}")
+        check_range(f"{tunable.name} value", value, 1, 0xFFFF)
+        self._send({"op": NiOsOp.TUNE, "index": tunable.value, "value": value})
 
     # Endpoints ----------------------------------------------------------------------------------
 

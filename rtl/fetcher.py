@@ -41,8 +41,8 @@ class PayloadFetcher(wiring.Component):
     even slots and the odd, submodules ``prefetch_even`` and ``prefetch_odd``) and an output
     register. A read is made only when the buffer has room for its word, a DMA line only when it
     has room for all 8 of the line's words, beside every word already asked for and not yet sent:
-    the fetch runs at most ``send_buffering`` lines ahead of the framer and the buffer never
-    refuses a word. A word written goes out from the second edge after it, in order.
+    the fetch runs at most ``buffering`` lines ahead of the framer (``send_buffering`` unless the
+    OS tuned it lower) and the buffer never refuses a word. A word written goes out from the second edge after it, in order.
 
     **PIO.** The payload is read from the TX slot on ``slot_read``, a word at a time, from the
     cycle the plan is offered.
@@ -66,11 +66,15 @@ class PayloadFetcher(wiring.Component):
     Parameters
     ----------
     send_buffering : int
-        DMA lines fetched ahead of the framer, 1 to 16: the prefetch buffer holds
+        The most DMA lines fetched ahead of the framer, 1 to 16: the prefetch buffer holds
         ``send_buffering * 8`` words.
 
     Members
     -------
+    buffering : In(range(1, send_buffering + 1))
+        The lines fetched ahead, at most ``send_buffering``: a plan may use ``buffering * 8`` of
+        the buffer's words, ``buffering`` as it was in the cycle before the plan was offered (or
+        in which the plan before it was taken).
     plan : In(stream.Signature(SendPlan))
         The send to fetch; its ``header.length`` must be a multiple of 8 of at most
         MAX_PAYLOAD_BYTES (the SendChecker refuses others). It must hold until taken, which it
@@ -102,6 +106,7 @@ class PayloadFetcher(wiring.Component):
     def __init__(self, *, send_buffering=4):
         self._send_buffering = check_int(self, "send_buffering", send_buffering, 1, 16)
         super().__init__({
+            "buffering": In(range(1, send_buffering + 1), init=send_buffering),
             "plan": In(stream.Signature(SendPlan)),
             "header": Out(stream.Signature(MessageHeader)),
             "words": Out(stream.Signature(FLIT_DATA_BITS)),
@@ -338,7 +343,7 @@ class PayloadFetcher(wiring.Component):
 
         answered = self.ni_data.valid & self.ni_data.ready & beat.last
         with m.If(~self.plan.valid | self.plan.ready):
-            m.d.sync += [room.eq(depth), words_read.eq(0), lines_probed.eq(0),
+            m.d.sync += [room.eq(self.buffering * LINE_WORDS), words_read.eq(0), lines_probed.eq(0),
                          lines_answered.eq(0), lines_arrived.eq(0),
                          header_sent.eq(0), moved.eq(0), present.eq(0),
                          read_slot.eq(0), pio_slot.eq(0),

@@ -36,7 +36,7 @@ __all__ = [
     "MMIO_ADDR_BITS", "SendFlags", "SendDescriptor", "DESCRIPTOR_WORDS", "TxError", "TxStatus",
     "CompletionStatus", "CompletionEntry", "COMPLETION_WORDS", "COMPLETION_BYTES", "UserReg",
     "MmioStatus", "MmioRequest", "MmioResponse", "EndpointEntry", "EndpointWrite", "NiOsOp",
-    "NiEngine",
+    "NiEngine", "NiTunable",
     "ni_os_command_layout", "NiFaultKind", "NiFault", "RX_COUNTERS", "TX_COUNTERS",
     "rx_lookup_layout", "RxTranslation", "RxJob", "RxStagedWord",
     "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
@@ -703,7 +703,7 @@ EndpointEntry = data.StructLayout({
 })
 
 
-class NiOsOp(enum.Enum, shape=2):
+class NiOsOp(enum.Enum, shape=3):
     """Privileged NI commands (the ``os`` port)."""
     #: Write endpoint ``index``'s table entry (``endpoint``); its ring restarts empty and its
     #: armed mode goes back to NONE.
@@ -715,6 +715,16 @@ class NiOsOp(enum.Enum, shape=2):
     WRITE_CONTEXT = 2
     #: Answer the oldest TLB miss of engine ``engine``: retry the lookup (after a FILL) or reject.
     MISS_ANSWER = 3
+    #: Set the NI's tunable ``index`` (:class:`NiTunable`) to ``value``, from the next message
+    #: on; a value outside the tunable's range changes nothing.
+    TUNE = 4
+
+
+class NiTunable(enum.Enum, shape=ENDPOINT_BITS):
+    """What the OS may tune at run time (a TUNE command's ``index``), each up to what the NI was
+    elaborated with."""
+    #: DMA lines the TX engine fetches ahead of the wire, 1 to its ``send_buffering``.
+    SEND_BUFFERING = 0
 
 
 class NiEngine(enum.Enum, shape=1):
@@ -741,6 +751,7 @@ def ni_os_command_layout(asid_bits=ASID_BITS):
         "context":  NotifierContext,
         "engine":   NiEngine,
         "reject":   1,
+        "value":    16,
     })
 
 

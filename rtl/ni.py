@@ -250,7 +250,8 @@ class NetworkInterface(wiring.Component):
             "mmio": self.mmio_class(node=self._node, endpoints=self._endpoints,
                                     contexts=self._contexts),
             "osport": OsPort(endpoints=self._endpoints, contexts=self._contexts,
-                             asid_bits=self._asid_bits),
+                             asid_bits=self._asid_bits,
+                             send_buffering=params["send_buffering"]),
         }
 
     @property
@@ -314,6 +315,7 @@ class NetworkInterface(wiring.Component):
             wiring.connect(m, source, sink)
         m.d.comb += [msgbuf.rx_next.eq(rx.rx_next), rx.lines_done.eq(msgbuf.rx_done),
                      rx.ring_reset.eq(mmio.ring_reset),
+                     tx.buffering.eq(osport.send_buffering),
                      msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
                      msgbuf.tx_data.ready.eq(0)]
         for index in range(self._endpoints):

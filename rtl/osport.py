@@ -3,7 +3,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .layouts import (ASID_BITS, MAX_CONTEXTS, EndpointWrite, MissAnswer, NiEngine, NiOsOp,
-                      NotifierCommandOp, NotifyMode, Residency, ni_os_command_layout,
+                      NiTunable, NotifierCommandOp, NotifyMode, Residency, ni_os_command_layout,
                       notifier_command_layout, tlb_command_layout)
 from .onehot import below
 from .params import check_int
@@ -37,6 +37,9 @@ class OsPort(wiring.Component):
     context at or above ``contexts``, goes nowhere (not to the endpoint or context its low bits
     name).
 
+    * TUNE: the tunable's register (``send_buffering``) takes ``value`` at the edge the command
+      is taken, if the value is in its range (else, or for an unknown tunable, nothing changes).
+
     Parameters
     ----------
     endpoints : int
@@ -45,6 +48,8 @@ class OsPort(wiring.Component):
         SMT contexts of the core, 1 to :data:`rtl.layouts.MAX_CONTEXTS`.
     asid_bits : int
         Width of the NI TLB's ASIDs, 1 to :data:`rtl.layouts.ASID_BITS`.
+    send_buffering : int
+        The most DMA lines the TX engine fetches ahead, 1 to 16 (the engine's).
 
     Members
     -------
@@ -57,12 +62,16 @@ class OsPort(wiring.Component):
         To the lock table.
     tx_miss_answer, rx_miss_answer : Out(stream.Signature(MissAnswer))
         To the TX and RX engines.
+    send_buffering : Out(range(1, send_buffering + 1))
+        DMA lines the TX engine fetches ahead (NiTunable.SEND_BUFFERING); ``send_buffering``
+        after reset.
     """
 
-    def __init__(self, *, endpoints=8, contexts=4, asid_bits=8):
+    def __init__(self, *, endpoints=8, contexts=4, asid_bits=8, send_buffering=4):
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
         self._contexts = check_int(self, "contexts", contexts, 1, MAX_CONTEXTS)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
+        self._send_buffering = check_int(self, "send_buffering", send_buffering, 1, 16)
         super().__init__({
             "command": In(stream.Signature(ni_os_command_layout(asid_bits))),
             "endpoint_write": Out(stream.Signature(EndpointWrite)),
@@ -71,6 +80,7 @@ class OsPort(wiring.Component):
             "residency": Out(stream.Signature(Residency)),
             "tx_miss_answer": Out(stream.Signature(MissAnswer)),
             "rx_miss_answer": Out(stream.Signature(MissAnswer)),
+            "send_buffering": Out(range(1, send_buffering + 1), init=send_buffering),
         })
 
     def elaborate(self, platform):
@@ -141,6 +151,11 @@ class OsPort(wiring.Component):
             self.endpoint_write.payload.index.eq(request.index),
             self.endpoint_write.payload.entry.eq(request.endpoint),
         ]
+        # TUNE: a value in range is taken at once.
+        tunes = taken & (request.op == NiOsOp.TUNE)
+        with m.If(tunes & (request.index == NiTunable.SEND_BUFFERING.value)
+                  & (request.value >= 1) & (request.value <= self._send_buffering)):
+            m.d.sync += self.send_buffering.eq(request.value)
         with m.If(taken):
             m.d.sync += [
                 held.eq(request),

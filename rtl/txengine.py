@@ -113,6 +113,8 @@ class TxEngine(wiring.Component):
 
     Members
     -------
+    buffering : In(range(1, send_buffering + 1))
+        DMA lines fetched ahead, at most ``send_buffering`` (the fetcher's ``buffering``).
     slot_write : In(stream.Signature(TxSlotWrite))
         Always ready; writes descriptor word ``word`` (0 to 3, ``descriptor`` set) or payload
         word ``word`` of the endpoint's TX slot at the clock edge of the transfer. Writes to an
@@ -157,6 +159,7 @@ class TxEngine(wiring.Component):
         self._send_buffering = check_int(self, "send_buffering", send_buffering, 1, 16)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, 16)
         super().__init__({
+            "buffering": In(range(1, send_buffering + 1), init=send_buffering),
             "slot_write": In(stream.Signature(TxSlotWrite)),
             "doorbell": In(stream.Signature(Doorbell)),
             "status": Out(TxStatus).array(endpoints),
@@ -209,6 +212,7 @@ class TxEngine(wiring.Component):
                                                      asid_bits=self._asid_bits)
         m.submodules.fetcher = fetcher = PayloadFetcher(send_buffering=self._send_buffering)
         m.submodules.framer = framer = MessageFramer()
+        m.d.comb += fetcher.buffering.eq(self.buffering)
         wiring.connect(m, checker.plan, fetcher.plan)
         wiring.connect(m, fetcher.header, framer.header)
         wiring.connect(m, fetcher.words, framer.payload)

@@ -24,7 +24,7 @@ from cocotb.triggers import ClockCycles
 
 from behavioral.workload import MessageStatus, Workload, compute_rate
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
-                         TX_COUNTERS, Flit, LinkFault, LinkFaultKind, codec)
+                         TX_COUNTERS, Flit, LinkFault, LinkFaultKind, NiTunable, codec)
 from rtl.msgbuf import LineState, _Client
 from rtl.receiver import STATES as _RECEIVE_STATES
 from rtl.sendchecker import STATES as _CHECK_STATES
@@ -97,6 +97,9 @@ class SystemTB(ComponentTB):
                                       driver_params=driver_params, lockstep=lockstep,
                                       backpressure=backpressure, memory_jitter=memory_jitter)
                       for index in range(self.params.get("nodes", 2))}
+        for side in self.nodes.values():
+            for name, value in scenario.tune.items():
+                side.driver.tune(NiTunable[name.upper()], value)
         self.workload = Workload(scenario, self.nodes, tlb_prefill=tlb_prefill)
         self.records = self.workload.records
         self.recorder = LatencyRecorder(self.workload)

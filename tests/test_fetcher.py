@@ -344,6 +344,48 @@ def test_dma_fetch_runs_at_most_send_buffering_lines_ahead(send_buffering, seed)
     assert max(ahead) == send_buffering * LINE_WORDS, f"seed {seed}"
 
 
+def _lines_ahead(log, plans_from=0):
+    """The most words probed ahead of the framer, counting those it took, per plan taken: the
+    count restarts at each plan's first probe after the one before was taken."""
+    most, probed, taken, plan = [0], 0, 0, 0
+    for row in log:
+        probed, taken = probed + row["probe"], taken + row["word"]
+        most[plan] = max(most[plan], probed * LINE_WORDS - taken)
+        if row["taken"]:
+            most.append(0)
+            plan += 1
+            probed = taken = 0
+    return most
+
+
+@pytest.mark.parametrize("buffering", [1, 3, 8])
+def test_dma_fetch_runs_at_most_the_tuned_lines_ahead(buffering, seed):
+    """``buffering`` below ``send_buffering`` bounds the lines fetched ahead as
+    ``send_buffering`` does; a change while a plan is under way waits for the next plan."""
+    bench = Bench(send_buffering=8, words_ready_percent=30, seed=seed, memory_latency=3)
+    bench.buffered = {0x456 << 6 | line for line in range(0, 64, 3)}
+    plans = [Plan(1, 1024, dma=True, offset=0x0C0), Plan(2, 1024, dma=True, offset=0x0C0)]
+
+    async def user(ctx):
+        ctx.set(bench.dut.buffering, buffering)
+        await ctx.tick()
+        port = bench.dut.plan
+        bench.plan_number = 1
+        ctx.set(port.valid, 1)
+        ctx.set(port.payload.as_value(), plans[0].bits())
+        await ctx.tick().repeat(3)
+        # (while the first plan is under way: it keeps its value, the next takes this one)
+        ctx.set(bench.dut.buffering, 2)
+        await ctx.tick().until(port.ready)
+        ctx.set(port.valid, 0)
+        await bench.fetch(ctx, plans[1])
+
+    bench.run(user)
+    bench.check_messages(plans)
+    assert _lines_ahead(bench.log)[:2] == [buffering * LINE_WORDS, 2 * LINE_WORDS], \
+        f"seed {seed}"
+
+
 def test_random_plans_memory_and_framer_lose_nothing(seed):
     """Random plans, PIO and DMA, back to back, from a memory that takes reads at random, a
     MessageBuffer holding some lines and a framer that takes words at random."""

@@ -98,7 +98,7 @@ def test_layout_functions_put_their_parameters_in_their_fields():
         "op": MsgBufTxOp, "line": 4, "word": range(LINE_WORDS), "data": FLIT_DATA_BITS})
     assert ni_os_command_layout(asid_bits=5) == data.StructLayout({
         "op": NiOsOp, "index": 4, "endpoint": EndpointEntry, "tlb": tlb_command_layout(5),
-        "context": NotifierContext, "engine": NiEngine, "reject": 1})
+        "context": NotifierContext, "engine": NiEngine, "reject": 1, "value": 16})
     # The index is as wide as the larger table needs, and at least a bit wide.
     for endpoints, contexts, index_bits in ((1, 1, 1), (9, 3, 4), (3, 6, 3)):
         assert notifier_command_layout(endpoints, contexts) == data.StructLayout({

@@ -13,7 +13,7 @@ from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_BYTES, LINE_WORDS, P
                          CohResponse, Flit, LineBeat, LineRequest, LockOp, LockOsEvent,
                          LockOsReason, LockReleased, LockRequest, LockResponse, LockStatus,
                          MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault, NiFaultKind,
-                         NiOsOp, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError, TxStatus,
+                         NiOsOp, NiTunable, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError, TxStatus,
                          UserReg, WordBeat, codec, ni_os_command_layout)
 from rtl.ni import NetworkInterface
 from tests.sim import background, run, stream_get, stream_put, transfer
@@ -733,3 +733,30 @@ def test_two_processes_send_each_from_its_own_pages():
         for *_, ppn in PROCESSES]
     assert [(m.src_endpoint, m.seq, m.remote_va, m.payload) for m in bench.sent()] == [
         (endpoint, endpoint, SEND["remote_va"], bytes(16)) for endpoint, *_ in PROCESSES]
+
+
+@pytest.mark.parametrize("tuned", [None, 1, 2, 5])
+def test_tune_send_buffering_bounds_the_dma_lines_fetched_ahead(tuned):
+    """With the link held, a DMA send of 1 KiB reads as many lines ahead as the OS tuned: the
+    NI's send_buffering (4) untuned, or for a value above it; then it is sent whole."""
+    bench = Bench(held={"link_tx"})
+    words = descriptor_words(**SEND | dict(flags=SendFlags.DMA.value, local_va=DMA_VA,
+                                           length=1024))
+    seen = {}
+
+    async def test(ctx):
+        await set_up_processes(bench, ctx)
+        if tuned is not None:
+            await bench.os(ctx, NiOsOp.TUNE, index=NiTunable.SEND_BUFFERING.value, value=tuned)
+        await bench.post(ctx, 0, words, asid=1)
+        await ctx.tick().repeat(100)
+        seen["lines"] = len(bench.taken["dma_read"])
+        ctx.set(bench.dut.link_tx.ready, 1)
+        # (a line at a time is slower than a line per 8 cycles)
+        await ctx.tick().repeat(600)
+        seen["status"] = await bench.idle(ctx, 0, asid=1)
+
+    bench.run(test)
+    assert seen["lines"] == {None: 4, 1: 1, 2: 2, 5: 4}[tuned]
+    assert seen["status"] == status(sent=1)
+    assert len(bench.taken["dma_read"]) == (DMA_VA % LINE_BYTES + 1024 - 1) // LINE_BYTES + 1

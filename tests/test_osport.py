@@ -7,8 +7,8 @@ import pytest
 from amaranth.hdl import Value
 
 from rtl.params import silence_unused
-from rtl.layouts import (EndpointEntry, EndpointWrite, NiEngine, NiOsOp, NotifierCommandOp,
-                         NotifyMode, Residency, TlbOp, codec, notifier_command_layout,
+from rtl.layouts import (EndpointEntry, EndpointWrite, NiEngine, NiOsOp, NiTunable,
+                         NotifierCommandOp, NotifyMode, Residency, TlbOp, codec, notifier_command_layout,
                          tlb_command_layout)
 from rtl.osport import OsPort
 from rtl.tlb import NITLB
@@ -40,8 +40,9 @@ class Bench:
     ``name`` is ready at clock edge ``edge`` (always, unless given). ``log`` has every edge's
     transfers and payloads."""
 
-    def __init__(self, ready=None, *, endpoints=2, contexts=2):
-        self.dut = OsPort(endpoints=endpoints, contexts=contexts, asid_bits=8)
+    def __init__(self, ready=None, *, endpoints=2, contexts=2, send_buffering=4):
+        self.dut = OsPort(endpoints=endpoints, contexts=contexts, asid_bits=8,
+                          send_buffering=send_buffering)
         self.ready = ready or (lambda name, edge: True)
         self.layouts = {"endpoint_write": EndpointWrite,
                         "notifier": notifier_command_layout(endpoints, contexts),
@@ -66,6 +67,7 @@ class Bench:
                 edge += 1
 
         watch = tracer(self.log, command=transfer(dut.command),
+                       send_buffering=dut.send_buffering,
                        **{name: transfer(getattr(dut, name)) for name in OUTPUTS},
                        **{f"{name}_payload": Value.cast(getattr(dut, name).payload)
                           for name in OUTPUTS})
@@ -165,7 +167,39 @@ def test_an_endpoint_or_context_the_ni_lacks_goes_nowhere(command):
     assert commands[1] == commands[0] + 1
 
 
+def tune(index, value):
+    return dict(op=NiOsOp.TUNE, index=index, value=value)
+
+
+def test_tune_sets_the_send_buffering_at_the_edge_it_is_taken():
+    """Up to the elaborated most, from 1; each value from the edge after the command's
+    transfer, and the next command taken at the next edge (it goes to no unit)."""
+    bench = Bench(send_buffering=6)
+    values = [3, 1, 6]
+    bench.run([tune(NiTunable.SEND_BUFFERING.value, value) for value in values])
+    commands = edges(bench.log, "command")
+    assert [bench.log[edge + 1]["send_buffering"] for edge in commands] == values
+    assert [bench.log[edge]["send_buffering"] for edge in commands] == [6, 3, 1]
+    assert commands == list(range(commands[0], commands[0] + 3))
+    assert all(not bench.taken(name) for name in OUTPUTS)
+
+
+@pytest.mark.parametrize("command", [tune(NiTunable.SEND_BUFFERING.value, 0),
+                                     tune(NiTunable.SEND_BUFFERING.value, 7),
+                                     tune(NiTunable.SEND_BUFFERING.value, 0x8003),
+                                     tune(1, 2), tune(15, 2),
+                                     write_endpoint(1, asid=2) | dict(value=2),
+                                     write_context(1) | dict(value=2),
+                                     miss_answer(NiEngine.TX, 0) | dict(value=2)])
+def test_a_value_out_of_range_an_unknown_tunable_or_another_op_tunes_nothing(command):
+    bench = Bench(send_buffering=6)
+    bench.run([command])
+    assert {row["send_buffering"] for row in bench.log} == {6}
+
+
 @pytest.mark.parametrize("params, error, text", [
+    (dict(send_buffering=0), ValueError, "send_buffering must be between 1 and 16, not 0"),
+    (dict(send_buffering=17), ValueError, "send_buffering must be between 1 and 16, not 17"),
     (dict(endpoints=0), ValueError, "endpoints must be between 1 and 16, not 0"),
     (dict(endpoints=17), ValueError, "endpoints must be between 1 and 16, not 17"),
     (dict(contexts=0), ValueError, "contexts must be between 1 and 8, not 0"),
@@ -180,8 +214,10 @@ def test_bad_parameters_raise_naming_themselves(params, error, text):
 
 
 def test_default_parameters():
-    """8 endpoints, 4 contexts, 8-bit ASIDs: the Notifier command and TLB command layouts."""
+    """8 endpoints, 4 contexts, 8-bit ASIDs, 4 lines of send buffering: the Notifier command and
+    TLB command layouts, and the send buffering after reset."""
     port = OsPort()
+    assert len(port.send_buffering) == 3 and port.send_buffering.init == 4
     assert port.notifier.payload.shape() == notifier_command_layout(8, 4)
     assert port.tlb.payload.shape() == tlb_command_layout(8)
     silence_unused(port)

@@ -272,3 +272,25 @@ def test_a_compute_thread_needs_an_asid_of_its_node():
     with pytest.raises(ScenarioError, match="node 1 has 1 processes and no ASID left of "
                                             "asid_bits = 1 for the compute thread"):
         scenario('[[traffic]]\npattern = "random"\nbytes = 8\n[[compute]]\nnode = 1\n', base=base)
+
+
+def test_tune_sets_what_the_os_tunes_up_to_the_systems_parameter():
+    base = BASE.replace("nodes = 2", "nodes = 2\n[system.params]\nsend_buffering = 6\n"
+                                     "[system.tune]\nsend_buffering = 6")
+    assert scenario('[[traffic]]\npattern = "random"\nbytes = 8\n', base=base).tune == {
+        "send_buffering": 6}
+    with pytest.raises(ScenarioError, match=r"\[system.tune\]: send_buffering = 7 is out of "
+                                            r"range 1..6"):
+        scenario('[[traffic]]\npattern = "random"\nbytes = 8\n',
+                 base=base.replace("send_buffering = 6\n[[", "send_buffering = 7\n[[", 1)
+                 .replace("[system.tune]\nsend_buffering = 6", "[system.tune]\nsend_buffering = 7"))
+    with pytest.raises(ScenarioError, match=r"\[system.tune\]: unknown key 'link'; allowed: "
+                                            r"send_buffering"):
+        scenario('[[traffic]]\npattern = "random"\nbytes = 8\n',
+                 base=BASE.replace("nodes = 2", "nodes = 2\n[system.tune]\nlink = 2"))
+
+
+def test_tune_is_bounded_by_the_built_system_when_smtni_plans_it():
+    base = BASE.replace("nodes = 2", "nodes = 2\n[system.tune]\nsend_buffering = 5")
+    with pytest.raises(ScenarioError, match=r"send_buffering = 5 is out of range 1..4"):
+        cli.plan(tomllib.loads(base + '[[traffic]]\npattern = "random"\nbytes = 8\n'), seed=1)
