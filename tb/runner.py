@@ -175,6 +175,12 @@ def _rtl_digest():
     return digest(amaranth.__version__ + "".join(path.read_text() for path in sources))
 
 
+#: The digest of the RTL as this process loaded it (its modules are imported with
+#: :mod:`rtl.components`, above): a build made from other sources would not be what the stamp
+#: says, so :func:`build` refuses once the files change under a running process.
+_LOADED_RTL = _rtl_digest()
+
+
 def write_verilog(name, params, path):
     """Write the Verilog of component ``name`` to ``path``; return ``path``.
 
@@ -228,10 +234,14 @@ def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
     :exc:`ValueError`
         If the simulator, component or a parameter is unknown or out of range.
     :exc:`RuntimeError`
-        If the simulator build fails; the message names the build log.
+        If the simulator build fails (the message names the build log), or ``rtl/`` changed
+        since this process loaded it (a long sweep's workers: start it again).
     """
     if sim not in SIMULATORS:
         raise ValueError(f"unknown simulator {sim!r}; choose one of {', '.join(SIMULATORS)}")
+    if _rtl_digest() != _LOADED_RTL:
+        raise RuntimeError("rtl/ changed since this process loaded it, so its builds would not "
+                           "match the files; run the command again")
     full_params = {**components.parameters(component), **(params or {})}
     components.check(component, full_params)     # before any work
     key = json.dumps(full_params, sort_keys=True)
@@ -243,7 +253,7 @@ def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
                 if path.name != ".lock":
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
         stamp = directory / "build.stamp"
-        expected = digest(_rtl_digest() + key + _toolchain_digest(sim))
+        expected = digest(_LOADED_RTL + key + _toolchain_digest(sim))
         if not stamp.exists() or stamp.read_text() != expected:
             stamp.unlink(missing_ok=True)
             with status(f"{sim}: building {component} in {directory.relative_to(PROJECT_ROOT)}"):

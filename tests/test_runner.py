@@ -45,3 +45,15 @@ def test_fresh_build_keeps_nothing_of_the_last():
 def test_bad_build_requests_are_refused_before_any_work(kwargs, error):
     with pytest.raises(ValueError, match=error):
         runner.build(**kwargs)
+
+
+def test_a_process_whose_rtl_changed_on_disk_builds_nothing(monkeypatch, tmp_path):
+    """A long sweep's worker loaded the RTL before an edit: its build would be of the old
+    modules under the new sources' stamp, so it refuses (and so does a run's build)."""
+    monkeypatch.setattr(runner, "SIM_BUILD", tmp_path)
+    monkeypatch.setattr(runner, "_LOADED_RTL", runner.digest("the rtl/ of an hour ago"))
+    with pytest.raises(RuntimeError, match=r"^rtl/ changed since this process loaded it, so its "
+                                           r"builds would not match the files; run the command "
+                                           r"again$"):
+        runner.build("fabric", sim="icarus")
+    assert list(tmp_path.iterdir()) == []
