@@ -26,6 +26,7 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import time
 import traceback
 from dataclasses import dataclass
@@ -273,7 +274,6 @@ def command(args, usage_error):
                                                                       "inproc://")):
         raise usage_error(f"--scheduler {args.scheduler!r} is no Dask address; give it as "
                           f"tcp://HOST:PORT")
-    import os
     workers = args.workers or os.cpu_count() or 1
     seed = DEFAULT_SEED if args.seed is None else args.seed
     points = chosen.points(args.full)
