@@ -58,7 +58,8 @@ Processes and the OS
     preemption tick) and ``miss_cycles`` (an NI TLB miss answered by the OS).
     ``[system.tune]`` sets what the OS tunes in every NI at boot (:data:`TUNABLES`):
     ``send_buffering``, the DMA lines the TX engine fetches ahead, 1 to the System's
-    ``send_buffering`` (what it was built with).
+    ``send_buffering`` (what it was built with); ``cycles_per_flit``, the rate of every link
+    into a node, 1 to the System's ``max_cycles_per_flit`` (a System built with one).
 
 Limits
     Every limit is the one the run would meet, from where it is defined: the formats of
@@ -94,15 +95,16 @@ SENDS = ("pio", "dma")
 NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
 _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 #: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
-SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "link_faults", "endpoints", "contexts",
+SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "max_cycles_per_flit", "link_faults", "endpoints", "contexts",
                  "tlb_entries", "asid_bits", "lines", "tx_lines", "rx_lines", "merges",
                  "lock_entries", "lock_waiters", "lock_count_bits", "send_buffering",
                  "queue_depth")
 #: What ``[system.os]`` may set.
 OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
 #: What ``[system.tune]`` may set: the NI's tunables (:class:`rtl.layouts.NiTunable`), each from 1
-#: up to the System's parameter of the same name.
-TUNABLES = tuple(member.name.lower() for member in NiTunable)
+#: up to the System's parameter named here.
+TUNABLES = {"send_buffering": "send_buffering", "cycles_per_flit": "max_cycles_per_flit"}
+assert set(TUNABLES) == {member.name.lower() for member in NiTunable}
 #: The fields a list message may set to make a bad send, and the largest value of each: what
 #: its descriptor field (or, for the sending endpoint, an NI page number) holds.
 _BAD_SEND_FIELDS = {**{name: (1 << SendDescriptor[name].width) - 1
@@ -337,9 +339,14 @@ def _system(table, system):
     os_costs = _table("[system.os]", table.get("os", {}), OS_COSTS)
     os_costs = {name: _int("[system.os]", name, value, 1 if name == "tick_cycles" else 0,
                            1 << 32) for name, value in os_costs.items()}
-    tune = _table("[system.tune]", table.get("tune", {}), TUNABLES)
+    tune = _table("[system.tune]", table.get("tune", {}), tuple(TUNABLES))
+    for name in tune:
+        if limits.get(TUNABLES[name]) == 0:
+            raise ScenarioError(f"[system.tune]: {name} = {tune[name]}, but the System's rate is "
+                                f"fixed; set [system.params] {TUNABLES[name]} to the slowest "
+                                f"rate to tune to")
     # (a scenario read again without the System's check: up to the format's field)
-    tune = {name: _int("[system.tune]", name, value, 1, limits.get(name, 0xFFFF))
+    tune = {name: _int("[system.tune]", name, value, 1, limits.get(TUNABLES[name], 0xFFFF))
             for name, value in tune.items()}
     return nodes, params, limits, os_costs, tune
 

@@ -4,9 +4,21 @@ from amaranth.lib.wiring import In, Out
 
 from .arbiter import RoundRobinArbiter
 from .layouts import MAX_NODES, NODE_BITS, Flit, MessageHeader
-from .params import check_int
+from .params import check_int, silence_unused
 
-__all__ = ["Fabric"]
+__all__ = ["Fabric", "check_max_cycles_per_flit"]
+
+
+def check_max_cycles_per_flit(owner, value, cycles_per_flit):
+    """Return ``value`` as ``owner``'s ``max_cycles_per_flit``: 0, or from ``cycles_per_flit``
+    (and 2) up to 256; raise :exc:`ValueError` naming it otherwise."""
+    value = check_int(owner, "max_cycles_per_flit", value, 0, 256)
+    if value and value < max(2, cycles_per_flit):
+        silence_unused(owner)
+        raise ValueError(f"max_cycles_per_flit {value} must be 0 (a fixed rate) or from "
+                         f"{max(2, cycles_per_flit)} (above 1, and at least cycles_per_flit "
+                         f"{cycles_per_flit}) to 256")
+    return value
 
 
 class Fabric(wiring.Component):
@@ -22,7 +34,8 @@ class Fabric(wiring.Component):
     messages.
 
     The path from an input to an output is one register (the switch) followed by the link: an
-    optional rate limiter that lets a flit leave every ``cycles_per_flit`` cycles and
+    optional rate limiter that lets a flit leave every ``cycles_per_flit`` cycles (or every
+    ``link_cycles_per_flit[o]`` cycles, set at run time) and
     ``link_latency`` pipeline stages. Without contention an input-to-output transfer takes
     ``1 + link_latency`` cycles and every port sustains one flit per cycle (with
     ``cycles_per_flit=1``). Every stage honours valid/ready backpressure without bubbles.
@@ -38,6 +51,10 @@ class Fabric(wiring.Component):
         Pipeline stages on each output link, 0 to 16 (DESIGN default 2).
     cycles_per_flit : int
         Link rate limiter: at most one flit per this many cycles on each output, 1 to 256.
+    max_cycles_per_flit : int
+        With a value above ``cycles_per_flit``, 2 to 256: each output's rate is set at run time
+        (``link_cycles_per_flit``), 1 to this, ``cycles_per_flit`` after reset. 0 (default):
+        the rate is ``cycles_per_flit``, fixed.
 
     Members
     -------
@@ -48,16 +65,26 @@ class Fabric(wiring.Component):
     dropped : Out(32)
         Messages dropped for an unknown destination node since reset (wraps); a drop is counted
         two cycles after its last flit's transfer.
+    link_cycles_per_flit : In(range(1, max_cycles_per_flit + 1)).array(nodes)
+        With ``max_cycles_per_flit`` only: output ``o`` lets a flit leave at most every
+        ``link_cycles_per_flit[o]`` cycles (the gap after a flit is the value at the flit's
+        transfer; a gap under way runs out as it began).
     """
 
-    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1):
+    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, max_cycles_per_flit=0):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._link_latency = check_int(self, "link_latency", link_latency, 0, 16)
         self._cycles_per_flit = check_int(self, "cycles_per_flit", cycles_per_flit, 1, 256)
+        self._max_cycles_per_flit = check_max_cycles_per_flit(self, max_cycles_per_flit,
+                                                              cycles_per_flit)
+        rate = ({"link_cycles_per_flit": In(range(1, self._max_cycles_per_flit + 1),
+                                            init=cycles_per_flit).array(nodes)}
+                if self._max_cycles_per_flit else {})
         super().__init__({
             "inputs": In(stream.Signature(Flit)).array(nodes),
             "outputs": Out(stream.Signature(Flit)).array(nodes),
             "dropped": Out(32),
+            **rate,
         })
 
     @property
@@ -71,6 +98,10 @@ class Fabric(wiring.Component):
     @property
     def cycles_per_flit(self):
         return self._cycles_per_flit
+
+    @property
+    def max_cycles_per_flit(self):
+        return self._max_cycles_per_flit
 
     def elaborate(self, platform):
         m = Module()
@@ -163,14 +194,18 @@ class Fabric(wiring.Component):
         """Return the signal that says the switch register of ``output`` can take a flit."""
         accept = Signal(name=f"out{output}_accept")
         room = ~link.valid | link.ready
-        if self._cycles_per_flit == 1:
+        most = self._max_cycles_per_flit or self._cycles_per_flit
+        if most == 1:
             m.d.comb += accept.eq(room)
         else:
-            # A flit leaves the switch at most every cycles_per_flit cycles.
-            gap = Signal(range(self._cycles_per_flit), name=f"out{output}_gap")
+            # A flit leaves the switch at most every cycles_per_flit cycles (as set at run time,
+            # with max_cycles_per_flit).
+            rate = (self.link_cycles_per_flit[output] if self._max_cycles_per_flit
+                    else self._cycles_per_flit)
+            gap = Signal(range(most), name=f"out{output}_gap")
             m.d.comb += accept.eq(room & (gap == 0))
             with m.If(transfer):
-                m.d.sync += gap.eq(self._cycles_per_flit - 1)
+                m.d.sync += gap.eq(rate - 1)
             with m.Elif(gap != 0):
                 m.d.sync += gap.eq(gap - 1)
         return accept

@@ -725,6 +725,9 @@ class NiTunable(enum.Enum, shape=ENDPOINT_BITS):
     elaborated with."""
     #: DMA lines the TX engine fetches ahead of the wire, 1 to its ``send_buffering``.
     SEND_BUFFERING = 0
+    #: Cycles per flit of the link into the node (the Fabric's output to it), 1 to the
+    #: System's ``max_cycles_per_flit``; only a System built with one has it.
+    CYCLES_PER_FLIT = 1
 
 
 class NiEngine(enum.Enum, shape=1):

@@ -75,7 +75,9 @@ Privileged interface (the ``os`` port, :func:`rtl.layouts.ni_os_command_layout`)
     WRITE_ENDPOINT writes an endpoint table entry (:data:`rtl.layouts.EndpointEntry`); its ring
     restarts empty (head and tail 0) and the Notifier's entry goes back to NONE. TLB passes a
     command to the NI TLB. WRITE_CONTEXT writes a context into the Notifier's context table and
-    the lock table's residency. MISS_ANSWER answers the oldest miss of the TX or RX engine. A
+    the lock table's residency. MISS_ANSWER answers the oldest miss of the TX or RX engine. TUNE
+    sets a :class:`rtl.layouts.NiTunable`: the DMA lines fetched ahead, the rate of the link into
+    the node; a value out of its range changes nothing. A
     command naming an endpoint or context the NI does not have changes nothing. After a TLB
     command the port takes nothing until the NI TLB has applied it, so that the lookup a
     MISS_ANSWER retries sees the FILL sent before it.
@@ -182,14 +184,19 @@ class NetworkInterface(wiring.Component):
         writer: software that consumes notified messages must WAIT once for each (see
         :mod:`behavioral.workload`), or its node stops taking messages once the count fills.
     send_buffering : int
-        DMA lines fetched ahead of the wire, 1 to 16.
+        DMA lines fetched ahead of the wire, 1 to 16 (the most: the OS may TUNE it lower).
     queue_depth : int
         BRANCH arrivals the Notifier queues per endpoint.
+    cycles_per_flit, max_cycles_per_flit : int
+        The rate of the link into the node after reset, and the slowest the OS may TUNE it to
+        (0: not tunable), as for :class:`rtl.fabric.Fabric`.
 
     Members
     -------
     link_tx : Out(stream.Signature(Flit))
     link_rx : In(stream.Signature(Flit))
+    link_cycles_per_flit : Out(range(1, max(cycles_per_flit, max_cycles_per_flit) + 1))
+        The rate the OS set for the link into the node (the System's Fabric takes it).
     cpu_request, cpu_response : the user-level MMIO port
     os_command : In(stream.Signature(ni_os_command_layout(asid_bits)))
     fault : Out(stream.Signature(NiFault))
@@ -208,7 +215,8 @@ class NetworkInterface(wiring.Component):
 
     def __init__(self, *, node=0, nodes=2, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
                  lines=64, tx_lines=16, rx_lines=48, merges=16, lock_entries=32,
-                 lock_waiters=32, lock_count_bits=8, send_buffering=4, queue_depth=4):
+                 lock_waiters=32, lock_count_bits=8, send_buffering=4, queue_depth=4,
+                 cycles_per_flit=1, max_cycles_per_flit=0):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._node = check_node(self, node, nodes - 1)
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
@@ -217,7 +225,9 @@ class NetworkInterface(wiring.Component):
         self._params = dict(tlb_entries=tlb_entries, lines=lines, tx_lines=tx_lines,
                             rx_lines=rx_lines, merges=merges, lock_entries=lock_entries,
                             lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
-                            send_buffering=send_buffering, queue_depth=queue_depth)
+                            send_buffering=send_buffering, queue_depth=queue_depth,
+                            cycles_per_flit=cycles_per_flit,
+                            max_cycles_per_flit=max_cycles_per_flit)
         # Build the parts once now, so that a bad parameter fails here, naming itself.
         try:
             for part in self._build_parts().values():
@@ -225,9 +235,11 @@ class NetworkInterface(wiring.Component):
         except (TypeError, ValueError):
             silence_unused(self)
             raise
+        slowest = max_cycles_per_flit or cycles_per_flit
         super().__init__({
             "link_tx": Out(stream.Signature(Flit)),
             "link_rx": In(stream.Signature(Flit)),
+            "link_cycles_per_flit": Out(range(1, slowest + 1), init=cycles_per_flit),
             **_node_signature(endpoints=endpoints, contexts=contexts, asid_bits=asid_bits),
             **node_strap(self._node),
         })
@@ -251,7 +263,9 @@ class NetworkInterface(wiring.Component):
                                     contexts=self._contexts),
             "osport": OsPort(endpoints=self._endpoints, contexts=self._contexts,
                              asid_bits=self._asid_bits,
-                             send_buffering=params["send_buffering"]),
+                             send_buffering=params["send_buffering"],
+                             cycles_per_flit=params["cycles_per_flit"],
+                             max_cycles_per_flit=params["max_cycles_per_flit"]),
         }
 
     @property
@@ -316,6 +330,7 @@ class NetworkInterface(wiring.Component):
         m.d.comb += [msgbuf.rx_next.eq(rx.rx_next), rx.lines_done.eq(msgbuf.rx_done),
                      rx.ring_reset.eq(mmio.ring_reset),
                      tx.buffering.eq(osport.send_buffering),
+                     self.link_cycles_per_flit.eq(osport.link_cycles_per_flit),
                      msgbuf.tx_cmd.valid.eq(0), msgbuf.tx_alloc.ready.eq(0),
                      msgbuf.tx_data.ready.eq(0)]
         for index in range(self._endpoints):
@@ -364,8 +379,9 @@ class System(wiring.Component):
     ----------
     nodes : int
         2 to 16.
-    link_latency, cycles_per_flit : int
-        The Fabric's link pipeline stages and rate limiter.
+    link_latency, cycles_per_flit, max_cycles_per_flit : int
+        The Fabric's link pipeline stages and rate limiter; with ``max_cycles_per_flit``, each
+        node's OS sets the rate of the link into its node (TUNE CYCLES_PER_FLIT).
     link_faults : bool
         Put a :class:`rtl.faults.LinkFaultInjector` on each link from the Fabric to an NI (a test
         system: ``smtni soak``), its command port the system's ``link_fault[i]``; the link into
@@ -382,10 +398,10 @@ class System(wiring.Component):
         With ``link_faults`` only: the fault for the next message into NI ``i``.
     """
 
-    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, link_faults=False,
-                 endpoints=8, contexts=4, tlb_entries=32, asid_bits=8, lines=64, tx_lines=16,
-                 rx_lines=48, merges=16, lock_entries=32, lock_waiters=32, lock_count_bits=8,
-                 send_buffering=4, queue_depth=4):
+    def __init__(self, *, nodes=2, link_latency=2, cycles_per_flit=1, max_cycles_per_flit=0,
+                 link_faults=False, endpoints=8, contexts=4, tlb_entries=32, asid_bits=8,
+                 lines=64, tx_lines=16, rx_lines=48, merges=16, lock_entries=32,
+                 lock_waiters=32, lock_count_bits=8, send_buffering=4, queue_depth=4):
         self._nodes = check_int(self, "nodes", nodes, 2, MAX_NODES)
         self._link_faults = bool(check_int(self, "link_faults", int(link_faults), 0, 1))
         ni_params = dict(nodes=nodes, endpoints=endpoints, contexts=contexts,
@@ -393,9 +409,12 @@ class System(wiring.Component):
                          tx_lines=tx_lines, rx_lines=rx_lines, merges=merges,
                          lock_entries=lock_entries,
                          lock_waiters=lock_waiters, lock_count_bits=lock_count_bits,
-                         send_buffering=send_buffering, queue_depth=queue_depth)
+                         send_buffering=send_buffering, queue_depth=queue_depth,
+                         cycles_per_flit=cycles_per_flit,
+                         max_cycles_per_flit=max_cycles_per_flit)
         self._fabric_params = dict(nodes=nodes, link_latency=link_latency,
-                                   cycles_per_flit=cycles_per_flit)
+                                   cycles_per_flit=cycles_per_flit,
+                                   max_cycles_per_flit=max_cycles_per_flit)
         self._ni_params = ni_params
         try:
             for part in self._build_parts():
@@ -437,20 +456,29 @@ class System(wiring.Component):
             outer = self.node[index]
             if isinstance(platform, _SharedNI):
                 silence_unused(ni)
-                instance, link_tx, link_rx = platform.instance(index, outer, self._ni_params)
+                instance, link_tx, link_rx, rate = platform.instance(index, outer,
+                                                                     self._ni_params)
                 m.submodules[f"ni{index}"] = instance
                 wiring.connect(m, link_tx, fabric.inputs[index])
                 self._link_in(m, index, fabric.outputs[index], link_rx)
+                self._link_rate(m, index, fabric, rate)
                 continue
             m.submodules[f"ni{index}"] = ni
             wiring.connect(m, ni.link_tx, fabric.inputs[index])
             self._link_in(m, index, fabric.outputs[index], ni.link_rx)
+            self._link_rate(m, index, fabric, ni.link_cycles_per_flit)
             for name, member in outer.signature.members.items():
                 if member.is_port:
                     m.d.comb += getattr(outer, name).eq(getattr(ni, name))   # a counter
                 else:
                     wiring.connect(m, wiring.flipped(getattr(outer, name)), getattr(ni, name))
         return m
+
+    def _link_rate(self, m, index, fabric, rate):
+        """The rate NI ``index`` set for the link into it, to the Fabric's output ``index`` (a
+        fixed rate has no input there)."""
+        if self._fabric_params["max_cycles_per_flit"]:
+            m.d.comb += fabric.link_cycles_per_flit[index].eq(rate)
 
     def _link_in(self, m, index, fabric_out, link_rx):
         """Connect the Fabric's output ``index`` to NI ``index``'s link input ``link_rx``,
@@ -475,13 +503,15 @@ class _SharedNI:
 
     def instance(self, index, outer, ni_params):
         """Return NI ``index`` as an :class:`~amaranth.hdl.Instance` bound to the system's ports
-        ``outer``, and its link wires (``ni<index>__link_tx``, ``ni<index>__link_rx``) for the
-        Fabric."""
+        ``outer``, and its link wires (``ni<index>__link_tx``, ``ni<index>__link_rx``,
+        ``ni<index>__link_cycles_per_flit``) for the Fabric."""
         template = NetworkInterface(node=None, **ni_params)    # for its signature only
         silence_unused(template)
         link_tx = stream.Signature(Flit).create(path=(f"ni{index}", "link_tx"))
         link_rx = stream.Signature(Flit).flip().create(path=(f"ni{index}", "link_rx"))
-        bound = {"link_tx": link_tx, "link_rx": link_rx, "node_id": Const(index, NODE_BITS),
+        rate = Signal.like(template.link_cycles_per_flit, name=f"ni{index}__link_cycles_per_flit")
+        bound = {"link_tx": link_tx, "link_rx": link_rx, "link_cycles_per_flit": rate,
+                 "node_id": Const(index, NODE_BITS),
                  **{name: getattr(outer, name) for name in outer.signature.members}}
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
         for path, member, _ in template.signature.flatten(template):
@@ -490,4 +520,4 @@ class _SharedNI:
                 value = value[step] if isinstance(step, int) else getattr(value, step)
             direction = "i" if member.flow == In else "o"
             ports[f"{direction}_{'__'.join(map(str, path))}"] = Value.cast(value)
-        return Instance(self.module, **ports), link_tx, link_rx
+        return Instance(self.module, **ports), link_tx, link_rx, rate

@@ -6,6 +6,7 @@ from .layouts import (ASID_BITS, MAX_CONTEXTS, EndpointWrite, MissAnswer, NiEngi
                       NiTunable, NotifierCommandOp, NotifyMode, Residency, ni_os_command_layout,
                       notifier_command_layout, tlb_command_layout)
 from .onehot import below
+from .fabric import check_max_cycles_per_flit
 from .params import check_int
 from .tlb import NITLB
 
@@ -37,8 +38,9 @@ class OsPort(wiring.Component):
     context at or above ``contexts``, goes nowhere (not to the endpoint or context its low bits
     name).
 
-    * TUNE: the tunable's register (``send_buffering``) takes ``value`` at the edge the command
-      is taken, if the value is in its range (else, or for an unknown tunable, nothing changes).
+    * TUNE: the tunable's register (``send_buffering``, ``link_cycles_per_flit``) takes
+      ``value`` at the edge the command is taken, if the value is in its range (else, or for an
+      unknown tunable, or CYCLES_PER_FLIT without ``max_cycles_per_flit``, nothing changes).
 
     Parameters
     ----------
@@ -50,6 +52,9 @@ class OsPort(wiring.Component):
         Width of the NI TLB's ASIDs, 1 to :data:`rtl.layouts.ASID_BITS`.
     send_buffering : int
         The most DMA lines the TX engine fetches ahead, 1 to 16 (the engine's).
+    cycles_per_flit, max_cycles_per_flit : int
+        The link's rate after reset, and the slowest the OS may tune it to (0: not tunable), as
+        for :class:`rtl.fabric.Fabric`.
 
     Members
     -------
@@ -65,13 +70,21 @@ class OsPort(wiring.Component):
     send_buffering : Out(range(1, send_buffering + 1))
         DMA lines the TX engine fetches ahead (NiTunable.SEND_BUFFERING); ``send_buffering``
         after reset.
+    link_cycles_per_flit : Out(range(1, max(cycles_per_flit, max_cycles_per_flit) + 1))
+        The rate of the link into the node (NiTunable.CYCLES_PER_FLIT); ``cycles_per_flit``
+        after reset.
     """
 
-    def __init__(self, *, endpoints=8, contexts=4, asid_bits=8, send_buffering=4):
+    def __init__(self, *, endpoints=8, contexts=4, asid_bits=8, send_buffering=4,
+                 cycles_per_flit=1, max_cycles_per_flit=0):
         self._endpoints = check_int(self, "endpoints", endpoints, 1, 16)
         self._contexts = check_int(self, "contexts", contexts, 1, MAX_CONTEXTS)
         self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
         self._send_buffering = check_int(self, "send_buffering", send_buffering, 1, 16)
+        self._cycles_per_flit = check_int(self, "cycles_per_flit", cycles_per_flit, 1, 256)
+        self._max_cycles_per_flit = check_max_cycles_per_flit(self, max_cycles_per_flit,
+                                                              cycles_per_flit)
+        slowest = self._max_cycles_per_flit or cycles_per_flit
         super().__init__({
             "command": In(stream.Signature(ni_os_command_layout(asid_bits))),
             "endpoint_write": Out(stream.Signature(EndpointWrite)),
@@ -81,6 +94,7 @@ class OsPort(wiring.Component):
             "tx_miss_answer": Out(stream.Signature(MissAnswer)),
             "rx_miss_answer": Out(stream.Signature(MissAnswer)),
             "send_buffering": Out(range(1, send_buffering + 1), init=send_buffering),
+            "link_cycles_per_flit": Out(range(1, slowest + 1), init=cycles_per_flit),
         })
 
     def elaborate(self, platform):
@@ -156,6 +170,10 @@ class OsPort(wiring.Component):
         with m.If(tunes & (request.index == NiTunable.SEND_BUFFERING.value)
                   & (request.value >= 1) & (request.value <= self._send_buffering)):
             m.d.sync += self.send_buffering.eq(request.value)
+        if self._max_cycles_per_flit:
+            with m.If(tunes & (request.index == NiTunable.CYCLES_PER_FLIT.value)
+                      & (request.value >= 1) & (request.value <= self._max_cycles_per_flit)):
+                m.d.sync += self.link_cycles_per_flit.eq(request.value)
         with m.If(taken):
             m.d.sync += [
                 held.eq(request),

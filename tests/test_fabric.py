@@ -7,9 +7,10 @@ from rtl.layouts import Flit, codec
 from tests.sim import run
 
 
-def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
+def drive(dut, sends, *, cycles, ready=lambda cycle, port: True, rates=None):
     """Run ``dut`` for ``cycles``; return per-output lists of (cycle, data, last) and the inputs'
-    acceptance cycles. ``sends`` maps an input port to a list of (data, last) flits."""
+    acceptance cycles. ``sends`` maps an input port to a list of (data, last) flits;
+    ``rates(cycle, port)``, if given, sets ``link_cycles_per_flit[port]`` in each cycle."""
     queues = {port: list(flits) for port, flits in sends.items()}
     outputs = {port: [] for port in range(dut.nodes)}
     accepted = {port: [] for port in range(dut.nodes)}
@@ -24,6 +25,8 @@ def drive(dut, sends, *, cycles, ready=lambda cycle, port: True):
                     ctx.set(stream.payload.as_value(), codec(Flit).pack(data=data, last=last))
             for port, stream in enumerate(dut.outputs):
                 ctx.set(stream.ready, ready(cycle, port))
+                if rates is not None:
+                    ctx.set(dut.link_cycles_per_flit[port], rates(cycle, port))
             for port, stream in enumerate(dut.inputs):
                 if ctx.get(stream.valid) and ctx.get(stream.ready):
                     queues[port].pop(0)
@@ -150,6 +153,8 @@ def test_rejects_non_integer_parameter():
 
 from amaranth.hdl import Fragment, Shape
 
+from rtl.params import silence_unused
+
 
 def test_default_parameters_and_counter_width():
     dut = Fabric()
@@ -190,3 +195,47 @@ def test_rate_limiter_of_four_cycles_spaces_flits():
     outputs, _ = drive(dut, {0: message.flits()}, cycles=100)
     cycles_out = [cycle for cycle, _, _ in outputs[1]]
     assert {b - a for a, b in zip(cycles_out, cycles_out[1:])} == {4}
+
+
+def test_a_tunable_rate_is_taken_at_each_flit_per_output():
+    """With ``max_cycles_per_flit``, each output spaces its flits by its own rate as it is at
+    each flit's transfer: output 1 at 3, output 0 at 1 then 6 from cycle 8."""
+    dut = Fabric(nodes=2, link_latency=1, cycles_per_flit=2, max_cycles_per_flit=6)
+    to_1 = Message(dst_node=1, src_node=0, payload=bytes(32))
+    to_0 = Message(dst_node=0, src_node=1, payload=bytes(range(96)))
+    outputs, _ = drive(dut, {0: to_1.flits(), 1: to_0.flits()}, cycles=200,
+                       rates=lambda cycle, port: 3 if port else (1 if cycle < 8 else 6))
+    assert messages_of(outputs, 1) == [to_1.flits()] and messages_of(outputs, 0) == [to_0.flits()]
+    gaps = {port: [b[0] - a[0] for a, b in zip(outputs[port], outputs[port][1:])]
+            for port in (0, 1)}
+    assert set(gaps[1]) == {3}
+    # (a flit a cycle, then from a flit near cycle 8 on, one every 6)
+    ones = gaps[0].index(6)
+    assert ones >= 2 and gaps[0] == [1] * ones + [6] * (len(gaps[0]) - ones), gaps[0]
+    assert len(gaps[0]) - ones >= 2
+
+
+def test_a_tunable_rate_starts_at_cycles_per_flit():
+    dut = Fabric(nodes=2, link_latency=0, cycles_per_flit=5, max_cycles_per_flit=9)
+    assert dut.link_cycles_per_flit[0].init == 5 and len(dut.link_cycles_per_flit[0]) == 4
+    message = Message(dst_node=1, src_node=0, payload=bytes(32))
+    outputs, _ = drive(dut, {0: message.flits()}, cycles=100)
+    assert {b[0] - a[0] for a, b in zip(outputs[1], outputs[1][1:])} == {5}
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(max_cycles_per_flit=1), "max_cycles_per_flit 1 must be 0 \\(a fixed rate\\) or from 2"),
+    (dict(cycles_per_flit=8, max_cycles_per_flit=4),
+     "max_cycles_per_flit 4 must be 0 \\(a fixed rate\\) or from 8 \\(above 1, and at least "
+     "cycles_per_flit 8\\) to 256"),
+    (dict(max_cycles_per_flit=257), "max_cycles_per_flit must be between 0 and 256, not 257"),
+])
+def test_a_bad_max_cycles_per_flit_is_named(kwargs, error):
+    with pytest.raises(ValueError, match=error):
+        Fabric(**kwargs)
+
+
+def test_a_fixed_rate_has_no_rate_input():
+    dut = Fabric(cycles_per_flit=4)
+    assert "link_cycles_per_flit" not in dut.signature.members
+    silence_unused(dut)

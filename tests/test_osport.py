@@ -40,9 +40,11 @@ class Bench:
     ``name`` is ready at clock edge ``edge`` (always, unless given). ``log`` has every edge's
     transfers and payloads."""
 
-    def __init__(self, ready=None, *, endpoints=2, contexts=2, send_buffering=4):
+    def __init__(self, ready=None, *, endpoints=2, contexts=2, send_buffering=4,
+                 cycles_per_flit=1, max_cycles_per_flit=0):
         self.dut = OsPort(endpoints=endpoints, contexts=contexts, asid_bits=8,
-                          send_buffering=send_buffering)
+                          send_buffering=send_buffering, cycles_per_flit=cycles_per_flit,
+                          max_cycles_per_flit=max_cycles_per_flit)
         self.ready = ready or (lambda name, edge: True)
         self.layouts = {"endpoint_write": EndpointWrite,
                         "notifier": notifier_command_layout(endpoints, contexts),
@@ -68,6 +70,7 @@ class Bench:
 
         watch = tracer(self.log, command=transfer(dut.command),
                        send_buffering=dut.send_buffering,
+                       link_cycles_per_flit=dut.link_cycles_per_flit,
                        **{name: transfer(getattr(dut, name)) for name in OUTPUTS},
                        **{f"{name}_payload": Value.cast(getattr(dut, name).payload)
                           for name in OUTPUTS})
@@ -184,17 +187,34 @@ def test_tune_sets_the_send_buffering_at_the_edge_it_is_taken():
     assert all(not bench.taken(name) for name in OUTPUTS)
 
 
+def test_tune_sets_the_link_rate_up_to_the_slowest_and_leaves_the_buffering():
+    bench = Bench(send_buffering=6, cycles_per_flit=2, max_cycles_per_flit=32)
+    values = [32, 1, 33, 0, 7]
+    bench.run([tune(NiTunable.CYCLES_PER_FLIT.value, value) for value in values])
+    commands = edges(bench.log, "command")
+    assert [bench.log[edge + 1]["link_cycles_per_flit"] for edge in commands] == [32, 1, 1, 1, 7]
+    assert bench.log[0]["link_cycles_per_flit"] == 2
+    assert {row["send_buffering"] for row in bench.log} == {6}
+
+
+def test_a_fixed_link_rate_is_not_tuned():
+    bench = Bench(cycles_per_flit=3)
+    bench.run([tune(NiTunable.CYCLES_PER_FLIT.value, 2)])
+    assert {row["link_cycles_per_flit"] for row in bench.log} == {3}
+
+
 @pytest.mark.parametrize("command", [tune(NiTunable.SEND_BUFFERING.value, 0),
                                      tune(NiTunable.SEND_BUFFERING.value, 7),
                                      tune(NiTunable.SEND_BUFFERING.value, 0x8003),
-                                     tune(1, 2), tune(15, 2),
+                                     tune(2, 2), tune(15, 2),
                                      write_endpoint(1, asid=2) | dict(value=2),
                                      write_context(1) | dict(value=2),
                                      miss_answer(NiEngine.TX, 0) | dict(value=2)])
 def test_a_value_out_of_range_an_unknown_tunable_or_another_op_tunes_nothing(command):
-    bench = Bench(send_buffering=6)
+    bench = Bench(send_buffering=6, cycles_per_flit=2, max_cycles_per_flit=4)
     bench.run([command])
     assert {row["send_buffering"] for row in bench.log} == {6}
+    assert {row["link_cycles_per_flit"] for row in bench.log} == {2}
 
 
 @pytest.mark.parametrize("params, error, text", [

@@ -285,7 +285,7 @@ def test_tune_sets_what_the_os_tunes_up_to_the_systems_parameter():
                  base=base.replace("send_buffering = 6\n[[", "send_buffering = 7\n[[", 1)
                  .replace("[system.tune]\nsend_buffering = 6", "[system.tune]\nsend_buffering = 7"))
     with pytest.raises(ScenarioError, match=r"\[system.tune\]: unknown key 'link'; allowed: "
-                                            r"send_buffering"):
+                                            r"send_buffering, cycles_per_flit"):
         scenario('[[traffic]]\npattern = "random"\nbytes = 8\n',
                  base=BASE.replace("nodes = 2", "nodes = 2\n[system.tune]\nlink = 2"))
 
@@ -294,3 +294,18 @@ def test_tune_is_bounded_by_the_built_system_when_smtni_plans_it():
     base = BASE.replace("nodes = 2", "nodes = 2\n[system.tune]\nsend_buffering = 5")
     with pytest.raises(ScenarioError, match=r"send_buffering = 5 is out of range 1..4"):
         cli.plan(tomllib.loads(base + '[[traffic]]\npattern = "random"\nbytes = 8\n'), seed=1)
+
+
+def test_the_link_rate_is_tuned_only_in_a_system_built_to_allow_it():
+    traffic = '[[traffic]]\npattern = "random"\nbytes = 8\n'
+    tuned = BASE.replace("nodes = 2", "nodes = 2\n[system.params]\nmax_cycles_per_flit = 32\n"
+                                      "[system.tune]\ncycles_per_flit = 32")
+    assert cli.plan(tomllib.loads(tuned + traffic), seed=1).tune == {"cycles_per_flit": 32}
+    with pytest.raises(ScenarioError, match=r"cycles_per_flit = 33 is out of range 1..32"):
+        cli.plan(tomllib.loads(tuned.replace("tune]\ncycles_per_flit = 32",
+                                             "tune]\ncycles_per_flit = 33") + traffic), seed=1)
+    fixed = BASE.replace("nodes = 2", "nodes = 2\n[system.tune]\ncycles_per_flit = 4")
+    with pytest.raises(ScenarioError, match=r"^\[system.tune\]: cycles_per_flit = 4, but the "
+                                            r"System's rate is fixed; set \[system.params\] "
+                                            r"max_cycles_per_flit to the slowest rate to tune to$"):
+        cli.plan(tomllib.loads(fixed + traffic), seed=1)

@@ -215,3 +215,28 @@ def test_event_driven_run_equals_lockstep(name, sim, seed):
     for record, oracle in zip(records, lockstep_records, strict=True):
         assert record == oracle, f"seed {seed}: event-driven {record}, lockstep {oracle}"
     assert summary == lockstep_summary, f"seed {seed}"
+
+
+def test_what_the_os_tunes_sets_the_dma_lines_ahead_and_the_link_rate(seed):
+    """examples/stream.toml's DMA messages on a System whose link rate may be tuned
+    (``max_cycles_per_flit``), the OS tuning at boot ([system.tune]): one line fetched ahead
+    of the wire cannot keep 2 KiB at the link's rate, and the links tuned to a flit per 4
+    cycles carry one at that rate. (Icarus: the tunables are the RTL's, the same on both
+    simulators, and this System is a build of its own.)"""
+    def stream(tune):
+        document = tomllib.loads((EXAMPLES / "stream.toml").read_text())
+        document["system"].setdefault("params", {})["max_cycles_per_flit"] = 4
+        document["system"]["tune"] = tune
+        document["traffic"] = [{**document["traffic"][-1], "count": 1, "send": "dma"}]
+        scenario = parse(document, seed=seed)
+        result, records, summary, mismatches = cli._run_scenario(
+            document, scenario, sim="icarus", seed=seed, waves=False,
+            label=f"pytest-tune-{'-'.join(map(str, tune.values()))}")
+        assert result.passed and summary["mismatches"] == 0, \
+            f"seed {seed}: {result.message} {mismatches[:3]}; log {result.log}"
+        assert {record["status"] for record in records} == {"delivered"}
+        return [cli.link_rates(record) for record in records]
+
+    assert all(out >= 0.95 for out, _ in stream({"send_buffering": 4}))
+    assert all(out < 0.5 for out, _ in stream({"send_buffering": 1}))
+    assert all(abs(into - 0.25) < 0.01 for _, into in stream({"cycles_per_flit": 4}))

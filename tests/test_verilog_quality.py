@@ -12,6 +12,7 @@ from tb.runner import LINT_WAIVERS, verilator_root, write_verilog
 CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("fabric", dict(nodes=3, link_latency=0, cycles_per_flit=3)),
     ("fabric", dict(nodes=16, link_latency=4)),
+    ("fabric", dict(nodes=2, cycles_per_flit=3, max_cycles_per_flit=256)),
     ("arbiter", dict(count=2)),
     ("arbiter", dict(count=7)),
     ("locktable", dict(entries=2, waiters=1, contexts=1, count_bits=1)),
@@ -28,6 +29,7 @@ CASES = [(name, {}) for name in sorted(components.COMPONENTS)] + [
     ("mmio", dict(endpoints=16, contexts=8)),
     ("osport", dict(endpoints=1, contexts=1, asid_bits=1)),
     ("osport", dict(endpoints=16, contexts=8, asid_bits=8)),
+    ("osport", dict(send_buffering=16, cycles_per_flit=2, max_cycles_per_flit=32)),
 ]
 
 
