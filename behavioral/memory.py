@@ -456,6 +456,27 @@ class MemoryHierarchy:
         if victim is not None and victim.dirty:
             self._fill_l2(victim.line, victim.words, dirty=True)
 
+    def place_in_dram(self, pa, value):
+        """Put ``value`` at ``pa`` in DRAM and in no cache, as if written there long before: a
+        cached copy of its line is dropped, written back first if dirty (so that its other
+        words stay). Nothing is counted: it stands for the past.
+
+        Raises
+        ------
+        RuntimeError
+            If a miss is outstanding for the line.
+        """
+        line = line_of(pa)
+        if self.pending(line):
+            raise RuntimeError(f"place_in_dram of line {line:#x} while a miss is outstanding for "
+                               f"it")
+        dirty = self._dirty_copy(line)
+        if dirty is not None:
+            self.memory.write_line(line, dirty)
+        self.l1.remove(line)
+        self.l2.remove(line)
+        self.memory.write_word(pa, value)
+
     def _fill_l2(self, line, words, dirty):
         victim = self.l2.install(line, words, dirty)
         if victim is not None and victim.dirty:

@@ -40,7 +40,11 @@ Patterns
     the choice; a process never sends to itself). ``list``: the messages given, each with
     ``from``, ``to``, ``bytes`` and optionally ``send``, ``va_offset``, ``key`` (to make bad
     ones) and ``notify``. Every traffic entry may set ``send`` (default ``pio``) and ``notify``
-    (default true: the header asks for the receiver's armed mode).
+    (default true: the header asks for the receiver's armed mode), and for DMA ``payload``: where
+    the payload's lines are when the send starts: ``cache`` (default: the sender stores each
+    word, so its lines are dirty in its caches), ``dram`` (in DRAM alone, put there before the
+    send at no cost to the sender) or ``mixed`` (the send buffer's even lines in DRAM, its odd
+    ones stored).
 
 Landing addresses
     Unless a message gives ``va_offset``, messages to a process land one after another in its
@@ -88,10 +92,12 @@ from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
 MAX_RING_ENTRIES = 1024
 
 __all__ = ["ScenarioError", "Window", "Process", "PlannedMessage", "Scenario", "parse",
-           "PATTERNS", "SENDS", "COMPUTE_INSTRUCTIONS"]
+           "PATTERNS", "SENDS", "PAYLOADS", "COMPUTE_INSTRUCTIONS", "TUNABLES"]
 
 PATTERNS = ("pingpong", "stream", "random", "list")
 SENDS = ("pio", "dma")
+#: Where a DMA payload's lines are when its send starts (``payload``).
+PAYLOADS = ("cache", "dram", "mixed")
 NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
 _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 #: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
@@ -158,6 +164,8 @@ class PlannedMessage:
     after: int = None
     #: Landing places of messages without ``va_offset`` are multiples of this (bytes).
     align: int = LINE_BYTES
+    #: Where a DMA payload's lines are when the send starts (:data:`PAYLOADS`).
+    payload: str = "cache"
     #: Set to make a bad send: see the module docstring (None: the usual value).
     length: int = None
     dst_node: int = None
@@ -431,7 +439,8 @@ def _fits(where, process, neighbours):
 
 def _traffic(scenario, where, entry, rng):
     pattern = _choice(where, "pattern", _table(where, entry, (
-        "pattern", "from", "to", "bytes", "send", "count", "notify", "messages", "align"),
+        "pattern", "from", "to", "bytes", "send", "count", "notify", "messages", "align",
+        "payload"),
         ("pattern",))["pattern"], PATTERNS)
     if pattern == "list":
         if "messages" not in entry or not isinstance(entry["messages"], list):
@@ -444,7 +453,7 @@ def _traffic(scenario, where, entry, rng):
             spot = f"{where} message #{number + 1}"
             _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify",
                                    *_BAD_SEND_FIELDS), ("from", "to", "bytes"))
-            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify", "align")
+            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify", "align", "payload")
                                      if k in entry}, **message})
         return
     if "messages" in entry:
@@ -460,7 +469,7 @@ def _traffic(scenario, where, entry, rng):
                 raise ScenarioError(f"{where}: a {pattern} pattern needs {role!r}")
         if entry["from"] == entry["to"]:
             raise ScenarioError(f"{where}: from and to are both {entry['from']!r}")
-    base = {k: entry[k] for k in ("bytes", "send", "notify", "align") if k in entry}
+    base = {k: entry[k] for k in ("bytes", "send", "notify", "align", "payload") if k in entry}
     if "bytes" not in base:
         raise ScenarioError(f"{where}: 'bytes' is missing")
     if pattern == "stream":
@@ -521,11 +530,15 @@ def _add(scenario, where, fields, after=None):
     if align & (align - 1):
         raise ScenarioError(f"{where}: align = {align} must be a power of two, {FLIT_BYTES} to "
                             f"{PAGE_BYTES} bytes")
+    payload = _choice(where, "payload", fields.get("payload", "cache"), PAYLOADS)
+    if payload != "cache" and (send != "dma" or "local_va" in fields):
+        raise ScenarioError(f"{where}: payload = {payload!r} places a DMA send's payload in its "
+                            f"send buffer; it does nothing for this send")
     bad = {name: _int(where, name, fields[name], 0, high)
            for name, high in _BAD_SEND_FIELDS.items() if name in fields}
     message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
                              bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
-                             after=after, align=align, **bad)
+                             after=after, align=align, payload=payload, **bad)
     scenario.messages.append(message)
     return message
 

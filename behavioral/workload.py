@@ -31,14 +31,16 @@ returns), ``t_handler`` and ``t_consumed``; the testbench adds the ones
 only the hardware side sees.
 
 The node environment given to :class:`Workload` (one per node) has ``core``, ``os``, ``spaces``
-(:class:`behavioral.vm.AddressSpaces`) and ``driver`` (:class:`behavioral.vm.NiDriver`).
+(:class:`behavioral.vm.AddressSpaces`), ``driver`` (:class:`behavioral.vm.NiDriver`) and
+``hierarchy`` (:class:`behavioral.memory.MemoryHierarchy`, where a DMA payload "in DRAM" is
+put).
 """
 
 import enum
 import functools
 
-from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, CompletionStatus, MmioStatus, NiFaultKind,
-                         NotifyMode, TxError, UserReg)
+from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, LINE_BYTES, CompletionStatus, MmioStatus,
+                         NiFaultKind, NotifyMode, TxError, UserReg)
 
 from . import msglib
 from .core import Compute, MmioRead, Store
@@ -384,7 +386,13 @@ class Workload:
                 for index, word in enumerate(words):
                     pa = node.spaces.translate(process.asid, base + FLIT_BYTES * index)
                     self.sent_memory[spec.node].write_word(pa, word)
-                    yield Store(pa, word)
+                    # (a line "in DRAM" was written there long before: no cache holds it, and
+                    # the sender spends nothing on it)
+                    if message.payload == "dram" or (message.payload == "mixed"
+                                                     and not pa // LINE_BYTES % 2):
+                        node.hierarchy.place_in_dram(pa, word)
+                    else:
+                        yield Store(pa, word)
             if fields["length"] is None:
                 fields["length"] = message.bytes
             code = msglib.send(endpoint, dma=True, local_va=base, while_busy=consume, **fields)

@@ -143,7 +143,7 @@ def run_seeds(seeds, *, workers, on_result, **kwargs):
     from distributed import Client, LocalCluster, as_completed
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as cluster, Client(cluster) as client:
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
         futures = [client.submit(run_seed, seed, pure=False, **kwargs) for seed in seeds]
         results = []
         for future in as_completed(futures):

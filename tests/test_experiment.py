@@ -8,7 +8,7 @@ import pytest
 from distributed import LocalCluster
 
 from tb import cli, experiments
-from tb.experiments import Experiment, PointFailed, read_rows, sweep
+from tb.experiments import Experiment, PointFailed, read_rows, send_buffering, sweep
 
 
 class Squares(Experiment):
@@ -48,7 +48,7 @@ def squares(monkeypatch):
 def scheduler():
     """A Dask cluster in this process (threads), whose workers see the test's experiment."""
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:
+                      dashboard_address=":0") as cluster:
         yield cluster.scheduler_address
 
 
@@ -108,7 +108,7 @@ def test_a_bug_in_a_point_is_reported_with_it(squares, scheduler, tmp_path, monk
 @pytest.mark.parametrize("argv, error", [
     (["experiment"], "give an experiment's name, or --list to see them"),
     (["experiment", "pio-dmaa"], "no experiment 'pio-dmaa'; the experiments are message-cache, "
-                                 "pio-dma (smtni experiment --list)"),
+                                 "pio-dma, send-buffering (smtni experiment --list)"),
     (["experiment", "pio-dma", "--scheduler", "localhost:8786"],
      "--scheduler 'localhost:8786' is no Dask address; give it as tcp://HOST:PORT"),
     (["experiment", "pio-dma", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"],
@@ -137,7 +137,7 @@ def test_a_scheduler_that_does_not_answer_gets_one_line_and_exit_2(capsys, tmp_p
 def test_the_list_names_every_experiment(capsys):
     assert cli.main(["experiment", "--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["message-cache", "pio-dma"]
+    assert listed == ["message-cache", "pio-dma", "send-buffering"]
 
 
 def test_message_cache_quick_is_the_same_on_one_worker_and_two(tmp_path):
@@ -187,3 +187,22 @@ def test_pio_dma_quick(tmp_path):
     summary = (tmp_path / "pio-dma" / "summary.md").read_text()
     assert "## Answer" in summary and "DMA beats PIO from" in summary
     assert (tmp_path / "pio-dma" / "pio-dma-4ctx.png").stat().st_size > 10_000
+
+
+def test_send_buffering_quick(tmp_path):
+    """The quick sweep (DRAM payloads at 32 Gb/s, 1, 4 and 16 lines ahead), on Icarus: its
+    System is a build of its own, shared with the system test of the tunables. What must hold:
+    bubbles never grow with depth, 16 lines leave none, one line leaves some in every size, and
+    latency never grows with depth."""
+    done = sweep("send-buffering", sim="icarus", workers=2, out=tmp_path)
+    assert done.failed == []
+    rows = sorted(done.rows, key=lambda row: row["depth"])
+    assert [row["depth"] for row in rows] == [1, 4, 16]
+    for size in send_buffering.SIZES:
+        bubbles = [row[f"bubbles_{size}"] for row in rows]
+        latency = [row[f"latency_{size}"] for row in rows]
+        assert bubbles == sorted(bubbles, reverse=True) and bubbles[-1] == 0 < bubbles[0], size
+        assert latency == sorted(latency, reverse=True), size
+    summary = (tmp_path / "send-buffering" / "summary.md").read_text()
+    assert "| dram | 4 | 32 | 16 | 4 |" in summary
+    assert (tmp_path / "send-buffering" / "send-buffering.png").stat().st_size > 10_000

@@ -206,6 +206,25 @@ def test_dma_read_sees_dirty_cached_data_without_a_dram_read():
     assert hierarchy.counters["dram_reads"] == 2 and hierarchy.bus_by_kind["dma_read"] == 1
 
 
+def test_a_word_placed_in_dram_leaves_no_cached_copy_and_keeps_the_lines_other_words():
+    hierarchy = MemoryHierarchy()
+    run(hierarchy, pa(1, 4), write=True, value=77)   # line 1 dirty in the L1
+    counters = dict(hierarchy.counters)
+    hierarchy.place_in_dram(pa(1, 2), 5)
+    assert 1 not in hierarchy.l1 and 1 not in hierarchy.l2
+    assert hierarchy.memory.read_line(1) == [0, 0, 5, 0, 77, 0, 0, 0]
+    assert hierarchy.dma_read(1) == ([0, 0, 5, 0, 77, 0, 0, 0], hierarchy.dram_cycles)
+    assert {name: value for name, value in hierarchy.counters.items()
+            if name != "dram_reads" and name != "bus_transfers"} == \
+        {name: value for name, value in counters.items()
+         if name != "dram_reads" and name != "bus_transfers"}
+    miss = hierarchy.access(pa(3, 0))
+    with pytest.raises(RuntimeError, match="place_in_dram of line 0x3 while a miss is "
+                                           "outstanding for it"):
+        hierarchy.place_in_dram(pa(3, 1), 1)
+    hierarchy.complete(miss)
+
+
 def test_counters_are_exact_and_reset():
     hierarchy = tiny()
     run(hierarchy, pa(1))

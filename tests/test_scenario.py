@@ -309,3 +309,15 @@ def test_the_link_rate_is_tuned_only_in_a_system_built_to_allow_it():
                                             r"System's rate is fixed; set \[system.params\] "
                                             r"max_cycles_per_flit to the slowest rate to tune to$"):
         cli.plan(tomllib.loads(fixed + traffic), seed=1)
+
+
+def test_payload_places_a_dma_payload_and_is_refused_where_it_does_nothing():
+    planned = scenario('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\n'
+                       'bytes = 64\nsend = "dma"\npayload = "mixed"\ncount = 2\n')
+    assert [message.payload for message in planned.messages] == ["mixed", "mixed"]
+    assert scenario('[[traffic]]\npattern = "random"\nbytes = 8\n').messages[0].payload == "cache"
+    with pytest.raises(ScenarioError, match="payload = 'disk'; choose one of cache, dram, mixed"):
+        scenario('[[traffic]]\npattern = "random"\nbytes = 8\nsend = "dma"\npayload = "disk"\n')
+    with pytest.raises(ScenarioError, match="payload = 'dram' places a DMA send's payload in its "
+                                            "send buffer; it does nothing for this send"):
+        scenario('[[traffic]]\npattern = "random"\nbytes = 8\npayload = "dram"\n')

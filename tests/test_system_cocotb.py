@@ -8,6 +8,7 @@ import pytest
 
 from behavioral.scenario import parse
 from tb import cli
+from tb.experiments import send_buffering
 from tb.runner import SIMULATORS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -218,14 +219,15 @@ def test_event_driven_run_equals_lockstep(name, sim, seed):
 
 
 def test_what_the_os_tunes_sets_the_dma_lines_ahead_and_the_link_rate(seed):
-    """examples/stream.toml's DMA messages on a System whose link rate may be tuned
-    (``max_cycles_per_flit``), the OS tuning at boot ([system.tune]): one line fetched ahead
-    of the wire cannot keep 2 KiB at the link's rate, and the links tuned to a flit per 4
-    cycles carry one at that rate. (Icarus: the tunables are the RTL's, the same on both
-    simulators, and this System is a build of its own.)"""
+    """examples/stream.toml's DMA messages on the System of the send-buffering experiment (its
+    link rate tunable, 16 lines of send buffering at most), the OS tuning at boot
+    ([system.tune]): one line fetched ahead of the wire cannot keep 2 KiB at the link's rate,
+    four can, and the links tuned to a flit per 4 cycles carry one at that rate. (Icarus, as
+    the experiment's test: the tunables are the RTL's, the same on both simulators, and this
+    System is a build of its own.)"""
     def stream(tune):
         document = tomllib.loads((EXAMPLES / "stream.toml").read_text())
-        document["system"].setdefault("params", {})["max_cycles_per_flit"] = 4
+        document["system"]["params"] = dict(send_buffering.SYSTEM)
         document["system"]["tune"] = tune
         document["traffic"] = [{**document["traffic"][-1], "count": 1, "send": "dma"}]
         scenario = parse(document, seed=seed)

@@ -88,7 +88,9 @@ class Experiment:
 def _registry():
     from .message_cache import MessageCache
     from .pio_dma import PioDma
-    return {experiment.name: experiment for experiment in (MessageCache(), PioDma())}
+    from .send_buffering import SendBuffering
+    return {experiment.name: experiment
+            for experiment in (MessageCache(), PioDma(), SendBuffering())}
 
 
 #: The experiments by name.
@@ -202,8 +204,9 @@ def sweep(name, *, full=False, sim="verilator", seed=DEFAULT_SEED, workers=2, sc
         if scheduler is None:
             for component, params in chosen.builds(todo, sim):
                 runner.build(component, params, sim=sim)
+            # (its dashboard on a free port, so that two sweeps at once do not collide)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
         else:
             cluster = None
         try:

@@ -27,9 +27,10 @@ reference-NI scoreboard:
     the last handler's; ``issue_width``: its IPC alone (a lone thread takes every issue slot).
 
 Figures are medians over the messages after the first :data:`WARM_UP` of a run. In the report,
-``weighted_speedup`` is the stream's messages per microsecond over those of the same size and
-send with no compute thread, plus the compute thread's IPC over its IPC alone: the two threads'
-throughput together, each as a share of what it does alone (1 with no compute thread).
+``weighted_speedup`` is the stream's messages per microsecond over the best of PIO and DMA at
+the same size with no compute thread, plus the compute thread's IPC over its IPC alone: the
+core's throughput, messages and computation together, each as a share of the most it does
+alone (so the sends of one size compare with each other, with a compute thread and without).
 
 The answer: for latency and sender occupancy (each with the payload written by the sender, and
 already in memory) and for total throughput, the smallest size from which DMA does better than
@@ -184,18 +185,20 @@ _CROSSINGS = (("latency", "oneway_cycles", -1),
 
 
 def _add_speedup(rows):
-    """Give each row its ``weighted_speedup`` (see the module)."""
-    alone = {(row["contexts"], row["send"], row["bytes"]): row["messages_per_us"]
-             for row in rows if row["compute"] == 0}
+    """Give each row its ``weighted_speedup`` (see the module); None where PIO or DMA alone at
+    its size was not measured."""
+    alone = {}
     for row in rows:
-        base = alone.get((row["contexts"], row["send"], row["bytes"]))
-        if base is None:
+        if row["compute"] == 0:
+            alone.setdefault((row["contexts"], row["bytes"]), {})[row["send"]] = \
+                row["messages_per_us"]
+    for row in rows:
+        best = alone.get((row["contexts"], row["bytes"]), {})
+        if set(best) != set(_SENDS):
             row["weighted_speedup"] = None
-        elif row["compute"]:
-            row["weighted_speedup"] = round(row["messages_per_us"] / base
-                                            + row["compute_ipc"] / row["issue_width"], 3)
-        else:
-            row["weighted_speedup"] = 1.0
+            continue
+        computed = row["compute_ipc"] / row["issue_width"] if row["compute"] else 0
+        row["weighted_speedup"] = round(row["messages_per_us"] / max(best.values()) + computed, 3)
 
 
 def crossover(rows, figure, better):

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
-__all__ = ["pio_dma", "message_cache"]
+__all__ = ["pio_dma", "message_cache", "send_buffering"]
 
 
 def _save(figure, directory, name):
@@ -73,3 +73,34 @@ def message_cache(rows, directory, *, config):
         axis.legend()
     figure.suptitle(f"The message buffer keeping arriving lines ({config})")
     return [_save(figure, directory, "message-cache.png")]
+
+
+def send_buffering(rows, directory, *, config):
+    """Bubbles and latency of 2 KiB messages against the depth, a line per link rate, a column
+    per payload placement."""
+    from .send_buffering import gbps
+
+    payloads = [payload for payload in ("cache", "dram", "mixed")
+                if any(row["payload"] == payload for row in rows)]
+    figure, axes = plt.subplots(2, len(payloads), figsize=(5 * len(payloads), 8), squeeze=False)
+    for column, payload in enumerate(payloads):
+        for rate in sorted({row["cycles_per_flit"] for row in rows}, reverse=True):
+            points = sorted((row["depth"], row["bubbles_2048"], row["latency_2048"])
+                            for row in rows
+                            if row["payload"] == payload and row["cycles_per_flit"] == rate)
+            if not points:
+                continue
+            depths, bubbles, latencies = zip(*points)
+            label = f"{gbps(rate):g} Gb/s ({rate} cycles/flit)"
+            axes[0][column].plot(depths, bubbles, marker="o", label=label)
+            axes[1][column].plot(depths, latencies, marker="o", label=label)
+        for row, label in enumerate(("bubbles in a 2 KiB message (cycles)",
+                                     "2 KiB doorbell to handler (cycles)")):
+            axis = axes[row][column]
+            axis.set_xlabel("DMA lines fetched ahead")
+            axis.set_ylabel(label)
+            axis.set_title(f"payload in {payload}")
+            axis.grid(True, alpha=0.3)
+            axis.legend(fontsize=8)
+    figure.suptitle(f"Send buffering against link rate, 2 GHz core ({config})")
+    return [_save(figure, directory, "send-buffering.png")]
