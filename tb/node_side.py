@@ -363,13 +363,14 @@ class NodeSide:
 
     def _answer(self, port, cycles, beats):
         """Send ``beats`` on ``port`` ``cycles`` from now, plus the jitter, after what the port
-        answered before."""
-        if self.memory_jitter:
-            due = max(cycle() + cycles + self.rng.randrange(self.memory_jitter + 1),
-                      self._due.get(port, 0))
-            self._due[port] = due
-            cycles = due - cycle()
-        self._later(cycles, port.send, beats)
+        answered before: a port answers in the order of its requests, whatever their latencies
+        (a DMA line dirty in the L2 behind one from DRAM waits for it)."""
+        jitter = self.rng.randrange(self.memory_jitter + 1) if self.memory_jitter else 0
+        # (a cycle after the last answer's start at the earliest: two timers of one edge would
+        # send in no set order; the port's beats queue behind each other anyway)
+        due = max(cycle() + cycles + jitter, self._due.get(port, -1) + 1)
+        self._due[port] = due
+        self._later(due - cycle(), port.send, beats)
 
     def _later(self, cycles, action, *args):
         async def wait():

@@ -190,13 +190,17 @@ def test_pio_dma_quick(tmp_path):
 
 
 def test_send_buffering_quick(tmp_path):
-    """The quick sweep (DRAM payloads at 32 Gb/s, 1, 4 and 16 lines ahead), on Icarus: its
-    System is a build of its own, shared with the system test of the tunables. What must hold:
-    bubbles never grow with depth, 16 lines leave none, one line leaves some in every size, and
-    latency never grows with depth."""
+    """The quick sweep (DRAM payloads at 32 Gb/s, 1, 4 and 16 lines ahead; a payload of lines
+    from DRAM and the caches at 16 Gb/s, 4 ahead), on Icarus: its System is a build of its own,
+    shared with the system test of the tunables. What must hold: every point scored with no
+    mismatch; bubbles never grow with depth, 16 lines leave none, one line leaves some in every
+    size, and latency never grows with depth; 4 lines keep a mixed payload at 16 Gb/s."""
     done = sweep("send-buffering", sim="icarus", workers=2, out=tmp_path)
     assert done.failed == []
-    rows = sorted(done.rows, key=lambda row: row["depth"])
+    (mixed,) = [row for row in done.rows if row["payload"] == "mixed"]
+    assert mixed["memory_cycles"] == 120 and mixed["bubbles_2048"] == 0, mixed
+    rows = sorted((row for row in done.rows if row["payload"] == "dram"),
+                  key=lambda row: row["depth"])
     assert [row["depth"] for row in rows] == [1, 4, 16]
     for size in send_buffering.SIZES:
         bubbles = [row[f"bubbles_{size}"] for row in rows]
@@ -204,5 +208,5 @@ def test_send_buffering_quick(tmp_path):
         assert bubbles == sorted(bubbles, reverse=True) and bubbles[-1] == 0 < bubbles[0], size
         assert latency == sorted(latency, reverse=True), size
     summary = (tmp_path / "send-buffering" / "summary.md").read_text()
-    assert "| dram | 4 | 32 | 16 | 4 |" in summary
+    assert "| dram | 4 | 32 | 16 | 4 |" in summary and "| mixed | 8 | 16 | 4 | 2 |" in summary
     assert (tmp_path / "send-buffering" / "send-buffering.png").stat().st_size > 10_000
