@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Experiment", "PointFailed", "Sweep", "EXPERIMENTS", "experiment", "sweep",
-           "run_point", "read_rows", "command", "DEFAULT_SEED"]
+           "run_point", "read_rows", "page", "command", "DEFAULT_SEED"]
 
 #: The seed of a sweep unless ``--seed`` gives one: sweeps repeat by default.
 DEFAULT_SEED = 1
@@ -83,6 +83,12 @@ class Experiment:
         ``directory`` and return ``summary.md``'s text; ``config`` says how the sweep ran (one
         line, for the titles)."""
         raise NotImplementedError
+
+
+def page(lines, images):
+    """Return ``summary.md``'s text: ``lines``, then a blank line and each PNG of ``images``
+    (names in the same folder) shown."""
+    return "\n".join([*lines, "", *(f"![{name}]({name})" for name in images)]) + "\n"
 
 
 def _registry():

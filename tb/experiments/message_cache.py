@@ -15,7 +15,7 @@ first load of a line is.
 
 from rtl.components import parameters
 
-from . import Experiment, PointFailed
+from . import Experiment, PointFailed, page
 
 __all__ = ["MessageCache"]
 
@@ -88,7 +88,4 @@ class MessageCache(Experiment):
                          f"{off_first:g}.")
         else:
             lines.append("No size was measured with the buffer both on and off.")
-        lines.append("")
-        for name in plots.message_cache(rows, directory, config=config):
-            lines.append(f"![{name}]({name})")
-        return "\n".join(lines) + "\n"
+        return page(lines, plots.message_cache(rows, directory, config=config))

@@ -43,7 +43,7 @@ import statistics
 from behavioral.scenario import parse
 from rtl.layouts import MAX_PAYLOAD_BYTES
 
-from . import Experiment, PointFailed
+from . import Experiment, PointFailed, page
 
 __all__ = ["PioDma", "CORE_GHZ", "WARM_UP", "ROUND_TRIPS", "document"]
 
@@ -170,10 +170,7 @@ class PioDma(Experiment):
             said = "; ".join(f"{what}: {_size_text(size)}" for what, size in crossings.items())
             lines.append(f"* {contexts} contexts, {'with' if compute else 'without'} the compute "
                          f"thread, DMA beats PIO from: {said}.")
-        lines.append("")
-        for name in plots.pio_dma(rows, directory, config=config):
-            lines.append(f"![{name}]({name})")
-        return "\n".join(lines) + "\n"
+        return page(lines, plots.pio_dma(rows, directory, config=config))
 
 
 #: What the answer compares: a name, the figure, and whether more (1) or less (-1) is better.

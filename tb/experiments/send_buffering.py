@@ -28,7 +28,7 @@ import statistics
 from behavioral.scenario import parse
 from rtl.layouts import FLIT_BYTES, LINE_WORDS, MAX_PAYLOAD_BYTES
 
-from . import Experiment, PointFailed
+from . import Experiment, PointFailed, page
 
 __all__ = ["SendBuffering", "SIZES", "SYSTEM", "document"]
 
@@ -138,10 +138,7 @@ class SendBuffering(Experiment):
                     else "more than the depths measured")
             lines.append(f"* payload in {payload}, {gbps(rate):g} Gb/s: no bubbles from "
                          f"{said} (bandwidth-delay estimate {estimate}).")
-        lines.append("")
-        for name in plots.send_buffering(rows, directory, config=config):
-            lines.append(f"![{name}]({name})")
-        return "\n".join(lines) + "\n"
+        return page(lines, plots.send_buffering(rows, directory, config=config))
 
 
 def enough(by_depth):
