@@ -101,8 +101,9 @@ PAYLOADS = ("cache", "dram", "mixed")
 NOTIFY = {mode.name.lower(): mode for mode in NotifyMode}
 _DEFAULT_SEND_BUFFER = {"va": 0x2000_0000, "bytes": 8192}
 #: What ``[system.params]`` may set: the parameters of :class:`rtl.ni.System` but ``nodes``.
-SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "max_cycles_per_flit", "link_faults", "endpoints", "contexts",
-                 "tlb_entries", "asid_bits", "lines", "tx_lines", "rx_lines", "merges",
+SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "max_cycles_per_flit", "link_faults",
+                 "endpoints", "contexts", "tlb_entries", "asid_bits", "lines", "tx_lines",
+                 "rx_lines", "merges",
                  "lock_entries", "lock_waiters", "lock_count_bits", "send_buffering",
                  "queue_depth")
 #: What ``[system.os]`` may set.

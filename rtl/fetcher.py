@@ -42,7 +42,8 @@ class PayloadFetcher(wiring.Component):
     register. A read is made only when the buffer has room for its word, a DMA line only when it
     has room for all 8 of the line's words, beside every word already asked for and not yet sent:
     the fetch runs at most ``buffering`` lines ahead of the framer (``send_buffering`` unless the
-    OS tuned it lower) and the buffer never refuses a word. A word written goes out from the second edge after it, in order.
+    OS tuned it lower) and the buffer never refuses a word. A word written goes out from the
+    second edge after it, in order.
 
     **PIO.** The payload is read from the TX slot on ``slot_read``, a word at a time, from the
     cycle the plan is offered.
@@ -343,7 +344,8 @@ class PayloadFetcher(wiring.Component):
 
         answered = self.ni_data.valid & self.ni_data.ready & beat.last
         with m.If(~self.plan.valid | self.plan.ready):
-            m.d.sync += [room.eq(self.buffering * LINE_WORDS), words_read.eq(0), lines_probed.eq(0),
+            m.d.sync += [room.eq(self.buffering * LINE_WORDS), words_read.eq(0),
+                         lines_probed.eq(0),
                          lines_answered.eq(0), lines_arrived.eq(0),
                          header_sent.eq(0), moved.eq(0), present.eq(0),
                          read_slot.eq(0), pio_slot.eq(0),

@@ -230,7 +230,7 @@ class NetworkInterface(wiring.Component):
                             max_cycles_per_flit=max_cycles_per_flit)
         # Build the parts once now, so that a bad parameter fails here, naming itself.
         try:
-            for part in self._build_parts().values():
+            for _, part in self._build_parts():
                 silence_unused(part)
         except (TypeError, ValueError):
             silence_unused(self)
@@ -245,28 +245,29 @@ class NetworkInterface(wiring.Component):
         })
 
     def _build_parts(self):
+        """Yield ``(name, part)`` for each part, one at a time (so that, when one fails, those
+        built before it can be marked)."""
         params = self._params
-        return {
-            "tx": TxEngine(node=self._node, nodes=self._nodes, endpoints=self._endpoints,
-                           send_buffering=params["send_buffering"], asid_bits=self._asid_bits),
-            "rx": RxEngine(node=self._node, endpoints=self._endpoints,
-                           asid_bits=self._asid_bits),
-            "tlb": NITLB(entries=params["tlb_entries"], asid_bits=self._asid_bits),
-            "msgbuf": MessageBuffer(lines=params["lines"], tx_lines=params["tx_lines"],
-                                    rx_lines=params["rx_lines"], merges=params["merges"]),
-            "locktable": LockTable(entries=params["lock_entries"],
-                                   waiters=params["lock_waiters"], contexts=self._contexts,
-                                   count_bits=params["lock_count_bits"]),
-            "notifier": Notifier(endpoints=self._endpoints, contexts=self._contexts,
-                                 queue_depth=params["queue_depth"]),
-            "mmio": self.mmio_class(node=self._node, endpoints=self._endpoints,
-                                    contexts=self._contexts),
-            "osport": OsPort(endpoints=self._endpoints, contexts=self._contexts,
-                             asid_bits=self._asid_bits,
+        yield "tx", TxEngine(node=self._node, nodes=self._nodes, endpoints=self._endpoints,
                              send_buffering=params["send_buffering"],
-                             cycles_per_flit=params["cycles_per_flit"],
-                             max_cycles_per_flit=params["max_cycles_per_flit"]),
-        }
+                             asid_bits=self._asid_bits)
+        yield "rx", RxEngine(node=self._node, endpoints=self._endpoints,
+                             asid_bits=self._asid_bits)
+        yield "tlb", NITLB(entries=params["tlb_entries"], asid_bits=self._asid_bits)
+        yield "msgbuf", MessageBuffer(lines=params["lines"], tx_lines=params["tx_lines"],
+                                      rx_lines=params["rx_lines"], merges=params["merges"])
+        yield "locktable", LockTable(entries=params["lock_entries"],
+                                     waiters=params["lock_waiters"], contexts=self._contexts,
+                                     count_bits=params["lock_count_bits"])
+        yield "notifier", Notifier(endpoints=self._endpoints, contexts=self._contexts,
+                                   queue_depth=params["queue_depth"])
+        yield "mmio", self.mmio_class(node=self._node, endpoints=self._endpoints,
+                                      contexts=self._contexts)
+        yield "osport", OsPort(endpoints=self._endpoints, contexts=self._contexts,
+                               asid_bits=self._asid_bits,
+                               send_buffering=params["send_buffering"],
+                               cycles_per_flit=params["cycles_per_flit"],
+                               max_cycles_per_flit=params["max_cycles_per_flit"])
 
     @property
     def node(self):
@@ -282,7 +283,7 @@ class NetworkInterface(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        parts = self._build_parts()
+        parts = dict(self._build_parts())
         for name, part in parts.items():
             m.submodules[name] = part
         tx, rx, tlb, msgbuf = parts["tx"], parts["rx"], parts["tlb"], parts["msgbuf"]
@@ -435,8 +436,11 @@ class System(wiring.Component):
         return self._nodes
 
     def _build_parts(self):
-        return [Fabric(**self._fabric_params),
-                *(NetworkInterface(node=index, **self._ni_params) for index in range(self._nodes))]
+        """Yield the Fabric, then each node's NI, one at a time (so that, when one fails, those
+        built before it can be marked)."""
+        yield Fabric(**self._fabric_params)
+        for index in range(self._nodes):
+            yield NetworkInterface(node=index, **self._ni_params)
 
     def to_verilog(self, name="system"):
         """Return the Verilog of the system with the top module ``name``: the NI module

@@ -5,8 +5,8 @@ from amaranth.lib.wiring import In, Out
 from .layouts import (ASID_BITS, MAX_CONTEXTS, EndpointWrite, MissAnswer, NiEngine, NiOsOp,
                       NiTunable, NotifierCommandOp, NotifyMode, Residency, ni_os_command_layout,
                       notifier_command_layout, tlb_command_layout)
-from .onehot import below
 from .fabric import check_max_cycles_per_flit
+from .onehot import below
 from .params import check_int
 from .tlb import NITLB
 

@@ -37,8 +37,8 @@ class PacketQueue(wiring.Component):
     words), so that the next messages stream in while the writer reads out a job's. The payload
     of the message coming in goes into the free words (those no job holds) from ``base`` on;
     a job's words (none for a rejected one) are taken as it is handed over, and each is freed in
-    the cycle after the writer takes it. So the jobs' words follow each other in the RAM, in arrival order, and
-    the writer reads them as one stream.
+    the cycle after the writer takes it. So the jobs' words follow each other in the RAM, in
+    arrival order, and the writer reads them as one stream.
 
     **Jobs.** The oldest job waits in a register, the writer's offer, and up to
     :data:`QUEUED_JOBS` behind it in the queue, in arrival order. A message handed over goes

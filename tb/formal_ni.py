@@ -59,8 +59,10 @@ class _PartsObserver:
     """Keeps the parts the NI builds for its elaboration (``parts``) for the proof to name."""
 
     def _build_parts(self):
-        self.parts = super()._build_parts()
-        return self.parts
+        self.parts = {}
+        for name, part in super()._build_parts():
+            self.parts[name] = part
+            yield name, part
 
 
 class NiProof(wiring.Component):

@@ -13,8 +13,8 @@ from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_BYTES, LINE_WORDS, P
                          CohResponse, Flit, LineBeat, LineRequest, LockOp, LockOsEvent,
                          LockOsReason, LockReleased, LockRequest, LockResponse, LockStatus,
                          MmioRequest, MmioResponse, MmioStatus, NiEngine, NiFault, NiFaultKind,
-                         NiOsOp, NiTunable, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError, TxStatus,
-                         UserReg, WordBeat, codec, ni_os_command_layout)
+                         NiOsOp, NiTunable, NotifyMode, SendDescriptor, SendFlags, TlbOp, TxError,
+                         TxStatus, UserReg, WordBeat, codec, ni_os_command_layout)
 from rtl.ni import NetworkInterface
 from tests.sim import background, run, stream_get, stream_put, transfer
 

@@ -8,8 +8,8 @@ from amaranth.hdl import Value
 
 from rtl.params import silence_unused
 from rtl.layouts import (EndpointEntry, EndpointWrite, NiEngine, NiOsOp, NiTunable,
-                         NotifierCommandOp, NotifyMode, Residency, TlbOp, codec, notifier_command_layout,
-                         tlb_command_layout)
+                         NotifierCommandOp, NotifyMode, Residency, TlbOp, codec,
+                         notifier_command_layout, tlb_command_layout)
 from rtl.osport import OsPort
 from rtl.tlb import NITLB
 from tests.sim import background, edges, run, stream_put, tracer, transfer

@@ -286,8 +286,9 @@ def command(args, usage_error):
     workers = args.workers or os.cpu_count() or 1
     seed = DEFAULT_SEED if args.seed is None else args.seed
     points = chosen.points(args.full)
-    print(f"smtni experiment {chosen.name}: {len(points)} points ({'full' if args.full else 'quick'}"
-          f"), on {args.sim}, seed {seed}, "
+    size = "full" if args.full else "quick"
+    print(f"smtni experiment {chosen.name}: {len(points)} points ({size}), on {args.sim}, "
+          f"seed {seed}, "
           f"{args.scheduler or f'{workers} local worker(s)'}; into {Path(args.out) / chosen.name}",
           flush=True)
     console = Console(stderr=True)
