@@ -27,8 +27,8 @@ by the L1-miss probe) and advances RING_HEAD. Each message gets a record
 (:attr:`Workload.records`) with the cycles at which its steps happened: ``t_start`` (the
 sending thread begins the send; a DMA send first stores its payload into the send buffer),
 ``t_call`` (it calls the message library's send, the payload in place) and ``t_sent`` (the call
-returns), ``t_handler`` and ``t_consumed``; the testbench adds the ones
-only the hardware side sees.
+returns), ``t_handler`` and ``t_consumed``; the testbench adds the ones only the hardware side
+sees.
 
 The node environment given to :class:`Workload` (one per node) has ``core``, ``os``, ``spaces``
 (:class:`behavioral.vm.AddressSpaces`), ``driver`` (:class:`behavioral.vm.NiDriver`) and
@@ -73,9 +73,9 @@ RING_ENTRIES = 16
 
 def compute_rate(instructions, turns, start, end):
     """Return the instructions per cycle of a compute thread (``instructions`` a turn, its turns
-    ending at the cycles ``turns``) from cycle ``start`` to ``end``: its turns that ended in that
-    stretch, from the end of the one before (or ``start``) to the last one's end. None if fewer
-    than two turns ended in it."""
+    ending at the cycles ``turns``) from cycle ``start`` to ``end``: of the turns that ended in
+    that stretch, those after the first, over the cycles from the first one's end to the last
+    one's. None if fewer than two turns ended in it."""
     inside = [cycle for cycle in turns if start <= cycle <= end]
     if len(inside) < 2:
         return None
