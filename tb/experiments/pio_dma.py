@@ -183,7 +183,7 @@ _CROSSINGS = (("latency", "oneway_cycles", -1),
 
 def _add_speedup(rows):
     """Give each row its ``weighted_speedup`` (see the module); None where PIO or DMA alone at
-    its size was not measured."""
+    its size was not measured, or its compute thread's IPC could not be told."""
     alone = {}
     for row in rows:
         if row["compute"] == 0:
@@ -191,7 +191,7 @@ def _add_speedup(rows):
                 row["messages_per_us"]
     for row in rows:
         best = alone.get((row["contexts"], row["bytes"]), {})
-        if set(best) != set(_SENDS):
+        if set(best) != set(_SENDS) or (row["compute"] and row["compute_ipc"] is None):
             row["weighted_speedup"] = None
             continue
         computed = row["compute_ipc"] / row["issue_width"] if row["compute"] else 0
