@@ -221,8 +221,9 @@ def test_event_driven_run_equals_lockstep(name, sim, seed):
 def test_what_the_os_tunes_sets_the_dma_lines_ahead_and_the_link_rate(seed):
     """examples/stream.toml's DMA messages on the System of the send-buffering experiment (its
     link rate tunable, 16 lines of send buffering at most), the OS tuning at boot
-    ([system.tune]): one line fetched ahead of the wire cannot keep 2 KiB at the link's rate,
-    four can, and the links tuned to a flit per 4 cycles carry one at that rate. (Icarus, as
+    ([system.tune]): one line fetched ahead of the wire cannot keep 2 KiB at the link's rate
+    (four can: the test of examples/stream.toml above), and the links tuned to a flit per 4
+    cycles carry one at that rate. (Icarus, as
     the experiment's test: the tunables are the RTL's, the same on both simulators, and this
     System is a build of its own.)"""
     def stream(tune):
@@ -239,6 +240,5 @@ def test_what_the_os_tunes_sets_the_dma_lines_ahead_and_the_link_rate(seed):
         assert {record["status"] for record in records} == {"delivered"}
         return [cli.link_rates(record) for record in records]
 
-    assert all(out >= 0.95 for out, _ in stream({"send_buffering": 4}))
     assert all(out < 0.5 for out, _ in stream({"send_buffering": 1}))
     assert all(abs(into - 0.25) < 0.01 for _, into in stream({"cycles_per_flit": 4}))

@@ -111,10 +111,12 @@ class PioDma(Experiment):
                "sender_ready_cycles", "messages_per_us", "compute_ipc", "issue_width", "cycles")
 
     def points(self, full):
-        contexts = (2, 4) if full else (4,)
-        sizes = _SIZES_FULL if full else _SIZES_QUICK
+        if not full:
+            # (with the compute thread only: a first look at both ends of the sizes)
+            return [{"contexts": 4, "compute": 1, "send": send, "bytes": size}
+                    for send in _SENDS for size in _SIZES_QUICK]
         return [{"contexts": c, "compute": compute, "send": send, "bytes": size}
-                for c in contexts for compute in (0, 1) for send in _SENDS for size in sizes]
+                for c in (2, 4) for compute in (0, 1) for send in _SENDS for size in _SIZES_FULL]
 
     def builds(self, points, sim):
         from .. import cli

@@ -72,7 +72,7 @@ class SendBuffering(Experiment):
             # (and lines from DRAM and the caches in one payload, answered in order though
             # their latencies differ)
             return [*({"payload": "dram", "cycles_per_flit": 4, "depth": depth}
-                      for depth in (1, 4, 16)),
+                      for depth in (2, 4, 16)),
                     {"payload": "mixed", "cycles_per_flit": 8, "depth": 4}]
         return [{"payload": payload, "cycles_per_flit": rate, "depth": depth}
                 for payload in _PAYLOADS for rate in _RATES for depth in range(1, 17)]
