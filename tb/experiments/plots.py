@@ -46,7 +46,8 @@ def pio_dma(rows, directory, *, config):
             axis.set_xlabel("message size (bytes)")
             axis.set_ylabel(f"{what} ({units[figure_name]})")
             axis.grid(True, alpha=0.3)
-            axis.legend(fontsize=8)
+            if axis.get_legend_handles_labels()[0]:     # (none where nothing was measured)
+                axis.legend(fontsize=8)
         figure.suptitle(f"PIO vs DMA, {contexts} SMT contexts, 2 GHz core ({config}); grey "
                         f"lines: DMA better from there on")
         names.append(_save(figure, directory, f"pio-dma-{contexts}ctx.png"))
