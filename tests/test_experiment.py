@@ -206,3 +206,15 @@ def test_send_buffering_quick(tmp_path):
     summary = (tmp_path / "send-buffering" / "summary.md").read_text()
     assert "| dram | 4 | 32 | 16 | 4 |" in summary and "| mixed | 8 | 16 | 4 | 2 |" in summary
     assert (tmp_path / "send-buffering" / "send-buffering.png").stat().st_size > 10_000
+
+
+def test_an_experiment_without_its_run_cannot_be_made():
+    class Unfinished(Experiment):
+        def points(self, full):
+            return []
+
+        def report(self, rows, directory, *, config):
+            return ""
+
+    with pytest.raises(TypeError, match="abstract method run"):
+        Unfinished()

@@ -22,6 +22,7 @@ its parameters and seed and the rest go on; it is left out of ``points.csv``, so
 again.
 """
 
+import abc
 import csv
 import hashlib
 import json
@@ -44,8 +45,9 @@ class PointFailed(RuntimeError):
     where its log is."""
 
 
-class Experiment:
-    """One experiment: subclasses set the class attributes and the methods.
+class Experiment(abc.ABC):
+    """One experiment: subclasses set the class attributes and the methods (a subclass without
+    :meth:`points`, :meth:`run` or :meth:`report` cannot be made).
 
     Attributes
     ----------
@@ -64,25 +66,25 @@ class Experiment:
     parameters = ()
     figures = ()
 
+    @abc.abstractmethod
     def points(self, full):
         """Return the points (dicts of :attr:`parameters`) of the quick or the full sweep."""
-        raise NotImplementedError
 
     def builds(self, points, sim):
         """Return the simulator builds ``points`` need, as ``(component, params)`` pairs, each
         once: made before a local sweep starts."""
         return []
 
+    @abc.abstractmethod
     def run(self, point, *, sim, seed, label):
         """Run ``point`` on ``sim`` with ``seed``; return its figures (a dict of
         :attr:`figures`). Raise :exc:`PointFailed` if the run fails."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def report(self, rows, directory, *, config):
         """Write the plots of ``rows`` (one per point, parameters and figures) into
         ``directory`` and return ``summary.md``'s text; ``config`` says how the sweep ran (one
         line, for the titles)."""
-        raise NotImplementedError
 
 
 def page(lines, images):
