@@ -75,7 +75,7 @@ def test_sim_failure_exits_1(capsys, monkeypatch, tmp_path):
 
 
 def test_demo_prints_the_latency_table_for_every_mode(capsys):
-    status, out, _ = smtni(capsys, "demo", "--sim", "icarus", "--seed", "5", "--count", "1")
+    status, out, _ = smtni(capsys, "demo", "--sim", "verilator", "--seed", "5", "--count", "1")
     assert status == 0, out
     assert "one-way doorbell->handler" in out and "notification last flit->handler" in out
     rows = [line.split() for line in out.splitlines()
