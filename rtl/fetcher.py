@@ -102,6 +102,12 @@ class PayloadFetcher(wiring.Component):
         any number of requests outstanding.
     count_dma_lines : Out(32)
         DMA lines probed (wrapping).
+    count_dma_cycles : Out(32)
+        Cycles a DMA plan was in hand (wrapping).
+    count_dma_buffer_word_cycles : Out(32)
+        The sum over those cycles of the prefetch buffer's words in use: asked for (by a probe,
+        8 a line) and not yet gone to the framer nor given back (wrapping). Over
+        ``8 * count_dma_cycles``, the lines a DMA send holds in the buffer on average.
     """
 
     def __init__(self, *, send_buffering=4):
@@ -118,6 +124,8 @@ class PayloadFetcher(wiring.Component):
             "dma_read": Out(stream.Signature(LineRequest)),
             "dma_data": In(stream.Signature(WordBeat)),
             "count_dma_lines": Out(32),
+            "count_dma_cycles": Out(32),
+            "count_dma_buffer_word_cycles": Out(32),
         })
 
     @property
@@ -182,6 +190,8 @@ class PayloadFetcher(wiring.Component):
         # Words of room in the buffer not yet promised to a read; a DMA line promises all 8 of its
         # words, and the words it does not cover give their room back as they arrive.
         room = Signal(range(depth + 1), init=depth)
+        # (the words the plan may use: room's start, for the counters of the buffer's use)
+        budget = Signal.like(room, init=depth)
         # PIO: payload words read. DMA: lines probed, lines answered, lines whose words have all
         # arrived.
         words_read = Signal(range(MAX_PAYLOAD_WORDS + 1))
@@ -344,7 +354,8 @@ class PayloadFetcher(wiring.Component):
 
         answered = self.ni_data.valid & self.ni_data.ready & beat.last
         with m.If(~self.plan.valid | self.plan.ready):
-            m.d.sync += [room.eq(self.buffering * LINE_WORDS), words_read.eq(0),
+            m.d.sync += [room.eq(self.buffering * LINE_WORDS),
+                         budget.eq(self.buffering * LINE_WORDS), words_read.eq(0),
                          lines_probed.eq(0),
                          lines_answered.eq(0), lines_arrived.eq(0),
                          header_sent.eq(0), moved.eq(0), present.eq(0),
@@ -378,6 +389,14 @@ class PayloadFetcher(wiring.Component):
         # (counted a cycle after the probe: the probe's logic comes late, after the plan's)
         probed = Signal()
         m.d.sync += [probed.eq(probe), self.count_dma_lines.eq(self.count_dma_lines + probed)]
+        # The buffer's use by DMA plans: the words of its budget not in its room, every cycle.
+        # (as wide as the counter: arithmetic on operands of one width lints clean)
+        in_use = Signal.like(self.count_dma_buffer_word_cycles)
+        m.d.comb += in_use.eq(budget - room)
+        with m.If(fetching & dma):
+            m.d.sync += [self.count_dma_cycles.eq(self.count_dma_cycles + 1),
+                         self.count_dma_buffer_word_cycles.eq(
+                             self.count_dma_buffer_word_cycles + in_use)]
         return m
 
     @staticmethod

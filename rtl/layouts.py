@@ -793,7 +793,8 @@ NiFault = data.StructLayout({
 })
 
 #: The TX engine's counters (``count_<name>`` members of :class:`rtl.txengine.TxEngine`).
-TX_COUNTERS = ("sent", "refused", "dma_lines", "misses")
+TX_COUNTERS = ("sent", "refused", "dma_lines", "misses", "dma_cycles",
+               "dma_buffer_word_cycles")
 
 #: The RX engine's counters (``count_<name>`` members of :class:`rtl.rxengine.RxEngine`).
 RX_COUNTERS = ("delivered", "rejected", "bad_crc", "truncated", "bad_header", "bad_endpoint",

@@ -150,6 +150,10 @@ class TxEngine(wiring.Component):
     count_sent, count_refused, count_dma_lines, count_misses : Out(32)
         Counters (wrapping), from :data:`rtl.layouts.TX_COUNTERS`: sends completed, sends
         refused, DMA lines probed, TX_MISS faults reported.
+    count_dma_cycles, count_dma_buffer_word_cycles : Out(32)
+        The prefetch buffer's use by DMA sends (wrapping): cycles a DMA send's payload was being
+        fetched, and the sum over them of the buffer's words in use (the fetcher's counters of
+        the same names).
     """
 
     def __init__(self, *, node=0, nodes=2, endpoints=8, send_buffering=4, asid_bits=8):
@@ -224,7 +228,9 @@ class TxEngine(wiring.Component):
         if self._node is None:
             m.d.comb += checker.node_id.eq(self.node_id)
         m.d.comb += [self.count_misses.eq(checker.count_misses),
-                     self.count_dma_lines.eq(fetcher.count_dma_lines)]
+                     self.count_dma_lines.eq(fetcher.count_dma_lines),
+                     self.count_dma_cycles.eq(fetcher.count_dma_cycles),
+                     self.count_dma_buffer_word_cycles.eq(fetcher.count_dma_buffer_word_cycles)]
 
         # The endpoints' registers: STATUS and the doorbell's ASID.
         status = [Signal(TxStatus, name=f"status{i}") for i in range(endpoints)]

@@ -185,9 +185,11 @@ class SystemTB(ComponentTB):
         return all(self._rx_written(node) >= self.scoreboard.expected_written[node]
                    for node in self.nodes)
 
-    def _rx_counters(self):
-        return {node: {name: int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
-                       for name in RX_COUNTERS} for node in self.nodes}
+    def _counters(self, unit="rx", names=RX_COUNTERS):
+        """Return the counters ``count_<unit>_<name>`` of every node's NI: node -> name ->
+        count."""
+        return {node: {name: int(getattr(self.dut, f"node__{node}__count_{unit}_{name}").value)
+                       for name in names} for node in self.nodes}
 
     def _rx_written(self, node):
         return sum(int(getattr(self.dut, f"node__{node}__count_rx_{name}").value)
@@ -211,7 +213,7 @@ class SystemTB(ComponentTB):
         await self.scoreboard.check_memory(load)
         await self.scoreboard.check_landing(load)
         self.scoreboard.check_end({node: self._rx_written(node) for node in self.nodes},
-                                  int(self.dut.fabric_dropped.value), self._rx_counters())
+                                  int(self.dut.fabric_dropped.value), self._counters())
 
     def _progress(self):
         """What grows as the run goes on: messages sent, arrived and consumed."""
@@ -240,12 +242,12 @@ class SystemTB(ComponentTB):
 
     def summary(self):
         """Return the run's summary: deliveries, errors by kind, messages written without a
-        notification and not consumed when the run settled, mismatches, speed."""
+        notification and not consumed when the run settled, mismatches, speed, the NIs' RX and
+        TX counters, the ports' and the links' counts."""
         statuses = Counter(record["status"] for record in self.records.values())
         errors = {status: count for status, count in statuses.items()
                   if status not in (MessageStatus.DELIVERED, MessageStatus.SENT,
                                     MessageStatus.PLANNED)}
-        counters = self._rx_counters()
         nodes = {node: {"ports": dict(side.counts), "os_received": _named(side.os.received),
                         "os_delivered": _named(side.os.delivered),
                         "lock_events": _named(side.os.lock_events),
@@ -263,7 +265,8 @@ class SystemTB(ComponentTB):
         return {"delivered": statuses.get(MessageStatus.DELIVERED, 0), "errors": errors,
                 "written_unconsumed": unconsumed,
                 "mismatches": len(self.mismatches), **self.speed(),
-                "rx_counters": counters, "counts": dict(self.scoreboard.counts), "nodes": nodes,
+                "rx_counters": self._counters(), "tx_counters": self._counters("tx", TX_COUNTERS),
+                "counts": dict(self.scoreboard.counts), "nodes": nodes,
                 "links": links, "compute": self._compute()}
 
     def _compute(self):

@@ -127,7 +127,8 @@ class Bench(EngineBench):
                        word=transfer(dut.words), word_ready=dut.words.valid,
                        read=transfer(dut.slot_read), probe=transfer(dut.ni_read),
                        memory=transfer(dut.dma_read), arrived=transfer(dut.dma_data),
-                       lines=dut.count_dma_lines)
+                       lines=dut.count_dma_lines, dma_cycles=dut.count_dma_cycles,
+                       word_cycles=dut.count_dma_buffer_word_cycles)
 
         async def user_then_stop(ctx):
             await user(ctx)
@@ -165,6 +166,8 @@ def test_pio_header_at_once_then_every_word_in_order_at_one_per_cycle():
     assert words == list(range(words[0], words[0] + 256))
     assert bench.at("taken") == [words[-1] + 1]
     assert not bench.probes and not bench.reads
+    # (the counters of the buffer's use count DMA plans only)
+    assert bench.log[-1]["dma_cycles"] == bench.log[-1]["word_cycles"] == 0
 
 
 @pytest.mark.parametrize("send_buffering", [1, 3])
@@ -344,6 +347,37 @@ def test_dma_fetch_runs_at_most_send_buffering_lines_ahead(send_buffering, seed)
     assert max(ahead) == send_buffering * LINE_WORDS, f"seed {seed}"
 
 
+@pytest.mark.parametrize("send_buffering", [1, 4])
+def test_dma_counters_count_the_plans_cycles_and_the_buffers_words_in_use(send_buffering, seed):
+    """A slow framer: ``count_dma_cycles`` counts the cycles the DMA plan is in hand, and
+    ``count_dma_buffer_word_cycles`` grows each of them by the buffer's words in use, no fewer
+    than the lines probed (8 words each) and not yet taken by the framer, never more than the
+    buffer holds: all of it while the framer waits on a full buffer."""
+    bench = Bench(send_buffering=send_buffering, words_ready_percent=30, seed=seed,
+                  memory_latency=3)
+    bench.buffered = {0x456 << 6 | line for line in range(0, 64, 3)}
+    plan = Plan(8, 1024, dma=True, offset=0x0C0)
+
+    async def user(ctx):
+        await bench.fetch(ctx, plan)
+
+    bench.run(user)
+    bench.check_messages([plan])
+    log = bench.log
+    assert log[-1]["dma_cycles"] == sum(row["plan"] for row in log), f"seed {seed}"
+    probed = taken = 0
+    for row, after in zip(log, log[1:]):
+        in_use = after["word_cycles"] - row["word_cycles"]
+        if not row["plan"]:
+            assert in_use == 0
+        else:
+            assert probed * LINE_WORDS - taken <= in_use <= send_buffering * LINE_WORDS, \
+                f"seed {seed}, edge {log.index(row)}"
+        probed, taken = probed + row["probe"], taken + row["word"]
+    most = max(after["word_cycles"] - row["word_cycles"] for row, after in zip(log, log[1:]))
+    assert most == send_buffering * LINE_WORDS, f"seed {seed}"
+
+
 def _lines_ahead(log, plans_from=0):
     """The most words probed ahead of the framer, counting those it took, per plan taken: the
     count restarts at each plan's first probe after the one before was taken."""
@@ -384,6 +418,11 @@ def test_dma_fetch_runs_at_most_the_tuned_lines_ahead(buffering, seed):
     bench.check_messages(plans)
     assert _lines_ahead(bench.log)[:2] == [buffering * LINE_WORDS, 2 * LINE_WORDS], \
         f"seed {seed}"
+    # (the buffer's words in use are counted against the plan's own budget)
+    first = bench.at("taken")[0]
+    assert max(after["word_cycles"] - row["word_cycles"]
+               for row, after in zip(bench.log[:first], bench.log[1:first + 1])) \
+        == buffering * LINE_WORDS, f"seed {seed}"
 
 
 def test_random_plans_memory_and_framer_lose_nothing(seed):

@@ -16,10 +16,16 @@ its messages:
   no flit waited for memory;
 * ``latency_<bytes>``: doorbell to the receiver's handler (``t_handler - t_doorbell``).
 
+and of the whole run:
+
+* ``buffer_lines``: the lines the sender NI's prefetch buffer holds on average while a DMA send
+  is under way (words asked for and not yet framed, over 8; from its counters
+  ``count_tx_dma_buffer_word_cycles`` and ``count_tx_dma_cycles``), at most ``depth``.
+
 The answer, per link rate and placement: the smallest depth with no bubbles at any size, what
 one more line costs in latency at 2 KiB, and the bandwidth-delay estimate beside it: the memory
 latency over the cycles a line takes on the link (``latency / (8 * cycles_per_flit)``, rounded
-up). (The sender NI's buffer occupancy is not measured yet.)
+up); and how much of the buffer a send holds there.
 """
 
 import math
@@ -65,7 +71,7 @@ class SendBuffering(Experiment):
              "payload is: bubbles on the link, latency, and the smallest depth with no bubbles")
     parameters = ("payload", "cycles_per_flit", "depth")
     figures = (*(f"bubbles_{size}" for size in SIZES), *(f"latency_{size}" for size in SIZES),
-               "memory_cycles", "cycles")
+               "buffer_lines", "memory_cycles", "cycles")
 
     def points(self, full):
         if not full:
@@ -93,8 +99,10 @@ class SendBuffering(Experiment):
         if {record["status"] for record in records} != {"delivered"} \
                 or len(records) != len(scenario.messages):
             raise PointFailed(f"not every message was delivered (log {result.log})")
-        figures = {"cycles": summary["cycles"],
-                   "memory_cycles": _memory_cycles(point["payload"])}
+        counters = summary["tx_counters"]["0"]
+        figures = {"cycles": summary["cycles"], "memory_cycles": _memory_cycles(point["payload"]),
+                   "buffer_lines": round(counters["dma_buffer_word_cycles"]
+                                         / (LINE_WORDS * counters["dma_cycles"]), 3)}
         for size in SIZES:
             chosen = [record for record in records if record["bytes"] == size]
             flits = cli.message_flits(size)
@@ -111,10 +119,12 @@ class SendBuffering(Experiment):
                  "DMA messages of 256 B to 2 KiB streamed from node 0 to node 1; `depth`: the "
                  "DMA lines the sender's NI fetches ahead of the wire (TUNE); bubbles: cycles "
                  "a message took on the link beyond the link's pace (median of its size); "
-                 "latency: doorbell to handler at 2 KiB.", "",
+                 "latency: doorbell to handler at 2 KiB; buffer use: the lines a DMA send holds "
+                 "in the sender NI's buffer on average, at that depth.", "",
                  "| payload | link (cycles/flit) | Gb/s | no bubbles from depth | "
-                 "bandwidth-delay estimate (lines) | 2 KiB latency there | one more line |",
-                 "| --- | --- | --- | --- | --- | --- | --- |"]
+                 "bandwidth-delay estimate (lines) | 2 KiB latency there | one more line | "
+                 "buffer use there (lines) |",
+                 "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         answers = []
         for payload in _PAYLOADS:
             for rate in _RATES:
@@ -130,7 +140,8 @@ class SendBuffering(Experiment):
                 lines.append(f"| {payload} | {rate} | {gbps(rate):g} | "
                              f"{'-' if depth is None else depth} | {estimate} | "
                              f"{'-' if there is None else there} | "
-                             f"{'-' if more is None else f'{more:+g} cycles'} |")
+                             f"{'-' if more is None else f'{more:+g} cycles'} | "
+                             f"{'-' if depth is None else chosen[depth]['buffer_lines']} |")
                 answers.append((payload, rate, depth, estimate))
         lines += ["", "## Answer", ""]
         for payload, rate, depth, estimate in answers:
