@@ -252,11 +252,13 @@ class MemoryHierarchy:
         DRAM access time, added to a DRAM fill.
     core_ghz : float
         Core clock, which converts ``dram_latency_ns`` into :attr:`dram_cycles`.
+    inject_into_l2 : bool
+        :meth:`memory_write` installs the line in the L2, dirty, rather than writing DRAM.
     """
 
     def __init__(self, memory=None, *, l1_bytes=32768, l1_ways=4, l1_hit_cycles=2,
                  l2_bytes=1048576, l2_ways=8, l2_hit_cycles=12, dram_latency_ns=60.0,
-                 core_ghz=2.0):
+                 core_ghz=2.0, inject_into_l2=False):
         if memory is not None and not isinstance(memory, SparseMemory):
             raise TypeError(f"memory must be a SparseMemory or None, not {memory!r}")
         if not (isinstance(dram_latency_ns, (int, float)) and 0 <= dram_latency_ns < math.inf):
@@ -270,6 +272,7 @@ class MemoryHierarchy:
         self.l2 = Cache("l2", size_bytes=l2_bytes, ways=l2_ways, hit_cycles=l2_hit_cycles)
         self.dram_latency_ns = dram_latency_ns
         self.core_ghz = core_ghz
+        self.inject_into_l2 = bool(inject_into_l2)
         self._misses = {}                 # line -> the outstanding Access (the MSHRs)
         self.reset_counters()
 
@@ -282,7 +285,8 @@ class MemoryHierarchy:
         """Zero :attr:`counters` and :attr:`bus_by_kind`."""
         self.counters = dict.fromkeys(
             ["l1_hits", "l1_misses", "l2_hits", "l2_misses", "msgbuf_hits", "dram_reads",
-             "dram_writes", "bus_transfers", "invalidations", "dirty_handbacks"], 0)
+             "dram_writes", "bus_transfers", "invalidations", "dirty_handbacks",
+             "l2_injections"], 0)
         self.bus_by_kind = dict.fromkeys(_BUS_KINDS, 0)
 
     def pending(self, line):
@@ -418,10 +422,19 @@ class MemoryHierarchy:
         return self._read_dram(line, "msgbuf_read")
 
     def memory_write(self, line, words):
-        """Write the message buffer's ``line`` straight to DRAM; the caches are not involved."""
+        """Write the message buffer's ``line`` straight to DRAM; the caches are not involved.
+        With ``inject_into_l2``, install it in the L2, dirty, instead (its victim written back
+        if dirty; ``l2_injections`` counts it); the L1 holds no copy (the arrival invalidated it),
+        and a miss outstanding for the line completes from the L2.
+        """
         _check_line(line)
         _check_words(words)
-        self._write_dram(line, words, "msgbuf_writeback")
+        if not self.inject_into_l2:
+            self._write_dram(line, words, "msgbuf_writeback")
+            return
+        self.l1.remove(line)
+        self.counters["l2_injections"] += 1
+        self._fill_l2(line, list(words), dirty=True)
 
     # Internals --------------------------------------------------------------------------------
 

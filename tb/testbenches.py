@@ -45,6 +45,11 @@ TESTBENCHES = {
             "ready_percent": 70,       # probe answer and write-back ready probability
             "min_message_lines": 1,    # the measurement's smallest message, in lines
             "max_message_lines": 32,   # the measurement's largest message, in lines
+            # (the working-set measurement of tb.msgcache_tests, run by smtni experiment
+            # message-cache)
+            "message_read_lines": 0,   # lines of each message the program reads, 0 for all
+            "inject_into_l2": 0,       # 1: the buffer's write-backs go into the L2
+            "working_set_messages": 6,  # messages, the first RING_SLOTS not measured
         },
         summary="random arrivals, core loads and stores, NI reads and TX staging against a "
                 "flat reference memory; fill rate; the message cache's effect on DRAM traffic"),

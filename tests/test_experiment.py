@@ -143,22 +143,33 @@ def test_the_list_names_every_experiment(capsys):
 def test_message_cache_quick_is_the_same_on_one_worker_and_two(tmp_path):
     """The real sweep on Verilator, once on one worker and once on two: the same points.csv; and
     what must hold: a kept message costs no DRAM transfer, one that is not costs a read and a
-    write per line."""
+    write per line; beside a working set that fills the L2, the buffer costs it fewer misses
+    than injection and fewer bus transfers than delivery to DRAM."""
     one = sweep("message-cache", workers=1, out=tmp_path / "one")
     two = sweep("message-cache", workers=2, out=tmp_path / "two")
     assert one.failed == [] and two.failed == []
     text = (tmp_path / "one" / "message-cache" / "points.csv").read_text()
     assert text == (tmp_path / "two" / "message-cache" / "points.csv").read_text()
-    rows = {(row["buffer"], row["lines"]): row for row in one.rows}
+    rows = {(row["buffer"], row["lines"]): row for row in one.rows
+            if row["working_set"] == "none"}
     assert sorted(rows) == [("off", 1), ("off", 8), ("on", 1), ("on", 8)]
     for lines in (1, 8):
         on, off = rows[("on", lines)], rows[("off", lines)]
         assert (on["dram_reads"], on["dram_writes"], on["bus_transfers"]) == (0, 0, 0), on
         assert (off["read_dram_reads"], off["dram_writes"]) == (lines, lines), off
         assert on["first_load_cycles"] < off["first_load_cycles"]
+    # a working set that fills the L2, a message read only in its first line: the buffer keeps
+    # the rest out of the L2 (injection puts it all there) and off the bus (off writes it)
+    filled = {row["buffer"]: row for row in one.rows if row["working_set"] == "l2"}
+    assert sorted(filled) == ["inject", "off", "on"]
+    assert filled["on"]["working_set_misses"] < filled["inject"]["working_set_misses"]
+    assert filled["on"]["bus_transfers"] < filled["off"]["bus_transfers"]
+    assert filled["inject"]["l2_injections"] == 8 and filled["on"]["l2_injections"] == 0
     summary = (tmp_path / "one" / "message-cache" / "summary.md").read_text()
     assert "saves 2 memory-bus transfers per line" in summary
-    assert (tmp_path / "one" / "message-cache" / "message-cache.png").stat().st_size > 10_000
+    assert "a message the program reads only the first line of costs it" in summary
+    for name in ("message-cache.png", "message-cache-working-set.png"):
+        assert (tmp_path / "one" / "message-cache" / name).stat().st_size > 10_000
 
 
 def test_pio_dma_quick(tmp_path):
@@ -189,8 +200,8 @@ def test_send_buffering_quick(tmp_path):
     from DRAM and the caches at 16 Gb/s, 4 ahead), on Icarus: its System is a build of its own,
     shared with the system test of the tunables. What must hold: every point scored with no
     mismatch; bubbles never grow with depth, 16 lines leave none, two leave some in every size,
-    and latency never grows with depth; 4 lines keep a mixed payload at
-    16 Gb/s."""
+    and latency never grows with depth; a send holds more lines of a deeper buffer, never more
+    than the depth; 4 lines keep a mixed payload at 16 Gb/s."""
     done = sweep("send-buffering", sim="icarus", workers=1, out=tmp_path)
     assert done.failed == []
     (mixed,) = [row for row in done.rows if row["payload"] == "mixed"]
@@ -203,6 +214,9 @@ def test_send_buffering_quick(tmp_path):
         latency = [row[f"latency_{size}"] for row in rows]
         assert bubbles == sorted(bubbles, reverse=True) and bubbles[-1] == 0 < bubbles[0], size
         assert latency == sorted(latency, reverse=True), size
+    # a send holds more of a deeper buffer, never more than the depth
+    held = [row["buffer_lines"] for row in rows]
+    assert held == sorted(held) and all(0 < row["buffer_lines"] <= row["depth"] for row in rows)
     summary = (tmp_path / "send-buffering" / "summary.md").read_text()
     assert "| dram | 4 | 32 | 16 | 4 |" in summary and "| mixed | 8 | 16 | 4 | 2 |" in summary
     assert (tmp_path / "send-buffering" / "send-buffering.png").stat().st_size > 10_000

@@ -225,6 +225,29 @@ def test_a_word_placed_in_dram_leaves_no_cached_copy_and_keeps_the_lines_other_w
     hierarchy.complete(miss)
 
 
+def test_an_injecting_hierarchy_takes_the_buffers_write_backs_into_the_l2():
+    """``inject_into_l2``: a write-back of the message buffer is installed in the L2, dirty, and
+    crosses no bus; its dirty victim goes to DRAM; a load of it is an L2 hit; the L1's stale copy
+    is dropped."""
+    hierarchy = tiny(l2_bytes=128, l2_ways=2, inject_into_l2=True)
+    run(hierarchy, pa(1, 0), write=True, value=4)
+    run(hierarchy, pa(3))                 # line 1 dirty into the L2 (the L1 holds one line)
+    before = dict(hierarchy.counters)
+    hierarchy.memory_write(5, [7] * 8)
+    assert 5 in hierarchy.l2 and hierarchy.l2.lookup(5, touch=False).dirty and 5 not in hierarchy.l1
+    assert hierarchy.memory.read_line(5) == [0] * 8
+    assert hierarchy.counters["l2_injections"] == 1
+    assert hierarchy.counters["bus_transfers"] == before["bus_transfers"]
+    hierarchy.memory_write(9, [2] * 8)    # evicts dirty line 1 (LRU) to DRAM
+    assert hierarchy.memory.read_word(pa(1, 0)) == 4
+    assert hierarchy.counters["dram_writes"] == before["dram_writes"] + 1
+    assert run(hierarchy, pa(9, 3)).level == "l2" and run(hierarchy, pa(9, 3)).value == 2
+    # (a miss outstanding completes from the L2)
+    miss = hierarchy.access(pa(11, 1))
+    hierarchy.memory_write(11, [6] * 8)
+    assert hierarchy.complete(miss).value == 6 and miss.level == "l2"
+
+
 def test_counters_are_exact_and_reset():
     hierarchy = tiny()
     run(hierarchy, pa(1))
@@ -240,7 +263,7 @@ def test_counters_are_exact_and_reset():
     assert hierarchy.counters == {
         "l1_hits": 1, "l1_misses": 4, "l2_hits": 0, "l2_misses": 4, "msgbuf_hits": 0,
         "dram_reads": 5, "dram_writes": 2, "bus_transfers": 7, "invalidations": 0,
-        "dirty_handbacks": 0}
+        "dirty_handbacks": 0, "l2_injections": 0}
     assert hierarchy.bus_by_kind == {"l2_fill": 4, "l2_writeback": 1, "dma_read": 0,
                                      "msgbuf_read": 1, "msgbuf_writeback": 1}
     hierarchy.reset_counters()
@@ -255,13 +278,14 @@ class Traffic:
     A message line invalidates the cached copies, merges the dirty data handed back (or memory's),
     overwrites some words, and is then written back at once or held in the buffer until a probe
     hands it to a missing core access or a later write-back, which may land while the miss is
-    outstanding.
+    outstanding (into the L2 with ``inject_into_l2``).
     """
 
-    def __init__(self, seed):
+    def __init__(self, seed, **hierarchy):
         self.seed = seed
         self.rng = random.Random(seed)
-        self.hierarchy = MemoryHierarchy(l1_bytes=256, l1_ways=2, l2_bytes=1024, l2_ways=4)
+        self.hierarchy = MemoryHierarchy(l1_bytes=256, l1_ways=2, l2_bytes=1024, l2_ways=4,
+                                         **hierarchy)
         self.lines = self.rng.sample(range(1 << 26), 300)
         self.reference = {}          # address -> the last value written by anyone
         self.misses = {}             # line -> its outstanding Access
@@ -336,8 +360,9 @@ class Traffic:
             self.check(self.hierarchy.read_word_coherent(address), value, f"word {address:#x}")
 
 
-def test_random_traffic_against_a_flat_reference(seed):
-    traffic = Traffic(seed)
+@pytest.mark.parametrize("inject", [False, True])
+def test_random_traffic_against_a_flat_reference(seed, inject):
+    traffic = Traffic(seed, inject_into_l2=inject)
     side_traffic = [traffic.message, traffic.write_back, traffic.dma]
     for _ in range(20_000):
         traffic.core_access()
@@ -349,5 +374,6 @@ def test_random_traffic_against_a_flat_reference(seed):
     counters = traffic.hierarchy.counters
     assert counters["bus_transfers"] == counters["dram_reads"] + counters["dram_writes"]
     assert counters["bus_transfers"] == sum(traffic.hierarchy.bus_by_kind.values())
-    idle = [name for name, count in counters.items() if count == 0]
+    idle = [name for name, count in counters.items()
+            if count == 0 and (inject or name != "l2_injections")]
     assert not idle, f"seed {traffic.seed}: the traffic never exercised {idle}"

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
-__all__ = ["pio_dma", "message_cache", "send_buffering"]
+__all__ = ["pio_dma", "message_cache", "working_set", "send_buffering"]
 
 
 def _save(figure, directory, name):
@@ -76,27 +76,63 @@ def message_cache(rows, directory, *, config):
     return [_save(figure, directory, "message-cache.png")]
 
 
+def working_set(rows, directory, *, config):
+    """A working set that fills the L2: its misses and the bus transfers per message against
+    message size, a line per delivery (buffer on, to DRAM, into the L2), a column per how much
+    of each message the program reads."""
+    reads = [read for read in ("first", "all") if any(row["read"] == read for row in rows)]
+    if not reads:
+        return []
+    figure, axes = plt.subplots(2, len(reads), figsize=(5.5 * len(reads), 7.5), squeeze=False)
+    deliveries = (("on", "tab:green", "buffer on"), ("off", "tab:red", "buffer off, to DRAM"),
+                  ("inject", "tab:purple", "buffer off, into the L2"))
+    for column, read in enumerate(reads):
+        for buffer, colour, label in deliveries:
+            points = sorted((row["lines"], row["working_set_misses"], row["bus_transfers"])
+                            for row in rows if row["read"] == read and row["buffer"] == buffer)
+            if not points:
+                continue
+            sizes, misses, transfers = zip(*points)
+            axes[0][column].plot(sizes, misses, marker="o", color=colour, label=label)
+            axes[1][column].plot(sizes, transfers, marker="o", color=colour, label=label)
+        for row, label in enumerate(("working set's L2 misses per message",
+                                     "memory-bus transfers per message (lines)")):
+            axis = axes[row][column]
+            axis.set_xscale("log", base=2)
+            axis.set_xlabel("message size (64-byte lines)")
+            axis.set_ylabel(label)
+            axis.set_title(f"the program reads {'the first line' if read == 'first' else 'all'}"
+                           f" of each message")
+            axis.grid(True, alpha=0.3)
+            if axis.get_legend_handles_labels()[0]:
+                axis.legend(fontsize=8)
+    figure.suptitle(f"Messages and a working set that fills the L2 (16 KiB, 8 ways) ({config})")
+    return [_save(figure, directory, "message-cache-working-set.png")]
+
+
 def send_buffering(rows, directory, *, config):
-    """Bubbles and latency of 2 KiB messages against the depth, a line per link rate, a column
-    per payload placement."""
+    """Bubbles and latency of 2 KiB messages and the lines a send holds in the buffer, against
+    the depth, a line per link rate, a column per payload placement."""
     from .send_buffering import gbps
 
     payloads = [payload for payload in ("cache", "dram", "mixed")
                 if any(row["payload"] == payload for row in rows)]
-    figure, axes = plt.subplots(2, len(payloads), figsize=(5 * len(payloads), 8), squeeze=False)
+    figure, axes = plt.subplots(3, len(payloads), figsize=(5 * len(payloads), 11.5),
+                                squeeze=False)
     for column, payload in enumerate(payloads):
         for rate in sorted({row["cycles_per_flit"] for row in rows}, reverse=True):
-            points = sorted((row["depth"], row["bubbles_2048"], row["latency_2048"])
-                            for row in rows
+            points = sorted((row["depth"], row["bubbles_2048"], row["latency_2048"],
+                             row["buffer_lines"]) for row in rows
                             if row["payload"] == payload and row["cycles_per_flit"] == rate)
             if not points:
                 continue
-            depths, bubbles, latencies = zip(*points)
+            depths, *measured = zip(*points)
             label = f"{gbps(rate):g} Gb/s ({rate} cycles/flit)"
-            axes[0][column].plot(depths, bubbles, marker="o", label=label)
-            axes[1][column].plot(depths, latencies, marker="o", label=label)
+            for axis, values in zip(axes[:, column], measured):
+                axis.plot(depths, values, marker="o", label=label)
         for row, label in enumerate(("bubbles in a 2 KiB message (cycles)",
-                                     "2 KiB doorbell to handler (cycles)")):
+                                     "2 KiB doorbell to handler (cycles)",
+                                     "lines a DMA send holds in the buffer (mean)")):
             axis = axes[row][column]
             axis.set_xlabel("DMA lines fetched ahead")
             axis.set_ylabel(label)
