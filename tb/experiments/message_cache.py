@@ -150,23 +150,26 @@ class MessageCache(Experiment):
 
 
 def _working_set_answer(rows):
-    """The answer's sentences on the working set: per line of message, the misses it costs the
-    walk and the bus transfers, per case, over the sizes measured in all three."""
+    """The answer's sentence on the working set: per line of message, the misses it costs the
+    walk and the bus transfers, per delivery, for each way of reading measured with all three."""
     def per_line(read, buffer, figure):
         chosen = [row for row in rows if row["read"] == read and row["buffer"] == buffer]
         return sum(row[figure] for row in chosen) / sum(row["lines"] for row in chosen)
 
-    said = []
+    clauses = []
     for read, what in (("first", "a message the program reads only the first line of"),
-                       ("all", "a message the program reads whole")):
+                       ("all", "one it reads whole")):
         if not all(any(row["read"] == read and row["buffer"] == buffer for row in rows)
                    for buffer in _BUFFERS):
             continue
         misses = {buffer: per_line(read, buffer, "working_set_misses") for buffer in _BUFFERS}
         bus = {buffer: per_line(read, buffer, "bus_transfers") for buffer in _BUFFERS}
-        said.append(f"With a working set that fills the L2, {what} costs it "
-                    f"{misses['on']:.2g} L2 misses per line of message with the buffer, "
-                    f"{misses['off']:.2g} with delivery to DRAM and {misses['inject']:.2g} "
-                    f"with injection into the L2; bus transfers per line {bus['on']:.2g}, "
-                    f"{bus['off']:.2g} and {bus['inject']:.2g}.")
-    return " ".join(said) or "No working-set case was measured with all three deliveries."
+        clauses.append(f"{what if clauses else what.replace('one it', 'a message the program')}"
+                       f" costs it {misses['on']:.2g} L2 misses per line of message with the "
+                       f"buffer, {misses['off']:.2g} with delivery to DRAM and "
+                       f"{misses['inject']:.2g} with injection into the L2, and "
+                       f"{bus['on']:.2g}, {bus['off']:.2g} and {bus['inject']:.2g} bus "
+                       f"transfers per line")
+    if not clauses:
+        return "No working-set case was measured with all three deliveries."
+    return f"With a working set that fills the L2, {'; '.join(clauses)}."
