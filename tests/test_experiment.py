@@ -107,8 +107,9 @@ def test_a_bug_in_a_point_is_reported_with_it(squares, scheduler, tmp_path, monk
 
 @pytest.mark.parametrize("argv, error", [
     (["experiment"], "give an experiment's name, or --list to see them"),
-    (["experiment", "pio-dmaa"], "no experiment 'pio-dmaa'; the experiments are message-cache, "
-                                 "pio-dma, send-buffering (smtni experiment --list)"),
+    (["experiment", "pio-dmaa"], "no experiment 'pio-dmaa'; the experiments are "
+                                 "interrupt-baseline, message-cache, pio-dma, send-buffering "
+                                 "(smtni experiment --list)"),
     (["experiment", "pio-dma", "--scheduler", "localhost:8786"],
      "--scheduler 'localhost:8786' is no Dask address; give it as tcp://HOST:PORT"),
     (["experiment", "pio-dma", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"],
@@ -137,7 +138,7 @@ def test_a_scheduler_that_does_not_answer_gets_one_line_and_exit_2(capsys, tmp_p
 def test_the_list_names_every_experiment(capsys):
     assert cli.main(["experiment", "--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["message-cache", "pio-dma", "send-buffering"]
+    assert listed == ["interrupt-baseline", "message-cache", "pio-dma", "send-buffering"]
 
 
 def test_message_cache_quick_is_the_same_on_one_worker_and_two(tmp_path):
@@ -220,6 +221,27 @@ def test_send_buffering_quick(tmp_path):
     summary = (tmp_path / "send-buffering" / "summary.md").read_text()
     assert "| dram | 4 | 32 | 16 | 4 |" in summary and "| mixed | 8 | 16 | 4 | 2 |" in summary
     assert (tmp_path / "send-buffering" / "send-buffering.png").stat().st_size > 10_000
+
+
+def test_interrupt_baseline_quick(tmp_path):
+    """The quick sweep (the behavioural model): at the Ultra-1 with user code filling the L2,
+    the paper's interrupt (17,500 cycles within 10 %, a miss share of 80 to 95 %) beside the
+    paper's row; with no working set far less; the 2 GHz node with a full L2 pays more cycles
+    for the same misses."""
+    done = sweep("interrupt-baseline", workers=1, out=tmp_path)
+    assert done.failed == []
+    rows = {(row["machine"], row["working_set"]): row for row in done.rows}
+    assert sorted(rows) == [("node", 0.0), ("node", 1.0), ("ultra1", 0.0), ("ultra1", 1.0)]
+    full = rows[("ultra1", 1.0)]
+    assert abs(full["cycles"] - 17_500) <= 1_750 and 0.80 <= full["miss_share"] <= 0.95, full
+    assert rows[("ultra1", 0.0)]["cycles"] * 3 < full["cycles"]
+    assert rows[("ultra1", 0.0)]["l2_misses"] == rows[("node", 0.0)]["l2_misses"] == 0
+    assert rows[("node", 1.0)]["l2_misses"] == full["l2_misses"] == 380
+    assert rows[("node", 1.0)]["cycles"] > full["cycles"]
+    summary = (tmp_path / "interrupt-baseline" / "summary.md").read_text()
+    assert "| the paper | 17,500 | 119 | ~380 | 103 | 87% |" in summary
+    assert "behavioural model, seed 1, quick sweep" in summary
+    assert (tmp_path / "interrupt-baseline" / "interrupt-baseline.png").stat().st_size > 10_000
 
 
 def test_an_experiment_without_its_run_cannot_be_made():

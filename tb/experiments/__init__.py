@@ -59,12 +59,15 @@ class Experiment(abc.ABC):
         The parameters of a point, in the order of ``points.csv``'s columns.
     figures : tuple of str
         What a point measures, in the order of the columns after ``seed``.
+    simulated : bool
+        Whether its points run on a simulator (``--sim``); False for a behavioural model alone.
     """
 
     name = None
     title = None
     parameters = ()
     figures = ()
+    simulated = True
 
     @abc.abstractmethod
     def points(self, full):
@@ -94,11 +97,12 @@ def page(lines, images):
 
 
 def _registry():
+    from .interrupt_baseline import InterruptBaseline
     from .message_cache import MessageCache
     from .pio_dma import PioDma
     from .send_buffering import SendBuffering
     return {experiment.name: experiment
-            for experiment in (MessageCache(), PioDma(), SendBuffering())}
+            for experiment in (InterruptBaseline(), MessageCache(), PioDma(), SendBuffering())}
 
 
 #: The experiments by name.
@@ -235,7 +239,8 @@ def sweep(name, *, full=False, sim="verilator", seed=DEFAULT_SEED, workers=2, sc
     ours = {_key(row, row["seed"], chosen.parameters) for row in rows}
     others = [row for row in earlier if _key(row, row["seed"], chosen.parameters) not in ours]
     _write(path, columns, rows + others)
-    config = f"{sim}, seed {seed}, {'full' if full else 'quick'} sweep"
+    config = (f"{sim if chosen.simulated else 'behavioural model'}, seed {seed}, "
+              f"{'full' if full else 'quick'} sweep")
     (directory / "summary.md").write_text(chosen.report(rows, directory, config=config))
     return Sweep(rows=rows, failed=failed, resumed=len(points) - len(todo),
                  wall_s=time.perf_counter() - started, directory=directory)
@@ -289,7 +294,8 @@ def command(args, usage_error):
     seed = DEFAULT_SEED if args.seed is None else args.seed
     points = chosen.points(args.full)
     size = "full" if args.full else "quick"
-    print(f"smtni experiment {chosen.name}: {len(points)} points ({size}), on {args.sim}, "
+    on = args.sim if chosen.simulated else "the behavioural model"
+    print(f"smtni experiment {chosen.name}: {len(points)} points ({size}), on {on}, "
           f"seed {seed}, "
           f"{args.scheduler or f'{workers} local worker(s)'}; into {Path(args.out) / chosen.name}",
           flush=True)

@@ -6,7 +6,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
-__all__ = ["pio_dma", "message_cache", "working_set", "send_buffering"]
+__all__ = ["pio_dma", "message_cache", "working_set", "send_buffering", "interrupt_baseline"]
 
 
 def _save(figure, directory, name):
@@ -141,3 +141,43 @@ def send_buffering(rows, directory, *, config):
             axis.legend(fontsize=8)
     figure.suptitle(f"Send buffering against link rate, 2 GHz core ({config})")
     return [_save(figure, directory, "send-buffering.png")]
+
+
+def interrupt_baseline(rows, directory, *, config):
+    """The interrupt's cost in cycles and in us against the user's working set (at 2 GHz, a line
+    per L2 size, and the Ultra-1) and against the clock (a full L2, a line per L2 size)."""
+    figure, axes = plt.subplots(2, 2, figsize=(11, 8.4))
+    series = [("node", mb, f"node, {mb:g} MiB L2") for mb in sorted(
+        {row["l2_mb"] for row in rows if row["machine"] == "node"})]
+    series.append(("ultra1", 0.5, "Ultra-1 (147 MHz, 512 KiB L2)"))
+    for machine, mb, label in series:
+        by_set = sorted((100 * row["working_set"], row["cycles"], row["us"]) for row in rows
+                        if row["machine"] == machine and row["l2_mb"] == mb
+                        and (machine == "ultra1" or row["core_ghz"] == 2.0))
+        if by_set:
+            shares, cycles, us = zip(*by_set)
+            axes[0][0].plot(shares, cycles, marker="o", label=label)
+            axes[0][1].plot(shares, us, marker="o", label=label)
+        by_clock = sorted((row["core_ghz"], row["cycles"], row["us"]) for row in rows
+                          if row["machine"] == "node" == machine and row["l2_mb"] == mb
+                          and row["working_set"] == 1.0)
+        if by_clock:
+            clocks, cycles, us = zip(*by_clock)
+            axes[1][0].plot(clocks, cycles, marker="o", label=label)
+            axes[1][1].plot(clocks, us, marker="o", label=label)
+    titles = (("user working set (% of the L2)", "interrupt (cycles)", "at 2 GHz"),
+              ("user working set (% of the L2)", "interrupt (us)", "at 2 GHz"),
+              ("core clock (GHz)", "interrupt (cycles)", "L2 full of the user's lines"),
+              ("core clock (GHz)", "interrupt (us)", "L2 full of the user's lines"))
+    for axis, (x, y, title) in zip(axes.flat, titles):
+        axis.set_xlabel(x)
+        axis.set_ylabel(y)
+        axis.set_title(title)
+        axis.grid(True, alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    axes[0][0].axhline(17_500, color="grey", linestyle=":", linewidth=1)
+    axes[0][0].annotate("the paper: 17,500 cycles (Ultra-1)", (0, 17_500), fontsize=8,
+                        xytext=(2, 4), textcoords="offset points")
+    figure.suptitle(f"The OS's network-interrupt path on the node's caches ({config})")
+    return [_save(figure, directory, "interrupt-baseline.png")]
