@@ -84,17 +84,22 @@ def working_set(rows, directory, *, config):
     if not reads:
         return []
     figure, axes = plt.subplots(2, len(reads), figsize=(5.5 * len(reads), 7.5), squeeze=False)
-    deliveries = (("on", "tab:green", "buffer on"), ("off", "tab:red", "buffer off, to DRAM"),
-                  ("inject", "tab:purple", "buffer off, into the L2"))
+    # (lines that coincide stay apart by their width, style and marker)
+    deliveries = (("on", dict(color="tab:green", linewidth=4, alpha=0.6, marker="o"),
+                   "buffer on"),
+                  ("off", dict(color="tab:red", linestyle="--", marker="s"),
+                   "buffer off, to DRAM"),
+                  ("inject", dict(color="tab:purple", linestyle=":", marker="^"),
+                   "buffer off, into the L2"))
     for column, read in enumerate(reads):
-        for buffer, colour, label in deliveries:
+        for buffer, style, label in deliveries:
             points = sorted((row["lines"], row["working_set_misses"], row["bus_transfers"])
                             for row in rows if row["read"] == read and row["buffer"] == buffer)
             if not points:
                 continue
             sizes, misses, transfers = zip(*points)
-            axes[0][column].plot(sizes, misses, marker="o", color=colour, label=label)
-            axes[1][column].plot(sizes, transfers, marker="o", color=colour, label=label)
+            axes[0][column].plot(sizes, misses, label=label, **style)
+            axes[1][column].plot(sizes, transfers, label=label, **style)
         for row, label in enumerate(("working set's L2 misses per message",
                                      "memory-bus transfers per message (lines)")):
             axis = axes[row][column]
