@@ -152,26 +152,32 @@ def interrupt_baseline(rows, directory, *, config):
     """The interrupt's cost in cycles and in us against the user's working set (at 2 GHz, a line
     per L2 size, and the Ultra-1) and against the clock (a full L2, a line per L2 size)."""
     figure, axes = plt.subplots(2, 2, figsize=(11, 8.4))
-    series = [("node", mb, f"node, {mb:g} MiB L2") for mb in sorted(
-        {row["l2_mb"] for row in rows if row["machine"] == "node"})]
-    series.append(("ultra1", 0.5, "Ultra-1 (147 MHz, 512 KiB L2)"))
-    for machine, mb, label in series:
+    # (the L2 sizes' lines often coincide: they stay apart by their width and style)
+    styles = [dict(linewidth=5, alpha=0.5, marker="o"), dict(linestyle="--", marker="s"),
+              dict(linestyle=":", marker="^", linewidth=2)]
+    series = [("node", mb, f"node, {mb:g} MiB L2", styles[index % len(styles)])
+              for index, mb in enumerate(sorted(
+                  {row["l2_mb"] for row in rows if row["machine"] == "node"}))]
+    series.append(("ultra1", 0.5, "Ultra-1 (147 MHz, 512 KiB L2)", dict(marker="D")))
+    for machine, mb, label, style in series:
         by_set = sorted((100 * row["working_set"], row["cycles"], row["us"]) for row in rows
                         if row["machine"] == machine and row["l2_mb"] == mb
                         and (machine == "ultra1" or row["core_ghz"] == 2.0))
         if by_set:
             shares, cycles, us = zip(*by_set)
-            axes[0][0].plot(shares, cycles, marker="o", label=label)
-            axes[0][1].plot(shares, us, marker="o", label=label)
+            axes[0][0].plot(shares, cycles, label=label, **style)
+            axes[0][1].plot(shares, us, label=label, **style)
         by_clock = sorted((row["core_ghz"], row["cycles"], row["us"]) for row in rows
                           if row["machine"] == "node" == machine and row["l2_mb"] == mb
                           and row["working_set"] == 1.0)
         if by_clock:
             clocks, cycles, us = zip(*by_clock)
-            axes[1][0].plot(clocks, cycles, marker="o", label=label)
-            axes[1][1].plot(clocks, us, marker="o", label=label)
-    titles = (("user working set (% of the L2)", "interrupt (cycles)", "at 2 GHz"),
-              ("user working set (% of the L2)", "interrupt (us)", "at 2 GHz"),
+            axes[1][0].plot(clocks, cycles, label=label, **style)
+            axes[1][1].plot(clocks, us, label=label, **style)
+    titles = (("user working set (% of the L2)", "interrupt (cycles)",
+               "the node at 2 GHz, the Ultra-1 at 147 MHz"),
+              ("user working set (% of the L2)", "interrupt (us)",
+               "the node at 2 GHz, the Ultra-1 at 147 MHz"),
               ("core clock (GHz)", "interrupt (cycles)", "L2 full of the user's lines"),
               ("core clock (GHz)", "interrupt (us)", "L2 full of the user's lines"))
     for axis, (x, y, title) in zip(axes.flat, titles):
