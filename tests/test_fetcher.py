@@ -325,10 +325,9 @@ def test_plans_back_to_back_each_start_afresh():
     assert bench.probes == [line for plan in plans if plan.dma for line in plan.lines()]
 
 
-@pytest.mark.parametrize("send_buffering", [1, 4])
-def test_dma_fetch_runs_at_most_send_buffering_lines_ahead(send_buffering, seed):
-    """A slow framer, a payload of whole lines: the lines probed never hold more words than the
-    FIFO, counting those the framer has taken, and every word still comes, in order."""
+def _slow_framer_dma(send_buffering, seed):
+    """Run a 1 KiB DMA plan of whole lines, some buffered, to a framer taking 30 % of the words
+    offered; check its words and return the bench."""
     bench = Bench(send_buffering=send_buffering, words_ready_percent=30, seed=seed,
                   memory_latency=3)
     bench.buffered = {0x456 << 6 | line for line in range(0, 64, 3)}
@@ -339,6 +338,14 @@ def test_dma_fetch_runs_at_most_send_buffering_lines_ahead(send_buffering, seed)
 
     bench.run(user)
     bench.check_messages([plan])
+    return bench
+
+
+@pytest.mark.parametrize("send_buffering", [1, 4])
+def test_dma_fetch_runs_at_most_send_buffering_lines_ahead(send_buffering, seed):
+    """A slow framer, a payload of whole lines: the lines probed never hold more words than the
+    FIFO, counting those the framer has taken, and every word still comes, in order."""
+    bench = _slow_framer_dma(send_buffering, seed)
     probed = taken = 0
     ahead = []
     for row in bench.log:
@@ -353,16 +360,7 @@ def test_dma_counters_count_the_plans_cycles_and_the_buffers_words_in_use(send_b
     ``count_dma_buffer_word_cycles`` grows each of them by the buffer's words in use, no fewer
     than the lines probed (8 words each) and not yet taken by the framer, never more than the
     buffer holds: all of it while the framer waits on a full buffer."""
-    bench = Bench(send_buffering=send_buffering, words_ready_percent=30, seed=seed,
-                  memory_latency=3)
-    bench.buffered = {0x456 << 6 | line for line in range(0, 64, 3)}
-    plan = Plan(8, 1024, dma=True, offset=0x0C0)
-
-    async def user(ctx):
-        await bench.fetch(ctx, plan)
-
-    bench.run(user)
-    bench.check_messages([plan])
+    bench = _slow_framer_dma(send_buffering, seed)
     log = bench.log
     assert log[-1]["dma_cycles"] == sum(row["plan"] for row in log), f"seed {seed}"
     probed = taken = 0
