@@ -27,7 +27,7 @@ Where the numbers come from
       user code filling the L2, every line of the path misses;
     * the work besides the misses, 2,000 instructions at a CPI of 1.0 (the 2-issue, in-order
       UltraSPARC running branchy kernel code), a 30-cycle flush and trap entry and 4 device
-      reads at 0.5 us (uncached reads across the SBus), is 2,324 cycles: the paper's rest,
+      reads at 0.5 us (uncached reads across the SBus), is 2,326 cycles: the paper's rest,
       119 - 103 = 16 us, is 2,350 cycles at 147 MHz;
     * the split: the trap (the trap table, the flush), saving state (the register windows
       spilled to the stack, the trap frame), the interrupt dispatch (the vector, the nexus and

@@ -111,13 +111,13 @@ class MessageCache(Experiment):
             lines.append("| " + " | ".join(cells) + " |")
         if filled:
             lines += ["", "## A working set that fills the L2", "",
-                      "A program walks its working set (as many lines as the L2 holds: 16 KiB "
-                      "L2, 8 ways, 2 KiB L1) after each message of k lines, which it reads "
+                      f"A program walks its working set (as many lines as the L2 holds: "
+                      f"{_caches()}) after each message of k lines, which it reads "
                       "whole or the first line of. Per message: the walk's L2 misses, and DRAM "
                       "reads / writes and bus transfers of arrival, read and walk. Buffer off: "
                       "arriving lines go to DRAM; inject: they are written into the L2. (LRU "
                       "and a walk in order: a line put in the L2 costs the walk every line of "
-                      "its set, 8.)", "",
+                      "its set.)", "",
                       "| read | k | " + " | ".join(f"{buffer}: misses, DRAM rd / wr, bus"
                                                     for buffer in _BUFFERS) + " |",
                       "|" + " --- |" * (2 + len(_BUFFERS))]
@@ -146,7 +146,15 @@ class MessageCache(Experiment):
             lines.append("No size was measured with the buffer both on and off.")
         lines += [_working_set_answer(filled)] if filled else []
         return page(lines, [*plots.message_cache(alone, directory, config=config),
-                            *plots.working_set(filled, directory, config=config)])
+                            *plots.working_set(filled, directory, config=config,
+                                               caches=_caches())])
+
+
+def _caches():
+    """The working-set measurement's caches, in words."""
+    from ..msgcache_tests import WORKING_SET_CACHES as caches
+    return (f"{caches['l2_bytes'] // 1024} KiB L2, {caches['l2_ways']} ways, "
+            f"{caches['l1_bytes'] // 1024} KiB L1")
 
 
 def _working_set_answer(rows):

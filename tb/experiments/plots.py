@@ -76,10 +76,10 @@ def message_cache(rows, directory, *, config):
     return [_save(figure, directory, "message-cache.png")]
 
 
-def working_set(rows, directory, *, config):
-    """A working set that fills the L2: its misses and the bus transfers per message against
-    message size, a line per delivery (buffer on, to DRAM, into the L2), a column per how much
-    of each message the program reads."""
+def working_set(rows, directory, *, config, caches):
+    """A working set that fills the L2 (of ``caches``, in words): its misses and the bus
+    transfers per message against message size, a line per delivery (buffer on, to DRAM, into
+    the L2), a column per how much of each message the program reads."""
     reads = [read for read in ("first", "all") if any(row["read"] == read for row in rows)]
     if not reads:
         return []
@@ -111,7 +111,7 @@ def working_set(rows, directory, *, config):
             axis.grid(True, alpha=0.3)
             if axis.get_legend_handles_labels()[0]:
                 axis.legend(fontsize=8)
-    figure.suptitle(f"Messages and a working set that fills the L2 (16 KiB, 8 ways) ({config})")
+    figure.suptitle(f"Messages and a working set that fills the L2 ({caches}; {config})")
     return [_save(figure, directory, "message-cache-working-set.png")]
 
 
