@@ -130,7 +130,6 @@ class InterruptPath:
             raise ValueError(f"working_set_lines {working_set_lines!r} must be a non-negative "
                              f"integer")
         self.hierarchy = MemoryHierarchy(core_ghz=core_ghz, **hierarchy)
-        self.core_ghz = core_ghz
         self.working_set = list(range(USER_BASE, USER_BASE + working_set_lines))
         self.device_read_cycles = round(device_read_ns * core_ghz)
         self.cpi = cpi

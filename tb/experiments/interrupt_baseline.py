@@ -24,6 +24,7 @@ the same path costs the 2 GHz node with a full L2.
 import re
 
 from behavioral.kernel import STEPS, ULTRA1, InterruptPath
+from rtl.layouts import LINE_BYTES
 
 from . import Experiment, page
 
@@ -67,8 +68,8 @@ class InterruptBaseline(Experiment):
                *(f"{step_key(step)}_{what}" for step in STEPS for what in ("cycles", "misses")))
 
     def points(self, full):
-        ultra = [{"machine": "ultra1", "core_ghz": ULTRA1["core_ghz"], "l2_mb": 0.5,
-                  "working_set": fraction} for fraction in (_FRACTIONS if full else (0.0, 1.0))]
+        ultra = [{"machine": "ultra1", "core_ghz": ULTRA1["core_ghz"],
+                  "l2_mb": ULTRA1["hierarchy"]["l2_bytes"] / (1 << 20), "working_set": fraction} for fraction in (_FRACTIONS if full else (0.0, 1.0))]
         if not full:
             return ultra + [{"machine": "node", "core_ghz": 2.0, "l2_mb": 4, "working_set": f}
                             for f in (0.0, 1.0)]
@@ -80,7 +81,7 @@ class InterruptBaseline(Experiment):
 
     def run(self, point, *, sim, seed, label):
         machine = _machine(point)
-        l2_lines = int(point["l2_mb"] * (1 << 20)) // 64
+        l2_lines = int(point["l2_mb"] * (1 << 20)) // LINE_BYTES
         path = InterruptPath(**machine, working_set_lines=round(point["working_set"] * l2_lines),
                              seed=f"{seed}-{label}")
         done = path.measure()
@@ -103,8 +104,9 @@ class InterruptBaseline(Experiment):
             ghz = ULTRA1["core_ghz"]
             miss_us = full["miss_cycles"] / ghz / 1000
             lines += ["## The paper's measurement, reproduced", "",
-                      "An interrupt for a minimum-size packet on the 147 MHz Ultra-1, user code "
-                      "filling its 512 KiB L2:", "",
+                      f"An interrupt for a minimum-size packet on the {ghz * 1000:g} MHz "
+                      f"Ultra-1, user code filling its "
+                      f"{ULTRA1['hierarchy']['l2_bytes'] // 1024} KiB L2:", "",
                       "| | cycles | us | L2 misses | miss time (us) | miss share | the rest "
                       "(us) | refill misses after |",
                       "| --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -131,8 +133,9 @@ class InterruptBaseline(Experiment):
         if full is not None:
             lines.append(f"With user code filling the L2, the Ultra-1's interrupt takes "
                          f"{full['cycles']:,} cycles ({full['us']:g} us), {full['l2_misses']} "
-                         f"L2 misses {full['miss_share']:.0%} of it (the paper: 17,500 cycles, "
-                         f"~380 misses, 87 %).")
+                         f"L2 misses {full['miss_share']:.0%} of it (the paper: "
+                         f"{PAPER['cycles']:,} cycles, ~{PAPER['l2_misses']} misses, "
+                         f"{PAPER['miss_share']:.0%}).")
             empty = ultra.get(0.0)
             if empty is not None:
                 lines.append(f"With no user working set in the L2 the same path takes "

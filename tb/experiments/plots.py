@@ -158,7 +158,11 @@ def interrupt_baseline(rows, directory, *, config):
     series = [("node", mb, f"node, {mb:g} MiB L2", styles[index % len(styles)])
               for index, mb in enumerate(sorted(
                   {row["l2_mb"] for row in rows if row["machine"] == "node"}))]
-    series.append(("ultra1", 0.5, "Ultra-1 (147 MHz, 512 KiB L2)", dict(marker="D")))
+    for row in rows:
+        if row["machine"] == "ultra1":
+            series.append(("ultra1", row["l2_mb"], f"Ultra-1 ({row['core_ghz'] * 1000:g} MHz, "
+                           f"{row['l2_mb'] * 1024:g} KiB L2)", dict(marker="D")))
+            break
     for machine, mb, label, style in series:
         by_set = sorted((100 * row["working_set"], row["cycles"], row["us"]) for row in rows
                         if row["machine"] == machine and row["l2_mb"] == mb
