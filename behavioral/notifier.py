@@ -2,7 +2,8 @@
 
 The Notifier turns a message's completion into what the endpoint's mode asks: nothing (the
 receiver polls), a SIGNAL of a notification lock, a BRANCH of the endpoint's resident thread to
-its handler, or the SPAWN of a handler thread on a free or evictable SMT context. While a BRANCH
+its handler, the SPAWN of a handler thread on a free or evictable SMT context, or an interrupt
+to the OS (INTERRUPT, the baseline the others are measured against). While a BRANCH
 handler runs, later arrivals wait in the endpoint's queue and are delivered one per handler
 RETURN; what cannot be delivered goes to the OS.
 
@@ -117,8 +118,10 @@ class NotifierModel:
         if endpoint >= len(self._endpoints):
             return self._to_os(NotifyOsReason.BAD_ENDPOINT, endpoint, 0, entry)
         deliver = {NotifyMode.NONE: self._poll, NotifyMode.LOCK: self._signal,
-                   NotifyMode.BRANCH: self._branch, NotifyMode.SPAWN: self._spawn}
-        return deliver[self._endpoints[endpoint]["mode"]](endpoint, entry)
+                   NotifyMode.BRANCH: self._branch, NotifyMode.SPAWN: self._spawn,
+                   NotifyMode.INTERRUPT: self._interrupt}
+        # (a mode no NotifyMode names reads as NONE, as in the RTL)
+        return deliver.get(self._endpoints[endpoint]["mode"], self._poll)(endpoint, entry)
 
     def handler_return(self, op, endpoint, context):
         """Apply the core's RETURN of ``endpoint``'s handler in ``context``, or EXIT of the
@@ -192,6 +195,10 @@ class NotifierModel:
             thread=row["thread"], evicted=evicted, endpoint=endpoint, pc=row["handler_pc"],
             sp=row["stack"], entry=entry))
 
+    def _interrupt(self, endpoint, entry):
+        return self._to_os(NotifyOsReason.INTERRUPT, endpoint, self._endpoints[endpoint]["thread"],
+                           entry, counter="interrupt")
+
     def _deliver(self, endpoint, context, entry):
         """Make ``context`` branch to the handler of ``endpoint`` with ``entry``."""
         row = self._endpoints[endpoint]
@@ -200,8 +207,8 @@ class NotifierModel:
             codec(NotifyEvent), kind=NotifyEventKind.BRANCH, context=context, thread=row["thread"],
             endpoint=endpoint, pc=row["handler_pc"], entry=entry))
 
-    def _to_os(self, reason, endpoint, thread, entry):
-        self._counters["os"] += 1
+    def _to_os(self, reason, endpoint, thread, entry, counter="os"):
+        self._counters[counter] += 1
         return NotifierResult(os_event=payload(codec(NotifyOsEvent), reason=reason,
                                                endpoint=endpoint, thread=thread, entry=entry))
 

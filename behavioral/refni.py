@@ -76,6 +76,8 @@ _WRITABLE = {UserReg.DESCRIPTOR, UserReg.PAYLOAD, UserReg.DOORBELL, UserReg.RING
 #: Writes refused with SLOT_BUSY while the endpoint's send is in progress.
 _SLOT = {UserReg.DESCRIPTOR, UserReg.PAYLOAD, UserReg.DOORBELL}
 _ARM = {UserReg.ARM_LOCK: "lock", UserReg.ARM_HANDLER: "handler_pc", UserReg.ARM_STACK: "stack"}
+#: What ARM_MODE takes (any other value answers BAD_ADDRESS).
+_MODES = {mode.value for mode in NotifyMode}
 
 
 class RxResult(enum.Enum):
@@ -302,6 +304,8 @@ class ReferenceNI:
                         node=self.node)
             return MmioStatus.FOREIGN_ASID, 0
         reg, word = register
+        if reg is UserReg.ARM_MODE and write and data not in _MODES:
+            return MmioStatus.BAD_ADDRESS, 0
         slot = self._slots[index]
         if not write:
             return MmioStatus.OK, self.registers(index)[reg]
@@ -318,7 +322,7 @@ class ReferenceNI:
         elif reg is UserReg.ARM_MODE:
             row = self._table[index]
             self.notifier.command(NotifierCommandOp.WRITE_ENDPOINT, index, endpoint={
-                "mode": NotifyMode(data & 0b11), "asid": row["asid"], "thread": row["thread"],
+                "mode": NotifyMode(data), "asid": row["asid"], "thread": row["thread"],
                 **self._arm[index]})
         else:
             self._arm[index][_ARM[reg]] = data & _VA_MASK

@@ -377,7 +377,7 @@ Residency = data.StructLayout({
 })
 
 
-class NotifyMode(enum.Enum, shape=2):
+class NotifyMode(enum.Enum, shape=3):
     """How an endpoint's arrivals reach user code."""
     #: Nothing: the receiver polls its completion ring.
     NONE = 0
@@ -387,15 +387,18 @@ class NotifyMode(enum.Enum, shape=2):
     BRANCH = 2
     #: Start the handler as a new thread on a free (or evictable) SMT context.
     SPAWN = 3
+    #: Interrupt the OS, which takes the kernel's interrupt path and runs the handler in the
+    #: endpoint's thread as a signal would (the baseline of :mod:`behavioral.kernel`).
+    INTERRUPT = 4
 
 
 #: One entry of the Notifier's endpoint table, written by the OS.
 NotifierEndpoint = data.StructLayout({
     "mode":       NotifyMode,
     "asid":       ASID_BITS,
-    "thread":     THREAD_BITS,  # BRANCH: the thread redirected; SPAWN: the thread started
+    "thread":     THREAD_BITS,  # BRANCH, INTERRUPT: the thread notified; SPAWN: the thread started
     "lock":       VA_BITS,      # LOCK: the lock signalled (in ``asid``)
-    "handler_pc": VA_BITS,      # BRANCH, SPAWN
+    "handler_pc": VA_BITS,      # BRANCH, SPAWN, INTERRUPT
     "stack":      VA_BITS,      # SPAWN: the new thread's stack pointer
 })
 
@@ -426,7 +429,8 @@ def notifier_command_layout(endpoints, contexts):
 
 #: The Notifier's counters, one per path an arrival can take, and of returns that matched no
 #: handler (``count_<name>`` members of :class:`rtl.notifier.Notifier`).
-NOTIFIER_COUNTERS = ("none", "lock", "branch", "queued", "spawn", "evict", "os", "bad_returns")
+NOTIFIER_COUNTERS = ("none", "lock", "branch", "queued", "spawn", "evict", "os", "interrupt",
+                     "bad_returns")
 
 
 #: A message's completion entry has been written: notify endpoint ``endpoint``; ``entry`` is the
@@ -474,7 +478,7 @@ HandlerReturn = data.StructLayout({
 })
 
 
-class NotifyOsReason(enum.Enum, shape=2):
+class NotifyOsReason(enum.Enum, shape=3):
     """Why the Notifier hands an arrival to the OS (which delivers it later)."""
     #: BRANCH to a thread that is in no context.
     NOT_RESIDENT = 0
@@ -484,6 +488,8 @@ class NotifyOsReason(enum.Enum, shape=2):
     NO_CONTEXT = 2
     #: A completion named an endpoint the Notifier does not have.
     BAD_ENDPOINT = 3
+    #: An arrival at an endpoint armed with INTERRUPT.
+    INTERRUPT = 4
 
 
 NotifyOsEvent = data.StructLayout({
@@ -652,11 +658,12 @@ class UserReg(enum.Enum, shape=PAGE_BITS):
     RING_HEAD = 0x030
     #: Read: the index of the next completion entry the NI will write (mod 2**16).
     RING_TAIL = 0x038
-    #: Write: the :class:`NotifyMode`; takes effect with ARM_LOCK, ARM_HANDLER and ARM_STACK.
+    #: Write: the :class:`NotifyMode`; takes effect with ARM_LOCK, ARM_HANDLER and ARM_STACK. A
+    #: value that is no NotifyMode answers BAD_ADDRESS and changes nothing.
     ARM_MODE = 0x040
     #: Write: the notification lock (a VA in the endpoint's address space) for LOCK.
     ARM_LOCK = 0x048
-    #: Write: the handler's PC for BRANCH and SPAWN.
+    #: Write: the handler's PC for BRANCH, SPAWN and INTERRUPT.
     ARM_HANDLER = 0x050
     #: Write: the stack pointer of a SPAWNed handler.
     ARM_STACK = 0x058
@@ -669,8 +676,8 @@ class MmioStatus(enum.Enum, shape=2):
     OK = 0
     #: The requesting ASID does not own the endpoint: no effect; reported to the OS.
     FOREIGN_ASID = 1
-    #: No register at that offset, a read of a write-only register, or an endpoint the NI does
-    #: not have: no effect.
+    #: No register at that offset, a read of a write-only register, an endpoint the NI does not
+    #: have, or an ARM_MODE value that is no :class:`NotifyMode`: no effect.
     BAD_ADDRESS = 2
     #: A write into the TX slot while its send is in progress: no effect; retry after STATUS
     #: shows it idle.

@@ -4,7 +4,7 @@ from amaranth.lib.wiring import In, Out
 
 from .layouts import (DESCRIPTOR_WORDS, ENDPOINT_BITS, FLIT_BYTES, MAX_CONTEXTS, PAGE_BITS,
                       VA_BITS, Doorbell, EndpointEntry, EndpointWrite, MmioRequest,
-                      MmioResponse, MmioStatus, NiFault, NiFaultKind, NotifierCommandOp,
+                      MmioResponse, MmioStatus, NiFault, NiFaultKind, NotifierCommandOp, NotifyMode,
                       TxSlotWrite, TxStatus, UserReg, notifier_command_layout)
 from .onehot import below
 from .params import check_int, check_node, node_number, node_strap
@@ -165,11 +165,16 @@ class MmioDecoder(wiring.Component):
                                 | register[UserReg.ARM_STACK])
         word_aligned = Signal()
         m.d.comb += word_aligned.eq(offset[:3] == 0)
+        bad_mode = Signal()
+        m.d.comb += bad_mode.eq(register[UserReg.ARM_MODE]
+                                & (request.data > max(mode.value for mode in NotifyMode)))
         with m.If(~known | ~entry.enabled | ~word_aligned
                   | Mux(request.write, ~writable, ~readable)):
             m.d.comb += answer.eq(MmioStatus.BAD_ADDRESS)
         with m.Elif(~self._owner(request, entry)):
             m.d.comb += answer.eq(MmioStatus.FOREIGN_ASID)
+        with m.Elif(request.write & bad_mode):
+            m.d.comb += answer.eq(MmioStatus.BAD_ADDRESS)
         with m.Elif(slot_access & status.busy):
             m.d.comb += answer.eq(MmioStatus.SLOT_BUSY)
         with m.Else():
@@ -215,7 +220,7 @@ class MmioDecoder(wiring.Component):
             self.arm.valid.eq(response_free & arming),
             self.arm.payload.op.eq(NotifierCommandOp.WRITE_ENDPOINT),
             self.arm.payload.index.eq(endpoint),
-            self.arm.payload.endpoint.mode.eq(request.data[:2]),
+            self.arm.payload.endpoint.mode.eq(request.data[:Shape.cast(NotifyMode).width]),
             self.arm.payload.endpoint.asid.eq(entry.asid),
             self.arm.payload.endpoint.thread.eq(entry.thread),
             self.arm.payload.endpoint.lock.eq(arm_value["lock"]),

@@ -32,12 +32,16 @@ class Notifier(wiring.Component):
       (``evict`` set: the core saves that thread for the OS first), else the OS gets it. The
       context is then busy with the new thread, not evictable. Every SPAWN of an endpoint runs
       as the endpoint's thread number, so handlers of one endpoint that run at once share it:
-      they must not park on locks, where the table names threads by number.
+      they must not park on locks, where the table names threads by number;
+    * INTERRUPT: ``os`` carries every arrival to the OS (reason INTERRUPT), which takes the
+      kernel's interrupt path and delivers it to the endpoint's thread as a signal: the baseline
+      the hardware mechanisms are measured against.
 
     ``os`` carries what the OS must deliver later (:class:`rtl.layouts.NotifyOsReason`),
     including completions for endpoints the Notifier does not have. Every completion takes
     exactly one path and counts on one ``count_*`` member: ``count_none + count_lock +
-    count_branch + count_spawn + count_evict + count_os`` plus the arrivals waiting in queues
+    count_branch + count_spawn + count_evict + count_os + count_interrupt`` (an INTERRUPT
+    arrival counts there, not in ``count_os``) plus the arrivals waiting in queues
     equals the completions taken (``count_queued`` counts arrivals that waited; they count again
     in ``count_branch`` when delivered).
 
@@ -69,7 +73,7 @@ class Notifier(wiring.Component):
     signal : Out(stream.Signature(LockSignal))
     os : Out(stream.Signature(NotifyOsEvent))
     count_none, count_lock, count_branch, count_queued, count_spawn, count_evict, count_os, \
-    count_bad_returns : Out(32)
+    count_interrupt, count_bad_returns : Out(32)
         The path counters (wrapping).
     """
 
@@ -193,7 +197,7 @@ class Notifier(wiring.Component):
                           evictable.any(), counted=counted, branch=branch, spawn=spawn,
                           evict=evict, signal=signal, push=push, to_os=to_os, reason=reason)
             m.d.comb += target.eq(Mux(branch, holder, Mux(evict, victim, free_context)))
-        m.d.comb += counted["os"].eq(to_os)
+        m.d.comb += counted["os"].eq(to_os & ~counted["interrupt"])
 
         # Outputs: registered.
         for port in (self.event, self.signal, self.os):
@@ -284,10 +288,16 @@ class Notifier(wiring.Component):
                 m.d.comb += [push.eq(1), counted["queued"].eq(1)]
             with m.Else():
                 m.d.comb += [branch.eq(1), counted["branch"].eq(1)]
-        with m.Else():
+        with m.Elif(mode == NotifyMode.SPAWN):
             with m.If(any_free):
                 m.d.comb += [spawn.eq(1), counted["spawn"].eq(1)]
             with m.Elif(any_evictable):
                 m.d.comb += [spawn.eq(1), evict.eq(1), counted["evict"].eq(1)]
             with m.Else():
                 m.d.comb += [to_os.eq(1), reason.eq(NotifyOsReason.NO_CONTEXT)]
+        with m.Elif(mode == NotifyMode.INTERRUPT):
+            m.d.comb += [to_os.eq(1), reason.eq(NotifyOsReason.INTERRUPT),
+                         counted["interrupt"].eq(1)]
+        with m.Else():
+            # (a mode no NotifyMode names: none of the NI's writers sends one; read as NONE)
+            m.d.comb += counted["none"].eq(1)

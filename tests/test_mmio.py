@@ -295,6 +295,25 @@ def test_doorbell_and_arm_mode_carry_the_endpoint_and_the_arm_registers():
     assert (entry["lock"], entry["handler_pc"], entry["stack"]) == (0x2000, 0x2008, 0x2010)
 
 
+def test_arm_mode_takes_interrupt_and_refuses_a_value_that_is_no_mode():
+    """INTERRUPT (4) arms like any mode; 5 and a value with high bits set answer BAD_ADDRESS
+    and send the Notifier nothing."""
+    bench = Bench()
+    dut = bench.dut
+    answers = []
+
+    async def test(ctx):
+        for value in (5, (1 << 63) | NotifyMode.LOCK.value, NotifyMode.INTERRUPT.value):
+            answers.append(await access(ctx, dut, UserReg.ARM_MODE, endpoint=1, write=True,
+                                        data=value))
+
+    bench.run(test)
+    assert answers == [(MmioStatus.BAD_ADDRESS, 0)] * 2 + [(MmioStatus.OK, 0)]
+    command = codec(notifier_command_layout(2, 2))
+    armed = [command.unpack(bits) for bits in bench.taken("arm", "armed")]
+    assert [entry["endpoint"]["mode"] for entry in armed] == [NotifyMode.INTERRUPT]
+
+
 def test_an_endpoint_write_sets_the_entry_restarts_the_head_and_pulses_ring_reset():
     """A table write takes effect at the edge; the endpoint's head goes to 0 and its ring_reset
     is high for the one cycle after; an index the decoder does not have changes nothing."""

@@ -143,6 +143,24 @@ def test_mode_lock_signals_the_endpoint_lock():
                        signalled(0xA5, LOCK_VA), counts(lock=3)]
 
 
+def test_mode_interrupt_hands_every_arrival_to_the_os_with_the_endpoint_thread():
+    dut = small_notifier()
+    box = Box(dut)
+    results = []
+
+    async def bench(ctx):
+        await box.write_context(ctx, 0, thread=3)                     # resident: no matter
+        await box.write_endpoint(ctx, 1, mode=NotifyMode.INTERRUPT, asid=2, thread=3,
+                                 handler_pc=PC)
+        results.append(await box.completion(ctx, 1, entry(1)))
+        results.append(await box.completion(ctx, 1, entry(2)))
+        results.append(box.counters(ctx))
+
+    box.run(bench)
+    assert results == [to_os(NotifyOsReason.INTERRUPT, 1, 3, entry(1)),
+                       to_os(NotifyOsReason.INTERRUPT, 1, 3, entry(2)), counts(interrupt=2)]
+
+
 def test_branch_goes_to_the_lowest_busy_context_holding_the_thread():
     dut = small_notifier(contexts=4)
     box = Box(dut)
@@ -535,7 +553,7 @@ def random_input(rng, endpoints, contexts, command):
         context = rng.randrange(contexts) if rng.random() < 0.9 else contexts
         return "handler_return", codec(HandlerReturn).pack(op=EXIT, context=context)
     if kind == "endpoint":
-        fields = {"mode": rng.choices(list(NotifyMode), weights=[1, 1, 3, 2])[0],
+        fields = {"mode": rng.choices(list(NotifyMode), weights=[1, 1, 3, 2, 1])[0],
                   "asid": rng.randrange(4), "thread": rng.randrange(1, 4),
                   "lock": LOCK_VA + rng.randrange(4), "handler_pc": rng.choice([PC, PC2]),
                   "stack": STACK}
@@ -560,7 +578,8 @@ def apply(model, command, port, payload):
 
 def test_random_inputs_one_at_a_time_keep_the_counters_invariant(seed):
     """After every input: the result and the counters are the reference model's, and
-    completions = none + lock + branch + spawn + evict + os + arrivals now queued, where the
+    completions = none + lock + branch + spawn + evict + os + interrupt + arrivals now
+    queued, where the
     arrivals now queued are those counted ``queued`` less the RETURNs that delivered one."""
     rng = random.Random(seed)
     params = dict(endpoints=2, contexts=2, queue_depth=2)
@@ -579,7 +598,7 @@ def test_random_inputs_one_at_a_time_keep_the_counters_invariant(seed):
             delivered += port == "handler_return" and got.event is not None
             counters = box.counters(ctx)
             paths = sum(counters[name] for name in ("none", "lock", "branch", "spawn", "evict",
-                                                    "os"))
+                                                    "os", "interrupt"))
             if got != want or counters != model.counters:
                 problems.append((step, port, got, want, counters, model.counters))
             if completions != paths + counters["queued"] - delivered:

@@ -122,6 +122,14 @@ def test_mode_spawn_with_no_free_or_evictable_context_goes_to_the_os():
     assert snapshot(model)[:3] == before[:3] and model.counters == counted(os=1)
 
 
+def test_mode_interrupt_hands_every_arrival_to_the_os_even_with_the_thread_resident():
+    model = model_in(NotifyMode.INTERRUPT)
+    before = snapshot(model)
+    assert model.completion(1, 0x80) == to_os(NotifyOsReason.INTERRUPT, 0x80)
+    assert model.completion(1, 0x90) == to_os(NotifyOsReason.INTERRUPT, 0x90)
+    assert snapshot(model)[:3] == before[:3] and model.counters == counted(interrupt=2)
+
+
 def test_completion_of_an_endpoint_beyond_the_table_goes_to_the_os():
     model = NotifierModel(endpoints=4)
     assert model.completion(9, 0x80) == to_os(NotifyOsReason.BAD_ENDPOINT, 0x80, endpoint=9,
@@ -315,7 +323,7 @@ class Traffic:
     #: What a completion may produce in each mode (None: an endpoint beyond the table).
     OUTCOMES = {None: {"os"}, NotifyMode.NONE: {"none"}, NotifyMode.LOCK: {"signal"},
                 NotifyMode.BRANCH: {NotifyEventKind.BRANCH, "queued", "os"},
-                NotifyMode.SPAWN: {NotifyEventKind.SPAWN, "os"}}
+                NotifyMode.SPAWN: {NotifyEventKind.SPAWN, "os"}, NotifyMode.INTERRUPT: {"os"}}
 
     def completion(self):
         endpoint, entry = self.rng.randrange(5), self.rng.randrange(1 << 12)
@@ -356,7 +364,8 @@ class Traffic:
 
     def check_invariants(self):
         counters = self.model.counters
-        paths = sum(counters[k] for k in ("none", "lock", "branch", "spawn", "evict", "os"))
+        paths = sum(counters[k] for k in ("none", "lock", "branch", "spawn", "evict", "os",
+                                          "interrupt"))
         self.check(paths + sum(map(len, self.waiting)) == self.completions,
                    f"counters {counters} do not add up to {self.completions} completions")
         for e in range(4):

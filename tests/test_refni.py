@@ -528,6 +528,15 @@ def test_arming_writes_the_notifier_entry(receiver):
         "handler_pc": 0x6000, "stack": 0x7000}
 
 
+def test_arm_mode_refuses_a_value_that_is_no_mode(receiver):
+    write(receiver, 2, UserReg.ARM_MODE, NotifyMode.LOCK.value)
+    for value in (5, 1 << 63 | NotifyMode.BRANCH.value):
+        assert write(receiver, 2, UserReg.ARM_MODE, value) == (MmioStatus.BAD_ADDRESS, 0)
+    assert receiver.notifier.endpoint(2)["mode"] is NotifyMode.LOCK
+    assert write(receiver, 2, UserReg.ARM_MODE, NotifyMode.INTERRUPT.value) == (MmioStatus.OK, 0)
+    assert receiver.notifier.endpoint(2)["mode"] is NotifyMode.INTERRUPT
+
+
 def test_write_endpoint_disarms_but_keeps_the_arm_registers(receiver):
     write(receiver, 2, UserReg.ARM_LOCK, 0x5000)
     write(receiver, 2, UserReg.ARM_MODE, NotifyMode.LOCK.value)
