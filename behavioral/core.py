@@ -235,7 +235,8 @@ class _Frame:
 
     def activate(self, cycle):
         self.activated = True
-        self.ready_at = max(self.ready_at, cycle + self.start_delay)
+        delay = self.start_delay() if callable(self.start_delay) else self.start_delay
+        self.ready_at = max(self.ready_at, cycle + delay)
 
     def next_op(self):
         """Return (operation, done, return value) from the generator."""
@@ -312,8 +313,11 @@ class Thread:
     def deliver(self, handler, *, endpoint=0, delay_cycles=0, on_start=None):
         """Run the generator ``handler`` in place of the thread once the handlers now in progress
         have returned (it goes just above the thread's own stream), ``delay_cycles`` after it
-        comes up; for the OS's deferred notifications. ``on_start()`` is called when it starts."""
-        check_range("delay_cycles", delay_cycles, 0, None)
+        comes up; for the OS's deferred notifications. ``delay_cycles`` may be a function, called
+        when the handler comes up for its delay (the OS's work done then, on that context).
+        ``on_start()`` is called when it starts."""
+        if not callable(delay_cycles):
+            check_range("delay_cycles", delay_cycles, 0, None)
         frame = _Frame(handler, "os", endpoint=endpoint, start_delay=delay_cycles,
                        wake_reason="os", on_start=on_start)
         self.frames.insert(1, frame)

@@ -40,6 +40,13 @@ Where the numbers come from
     :data:`ULTRA1` gives the Ultra-1's hierarchy (16 KiB direct-mapped L1, 512 KiB
     direct-mapped L2 at 3 cycles, memory at 252 ns: an L2 miss stalls 40 cycles, 272 ns, the
     paper's ~270 ns).
+
+On a simulated node
+    :class:`KernelPath` runs the path on a node's own hierarchy: the OS of an RTL System takes it
+    for each arrival at an endpoint armed with INTERRUPT (:class:`behavioral.os.OS`), with the
+    kernel's lines in the kernel's own memory (:data:`NODE_KERNEL_TEXT`), so the misses, and the
+    user lines they evict, are the node's. :class:`InterruptPath` runs it beside a user program
+    walking a working set, for the baseline experiment.
 """
 
 import random
@@ -49,14 +56,18 @@ from rtl.layouts import LINE_BYTES
 
 from .memory import MemoryHierarchy
 
-__all__ = ["Step", "STEPS", "ULTRA1", "KERNEL_TEXT", "KERNEL_DATA", "USER_BASE",
-           "InterruptPath", "Interrupted"]
+__all__ = ["Step", "STEPS", "ULTRA1", "ON_DIE", "KERNEL_TEXT", "KERNEL_DATA", "USER_BASE",
+           "NODE_KERNEL_TEXT", "NODE_KERNEL_DATA", "KernelPath", "InterruptPath", "Interrupted"]
 
 #: The first physical line of the kernel's text, of its data, and of the user's working set.
 KERNEL_TEXT = 0x10_0000
 #: (half an Ultra-1 L2 away from the text's sets: text and data do not collide in it)
 KERNEL_DATA = 0x18_1000
 USER_BASE = 0x40_0000
+#: The kernel's text and data lines on a simulated node: below the lowest frame
+#: :class:`behavioral.vm.AddressSpaces` hands out (PA 1 MiB, the kernel's own memory).
+NODE_KERNEL_TEXT = 0x0400
+NODE_KERNEL_DATA = 0x0C00
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ ULTRA1 = {"core_ghz": 0.147, "hierarchy": dict(l1_bytes=16384, l1_ways=1, l1_hit
                                                l2_bytes=524288, l2_ways=1, l2_hit_cycles=3,
                                                dram_latency_ns=252.0),
           "device_read_ns": 500.0, "cpi": 1.0}
+#: The DESIGN's node: the NI on the die (a register read 10 ns), the path's CPI.
+ON_DIE = {"device_read_ns": 10.0, "cpi": 1.0}
 
 
 @dataclass
@@ -104,6 +117,75 @@ class Interrupted:
         return self.miss_cycles / self.cycles if self.cycles else 0.0
 
 
+class KernelPath:
+    """The interrupt path run through ``hierarchy``, a node's own caches.
+
+    Parameters
+    ----------
+    hierarchy : :class:`behavioral.memory.MemoryHierarchy`
+        Its loads go there (an L1 miss completes at once: the kernel's lines are never in the
+        message buffer); its clock converts ``device_read_ns``.
+    device_read_ns : float
+        An uncached read of the NI's registers.
+    cpi : float
+        Cycles per instruction of the path's instructions.
+    steps : tuple of Step
+    text, data : int
+        The first line of the kernel's text and of its data.
+
+    Attributes
+    ----------
+    taken : list of :class:`Interrupted`
+        Every run of the path, in order.
+    """
+
+    def __init__(self, hierarchy, *, device_read_ns, cpi=1.0, steps=STEPS, text=KERNEL_TEXT,
+                 data=KERNEL_DATA):
+        self.hierarchy = hierarchy
+        self.device_read_cycles = round(device_read_ns * hierarchy.core_ghz)
+        self.cpi = cpi
+        self.steps = steps
+        self.text, self.data = text, data
+        self.taken = []
+
+    def load(self, line):
+        """Load ``line``; return (stall cycles beyond an L1 hit, whether it missed the L2)."""
+        access = self.hierarchy.access(line * LINE_BYTES)
+        if not access.done:
+            self.hierarchy.complete(access)
+        return access.cycles - self.hierarchy.l1.hit_cycles, access.level == "dram"
+
+    def lines(self):
+        """Every line the path touches: its text, then its data."""
+        code = sum(step.code_lines for step in self.steps)
+        data = sum(step.data_lines for step in self.steps)
+        return [*range(self.text, self.text + code), *range(self.data, self.data + data)]
+
+    def run(self):
+        """Run the path once; return its :class:`Interrupted` (without refill misses)."""
+        text, data = self.text, self.data
+        rows, total, misses, miss_cycles = [], 0, 0, 0
+        for step in self.steps:
+            cycles = (round(step.instructions * self.cpi) + step.fixed_cycles
+                      + step.device_reads * self.device_read_cycles)
+            step_misses = step_miss_cycles = 0
+            lines = [*range(text, text + step.code_lines), *range(data, data + step.data_lines)]
+            text, data = text + step.code_lines, data + step.data_lines
+            for line in lines:
+                stall, missed = self.load(line)
+                cycles += stall
+                if missed:
+                    step_misses += 1
+                    step_miss_cycles += stall
+            rows.append({"step": step.name, "cycles": cycles, "l2_misses": step_misses,
+                         "miss_cycles": step_miss_cycles})
+            total, misses, miss_cycles = (total + cycles, misses + step_misses,
+                                          miss_cycles + step_miss_cycles)
+        done = Interrupted(rows, total, misses, miss_cycles)
+        self.taken.append(done)
+        return done
+
+
 class InterruptPath:
     """The interrupt path of one node, and a user program walking its working set on it.
 
@@ -116,11 +198,8 @@ class InterruptPath:
     working_set_lines : int
         The user's working set: lines from :data:`USER_BASE` it loads each turn, in an order
         drawn anew each turn from ``seed`` (a program, not a scan in order).
-    device_read_ns : float
-        An uncached read of the NI's registers.
-    cpi : float
-        Cycles per instruction of the path's instructions.
-    steps : tuple of Step
+    device_read_ns, cpi, steps
+        As :class:`KernelPath`'s.
     seed : int or str
     """
 
@@ -130,18 +209,10 @@ class InterruptPath:
             raise ValueError(f"working_set_lines {working_set_lines!r} must be a non-negative "
                              f"integer")
         self.hierarchy = MemoryHierarchy(core_ghz=core_ghz, **hierarchy)
+        self.kernel = KernelPath(self.hierarchy, device_read_ns=device_read_ns, cpi=cpi,
+                                 steps=steps)
         self.working_set = list(range(USER_BASE, USER_BASE + working_set_lines))
-        self.device_read_cycles = round(device_read_ns * core_ghz)
-        self.cpi = cpi
-        self.steps = steps
         self.rng = random.Random(seed)
-
-    def _load(self, line):
-        """Load ``line``; return (stall cycles beyond an L1 hit, whether it missed the L2)."""
-        access = self.hierarchy.access(line * LINE_BYTES)
-        if not access.done:
-            self.hierarchy.complete(access)
-        return access.cycles - self.hierarchy.l1.hit_cycles, access.level == "dram"
 
     def user_turn(self):
         """The user program loads each line of its working set once; return its L2 misses."""
@@ -149,30 +220,12 @@ class InterruptPath:
         order = list(self.working_set)
         self.rng.shuffle(order)
         for line in order:
-            self._load(line)
+            self.kernel.load(line)
         return self.hierarchy.counters["l2_misses"] - before
 
     def interrupt(self):
         """Run the path once; return its :class:`Interrupted` (without refill misses)."""
-        text, data = KERNEL_TEXT, KERNEL_DATA
-        rows, total, misses, miss_cycles = [], 0, 0, 0
-        for step in self.steps:
-            cycles = (round(step.instructions * self.cpi) + step.fixed_cycles
-                      + step.device_reads * self.device_read_cycles)
-            step_misses = step_miss_cycles = 0
-            lines = [*range(text, text + step.code_lines), *range(data, data + step.data_lines)]
-            text, data = text + step.code_lines, data + step.data_lines
-            for line in lines:
-                stall, missed = self._load(line)
-                cycles += stall
-                if missed:
-                    step_misses += 1
-                    step_miss_cycles += stall
-            rows.append({"step": step.name, "cycles": cycles, "l2_misses": step_misses,
-                         "miss_cycles": step_miss_cycles})
-            total, misses, miss_cycles = (total + cycles, misses + step_misses,
-                                          miss_cycles + step_miss_cycles)
-        return Interrupted(rows, total, misses, miss_cycles)
+        return self.kernel.run()
 
     def measure(self, warm_turns=2):
         """The steady state: the user's turns and an interrupt ``warm_turns`` times, then a

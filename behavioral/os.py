@@ -21,6 +21,13 @@ Costs
       every context is busy, each tick preempts one resident thread (a thread parked on a lock
       first, else the one resident longest) to make room.
 
+    An arrival at an endpoint armed with INTERRUPT is the exception: it is simulated. When its
+    handler comes up on the thread's context, the kernel's interrupt path
+    (:class:`behavioral.kernel.KernelPath`, ``kernel``) runs its loads through the node's
+    caches, and the handler starts after the cycles the path took (charged to
+    ``notification_cycles``; the path's own signal-delivery step stands for ``deliver_cycles``).
+    Its misses and the user lines it evicts are the cache model's.
+
 Scheduling
     Free contexts go first to queued SPAWNs (a notification waits on them), then to the
     non-resident threads in the order they left their contexts, skipping those parked on a lock.
@@ -32,9 +39,10 @@ Deferred notifications
     ``core.handlers[pc](entry)``, ``pc`` the endpoint's ``handler_pc`` in the OS's endpoint
     table (:meth:`OS.set_endpoint`, the OS's copy of what it writes into the Notifier).
 
-    * NOT_RESIDENT and QUEUE_OVERFLOW: the handler is put on the thread's frame stack just above
-      its own stream (:meth:`behavioral.core.Thread.deliver`): it starts ``deliver_cycles`` after
-      the handlers in progress have returned, and the thread's own stream resumes after it. A
+    * NOT_RESIDENT, QUEUE_OVERFLOW and INTERRUPT: the handler is put on the thread's frame stack
+      just above its own stream (:meth:`behavioral.core.Thread.deliver`): it starts
+      ``deliver_cycles`` (INTERRUPT: the interrupt path's cycles) after the handlers in progress
+      have returned, and the thread's own stream resumes after it. A
       non-resident thread with a delivery pending is runnable even if parked on a lock (the
       handler runs; the thread stays parked below it), as a hardware BRANCH would.
     * Ordering. Deferred deliveries to one thread start in the order the OS received them, after
@@ -62,6 +70,8 @@ from rtl.layouts import ENDPOINT_BITS, LockOsReason, NotifyMode, NotifyOsReason
 
 from .checks import check_range
 from .core import Thread
+from .kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
+from .memory import MemoryHierarchy
 
 __all__ = ["OS"]
 
@@ -78,6 +88,9 @@ class OS:
         ``core.handlers``.
     switch_cycles, deliver_cycles, spawn_cycles, tick_cycles : int
         Costs in core cycles (module docstring).
+    kernel : :class:`behavioral.kernel.KernelPath` or None
+        The interrupt path, on the node's hierarchy; None: on a hierarchy of its own (DESIGN
+        defaults), made at the first interrupt, for a core with no caches modelled.
 
     Attributes
     ----------
@@ -90,11 +103,12 @@ class OS:
         Lock-table events by :class:`rtl.layouts.LockOsReason`.
     counters : dict
         ``created``, ``switches`` (threads loaded), ``spawns`` (queued SPAWNs started),
-        ``evicted``, ``exits``, ``ticks``, ``preemptions``, ``dropped``.
+        ``evicted``, ``exits``, ``ticks``, ``preemptions``, ``dropped``, ``interrupts`` (the
+        interrupt path taken), ``interrupt_cycles`` and ``interrupt_l2_misses`` (its totals).
     """
 
     def __init__(self, core, *, switch_cycles=2000, deliver_cycles=3000, spawn_cycles=4000,
-                 tick_cycles=2_000_000):
+                 tick_cycles=2_000_000, kernel=None):
         for name, value, low in (("switch_cycles", switch_cycles, 0),
                                  ("deliver_cycles", deliver_cycles, 0),
                                  ("spawn_cycles", spawn_cycles, 0),
@@ -108,12 +122,14 @@ class OS:
         self.deliver_cycles = deliver_cycles
         self.spawn_cycles = spawn_cycles
         self.tick_cycles = tick_cycles
+        self.kernel = kernel
         self.waiting = []
         self.received = Counter()
         self.delivered = Counter()
         self.lock_events = Counter()
         self.counters = dict.fromkeys(["created", "switches", "spawns", "evicted", "exits",
-                                       "ticks", "preemptions", "dropped"], 0)
+                                       "ticks", "preemptions", "dropped", "interrupts",
+                                       "interrupt_cycles", "interrupt_l2_misses"], 0)
         self._endpoints = {}
         self._endpoint_callbacks = []
         self._spawns = deque()            # (endpoint, thread id, entry) waiting for a context
@@ -243,9 +259,21 @@ class OS:
         if thread is None:
             self.counters["dropped"] += 1
             return
+        delay = self._interrupt if reason is NotifyOsReason.INTERRUPT else self.deliver_cycles
         thread.deliver(self._handler(event["endpoint"], event["entry"]),
-                       endpoint=event["endpoint"], delay_cycles=self.deliver_cycles,
+                       endpoint=event["endpoint"], delay_cycles=delay,
                        on_start=self._counting(reason))
+
+    def _interrupt(self):
+        """Take the kernel's interrupt path now; return the cycles it took."""
+        if self.kernel is None:
+            self.kernel = KernelPath(MemoryHierarchy(), **ON_DIE, text=NODE_KERNEL_TEXT,
+                                     data=NODE_KERNEL_DATA)
+        done = self.kernel.run()
+        self.counters["interrupts"] += 1
+        self.counters["interrupt_cycles"] += done.cycles
+        self.counters["interrupt_l2_misses"] += done.l2_misses
+        return done.cycles
 
     def _handler(self, endpoint, entry):
         return self.core.handler(self.endpoint(endpoint)["handler_pc"], entry)

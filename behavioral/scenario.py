@@ -13,7 +13,7 @@ A scenario file (``smtni run SCENARIO.toml``; examples in ``examples/``)::
     name = "server"
     node = 1
     endpoint = 0
-    notify = "lock"            # none | lock | branch | spawn
+    notify = "lock"            # none | lock | branch | spawn | interrupt
     window = { va = 0x10000000, bytes = 65536, key = 0x1234 }
 
     [[traffic]]

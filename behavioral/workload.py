@@ -12,7 +12,8 @@ the next send (ping-pong). How a process learns of an arrival is its endpoint's 
   thread waits once for each notified message it consumes, also for those it found by polling;
 * BRANCH: a handler consumes one entry per arrival, run in place of the thread, which computes
   while it has nothing to send;
-* SPAWN: a handler thread is started per arrival on a free context; the main thread computes.
+* SPAWN: a handler thread is started per arrival on a free context; the main thread computes;
+* INTERRUPT: as BRANCH, the handler run in place of the thread, after the OS's interrupt path.
 
 With NONE and LOCK, a thread whose send is under way polls RING_TAIL between its looks at STATUS
 and consumes what came: a send held by a full ring then cannot wait for ever on a peer whose own
@@ -342,7 +343,8 @@ class Workload:
         return handler
 
     def _handler(self, process, entry_va):
-        """BRANCH and SPAWN: consume the entry at ``entry_va`` (the Notifier's pointer)."""
+        """BRANCH, SPAWN and INTERRUPT: consume the entry at ``entry_va`` (the Notifier's
+        pointer)."""
         first = process.node.core.cycle
         index = (entry_va - process.ring.va) // COMPLETION_BYTES
         pa = process.ring.pa + index * COMPLETION_BYTES
@@ -376,7 +378,7 @@ class Workload:
         self.stamp(message.id, "t_start", node.core.cycle)
         # The main thread consumes its arrivals itself (NONE, LOCK): it polls its ring while its
         # send is under way, or two processes whose sends wait for each other's full rings would
-        # wait for ever. Handlers consume for BRANCH and SPAWN.
+        # wait for ever. Handlers consume for BRANCH, SPAWN and INTERRUPT.
         consume = None
         if spec.notify in (NotifyMode.NONE, NotifyMode.LOCK):
             consume = functools.partial(self._poll, process)

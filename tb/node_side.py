@@ -8,7 +8,9 @@ of the system's Verilog:
   (a read gets the value, a write the :class:`rtl.layouts.MmioStatus`);
 * its lock operations on ``lock_request`` / ``lock_response`` / ``lock_released``, notifications
   in on ``notify`` and handler returns out on ``handler_return``; the lock table's and the
-  Notifier's hand-offs (``lock_os``, ``notify_os``) reach the OS;
+  Notifier's hand-offs (``lock_os``, ``notify_os``) reach the OS, which takes an INTERRUPT
+  arrival through the kernel's interrupt path on this node's hierarchy
+  (:class:`behavioral.kernel.KernelPath`);
 * its loads and stores go through the hierarchy; an L1 miss probes the message buffer on
   ``mc_lookup`` and is completed by the answer on ``mc_data``, so that a message line the NI
   holds reaches the core the way the paper's victim-cache lookup gives it;
@@ -31,6 +33,7 @@ from types import SimpleNamespace
 import cocotb
 from cocotb.triggers import ClockCycles, Event
 
+from behavioral.kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
 from behavioral.memory import MemoryHierarchy, line_of
 from behavioral.vm import AddressSpaces, NiDriver
 from rtl.layouts import (LINE_WORDS, PAGE_BITS, CohResponse, HandlerReturn, LineBeat, LineRequest,
@@ -94,7 +97,9 @@ class NodeSide:
                          "mmio": SimpleNamespace(request=self._mmio_request),
                          "memory": SimpleNamespace(request=self._memory_access),
                          **(core_params or {})},
-            os_params=os_params, lockstep=lockstep)
+            os_params={"kernel": KernelPath(self.hierarchy, **ON_DIE, text=NODE_KERNEL_TEXT,
+                                            data=NODE_KERNEL_DATA),
+                       **(os_params or {})}, lockstep=lockstep)
         self.core, self.os = self.driver_core.core, self.driver_core.os
         self.spaces = AddressSpaces(asid_bits=params.get("asid_bits", 8))
         self.os_codec = codec(ni_os_command_layout(params.get("asid_bits", 8)))

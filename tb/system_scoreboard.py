@@ -48,7 +48,7 @@ _DISCARD_COUNTERS = {"bad_crc": NiFaultKind.BAD_CRC, "truncated": NiFaultKind.TR
                      "permission_faults": NiFaultKind.RX_PERMISSION}
 #: The core event that notifies a receiver armed with each mode.
 _NOTIFY_EVENTS = {NotifyMode.LOCK: "released", NotifyMode.BRANCH: "notify",
-                  NotifyMode.SPAWN: "notify"}
+                  NotifyMode.SPAWN: "notify", NotifyMode.INTERRUPT: "notify_os"}
 
 
 class _Words(dict):

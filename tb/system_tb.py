@@ -13,7 +13,7 @@ write), ``t_first_flit`` and ``t_last_flit_out`` (the first and last flit enter 
 ``t_first_flit_in`` and ``t_last_flit_in`` (the first and last flit leave it into the
 receiver's NI), ``t_completion`` (the receiver's NI hands the completion to its
 Notifier), ``t_notified`` (the event reaches the core: the lock release, the BRANCH or SPAWN
-event, or the poll that found the entry), ``t_handler`` (the first instruction of the code that
+event, the interrupt the OS takes, or the poll that found the entry), ``t_handler`` (the first instruction of the code that
 consumes the entry: the handler, or the thread after its lock wait or poll).
 """
 
@@ -243,7 +243,8 @@ class SystemTB(ComponentTB):
     def summary(self):
         """Return the run's summary: deliveries, errors by kind, messages written without a
         notification and not consumed when the run settled, mismatches, speed, the NIs' RX and
-        TX counters, the ports' and the links' counts."""
+        TX counters, the ports' and the links' counts, and per node its OS's counters and how
+        many of the interrupt path's lines its caches hold."""
         statuses = Counter(record["status"] for record in self.records.values())
         errors = {status: count for status, count in statuses.items()
                   if status not in (MessageStatus.DELIVERED, MessageStatus.SENT,
@@ -251,6 +252,11 @@ class SystemTB(ComponentTB):
         nodes = {node: {"ports": dict(side.counts), "os_received": _named(side.os.received),
                         "os_delivered": _named(side.os.delivered),
                         "lock_events": _named(side.os.lock_events),
+                        "os": dict(side.os.counters),
+                        # (of the interrupt path's lines, those the node's caches hold)
+                        "kernel_lines_cached": sum(line in side.hierarchy.l1
+                                                   or line in side.hierarchy.l2
+                                                   for line in side.os.kernel.lines()),
                         "driver": dict(side.driver.counters), "core": dict(side.core.counters)}
                  for node, side in self.nodes.items()}
         # Written without a notification and not yet polled when the run settled: ended too.

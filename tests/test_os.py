@@ -9,7 +9,9 @@ import re
 import pytest
 
 from behavioral.core import Compute, Exit, Load, SMTCore, Store, Wait
+from behavioral.kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
 from behavioral.locktable import LockTableModel
+from behavioral.memory import MemoryHierarchy
 from behavioral.notifier import NotifierModel
 from behavioral.os import OS
 from rtl.layouts import (LockOsReason, LockStatus, NotifierCommandOp, NotifyMode,
@@ -17,6 +19,7 @@ from rtl.layouts import (LockOsReason, LockStatus, NotifierCommandOp, NotifyMode
 
 NOT_RESIDENT, QUEUE_OVERFLOW = NotifyOsReason.NOT_RESIDENT, NotifyOsReason.QUEUE_OVERFLOW
 NO_CONTEXT, BAD_ENDPOINT = NotifyOsReason.NO_CONTEXT, NotifyOsReason.BAD_ENDPOINT
+INTERRUPT = NotifyOsReason.INTERRUPT
 COSTS = {"switch_cycles": 5, "deliver_cycles": 7, "spawn_cycles": 9, "tick_cycles": 100}
 
 
@@ -211,6 +214,43 @@ def test_not_resident_branch_is_delivered_once_when_the_thread_runs():
     assert node.resumes == [(2, 27, "os")]
     assert target.result == "done" and target.notification_cycles == 7 + 2
     assert node.notifier.counters["os"] == 1
+
+
+def test_an_interrupt_takes_the_kernel_path_on_the_node_caches_when_the_handler_comes_up():
+    """INTERRUPT: the kernel's path runs through the hierarchy it is given when the handler
+    comes up in the thread (not when the OS is told), and the handler starts after the cycles
+    the path took: cold, every line of it misses the L2; then it is warm."""
+    handled = []
+    hierarchy = MemoryHierarchy()
+    path = KernelPath(hierarchy, **ON_DIE, text=NODE_KERNEL_TEXT, data=NODE_KERNEL_DATA)
+    node = Node(contexts=1, handlers={0x400: recording(handled)}, kernel=path)
+    node.os.set_endpoint(1, NotifyMode.INTERRUPT, thread=1, handler_pc=0x400)
+    thread = node.os.create_thread(1, 0, work(30_000, "done"))
+    node.core.run(10)
+    node.completion(1, 0x100)
+    node.completion(1, 0x200)
+    assert node.os.received[INTERRUPT] == 2 and node.notifier.counters["interrupt"] == 2
+    assert path.taken == [] and hierarchy.counters["l2_misses"] == 0
+    node.core.run_until(lambda: thread.exited, 200_000)
+    assert handled == [0x100, 0x200] and thread.result == "done"
+    cold, warm = path.taken
+    footprint = len(path.lines())
+    assert (cold.l2_misses, warm.l2_misses) == (footprint, 0)
+    assert hierarchy.counters["l2_misses"] == footprint
+    assert all(line in hierarchy.l1 or line in hierarchy.l2 for line in path.lines())
+    assert thread.notification_cycles >= cold.cycles + warm.cycles > 2 * 2000
+    assert node.os.counters["interrupts"] == 2 and node.os.delivered[INTERRUPT] == 2
+    assert node.os.counters["interrupt_cycles"] == cold.cycles + warm.cycles
+
+
+def test_without_a_hierarchy_the_interrupt_path_runs_on_one_of_its_own():
+    handled = []
+    node = Node(contexts=1, handlers={0x400: recording(handled)})
+    node.os.set_endpoint(0, NotifyMode.INTERRUPT, thread=1, handler_pc=0x400)
+    thread = node.os.create_thread(1, 0, work(20, "done"))
+    node.completion(0, 0x100)
+    node.core.run_until(lambda: thread.exited, 100_000)
+    assert handled == [0x100] and node.os.counters["interrupt_l2_misses"] == 380
 
 
 def test_queue_overflow_is_delivered_after_the_queued_handlers():

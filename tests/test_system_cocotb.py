@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from behavioral import kernel
 from behavioral.scenario import parse
 from tb import cli
 from tb.experiments import send_buffering
@@ -178,6 +179,28 @@ def test_oversubscribed_contexts_go_through_the_os(sim, seed):
     assert server["os_received"].get("NO_CONTEXT", 0) > 0, server
     assert server["os_received"].get("NOT_RESIDENT", 0) > 0, server
     assert server["os_received"] == server["os_delivered"], server
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_interrupt_mode_takes_the_kernel_path_through_the_node_caches(sim, seed):
+    """A server armed with INTERRUPT: every arrival goes to its OS, which takes the kernel's
+    interrupt path and runs the handler; each message delivered once. The path's lines come from
+    the node's own caches: the first interrupt misses the L2 on every one of them, the later
+    ones on none (the lines stayed), and the caches hold them all at the end."""
+    records, summary = run_example("interrupt", sim, seed)
+    assert {record["status"] for record in records.values()} == {"delivered"}
+    server = summary["nodes"]["1"]
+    pings = [r for r in records.values() if r["to"] == "interrupt-server"]
+    assert server["os_received"] == server["os_delivered"] == {"INTERRUPT": len(pings)}, server
+    footprint = sum(step.code_lines + step.data_lines for step in kernel.STEPS)
+    assert server["os"]["interrupts"] == len(pings)
+    assert server["os"]["interrupt_l2_misses"] == footprint == server["kernel_lines_cached"]
+    assert summary["nodes"]["0"]["os"]["interrupts"] == 0
+    instructions = sum(step.instructions for step in kernel.STEPS)
+    for record in pings:
+        # (the handler starts after the path, at least its instructions at one per cycle)
+        assert record["t_handler"] - record["t_notified"] > instructions, record
+    assert summary["rx_counters"]["1"]["delivered"] == len(pings)
 
 
 #: Figures of a run's summary that are the host's, not the simulation's.

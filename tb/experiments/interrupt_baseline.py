@@ -23,7 +23,7 @@ the same path costs the 2 GHz node with a full L2.
 
 import re
 
-from behavioral.kernel import STEPS, ULTRA1, InterruptPath
+from behavioral.kernel import ON_DIE, STEPS, ULTRA1, InterruptPath
 from rtl.layouts import LINE_BYTES
 
 from . import Experiment, page
@@ -36,7 +36,7 @@ PAPER = {"cycles": 17_500, "us": 119.0, "l2_misses": 380, "miss_us": 103.0, "mis
 #: The DESIGN's node, besides its clock and L2 size.
 NODE = {"hierarchy": dict(l1_bytes=32768, l1_ways=4, l1_hit_cycles=2, l2_ways=8,
                           l2_hit_cycles=12, dram_latency_ns=60.0),
-        "device_read_ns": 10.0, "cpi": 1.0}
+        **ON_DIE}
 #: (and close to full, where an LRU L2 of 8 ways begins to evict the path's lines: a working set
 #: in line order fills 7 ways of each set at 7/8)
 _FRACTIONS = (0.0, 0.25, 0.5, 0.75, 0.875, 0.9375, 1.0)
