@@ -26,7 +26,7 @@ The hierarchy is a functional model with latencies on top, driven by plain calls
 """
 
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -288,6 +288,22 @@ class MemoryHierarchy:
              "dram_writes", "bus_transfers", "invalidations", "dirty_handbacks",
              "l2_injections"], 0)
         self.bus_by_kind = dict.fromkeys(_BUS_KINDS, 0)
+        self._watched = {}
+        self.watched_misses = Counter()
+
+    def preload(self, lines):
+        """Load ``lines`` (line numbers) in order, each at once, in no simulated time: what a
+        program that ran before the simulation began left in the caches. Counted as any load."""
+        for line in lines:
+            access = self.access(line * LINE_BYTES)
+            if not access.done:
+                self.complete(access)
+
+    def watch(self, lines, name):
+        """Count the L2 misses of ``lines`` (line numbers) in :attr:`watched_misses` ``[name]``:
+        a program's own misses, told from everyone else's."""
+        self._watched.update(dict.fromkeys(lines, name))
+        self.watched_misses[name] += 0
 
     def pending(self, line):
         """Return whether a miss is outstanding for ``line``."""
@@ -455,6 +471,8 @@ class MemoryHierarchy:
             self.counters["l2_hits"] += 1
             return list(entry.words), "l2", l1_cycles + self.l2.hit_cycles
         self.counters["l2_misses"] += 1
+        if line in self._watched:
+            self.watched_misses[self._watched[line]] += 1
         if buffered is not None:
             self.counters["msgbuf_hits"] += 1
             self._fill_l2(line, buffered, dirty=True)

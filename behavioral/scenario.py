@@ -28,9 +28,10 @@ A scenario file (``smtni run SCENARIO.toml``; examples in ``examples/``)::
     pattern = "list"
     messages = [{ from = "client", to = "server", bytes = 8, va_offset = 0, key = 0x9999 }]
 
-    [[compute]]                # a thread that only computes, sharing node 0's core
+    [[compute]]                # a thread that computes in a loop, sharing node 0's core
     node = 0
     instructions = 64          # per turn of its loop
+    lines = 0                  # its working set: a line of it loaded per turn (0: none)
 
 Patterns
     ``pingpong``: ``count`` round trips; ``from`` sends, ``to`` answers each message once it has
@@ -44,7 +45,8 @@ Patterns
     the payload's lines are when the send starts: ``cache`` (default: the sender stores each
     word, so its lines are dirty in its caches), ``dram`` (in DRAM alone, put there before the
     send at no cost to the sender) or ``mixed`` (the send buffer's even lines in DRAM, its odd
-    ones stored).
+    ones stored); and ``gap``: instructions the sender computes before starting each send (0
+    by default), which sets a stream's rate.
 
 Landing addresses
     Unless a message gives ``va_offset``, messages to a process land one after another in its
@@ -64,6 +66,8 @@ Processes and the OS
     ``send_buffering``, the DMA lines the TX engine fetches ahead, 1 to the System's
     ``send_buffering`` (what it was built with); ``cycles_per_flit``, the rate of every link
     into a node, 1 to the System's ``max_cycles_per_flit`` (a System built with one).
+    ``[system.memory]`` sets every node's caches (:data:`MEMORY`, the parameters of
+    :class:`behavioral.memory.MemoryHierarchy`; DESIGN's node by default: 32 KiB L1, 1 MiB L2).
 
 Limits
     Every limit is the one the run would meet, from where it is defined: the formats of
@@ -85,6 +89,7 @@ from rtl.layouts import (ASID_BITS, COMPLETION_BYTES, ENDPOINT_BITS, FLIT_BYTES,
                          LINE_BYTES, MAX_NODES, MAX_PAYLOAD_BYTES, THREAD_BITS, VA_BITS,
                          NiTunable, NotifyMode, SendDescriptor)
 
+from .memory import MemoryHierarchy
 from .vm import PAGE_BYTES, RING_VA_BASE, AddressSpaces
 from .workload import MAIN_THREAD_BASE, RING_ENTRIES, SPAWN_THREAD_BASE
 
@@ -108,6 +113,9 @@ SYSTEM_PARAMS = ("link_latency", "cycles_per_flit", "max_cycles_per_flit", "link
                  "queue_depth")
 #: What ``[system.os]`` may set.
 OS_COSTS = ("switch_cycles", "deliver_cycles", "spawn_cycles", "tick_cycles", "miss_cycles")
+#: What ``[system.memory]`` may set: every node's :class:`behavioral.memory.MemoryHierarchy`.
+MEMORY = ("l1_bytes", "l1_ways", "l1_hit_cycles", "l2_bytes", "l2_ways", "l2_hit_cycles",
+          "dram_latency_ns")
 #: What ``[system.tune]`` may set: the NI's tunables (:class:`rtl.layouts.NiTunable`), each from 1
 #: up to the System's parameter named here.
 TUNABLES = {"send_buffering": "send_buffering", "cycles_per_flit": "max_cycles_per_flit"}
@@ -123,6 +131,8 @@ _MAX_PROCESSES = min(SPAWN_THREAD_BASE - MAIN_THREAD_BASE, (1 << THREAD_BITS) - 
 _HEX = ("va", "key", "va_offset", "local_va")
 #: Instructions a compute thread computes per turn of its loop unless its entry says.
 COMPUTE_INSTRUCTIONS = 64
+#: The most lines a compute thread's working set may have (16 MiB).
+COMPUTE_MAX_LINES = 1 << 18
 
 
 class ScenarioError(ValueError):
@@ -167,6 +177,8 @@ class PlannedMessage:
     align: int = LINE_BYTES
     #: Where a DMA payload's lines are when the send starts (:data:`PAYLOADS`).
     payload: str = "cache"
+    #: Instructions the sender computes before it starts the send (sets a stream's rate).
+    gap: int = 0
     #: Set to make a bad send: see the module docstring (None: the usual value).
     length: int = None
     dst_node: int = None
@@ -188,8 +200,12 @@ class Scenario:
     os: dict = field(default_factory=dict)
     #: Tunable name (:data:`TUNABLES`) -> the value the OS sets in every NI at boot.
     tune: dict = field(default_factory=dict)
+    #: Every node's cache hierarchy: :class:`behavioral.memory.MemoryHierarchy` parameters.
+    memory: dict = field(default_factory=dict)
     #: Node -> instructions per turn of the loop of its compute thread (``[[compute]]``).
     compute: dict = field(default_factory=dict)
+    #: Node -> lines of its compute thread's working set, if it has one (``lines``).
+    compute_lines: dict = field(default_factory=dict)
 
     def process(self, name):
         return self.processes[name]
@@ -309,8 +325,9 @@ def parse(document, *, seed=0, system=None):
     """
     _table("the scenario", document, ("system", "process", "traffic", "compute"),
            ("process", "traffic"))
-    nodes, params, limits, os_costs, tune = _system(document.get("system", {}), system)
-    scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs, tune=tune)
+    nodes, params, limits, os_costs, tune, memory = _system(document.get("system", {}), system)
+    scenario = Scenario(nodes=nodes, params=params, processes={}, os=os_costs, tune=tune,
+                        memory=memory)
     if not isinstance(document["process"], list) or not document["process"]:
         raise ScenarioError("[[process]]: give at least one process")
     for index, entry in enumerate(document["process"]):
@@ -329,9 +346,10 @@ def parse(document, *, seed=0, system=None):
 
 
 def _system(table, system):
-    """Return ``(nodes, params, limits, os_costs, tune)`` of ``[system]``: ``limits`` are the
-    System's parameters (``system``'s answer) that bound the processes and the tunables."""
-    table = _table("[system]", table, ("nodes", "params", "os", "tune"))
+    """Return ``(nodes, params, limits, os_costs, tune, memory)`` of ``[system]``: ``limits``
+    are the System's parameters (``system``'s answer) that bound the processes and the
+    tunables."""
+    table = _table("[system]", table, ("nodes", "params", "os", "tune", "memory"))
     nodes = _int("[system]", "nodes", table.get("nodes", 2), 2, MAX_NODES)
     params = _table("[system.params]", table.get("params", {}), SYSTEM_PARAMS)
     params = {name: _int("[system.params]", name, value, 0, 1 << 20)
@@ -357,7 +375,12 @@ def _system(table, system):
     # (a scenario read again without the System's check: up to the format's field)
     tune = {name: _int("[system.tune]", name, value, 1, limits.get(TUNABLES[name], 0xFFFF))
             for name, value in tune.items()}
-    return nodes, params, limits, os_costs, tune
+    memory = _table("[system.memory]", table.get("memory", {}), MEMORY)
+    try:
+        MemoryHierarchy(**memory)
+    except (TypeError, ValueError) as error:
+        raise ScenarioError(f"[system.memory]: {error}") from None
+    return nodes, params, limits, os_costs, tune, memory
 
 
 def _process(scenario, where, entry, limits):
@@ -395,7 +418,7 @@ def _process(scenario, where, entry, limits):
 
 def _compute(scenario, where, entry, limits):
     """Add the compute thread of ``entry`` to ``scenario``: one per node, with an ASID."""
-    _table(where, entry, ("node", "instructions"), ("node",))
+    _table(where, entry, ("node", "instructions", "lines"), ("node",))
     node = _int(where, "node", entry["node"], 0, scenario.nodes - 1)
     if node in scenario.compute:
         raise ScenarioError(f"{where}: node {node} has a compute thread already; give one per "
@@ -408,6 +431,9 @@ def _compute(scenario, where, entry, limits):
                             f"[system.params] asid_bits or put it on another node")
     scenario.compute[node] = _int(where, "instructions",
                                   entry.get("instructions", COMPUTE_INSTRUCTIONS), 1, 1 << 20)
+    lines = _int(where, "lines", entry.get("lines", 0), 0, COMPUTE_MAX_LINES)
+    if lines:
+        scenario.compute_lines[node] = lines
 
 
 def _room(where, node, count, limits):
@@ -441,7 +467,7 @@ def _fits(where, process, neighbours):
 def _traffic(scenario, where, entry, rng):
     pattern = _choice(where, "pattern", _table(where, entry, (
         "pattern", "from", "to", "bytes", "send", "count", "notify", "messages", "align",
-        "payload"),
+        "payload", "gap"),
         ("pattern",))["pattern"], PATTERNS)
     if pattern == "list":
         if "messages" not in entry or not isinstance(entry["messages"], list):
@@ -454,8 +480,8 @@ def _traffic(scenario, where, entry, rng):
             spot = f"{where} message #{number + 1}"
             _table(spot, message, ("from", "to", "bytes", "send", "va_offset", "key", "notify",
                                    *_BAD_SEND_FIELDS), ("from", "to", "bytes"))
-            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify", "align", "payload")
-                                     if k in entry}, **message})
+            _add(scenario, spot, {**{k: entry[k] for k in ("send", "notify", "align", "payload",
+                                                           "gap") if k in entry}, **message})
         return
     if "messages" in entry:
         raise ScenarioError(f"{where}: messages = [...] belongs to the list pattern")
@@ -470,7 +496,8 @@ def _traffic(scenario, where, entry, rng):
                 raise ScenarioError(f"{where}: a {pattern} pattern needs {role!r}")
         if entry["from"] == entry["to"]:
             raise ScenarioError(f"{where}: from and to are both {entry['from']!r}")
-    base = {k: entry[k] for k in ("bytes", "send", "notify", "align", "payload") if k in entry}
+    base = {k: entry[k] for k in ("bytes", "send", "notify", "align", "payload", "gap")
+            if k in entry}
     if "bytes" not in base:
         raise ScenarioError(f"{where}: 'bytes' is missing")
     if pattern == "stream":
@@ -535,11 +562,12 @@ def _add(scenario, where, fields, after=None):
     if payload != "cache" and (send != "dma" or "local_va" in fields):
         raise ScenarioError(f"{where}: payload = {payload!r} places a DMA send's payload in its "
                             f"send buffer; it does nothing for this send")
+    gap = _int(where, "gap", fields.get("gap", 0), 0, 1 << 24)
     bad = {name: _int(where, name, fields[name], 0, high)
            for name, high in _BAD_SEND_FIELDS.items() if name in fields}
     message = PlannedMessage(id=len(scenario.messages), src=fields["from"], dst=fields["to"],
                              bytes=size, send=send, notify=notify, va_offset=va_offset, key=key,
-                             after=after, align=align, payload=payload, **bad)
+                             after=after, align=align, payload=payload, gap=gap, **bad)
     scenario.messages.append(message)
     return message
 

@@ -19,9 +19,11 @@ With NONE and LOCK, a thread whose send is under way polls RING_TAIL between its
 and consumes what came: a send held by a full ring then cannot wait for ever on a peer whose own
 send waits for this ring.
 
-A scenario's compute threads (``[[compute]]``) compute in a loop beside the processes; each
-notes the cycle at which every turn of its loop ends (:attr:`Workload.compute`), so that its
-instructions per cycle over any stretch of the run can be told.
+A scenario's compute threads (``[[compute]]``) compute in a loop beside the processes, each
+turn followed by a load of the next line of the thread's working set if it has one (``lines``,
+its own pages, walked in an order drawn anew each pass); each notes the cycle at which every
+turn of its loop ends and its own L2 misses by then (:attr:`Workload.compute`), so that its
+instructions per cycle and misses over any stretch of the run can be told.
 
 Consuming an entry loads it through the node's memory (a message buffer line reaches the core
 by the L1-miss probe) and advances RING_HEAD. Each message gets a record
@@ -39,17 +41,18 @@ put).
 
 import enum
 import functools
+import random
 
 from rtl.layouts import (COMPLETION_BYTES, FLIT_BYTES, LINE_BYTES, CompletionStatus, MmioStatus,
                          NiFaultKind, NotifyMode, TxError, UserReg)
 
 from . import msglib
-from .core import Compute, MmioRead, Store
+from .core import Compute, Load, MmioRead, Store
 from .memory import SparseMemory
 
 __all__ = ["Workload", "MessageStatus", "settled_without_entry", "HANDLER_PC", "LOCK_VA",
-           "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE", "COMPUTE_THREAD",
-           "compute_rate"]
+           "STACK_VA", "MAIN_THREAD_BASE", "SPAWN_THREAD_BASE", "COMPUTE_THREAD", "COMPUTE_VA",
+           "compute_rate", "compute_misses"]
 
 #: Where the handlers are: endpoint ``e``'s process has its handler at HANDLER_PC + e * 0x100
 #: (one table per core: the handler PC tells which process's ring the entry pointer is in, for
@@ -66,6 +69,8 @@ MAIN_THREAD_BASE = 1
 SPAWN_THREAD_BASE = 128
 #: A node's compute thread (``[[compute]]``): below every process's.
 COMPUTE_THREAD = 0
+#: Where a compute thread's working set starts, in its own address space.
+COMPUTE_VA = 0x4000_0000
 #: Instructions a waiting BRANCH or SPAWN process computes between looks at what it consumed.
 SPIN_INSTRUCTIONS = 8
 #: Entries of a process's completion ring unless its scenario says (``ring``).
@@ -81,6 +86,16 @@ def compute_rate(instructions, turns, start, end):
     if len(inside) < 2:
         return None
     return instructions * (len(inside) - 1) / (inside[-1] - inside[0])
+
+
+def compute_misses(instructions, turns, misses, start, end):
+    """Return a compute thread's L2 misses per 1,000 instructions from cycle ``start`` to
+    ``end``, over the same turns as :func:`compute_rate` (``misses``: its misses by the end of
+    each turn). None if fewer than two turns ended in it."""
+    inside = [index for index, cycle in enumerate(turns) if start <= cycle <= end]
+    if len(inside) < 2:
+        return None
+    return 1000 * (misses[inside[-1]] - misses[inside[0]]) / (instructions * (len(inside) - 1))
 
 
 def _statuses():
@@ -160,8 +175,8 @@ class Workload:
         Node -> :class:`behavioral.memory.SparseMemory` of what each process stored into its
         send buffer (by physical address), for the scoreboard's DMA predictions.
     compute : dict
-        Node -> ``(instructions per turn, [cycle at which each turn ended])`` of its compute
-        thread (see :func:`compute_rate`).
+        Node -> ``(instructions per turn, [cycle at which each turn ended], [its L2 misses by
+        then])`` of its compute thread (see :func:`compute_rate`).
     """
 
     def __init__(self, scenario, nodes, *, tlb_prefill=True):
@@ -180,11 +195,15 @@ class Workload:
             self._set_up(process, tlb_prefill)
         self.compute = {}
         for node, instructions in scenario.compute.items():
-            self.compute[node] = (instructions, [])
             environment = nodes[node]
+            asid = environment.spaces.create_process(f"compute{node}")
+            lines = self._working_set(environment, asid, scenario.compute_lines.get(node, 0),
+                                      f"compute{node}")
+            self.compute[node] = (instructions, [], [])
             environment.os.create_thread(
-                COMPUTE_THREAD, environment.spaces.create_process(f"compute{node}"),
-                self._computing(environment.core, instructions, self.compute[node][1]),
+                COMPUTE_THREAD, asid,
+                self._computing(environment, instructions, lines, f"compute{node}",
+                                *self.compute[node][1:]),
                 evictable=True, name=f"compute{node}")
         self._notified = {message.id: message.notify for message in scenario.messages}
         for message in scenario.messages:
@@ -247,6 +266,8 @@ class Workload:
             yield Compute(SPIN_INSTRUCTIONS)
         for kind, step in self.scenario.program(spec.name):
             if kind == "send":
+                if step.gap:
+                    yield Compute(step.gap)
                 yield from self._send(process, step)
             else:
                 while step not in self.entries:
@@ -255,11 +276,36 @@ class Workload:
             yield from self._wait(process)
 
     @staticmethod
-    def _computing(core, instructions, turns):
-        """A compute thread: ``instructions`` a turn, for ever, noting when each turn ends."""
+    def _working_set(environment, asid, lines, name):
+        """Map ``lines`` lines of working set at :data:`COMPUTE_VA` in ``asid``; return the
+        physical address of each line. The thread has walked it once before the run (the lines
+        preloaded in the caches); the hierarchy counts their L2 misses from then on as
+        ``name``'s."""
+        if not lines:
+            return []
+        environment.spaces.map(asid, COMPUTE_VA, lines * LINE_BYTES)
+        addresses = [environment.spaces.translate(asid, COMPUTE_VA + LINE_BYTES * index)
+                     for index in range(lines)]
+        numbers = [pa // LINE_BYTES for pa in addresses]
+        environment.hierarchy.preload(numbers)
+        environment.hierarchy.watch(numbers, name)
+        return addresses
+
+    @staticmethod
+    def _computing(environment, instructions, lines, name, turns, misses):
+        """A compute thread: ``instructions`` a turn, then a load of the next line of its working
+        set (``lines``, physical addresses; each pass in an order drawn anew from ``name``), for
+        ever; noting when each turn ends and its L2 misses by then."""
+        core, hierarchy = environment.core, environment.hierarchy
+        rng, order = random.Random(name), []
         while True:
             yield Compute(instructions)
+            if lines:
+                if not order:
+                    order = rng.sample(lines, len(lines))
+                yield Load(order.pop())
             turns.append(core.cycle)
+            misses.append(hierarchy.watched_misses[name])
 
     def _wait(self, process):
         """Wait for arrivals the process's way, consuming what came."""

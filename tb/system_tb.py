@@ -18,11 +18,12 @@ consumes the entry: the handler, or the thread after its lock wait or poll).
 """
 
 import itertools
+import math
 from collections import Counter
 
 from cocotb.triggers import ClockCycles
 
-from behavioral.workload import MessageStatus, Workload, compute_rate
+from behavioral.workload import MessageStatus, Workload, compute_misses, compute_rate
 from rtl.layouts import (FLIT_DATA_BITS, MAX_MESSAGE_FLITS, NOTIFIER_COUNTERS, RX_COUNTERS,
                          TX_COUNTERS, Flit, LinkFault, LinkFaultKind, NiTunable, codec)
 from rtl.msgbuf import LineState, _Client
@@ -276,19 +277,24 @@ class SystemTB(ComponentTB):
                 "links": links, "compute": self._compute()}
 
     def _compute(self):
-        """Per node with a compute thread: the instructions it computed, and its instructions
-        per cycle while messages were under way (from the first send's start to the last
-        handler's first instruction; None without two turns of its loop in that stretch), and
-        its core's issue width (its instructions per cycle alone)."""
+        """Per node with a compute thread: the instructions it computed; its instructions per
+        cycle and its L2 misses per 1,000 instructions while messages were under way (from the
+        first send's start to the last handler's first instruction; in a scenario with no
+        messages, the whole run; None without two turns of its loop in that stretch); and its
+        core's issue width (a lone thread's instructions per cycle with no misses)."""
         starts = [record["t_start"] for record in self.records.values() if "t_start" in record]
         ends = [record["t_handler"] for record in self.records.values()
                 if "t_handler" in record]
+        if not self.records:
+            starts, ends = [0], [math.inf]
         figures = {}
-        for node, (instructions, turns) in self.workload.compute.items():
-            rate = compute_rate(instructions, turns, min(starts), max(ends)) \
-                if starts and ends else None
+        for node, (instructions, turns, misses) in self.workload.compute.items():
+            window = (min(starts), max(ends)) if starts and ends else None
+            rate = compute_rate(instructions, turns, *window) if window else None
+            missed = compute_misses(instructions, turns, misses, *window) if window else None
             figures[node] = {"instructions": instructions * len(turns),
                              "ipc": None if rate is None else round(rate, 4),
+                             "l2_misses_per_kilo": None if missed is None else round(missed, 3),
                              "issue_width": self.nodes[node].core.issue_width}
         return figures
 

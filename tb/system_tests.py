@@ -24,6 +24,7 @@ async def scenario(dut):
     driver_params = {name: value for name, value in scenario.os.items() if name == "miss_cycles"}
     tb = SystemTB(dut, seed=seed, scenario=scenario, tlb_prefill=bool(options["tlb_prefill"]),
                   os_params=os_params, driver_params=driver_params,
+                  hierarchy_params=scenario.memory,
                   lockstep=bool(options["lockstep"]), backpressure=options["backpressure"],
                   memory_jitter=options["memory_jitter"],
                   link_fault_percent=options["link_fault_percent"])

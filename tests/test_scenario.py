@@ -43,6 +43,14 @@ def test_pingpong_alternates_and_waits_for_the_answer():
                                    ("consume", 2), ("send", s.messages[3])]
 
 
+def test_gap_is_computed_before_each_send_of_its_entry():
+    s = scenario('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\n'
+                 'count = 3\ngap = 400\n[[traffic]]\npattern = "list"\ngap = 20\n'
+                 'messages = [{ from = "server", to = "client", bytes = 8 }]\n')
+    assert [m.gap for m in s.messages] == [400, 400, 400, 20]
+    assert scenario('[[traffic]]\npattern = "random"\nbytes = 8\n').messages[0].gap == 0
+
+
 def test_landing_places_follow_each_other_and_wrap():
     s = scenario('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\n'
                  'bytes = 1536\ncount = 4\n')
@@ -95,6 +103,8 @@ def test_list_messages_may_be_bad_on_purpose():
      "align = 24 must be a power of two, 8 to 4096 bytes"),
     ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\nalign = 4\n',
      "align = 4 is out of range 8..4096"),
+    ('[[traffic]]\npattern = "stream"\nfrom = "client"\nto = "server"\nbytes = 8\ngap = -1\n',
+     "gap = -1 is out of range 0..16777216"),
 ])
 def test_bad_traffic_is_named(traffic, error):
     with pytest.raises(ScenarioError, match=error.replace("(", r"\(").replace(".", r"\.")):
@@ -243,8 +253,23 @@ def test_a_refused_scenario_exits_2_before_anything_is_built(tmp_path, monkeypat
 def test_compute_threads_are_one_per_node_with_their_instructions():
     planned = scenario('[[traffic]]\npattern = "random"\nbytes = 8\n'
                        '[[compute]]\nnode = 1\n[[compute]]\nnode = 0\ninstructions = 500\n')
-    assert planned.compute == {1: 64, 0: 500}
+    assert planned.compute == {1: 64, 0: 500} and planned.compute_lines == {}
     assert scenario('[[traffic]]\npattern = "random"\nbytes = 8\n').compute == {}
+    planned = scenario('[[traffic]]\npattern = "random"\nbytes = 8\n'
+                       '[[compute]]\nnode = 1\nlines = 4096\n')
+    assert planned.compute == {1: 64} and planned.compute_lines == {1: 4096}
+
+
+def test_system_memory_sets_every_node_hierarchy_and_bad_values_are_named():
+    base = BASE.replace("nodes = 2\n", "nodes = 2\nmemory = { l2_bytes = 65536, l2_ways = 4 }\n")
+    traffic = '[[traffic]]\npattern = "random"\nbytes = 8\n'
+    assert scenario(traffic, base=base).memory == {"l2_bytes": 65536, "l2_ways": 4}
+    assert scenario(traffic).memory == {}
+    with pytest.raises(ScenarioError,
+                       match=r"^\[system.memory\]: cache l2: size_bytes 65000 must be"):
+        scenario(traffic, base=base.replace("65536", "65000"))
+    with pytest.raises(ScenarioError, match=r"^\[system.memory\]: unknown key 'l3_bytes'"):
+        scenario(traffic, base=base.replace("l2_ways", "l3_bytes"))
 
 
 @pytest.mark.parametrize("compute, error", [
@@ -253,7 +278,9 @@ def test_compute_threads_are_one_per_node_with_their_instructions():
      r"\[\[compute\]\] #2: node 0 has a compute thread already; give one per node"),
     ("[[compute]]\nnode = 0\ninstructions = 0\n", "instructions = 0 is out of range 1..1048576"),
     ("[[compute]]\ninstructions = 8\n", "'node' is missing"),
-    ("[[compute]]\nnode = 0\nthreads = 2\n", "unknown key 'threads'; allowed: node, instructions"),
+    ("[[compute]]\nnode = 0\nthreads = 2\n",
+     "unknown key 'threads'; allowed: node, instructions, lines"),
+    ("[[compute]]\nnode = 0\nlines = 262145\n", "lines = 262145 is out of range 0..262144"),
 ])
 def test_bad_compute_threads_are_named(compute, error):
     with pytest.raises(ScenarioError, match=error):

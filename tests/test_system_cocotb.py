@@ -203,6 +203,36 @@ def test_interrupt_mode_takes_the_kernel_path_through_the_node_caches(sim, seed)
     assert summary["rx_counters"]["1"]["delivered"] == len(pings)
 
 
+@pytest.mark.parametrize("sim", SIMULATORS)
+def test_compute_working_sets_miss_by_their_size_and_a_gap_spaces_the_sends(sim, seed):
+    """[system.memory] makes the L1 4 KiB and the L2 16 KiB: node 1's compute thread walks twice
+    the L2 and misses it on most loads, node 0's walks 2 KiB, preloaded, and never misses; the
+    sender's gap of
+    2,000 instructions (1,000 cycles at least, 2 issued a cycle) spaces its sends."""
+    document = {
+        "system": {"nodes": 2, "memory": {"l1_bytes": 4096, "l2_bytes": 16384}},
+        "process": [{"name": "sender", "node": 0, "notify": "none",
+                     "window": {"va": 0x1000_0000, "bytes": 4096, "key": 1}},
+                    {"name": "receiver", "node": 1, "notify": "lock",
+                     "window": {"va": 0x1000_0000, "bytes": 4096, "key": 2}}],
+        "traffic": [{"pattern": "stream", "from": "sender", "to": "receiver", "bytes": 64,
+                     "count": 5, "gap": 2000}],
+        "compute": [{"node": 1, "instructions": 16, "lines": 512},
+                    {"node": 0, "instructions": 16, "lines": 32}],
+    }
+    scenario = parse(document, seed=seed)
+    result, records, summary, mismatches = cli._run_scenario(
+        document, scenario, sim=sim, seed=seed, waves=False, label="pytest-working-sets")
+    assert result.passed and summary["mismatches"] == 0, f"seed {seed}: {mismatches[:3]}"
+    assert {record["status"] for record in records} == {"delivered"}
+    compute = summary["compute"]
+    # (a random walk over 512 lines in a 256-line L2: about half the loads miss, 1 per turn)
+    assert compute["1"]["l2_misses_per_kilo"] > 1000 / 16 / 4, compute
+    assert compute["0"]["l2_misses_per_kilo"] == 0, compute
+    starts = [record["t_start"] for record in sorted(records, key=lambda r: r["id"])]
+    assert all(later - earlier >= 1000 for earlier, later in zip(starts, starts[1:])), starts
+
+
 #: Figures of a run's summary that are the host's, not the simulation's.
 _WALL_CLOCK = ("wall_s", "cycles_per_s")
 

@@ -3,7 +3,7 @@ threads' rates."""
 
 import json
 
-from behavioral.workload import MessageStatus, compute_rate, settled_without_entry
+from behavioral.workload import MessageStatus, compute_misses, compute_rate, settled_without_entry
 from rtl.layouts import CompletionStatus, MmioStatus, NiFaultKind, TxError
 
 
@@ -34,3 +34,11 @@ def test_a_compute_threads_rate_counts_its_turns_inside_the_stretch():
     assert compute_rate(10, [100, 110, 150, 155, 300], 105, 200) == 10 * 2 / 45
     assert compute_rate(10, turns, 101, 104) is None
     assert compute_rate(10, [], 0, 10) is None
+
+
+def test_a_compute_threads_misses_count_over_the_same_turns_per_kilo_instruction():
+    turns, misses = [100, 110, 150, 155, 300], [1, 3, 3, 7, 20]
+    # turns ending at 110, 150 and 155: 2 turns of 10 instructions, 4 misses between
+    assert compute_misses(10, turns, misses, 105, 200) == 1000 * 4 / 20
+    assert compute_misses(10, turns, misses, 101, 104) is None
+
