@@ -155,6 +155,11 @@ class KernelPath:
             self.hierarchy.complete(access)
         return access.cycles - self.hierarchy.l1.hit_cycles, access.level == "dram"
 
+    def preload(self):
+        """Bring the path's lines into the caches in no simulated time, as the interrupts of a
+        machine that has been up left them (:meth:`behavioral.memory.MemoryHierarchy.preload`)."""
+        self.hierarchy.preload(self.lines())
+
     def lines(self):
         """Every line the path touches: its text, then its data."""
         code = sum(step.code_lines for step in self.steps)

@@ -10,7 +10,7 @@ of the system's Verilog:
   in on ``notify`` and handler returns out on ``handler_return``; the lock table's and the
   Notifier's hand-offs (``lock_os``, ``notify_os``) reach the OS, which takes an INTERRUPT
   arrival through the kernel's interrupt path on this node's hierarchy
-  (:class:`behavioral.kernel.KernelPath`);
+  (:class:`behavioral.kernel.KernelPath`, its lines in the caches at the start);
 * its loads and stores go through the hierarchy; an L1 miss probes the message buffer on
   ``mc_lookup`` and is completed by the answer on ``mc_data``, so that a message line the NI
   holds reaches the core the way the paper's victim-cache lookup gives it;
@@ -101,6 +101,9 @@ class NodeSide:
                                             data=NODE_KERNEL_DATA),
                        **(os_params or {})}, lockstep=lockstep)
         self.core, self.os = self.driver_core.core, self.driver_core.os
+        # (the node has been up: the kernel's interrupt path has run before, its lines cached
+        # until the user's programs evict them)
+        self.os.kernel.preload()
         self.spaces = AddressSpaces(asid_bits=params.get("asid_bits", 8))
         self.os_codec = codec(ni_os_command_layout(params.get("asid_bits", 8)))
         self.driver = NiDriver(self, self.spaces, later=self.core.after,

@@ -7,8 +7,10 @@ import time
 import pytest
 from distributed import LocalCluster
 
+from behavioral import kernel
 from tb import cli, experiments
-from tb.experiments import Experiment, PointFailed, read_rows, send_buffering, sweep
+from tb.experiments import (Experiment, PointFailed, notification, read_rows, send_buffering,
+                            sweep)
 
 
 class Squares(Experiment):
@@ -108,8 +110,8 @@ def test_a_bug_in_a_point_is_reported_with_it(squares, scheduler, tmp_path, monk
 @pytest.mark.parametrize("argv, error", [
     (["experiment"], "give an experiment's name, or --list to see them"),
     (["experiment", "pio-dmaa"], "no experiment 'pio-dmaa'; the experiments are "
-                                 "interrupt-baseline, message-cache, pio-dma, send-buffering "
-                                 "(smtni experiment --list)"),
+                                 "interrupt-baseline, message-cache, notification, pio-dma, "
+                                 "send-buffering (smtni experiment --list)"),
     (["experiment", "pio-dma", "--scheduler", "localhost:8786"],
      "--scheduler 'localhost:8786' is no Dask address; give it as tcp://HOST:PORT"),
     (["experiment", "pio-dma", "--scheduler", "tcp://127.0.0.1:8786", "--workers", "2"],
@@ -138,7 +140,8 @@ def test_a_scheduler_that_does_not_answer_gets_one_line_and_exit_2(capsys, tmp_p
 def test_the_list_names_every_experiment(capsys):
     assert cli.main(["experiment", "--list"]) == 0
     listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert listed == ["interrupt-baseline", "message-cache", "pio-dma", "send-buffering"]
+    assert listed == ["interrupt-baseline", "message-cache", "notification", "pio-dma",
+                      "send-buffering"]
 
 
 def test_message_cache_quick_is_the_same_on_one_worker_and_two(tmp_path):
@@ -242,6 +245,28 @@ def test_interrupt_baseline_quick(tmp_path):
     assert "| the paper | 17,500 | 119 | ~380 | 103 | 87% |" in summary
     assert "behavioural model, seed 1, quick sweep" in summary
     assert (tmp_path / "interrupt-baseline" / "interrupt-baseline.png").stat().st_size > 10_000
+
+
+def test_notification_quick(tmp_path):
+    """The quick sweep on Verilator (every mechanism at light load): every point scored with no
+    mismatch and every message measured; each hardware mechanism's slowest message below the
+    interrupt path's fastest, and the interrupt path's cost its own (the kernel's instructions
+    at least)."""
+    done = sweep("notification", workers=1, out=tmp_path)
+    assert done.failed == []
+    rows = {row["mode"]: row for row in done.rows}
+    assert sorted(rows) == sorted(notification.MODES)
+    for row in rows.values():
+        assert len(str(row["latencies"]).split()) == notification.COUNT - notification.WARM_UP
+        assert row["latency_p50"] <= row["latency_p99"] <= row["latency_max"]
+        assert row["compute_ipc"] is None and row["messages_per_us"] > 0
+    interrupt = rows["interrupt"]
+    assert all(rows[mode]["latency_max"] < interrupt["latency_p50"]
+               for mode in notification.HARDWARE)
+    assert interrupt["latency_p50"] > sum(step.instructions for step in kernel.STEPS)
+    summary = (tmp_path / "notification" / "summary.md").read_text()
+    assert "Every hardware mechanism's slowest message" in summary and "is below" in summary
+    assert (tmp_path / "notification" / "notification.png").stat().st_size > 10_000
 
 
 def test_an_experiment_without_its_run_cannot_be_made():

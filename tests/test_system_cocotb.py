@@ -184,9 +184,10 @@ def test_oversubscribed_contexts_go_through_the_os(sim, seed):
 @pytest.mark.parametrize("sim", SIMULATORS)
 def test_interrupt_mode_takes_the_kernel_path_through_the_node_caches(sim, seed):
     """A server armed with INTERRUPT: every arrival goes to its OS, which takes the kernel's
-    interrupt path and runs the handler; each message delivered once. The path's lines come from
-    the node's own caches: the first interrupt misses the L2 on every one of them, the later
-    ones on none (the lines stayed), and the caches hold them all at the end."""
+    interrupt path and runs the handler; each message delivered once. The path's lines go
+    through the node's own caches: the compute thread's working set, the size of the L2, evicted
+    them all before the first interrupt (which misses on every one) and more between
+    interrupts; the last interrupt left most of them cached."""
     records, summary = run_example("interrupt", sim, seed)
     assert {record["status"] for record in records.values()} == {"delivered"}
     server = summary["nodes"]["1"]
@@ -194,8 +195,10 @@ def test_interrupt_mode_takes_the_kernel_path_through_the_node_caches(sim, seed)
     assert server["os_received"] == server["os_delivered"] == {"INTERRUPT": len(pings)}, server
     footprint = sum(step.code_lines + step.data_lines for step in kernel.STEPS)
     assert server["os"]["interrupts"] == len(pings)
-    assert server["os"]["interrupt_l2_misses"] == footprint == server["kernel_lines_cached"]
+    assert server["os"]["interrupt_l2_misses"] > footprint, server
+    assert server["kernel_lines_cached"] > footprint // 2, server
     assert summary["nodes"]["0"]["os"]["interrupts"] == 0
+    assert summary["compute"]["1"]["l2_misses_per_kilo"] > 0, summary["compute"]
     instructions = sum(step.instructions for step in kernel.STEPS)
     for record in pings:
         # (the handler starts after the path, at least its instructions at one per cycle)

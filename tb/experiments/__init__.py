@@ -99,10 +99,12 @@ def page(lines, images):
 def _registry():
     from .interrupt_baseline import InterruptBaseline
     from .message_cache import MessageCache
+    from .notification import Notification
     from .pio_dma import PioDma
     from .send_buffering import SendBuffering
     return {experiment.name: experiment
-            for experiment in (InterruptBaseline(), MessageCache(), PioDma(), SendBuffering())}
+            for experiment in (InterruptBaseline(), MessageCache(), Notification(), PioDma(),
+                               SendBuffering())}
 
 
 #: The experiments by name.

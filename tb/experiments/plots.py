@@ -6,7 +6,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
-__all__ = ["pio_dma", "message_cache", "working_set", "send_buffering", "interrupt_baseline"]
+__all__ = ["pio_dma", "message_cache", "working_set", "send_buffering", "interrupt_baseline",
+           "notification"]
 
 
 def _save(figure, directory, name):
@@ -196,3 +197,63 @@ def interrupt_baseline(rows, directory, *, config):
                         xytext=(2, 4), textcoords="offset points")
     figure.suptitle(f"The OS's network-interrupt path on the node's caches ({config})")
     return [_save(figure, directory, "interrupt-baseline.png")]
+
+
+def notification(rows, directory, *, config):
+    """The latency CDF per mechanism at the lightest load (outside figures as labelled lines),
+    p99 latency against the receiver's message rate, and the compute thread's slowdown against
+    it."""
+    import numpy as np
+
+    from .notification import CORE_GHZ, MODES, REFERENCES
+
+    colours = dict(zip(MODES, ("tab:grey", "tab:blue", "tab:orange", "tab:green", "tab:red")))
+    # (LOCK, BRANCH and SPAWN often coincide: they stay apart by their width)
+    widths = dict(zip(MODES, (1.5, 6, 4, 2, 1.5)))
+    figure, axes = plt.subplots(1, 3, figsize=(17, 5))
+    measured = [row for row in rows if row["mode"] in MODES and row["latencies"] is not None]
+    light = max((row["gap"] for row in measured), default=None)
+    for row in measured:
+        if row["gap"] != light:
+            continue
+        latencies = np.sort(np.array(str(row["latencies"]).split(), dtype=float))
+        shares = np.arange(1, len(latencies) + 1) / len(latencies)
+        axes[0].step(latencies, shares, where="post", color=colours[row["mode"]],
+                     linestyle="--" if row["compute"] else "-", linewidth=widths[row["mode"]],
+                     alpha=0.7,
+                     label=f"{row['mode']}{', compute thread' if row['compute'] else ''}")
+    for label, ns, _ in REFERENCES:
+        axes[0].axvline(ns * CORE_GHZ, color="black", linestyle=":", linewidth=1)
+        axes[0].text(ns * CORE_GHZ * 1.08, 0.5, label, rotation=90, fontsize=8,
+                     va="center", transform=axes[0].get_xaxis_transform())
+    axes[0].set_xscale("log")
+    axes[0].set_xlabel(f"last flit in to handler (cycles at {CORE_GHZ:g} GHz)")
+    axes[0].set_ylabel("share of messages")
+    axes[0].set_title(f"latency CDF, gap {light} instructions")
+    for axis, figure_name, title in ((axes[1], "latency_p99", "p99 latency (cycles)"),
+                                     (axes[2], "slowdown", "compute thread's IPC / alone")):
+        for mode in MODES:
+            for compute, style in ((0, "-"), (1, "--")):
+                points = sorted((row["messages_per_us"], row[figure_name]) for row in rows
+                                if row["mode"] == mode and row["compute"] == compute
+                                and row.get(figure_name) is not None
+                                and row["messages_per_us"] is not None)
+                if points:
+                    axis.plot(*zip(*points), style, marker="o", color=colours[mode],
+                              label=f"{mode}{', compute thread' if compute else ''}")
+        axis.set_xscale("log")
+        axis.set_xlabel("messages handled per us")
+        axis.set_ylabel(title)
+        axis.set_title(title + " against message rate")
+    axes[1].set_yscale("log")
+    if not axes[2].get_legend_handles_labels()[0]:
+        axes[2].text(0.5, 0.5, "no point with a compute thread", ha="center",
+                     transform=axes[2].transAxes)
+    for axis in axes:
+        axis.grid(True, alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=7)
+    sources = "; ".join(f"{label}: {source}" for label, _, source in REFERENCES)
+    figure.suptitle(f"Notification mechanisms, 8 B PIO messages ({config})\n{sources}",
+                    fontsize=9)
+    return [_save(figure, directory, "notification.png")]
