@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["Experiment", "PointFailed", "Sweep", "EXPERIMENTS", "experiment", "sweep",
-           "run_point", "read_rows", "page", "command", "DEFAULT_SEED"]
+           "run_point", "run_scenario", "read_rows", "page", "command", "DEFAULT_SEED"]
 
 #: The seed of a sweep unless ``--seed`` gives one: sweeps repeat by default.
 DEFAULT_SEED = 1
@@ -88,6 +88,31 @@ class Experiment(abc.ABC):
         """Write the plots of ``rows`` (one per point, parameters and figures) into
         ``directory`` and return ``summary.md``'s text; ``config`` says how the sweep ran (one
         line, for the titles)."""
+
+
+def run_scenario(document, *, sim, seed, label, options=None):
+    """Run the scenario ``document`` on the RTL System with its scoreboard; return its records
+    and summary.
+
+    Raises
+    ------
+    PointFailed
+        On a mismatch, a run that did not finish, or a message not delivered.
+    """
+    from behavioral.scenario import parse
+
+    from .. import cli
+    scenario = parse(document, seed=seed)
+    result, records, summary, mismatches = cli._run_scenario(
+        document, scenario, sim=sim, seed=seed, waves=False, label=label, options=options)
+    if not result.passed or summary.get("mismatches", 1) or mismatches:
+        raise PointFailed(f"{label}: {mismatches[0] if mismatches else result.message}"
+                          f" (log {result.log})")
+    undelivered = [record["id"] for record in records if record["status"] != "delivered"]
+    if undelivered or len(records) != len(scenario.messages):
+        raise PointFailed(f"{label}: messages {undelivered} of {len(scenario.messages)} not "
+                          f"delivered (log {result.log})")
+    return records, summary
 
 
 def page(lines, images):

@@ -34,7 +34,7 @@ import numpy as np
 
 from behavioral.scenario import parse
 
-from . import Experiment, PointFailed, page
+from . import Experiment, page, run_scenario
 from .pio_dma import CORE_GHZ
 
 __all__ = ["Notification", "MODES", "HARDWARE", "COUNT", "WARM_UP", "MEMORY", "WORKING_SET",
@@ -118,20 +118,9 @@ class Notification(Experiment):
         return [("system", cli._system_params(parse(document(points[0]))))] if points else []
 
     def run(self, point, *, sim, seed, label):
-        from .. import cli
-        scenario_document = document(point)
-        scenario = parse(scenario_document, seed=seed)
         options = {"quiet_cycles": IDLE_CYCLES} if point["mode"] == "idle" else {}
-        result, records, summary, mismatches = cli._run_scenario(
-            scenario_document, scenario, sim=sim, seed=seed, waves=False, label=label,
-            options=options)
-        if not result.passed or summary.get("mismatches", 1) or mismatches:
-            raise PointFailed(f"{mismatches[0] if mismatches else result.message} "
-                              f"(log {result.log})")
-        undelivered = [record["id"] for record in records if record["status"] != "delivered"]
-        if undelivered or len(records) != len(scenario.messages):
-            raise PointFailed(f"messages {undelivered} of {len(scenario.messages)} not "
-                              f"delivered (log {result.log})")
+        records, summary = run_scenario(document(point), sim=sim, seed=seed, label=label,
+                                        options=options)
         compute = summary["compute"].get("1", {})
         figures = {"compute_ipc": compute.get("ipc"),
                    "compute_misses_per_kilo": compute.get("l2_misses_per_kilo"),

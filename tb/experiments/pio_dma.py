@@ -43,7 +43,7 @@ import statistics
 from behavioral.scenario import parse
 from rtl.layouts import MAX_PAYLOAD_BYTES
 
-from . import Experiment, PointFailed, page
+from . import Experiment, page, run_scenario
 
 __all__ = ["PioDma", "CORE_GHZ", "WARM_UP", "ROUND_TRIPS", "document"]
 
@@ -81,18 +81,8 @@ def document(point, *, pattern, count):
 def _run(point, *, pattern, count, sim, seed, label):
     """Run ``point``'s ``pattern`` run; return the records of its messages from node 0 to
     node 1 after the first :data:`WARM_UP`, in order, and the run's summary."""
-    from .. import cli
-    scenario_document = document(point, pattern=pattern, count=count)
-    scenario = parse(scenario_document, seed=seed)
-    result, records, summary, mismatches = cli._run_scenario(
-        scenario_document, scenario, sim=sim, seed=seed, waves=False, label=f"{label}-{pattern}")
-    if not result.passed or summary.get("mismatches", 1) or mismatches:
-        raise PointFailed(f"{pattern}: {mismatches[0] if mismatches else result.message}"
-                          f" (log {result.log})")
-    undelivered = [record["id"] for record in records if record["status"] != "delivered"]
-    if undelivered or len(records) != len(scenario.messages):
-        raise PointFailed(f"{pattern}: messages {undelivered} of {len(scenario.messages)} not "
-                          f"delivered (log {result.log})")
+    records, summary = run_scenario(document(point, pattern=pattern, count=count), sim=sim,
+                                    seed=seed, label=f"{label}-{pattern}")
     forward = sorted((record for record in records if record["from"] == "sender"),
                      key=lambda record: record["id"])
     return forward[WARM_UP:], summary

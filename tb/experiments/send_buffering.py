@@ -34,7 +34,7 @@ import statistics
 from behavioral.scenario import parse
 from rtl.layouts import FLIT_BYTES, LINE_WORDS, MAX_PAYLOAD_BYTES
 
-from . import Experiment, PointFailed, page
+from . import Experiment, page, run_scenario
 
 __all__ = ["SendBuffering", "SIZES", "SYSTEM", "document"]
 
@@ -89,16 +89,7 @@ class SendBuffering(Experiment):
 
     def run(self, point, *, sim, seed, label):
         from .. import cli
-        scenario_document = document(point)
-        scenario = parse(scenario_document, seed=seed)
-        result, records, summary, mismatches = cli._run_scenario(
-            scenario_document, scenario, sim=sim, seed=seed, waves=False, label=label)
-        if not result.passed or summary.get("mismatches", 1) or mismatches:
-            raise PointFailed(f"{mismatches[0] if mismatches else result.message} (log "
-                              f"{result.log})")
-        if {record["status"] for record in records} != {"delivered"} \
-                or len(records) != len(scenario.messages):
-            raise PointFailed(f"not every message was delivered (log {result.log})")
+        records, summary = run_scenario(document(point), sim=sim, seed=seed, label=label)
         counters = summary["tx_counters"]["0"]
         figures = {"cycles": summary["cycles"], "memory_cycles": _memory_cycles(point["payload"]),
                    "buffer_lines": round(counters["dma_buffer_word_cycles"]
