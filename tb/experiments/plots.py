@@ -201,7 +201,7 @@ def interrupt_baseline(rows, directory, *, config):
 
 def notification(rows, directory, *, config):
     """The latency CDF per mechanism at the lightest load (outside figures as labelled lines),
-    p99 latency against the receiver's message rate, and the compute thread's slowdown against
+    p99 latency against the offered message rate, and the compute thread's slowdown against
     it."""
     import numpy as np
 
@@ -230,29 +230,33 @@ def notification(rows, directory, *, config):
     axes[0].set_xlabel(f"last flit in to handler (cycles at {CORE_GHZ:g} GHz)")
     axes[0].set_ylabel("share of messages")
     axes[0].set_title(f"latency CDF, gap {light} instructions")
+    # The offered rate of a gap: the sender's pace, which polling with no compute thread keeps
+    # up with (the messages it handled per us at that gap).
+    offered = {row["gap"]: row["messages_per_us"] for row in rows
+               if row["mode"] == "none" and row["compute"] == 0 and row["messages_per_us"]}
     for axis, figure_name, title in ((axes[1], "latency_p99", "p99 latency (cycles)"),
                                      (axes[2], "slowdown", "compute thread's IPC / alone")):
         for mode in MODES:
             for compute, style in ((0, "-"), (1, "--")):
-                points = sorted((row["messages_per_us"], row[figure_name]) for row in rows
+                points = sorted((offered[row["gap"]], row[figure_name]) for row in rows
                                 if row["mode"] == mode and row["compute"] == compute
-                                and row.get(figure_name) is not None
-                                and row["messages_per_us"] is not None)
+                                and row.get(figure_name) is not None and row["gap"] in offered)
                 if points:
                     axis.plot(*zip(*points), style, marker="o", color=colours[mode],
                               label=f"{mode}{', compute thread' if compute else ''}")
         axis.set_xscale("log")
-        axis.set_xlabel("messages handled per us")
+        axis.set_xlabel("offered rate (messages per us: the sender's pace)")
         axis.set_ylabel(title)
-        axis.set_title(title + " against message rate")
+        axis.set_title(title + " against offered rate")
     axes[1].set_yscale("log")
     if not axes[2].get_legend_handles_labels()[0]:
         axes[2].text(0.5, 0.5, "no point with a compute thread", ha="center",
                      transform=axes[2].transAxes)
-    for axis in axes:
+    # (the CDF's legend between the outside figures' lines)
+    for axis, where in zip(axes, (dict(loc="lower left", bbox_to_anchor=(0.37, 0.02)), {}, {})):
         axis.grid(True, alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=7)
+            axis.legend(fontsize=7, **where)
     sources = "; ".join(f"{label}: {source}" for label, _, source in REFERENCES)
     figure.suptitle(f"Notification mechanisms, 8 B PIO messages ({config})\n{sources}",
                     fontsize=9)
