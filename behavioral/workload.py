@@ -296,7 +296,8 @@ class Workload:
         """A compute thread: ``instructions`` a turn, then a load of the next line of its working
         set (``lines``, physical addresses; each pass in an order drawn anew from ``name``), for
         ever; noting when each turn ends and its L2 misses by then."""
-        core, hierarchy = environment.core, environment.hierarchy
+        core = environment.core
+        watched = environment.hierarchy.watched_misses if lines else {name: 0}
         rng, order = random.Random(name), []
         while True:
             yield Compute(instructions)
@@ -305,7 +306,7 @@ class Workload:
                     order = rng.sample(lines, len(lines))
                 yield Load(order.pop())
             turns.append(core.cycle)
-            misses.append(hierarchy.watched_misses[name])
+            misses.append(watched[name])
 
     def _wait(self, process):
         """Wait for arrivals the process's way, consuming what came."""

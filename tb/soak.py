@@ -6,8 +6,9 @@ Each seed makes one random scenario (:func:`soak_document`) and runs it on a Sys
 TLB entries, a 16-line message buffer, 2 SMT contexts), so that everything DESIGN §7 lists
 happens under load:
 
-* 2 to 8 nodes with 1 to 3 processes each, every notification mode among them, some of them slow
-  consumers (``work`` after each message) so that rings fill and messages are held;
+* 2 to 8 nodes with 1 to 3 processes each, polling and every NI notification mode among them
+  (:data:`MODES`), some of them slow consumers (``work`` after each message) so that rings fill
+  and messages are held;
 * random traffic between processes: 0 B to 2 KiB, PIO and DMA, most asking to notify; a few
   land outside the receiver's window (the OS rejects the miss), come from an unmapped buffer
   (the OS rejects the DMA miss) or carry a wrong key (discarded);
@@ -31,8 +32,8 @@ from pathlib import Path
 from behavioral.scenario import parse
 from rtl.layouts import FLIT_BYTES, MAX_PAYLOAD_BYTES
 
-__all__ = ["SYSTEM_PARAMS", "MAX_SOAK_NODES", "soak_document", "run_seed", "run_seeds", "total",
-           "command"]
+__all__ = ["SYSTEM_PARAMS", "MODES", "MAX_SOAK_NODES", "soak_document", "run_seed", "run_seeds",
+           "total", "command"]
 
 #: The most nodes a soak runs (a Verilator build of 8 nodes takes a few minutes).
 MAX_SOAK_NODES = 8
@@ -43,7 +44,9 @@ SYSTEM_PARAMS = {"link_faults": 1, "contexts": 2, "tlb_entries": 8, "lines": 16,
 #: Knobs of the system testbench for every soak run.
 OPTIONS = {"tlb_prefill": 0, "backpressure": 10, "memory_jitter": 12}
 _WINDOW = {"va": 0x1000_0000, "bytes": 0x10000}
-_MODES = ("none", "lock", "branch", "spawn")
+#: The receivers' modes: polling and the NI's three. Not INTERRUPT: the OS's interrupt path, a
+#: few thousand cycles an arrival, would stretch every soak (tests/test_system_cocotb.py runs it).
+MODES = ("none", "lock", "branch", "spawn")
 
 
 def soak_document(seed, *, nodes, messages):
@@ -55,8 +58,8 @@ def soak_document(seed, *, nodes, messages):
         for endpoint in range(rng.randint(1, 3)):
             processes.append({
                 "name": f"n{node}e{endpoint}", "node": node, "endpoint": endpoint,
-                "notify": _MODES[len(processes) % len(_MODES)] if len(processes) < 4
-                else rng.choice(_MODES),
+                "notify": MODES[len(processes) % len(MODES)] if len(processes) < 4
+                else rng.choice(MODES),
                 "window": {**_WINDOW, "key": rng.randrange(1, 1 << 16)},
                 "send_buffer": {"va": 0x2000_0000, "bytes": MAX_PAYLOAD_BYTES},
                 **({"work": rng.choice((200, 800))} if rng.random() < 0.3 else {})})

@@ -26,6 +26,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from behavioral.core import MmioWrite, SMTCore
+from behavioral.memory import MemoryHierarchy
 from behavioral.os import OS
 from behavioral.scenario import NOTIFY, OS_COSTS, PATTERNS, SENDS, SYSTEM_PARAMS, ScenarioError
 from behavioral.vm import RING_VA_BASE, AddressSpaces, NiDriver
@@ -245,7 +246,8 @@ def _set_up(scenario):
                           contexts=params["contexts"],
                           miss_cycles=scenario.os.get("miss_cycles", 1000))
         nodes[index] = SimpleNamespace(core=core, os=OS(core, **os_params), spaces=spaces,
-                                       driver=driver)
+                                       driver=driver,
+                                       hierarchy=MemoryHierarchy(**scenario.memory))
     small = sum(p.window.bytes + p.send_buffer.bytes for p in scenario.processes.values())
     workload = Workload(scenario, nodes, tlb_prefill=small <= 1 << 24)
     sends = {}

@@ -5,9 +5,8 @@ import random
 
 import pytest
 
-from behavioral.scenario import NOTIFY
 from tb import cli
-from tb.soak import run_seed, soak_document
+from tb.soak import MODES, run_seed, soak_document
 
 from .test_cli import assert_one_line_error, smtni
 
@@ -17,7 +16,7 @@ def test_every_soak_plans_with_every_mode_sizes_and_bad_sends(nodes):
     document = soak_document(nodes, nodes=nodes, messages=400)
     scenario = cli.plan(document, seed=nodes)
     assert scenario.nodes == nodes and scenario.params["link_faults"] == 1
-    assert {process.notify for process in scenario.processes.values()} == set(NOTIFY.values())
+    assert {process.notify.name.lower() for process in scenario.processes.values()} == set(MODES)
     sizes = [message.bytes for message in scenario.messages]
     assert min(sizes) == 0 and max(sizes) > 1024
     assert {message.send for message in scenario.messages} == {"pio", "dma"}

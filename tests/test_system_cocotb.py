@@ -15,9 +15,12 @@ from tb.runner import SIMULATORS
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run_example(name, sim, seed, options=None, count=None):
-    """Run ``examples/NAME.toml`` (with ``count`` messages per traffic entry, if given)."""
+def run_example(name, sim, seed, options=None, count=None, entries=None):
+    """Run ``examples/NAME.toml`` (with ``count`` messages per traffic entry, and only the
+    traffic entries of index ``entries``, if given)."""
     document = tomllib.loads((EXAMPLES / f"{name}.toml").read_text())
+    if entries is not None:
+        document["traffic"] = [document["traffic"][index] for index in entries]
     if count is not None:
         for entry in document["traffic"]:
             entry["count"] = count
@@ -187,8 +190,10 @@ def test_interrupt_mode_takes_the_kernel_path_through_the_node_caches(sim, seed)
     interrupt path and runs the handler; each message delivered once. The path's lines go
     through the node's own caches: the compute thread's working set, the size of the L2, evicted
     them all before the first interrupt (which misses on every one) and more between
-    interrupts; the last interrupt left most of them cached."""
-    records, summary = run_example("interrupt", sim, seed)
+    interrupts; the last interrupt left most of them cached. Icarus runs 2 of the 6 round trips
+    (8 B PIO, 2 KiB DMA): the OS's path is Python, the same on both simulators."""
+    records, summary = run_example("interrupt", sim, seed,
+                                   entries=(0, 5) if sim == "icarus" else None)
     assert {record["status"] for record in records.values()} == {"delivered"}
     server = summary["nodes"]["1"]
     pings = [r for r in records.values() if r["to"] == "interrupt-server"]

@@ -5,8 +5,9 @@ A point is a receiver's mechanism (``mode``: polling, LOCK, BRANCH, SPAWN, or IN
 OS's kernel path of :mod:`behavioral.kernel`), a message rate set by the sender's ``gap`` (the
 instructions it computes before each send: 0 saturates), and with ``compute`` 1 a thread
 sharing the receiver's core that computes in a loop and loads a line of its working set each
-turn. A sender on node 0 streams :data:`COUNT` messages of 8 bytes (PIO) to the receiver on
-node 1; each run is checked by the reference-NI scoreboard.
+turn. A sender on node 0 streams ``count`` messages of 8 bytes (PIO) to the receiver on node 1
+(:data:`COUNT`; the quick sweep :data:`QUICK_COUNT`); each run is checked by the reference-NI
+scoreboard.
 
 The nodes' caches are scaled down (:data:`MEMORY`: an 8 KiB L1 and a 64 KiB L2, 8 ways) so that a
 compute working set that fills the L2, as the paper's user code does, can be simulated: its
@@ -18,7 +19,7 @@ kernel's lines cold):
 
 * ``latency_p50``, ``latency_p99``, ``latency_max``: cycles from the message's last flit into
   the receiver's NI to the first instruction of the code that consumes it (numpy percentiles;
-  with 12 messages, p99 is close to the largest); ``latencies``: each one, for the CDF;
+  of 12 messages, p99 is close to the largest); ``latencies``: each one, for the CDF;
 * ``messages_per_us``: messages the receiver handled per microsecond at the 2 GHz clock, from
   the first measured handler start to the last (at ``gap`` 0, its saturation rate);
 * ``compute_ipc`` and ``compute_misses_per_kilo``: the compute thread's instructions per cycle
@@ -37,15 +38,17 @@ from behavioral.scenario import parse
 from . import Experiment, page, run_scenario
 from .pio_dma import CORE_GHZ
 
-__all__ = ["Notification", "MODES", "HARDWARE", "COUNT", "WARM_UP", "MEMORY", "WORKING_SET",
-           "REFERENCES", "document"]
+__all__ = ["Notification", "MODES", "HARDWARE", "COUNT", "QUICK_COUNT", "WARM_UP", "MEMORY",
+           "WORKING_SET", "REFERENCES", "document"]
 
 #: The receiver's mechanisms, as scenarios name them: polling, the NI's three, the OS's.
 MODES = ("none", "lock", "branch", "spawn", "interrupt")
 #: The NI's own mechanisms (the OS is on none of their paths).
 HARDWARE = ("lock", "branch", "spawn")
-#: Messages a point's run streams, and those left out of its figures, the first ones.
+#: Messages a point's run streams (the quick sweep's fewer), and those left out of its figures,
+#: the first ones.
 COUNT = 16
+QUICK_COUNT = 8
 WARM_UP = 4
 #: Every node's caches: scaled down (see the module docstring).
 MEMORY = {"l1_bytes": 8192, "l2_bytes": 65536, "l2_ways": 8}
@@ -81,7 +84,7 @@ def document(point):
         ],
         "traffic": [] if idle else [
             {"pattern": "stream", "from": "sender", "to": "receiver", "bytes": 8,
-             "send": "pio", "count": COUNT, "gap": point["gap"]}],
+             "send": "pio", "count": point["count"], "gap": point["gap"]}],
         **({"compute": [{"node": 1, "instructions": COMPUTE_INSTRUCTIONS,
                          "lines": WORKING_SET}]} if point["compute"] else {}),
     }
@@ -100,17 +103,18 @@ class Notification(Experiment):
              "from light load to saturation, with and without a compute thread on the "
              "receiver's core: latency p50/p99/max, saturation rate, the compute thread's IPC "
              "and misses")
-    parameters = ("compute", "mode", "gap")
+    parameters = ("compute", "mode", "gap", "count")
     figures = ("latency_p50", "latency_p99", "latency_max", "messages_per_us", "compute_ipc",
                "compute_misses_per_kilo", "interrupt_misses", "cycles", "latencies")
 
     def points(self, full):
         gaps = _GAPS_FULL if full else _GAPS_QUICK
         computes = (0, 1) if full else (0,)
-        points = [{"compute": compute, "mode": mode, "gap": gap}
+        count = COUNT if full else QUICK_COUNT
+        points = [{"compute": compute, "mode": mode, "gap": gap, "count": count}
                   for compute in computes for mode in MODES for gap in gaps]
         if full:
-            points.append({"compute": 1, "mode": "idle", "gap": 0})
+            points.append({"compute": 1, "mode": "idle", "gap": 0, "count": 0})
         return points
 
     def builds(self, points, sim):
@@ -159,8 +163,8 @@ class Notification(Experiment):
                  f"back to back); `compute` 1: a thread on the receiver's core walking a "
                  f"working set the size of the L2 ({MEMORY['l2_bytes'] // 1024} KiB, scaled "
                  f"down). Latency: last flit in to the consuming code's first instruction, "
-                 f"cycles at {CORE_GHZ:g} GHz, over the {COUNT - WARM_UP} messages after the "
-                 f"first {WARM_UP}.", ""]
+                 f"cycles at {CORE_GHZ:g} GHz, over the messages after the first {WARM_UP} "
+                 f"(`count` streamed).", ""]
         for compute in sorted({row["compute"] for row in rows}):
             chosen = [row for row in rows if row["compute"] == compute and row["mode"] != "idle"]
             lines += [f"## {'With' if compute else 'Without'} a compute thread", "",
