@@ -52,8 +52,6 @@ On a simulated node
 import random
 from dataclasses import dataclass
 
-from rtl.layouts import LINE_BYTES
-
 from .memory import MemoryHierarchy
 
 __all__ = ["Step", "STEPS", "ULTRA1", "ON_DIE", "KERNEL_TEXT", "KERNEL_DATA", "USER_BASE",
@@ -148,11 +146,15 @@ class KernelPath:
         self.text, self.data = text, data
         self.taken = []
 
+    @classmethod
+    def on_node(cls, hierarchy):
+        """The path of a simulated node (DESIGN's: the NI on the die) on ``hierarchy``, its lines
+        in the kernel's memory (:data:`NODE_KERNEL_TEXT`, :data:`NODE_KERNEL_DATA`)."""
+        return cls(hierarchy, **ON_DIE, text=NODE_KERNEL_TEXT, data=NODE_KERNEL_DATA)
+
     def load(self, line):
         """Load ``line``; return (stall cycles beyond an L1 hit, whether it missed the L2)."""
-        access = self.hierarchy.access(line * LINE_BYTES)
-        if not access.done:
-            self.hierarchy.complete(access)
+        access = self.hierarchy.load_now(line)
         return access.cycles - self.hierarchy.l1.hit_cycles, access.level == "dram"
 
     def preload(self):

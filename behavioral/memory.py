@@ -291,13 +291,20 @@ class MemoryHierarchy:
         self._watched = {}
         self.watched_misses = Counter()
 
+    def load_now(self, line):
+        """Load ``line`` (a line number) and complete it at once, a miss from the L2 or DRAM
+        (for lines the message buffer never holds: the kernel's, a program's own); return the
+        done :class:`Access`. Counted as any load."""
+        access = self.access(line * LINE_BYTES)
+        if not access.done:
+            self.complete(access)
+        return access
+
     def preload(self, lines):
-        """Load ``lines`` (line numbers) in order, each at once, in no simulated time: what a
-        program that ran before the simulation began left in the caches. Counted as any load."""
+        """Load ``lines`` (line numbers) in order with :meth:`load_now`, in no simulated time:
+        what a program that ran before the simulation began left in the caches."""
         for line in lines:
-            access = self.access(line * LINE_BYTES)
-            if not access.done:
-                self.complete(access)
+            self.load_now(line)
 
     def watch(self, lines, name):
         """Count the L2 misses of ``lines`` (line numbers) in :attr:`watched_misses` ``[name]``:

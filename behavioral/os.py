@@ -70,7 +70,7 @@ from rtl.layouts import ENDPOINT_BITS, LockOsReason, NotifyMode, NotifyOsReason
 
 from .checks import check_range
 from .core import Thread
-from .kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
+from .kernel import KernelPath
 from .memory import MemoryHierarchy
 
 __all__ = ["OS"]
@@ -267,8 +267,7 @@ class OS:
     def _interrupt(self):
         """Take the kernel's interrupt path now; return the cycles it took."""
         if self.kernel is None:
-            self.kernel = KernelPath(MemoryHierarchy(), **ON_DIE, text=NODE_KERNEL_TEXT,
-                                     data=NODE_KERNEL_DATA)
+            self.kernel = KernelPath.on_node(MemoryHierarchy())
         done = self.kernel.run()
         self.counters["interrupts"] += 1
         self.counters["interrupt_cycles"] += done.cycles

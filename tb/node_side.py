@@ -33,7 +33,7 @@ from types import SimpleNamespace
 import cocotb
 from cocotb.triggers import ClockCycles, Event
 
-from behavioral.kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
+from behavioral.kernel import KernelPath
 from behavioral.memory import MemoryHierarchy, line_of
 from behavioral.vm import AddressSpaces, NiDriver
 from rtl.layouts import (LINE_WORDS, PAGE_BITS, CohResponse, HandlerReturn, LineBeat, LineRequest,
@@ -97,9 +97,8 @@ class NodeSide:
                          "mmio": SimpleNamespace(request=self._mmio_request),
                          "memory": SimpleNamespace(request=self._memory_access),
                          **(core_params or {})},
-            os_params={"kernel": KernelPath(self.hierarchy, **ON_DIE, text=NODE_KERNEL_TEXT,
-                                            data=NODE_KERNEL_DATA),
-                       **(os_params or {})}, lockstep=lockstep)
+            os_params={"kernel": KernelPath.on_node(self.hierarchy), **(os_params or {})},
+            lockstep=lockstep)
         self.core, self.os = self.driver_core.core, self.driver_core.os
         # (the node has been up: the kernel's interrupt path has run before, its lines cached
         # until the user's programs evict them)

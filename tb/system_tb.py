@@ -13,8 +13,9 @@ write), ``t_first_flit`` and ``t_last_flit_out`` (the first and last flit enter 
 ``t_first_flit_in`` and ``t_last_flit_in`` (the first and last flit leave it into the
 receiver's NI), ``t_completion`` (the receiver's NI hands the completion to its
 Notifier), ``t_notified`` (the event reaches the core: the lock release, the BRANCH or SPAWN
-event, the interrupt the OS takes, or the poll that found the entry), ``t_handler`` (the first instruction of the code that
-consumes the entry: the handler, or the thread after its lock wait or poll).
+event, the interrupt the OS takes, or the poll that found the entry), ``t_handler`` (the first
+instruction of the code that consumes the entry: the handler, or the thread after its lock wait
+or poll).
 """
 
 import itertools

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from behavioral.core import Compute, Exit, Load, SMTCore, Store, Wait
-from behavioral.kernel import NODE_KERNEL_DATA, NODE_KERNEL_TEXT, ON_DIE, KernelPath
+from behavioral.kernel import KernelPath
 from behavioral.locktable import LockTableModel
 from behavioral.memory import MemoryHierarchy
 from behavioral.notifier import NotifierModel
@@ -222,7 +222,7 @@ def test_an_interrupt_takes_the_kernel_path_on_the_node_caches_when_the_handler_
     the path took: cold, every line of it misses the L2; then it is warm."""
     handled = []
     hierarchy = MemoryHierarchy()
-    path = KernelPath(hierarchy, **ON_DIE, text=NODE_KERNEL_TEXT, data=NODE_KERNEL_DATA)
+    path = KernelPath.on_node(hierarchy)
     node = Node(contexts=1, handlers={0x400: recording(handled)}, kernel=path)
     node.os.set_endpoint(1, NotifyMode.INTERRUPT, thread=1, handler_pc=0x400)
     thread = node.os.create_thread(1, 0, work(30_000, "done"))

@@ -69,7 +69,8 @@ class InterruptBaseline(Experiment):
 
     def points(self, full):
         ultra = [{"machine": "ultra1", "core_ghz": ULTRA1["core_ghz"],
-                  "l2_mb": ULTRA1["hierarchy"]["l2_bytes"] / (1 << 20), "working_set": fraction} for fraction in (_FRACTIONS if full else (0.0, 1.0))]
+                  "l2_mb": ULTRA1["hierarchy"]["l2_bytes"] / (1 << 20), "working_set": fraction}
+                 for fraction in (_FRACTIONS if full else (0.0, 1.0))]
         if not full:
             return ultra + [{"machine": "node", "core_ghz": 2.0, "l2_mb": 4, "working_set": f}
                             for f in (0.0, 1.0)]
