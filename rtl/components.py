@@ -5,6 +5,7 @@ import inspect
 from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
+from .axi import AxiLiteTarget, NetworkInterfaceAXI, NetworkInterfacesAXI
 from .fabric import Fabric
 from .faults import LinkFaultInjector
 from .fetcher import PayloadFetcher
@@ -47,6 +48,9 @@ COMPONENTS = {
     "mmio": MmioDecoder,
     "osport": OsPort,
     "ni": NetworkInterface,
+    "ni_axi": NetworkInterfaceAXI,
+    "ni_axi_nodes": NetworkInterfacesAXI,
+    "axil_target": AxiLiteTarget,
     "system": System,
     "linkfault": LinkFaultInjector,
 }

@@ -41,6 +41,8 @@ __all__ = [
     "rx_lookup_layout", "RxTranslation", "RxJob", "RxStagedWord",
     "TxSlotWrite", "TxSlotRead", "Doorbell", "MissAnswer", "tx_send_layout", "SendPlan",
     "MAX_MESSAGE_FLITS", "LinkFaultKind", "LinkFault",
+    "AxiResp", "AXI_DATA_BITS", "axi_lite_access_layout", "AxiLiteAnswer", "OsReg",
+    "OS_COMMAND_WORDS", "OS_EVENT_WORDS", "OS_COUNTERS", "axis_data_bits",
     "Codec", "codec",
 ]
 
@@ -895,6 +897,85 @@ LinkFault = data.StructLayout({
     "flit": range(MAX_MESSAGE_FLITS),
     "bit":  range(FLIT_DATA_BITS),
 })
+
+
+# AXI: the bus-standard shell of the NI (:class:`rtl.axi.NetworkInterfaceAXI`) ------------------
+
+#: Data width of every AXI port of the shell.
+AXI_DATA_BITS = 64
+
+
+class AxiResp(enum.Enum, shape=2):
+    """An AXI write or read response (``BRESP``, ``RRESP``)."""
+    OKAY = 0
+    EXOKAY = 1
+    #: The access reached the NI and was refused: no effect.
+    SLVERR = 2
+    DECERR = 3
+
+
+def axi_lite_access_layout(addr_width):
+    """Return the layout of one AXI4-Lite access as :class:`rtl.axi.AxiLiteTarget` hands it on:
+    its address and, for a write, its data and byte strobes."""
+    return data.StructLayout({
+        "write": 1,
+        "addr":  addr_width,
+        "data":  AXI_DATA_BITS,
+        "strb":  AXI_DATA_BITS // 8,
+    })
+
+
+#: The answer to an AXI4-Lite access: ``error`` answers SLVERR; ``data`` is a read's.
+AxiLiteAnswer = data.StructLayout({
+    "error": 1,
+    "data":  AXI_DATA_BITS,
+})
+
+
+def axis_data_bits(layout):
+    """Return the ``TDATA`` width that carries ``layout`` on an AXI4-Stream port of the shell:
+    the layout's bits from bit 0, padded to whole bytes with zeros."""
+    return -(-data.Layout.cast(layout).size // 8) * 8
+
+
+#: Words of a privileged command in the OS page (:class:`OsReg`), and of each event register.
+OS_COMMAND_WORDS = -(-ni_os_command_layout().size // AXI_DATA_BITS)
+OS_EVENT_WORDS = 2
+
+#: The counters the OS page reads, one word each from :attr:`OsReg.COUNTERS` on, in this order:
+#: the TX engine's, the RX engine's and the Notifier's (``count_tx_*``, ``count_rx_*`` and
+#: ``count_notify_*`` of :class:`rtl.ni.NetworkInterface`), then the AXI responses other than
+#: OKAY that the shell's memory port got (``axi_errors``).
+OS_COUNTERS = (*(f"tx_{name}" for name in TX_COUNTERS), *(f"rx_{name}" for name in RX_COUNTERS),
+               *(f"notify_{name}" for name in NOTIFIER_COUNTERS), "axi_errors")
+
+
+class OsReg(enum.Enum, shape=PAGE_BITS):
+    """Byte offsets in the shell's OS page (``s_axil_os``). Every access is a whole 64-bit word;
+    anything else, and an offset with no register, answers SLVERR and changes nothing."""
+    #: Write: the privileged command (:func:`ni_os_command_layout`), word ``i`` its bits
+    #: ``64 i`` up, OS_COMMAND_WORDS words; read: what was written.
+    COMMAND = 0x000
+    #: Write (any value): hand the command to the NI; answered once the NI has taken it.
+    ISSUE = 0x040
+    #: Read: the oldest fault (:data:`NiFault`), OS_EVENT_WORDS words: word 0 its bits 0-63, word
+    #: 1 the bits above with bit 63 set if there is a fault. Reading word 1 takes the fault.
+    FAULT = 0x080
+    #: Read: the lock table's oldest event (:data:`LockOsEvent`), as FAULT.
+    LOCK_EVENT = 0x090
+    #: Read: the Notifier's oldest event (:data:`NotifyOsEvent`), as FAULT.
+    NOTIFY_EVENT = 0x0A0
+    #: Read: bit 0 a fault waits, bit 1 a lock event, bit 2 a Notifier event (``irq`` is their
+    #: OR).
+    PENDING = 0x0B0
+    #: Read: the counters of :data:`OS_COUNTERS`, one word each (32 bits, wrapping).
+    COUNTERS = 0x100
+
+
+assert OS_COMMAND_WORDS * 8 <= OsReg.ISSUE.value
+assert NiFault.size <= 2 * AXI_DATA_BITS - 1 and LockOsEvent.size <= 2 * AXI_DATA_BITS - 1
+assert NotifyOsEvent.size <= 2 * AXI_DATA_BITS - 1
+assert OsReg.COUNTERS.value + 8 * len(OS_COUNTERS) <= 1 << PAGE_BITS
 
 
 class Codec:
