@@ -352,7 +352,7 @@ def _draw_bars(axis, records, lanes, rows):
     for lane, name in enumerate(named[1:], 1):
         if name:
             axis.axhline(lane - 0.5, color="grey", linewidth=0.5)
-    axis.set_ylim(len(rows) - 0.5, -0.5)
+    axis.set_ylim(max(len(rows), 1) - 0.5, -0.5)   # (one empty row if none was sent)
     axis.margins(x=0.02)
     axis.set_xlabel("cycle")
     axis.grid(True, axis="x", alpha=0.3)
