@@ -1,5 +1,4 @@
-"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo, plot a run's
-message timeline, synthesize.
+"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo, plot runs, synthesize.
 
 Exit status: 0 on success, 1 when a simulation or a synthesis tool fails, 2 on bad input (one line
 on stderr).
