@@ -1,4 +1,4 @@
-"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo, synthesize.
+"""smtni: generate Verilog, run testbenches, inspect waveforms, run the demo, plot runs, synthesize.
 
 Exit status: 0 on success, 1 when a simulation or a synthesis tool fails, 2 on bad input (one line
 on stderr).
@@ -226,6 +226,8 @@ def _run_scenario(document, scenario, *, sim, seed, waves, label, options=None):
 def cmd_run(args):
     seed = random.randrange(1 << 31) if args.seed is None else args.seed
     document, scenario = _load_scenario(args.scenario, seed)
+    if args.plot:
+        _check_png(args.plot, "--plot")
     print(f"{args.scenario}: {len(scenario.processes)} processes on {scenario.nodes} nodes, "
           f"{len(scenario.messages)} messages, on {args.sim}, seed {seed} "
           f"(replay with --seed {seed})", flush=True)
@@ -246,6 +248,8 @@ def cmd_run(args):
                                                   indent=1) + "\n")
         except OSError as error:
             raise UsageError(f"cannot write --json {args.json}: {error.strerror}") from None
+    if args.plot and records:
+        print(f"timeline: {_plot_timeline(records, args.plot, source=args.scenario)}")
     _print_summary(result)
     return 0 if result.passed and summary.get("mismatches", 1) == 0 else 1
 
@@ -422,6 +426,65 @@ def cmd_demo(args):
     return 1 if failed else 0
 
 
+# plot ----------------------------------------------------------------------------------------
+
+def cmd_plot(args):
+    records = _load_records(args.run)
+    output = args.output or str(Path(args.run).with_suffix(".png"))
+    _check_png(output, "--output")
+    print(_plot_timeline(records, output, source=args.run, messages=args.messages))
+    return 0
+
+
+def _load_records(path):
+    """Return the per-message records of the file ``smtni run --json`` wrote at ``path``; bad
+    input is a UsageError."""
+    again = "give the file that 'smtni run SCENARIO --json OUT' writes"
+    try:
+        document = json.loads(Path(path).read_bytes())
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except ValueError as error:         # (not JSON, or not text)
+        raise UsageError(f"{path} is not JSON ({error}); {again}") from None
+    records = document.get("messages") if isinstance(document, dict) else None
+    if not isinstance(records, list) or not all(
+            isinstance(record, dict) and {"id", "from", "to", "notify"} <= record.keys()
+            for record in records):
+        raise UsageError(f"{path} has no per-message records (a 'messages' list of records with "
+                         f"'from', 'to', 'notify' and cycle stamps); {again}")
+    if not records:
+        raise UsageError(f"{path} records no message: its run had no traffic, nothing to draw")
+    return records
+
+
+def _check_png(path, option):
+    """Refuse, before any work, a PNG ``path`` that could not be written."""
+    if Path(path).suffix.lower() != ".png":
+        raise UsageError(f"{option} {path}: the picture is a PNG; give a name ending in .png")
+    if not Path(path).parent.is_dir():
+        raise UsageError(f"{option} {path}: folder {Path(path).parent} does not exist; create "
+                         f"it or choose another")
+
+
+#: Messages whose bars a timeline draws unless told otherwise: enough to see a pattern, few
+#: enough for a bar of a short message to stay visible.
+TIMELINE_MESSAGES = 40
+
+
+def _plot_timeline(records, path, *, source, messages=TIMELINE_MESSAGES):
+    """Draw the timeline of ``records`` into ``path``; return a line saying what it shows."""
+    from .experiments import plots
+
+    try:
+        drawn = plots.timeline(records, path, messages=messages,
+                               title=f"{source}: {len(records)} messages")
+    except OSError as error:
+        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+    modes = ", ".join(f"{mode} {count}" for mode, count in drawn.histogram.items())
+    return (f"{path}: the stages of the first {drawn.messages} messages; latencies of "
+            f"{sum(drawn.histogram.values())} ({modes or 'no handler reached'})")
+
+
 # synth ---------------------------------------------------------------------------------------
 
 def cmd_synth(args):
@@ -531,6 +594,8 @@ def _parser():
     _add_sim_options(run)
     run.add_argument("--waves", action="store_true", help="write a VCD waveform")
     run.add_argument("--json", metavar="OUT", help="write the per-message records and summary")
+    run.add_argument("--plot", metavar="PNG",
+                     help="also draw the messages' timeline (as 'smtni plot' does)")
     run.add_argument("--lockstep", action="store_true",
                      help="step every core at every cycle (slow; must give the same records)")
     run.set_defaults(func=cmd_run)
@@ -545,6 +610,21 @@ def _parser():
                       help="message payload in bytes (default 8, the size DESIGN's one-way "
                            "target is for)")
     demo.set_defaults(func=cmd_demo)
+
+    plot = commands.add_parser(
+        "plot", help="draw a run's messages: a bar per message, stage by stage; latency "
+        "histograms per notification mode",
+        description="Draw the per-message records that 'smtni run SCENARIO --json RUN.json' "
+                    "wrote: the first messages by doorbell as bars from doorbell to handler, "
+                    "a colour per stage, a row per sender and receiver; beside them, over every "
+                    "message, a histogram per notification mode of last flit in to handler.")
+    plot.add_argument("run", metavar="RUN.json", help="the file 'smtni run --json' wrote")
+    plot.add_argument("-o", "--output", metavar="PNG",
+                      help="the picture to write (default: RUN.png beside RUN.json)")
+    plot.add_argument("--messages", type=_positive, default=TIMELINE_MESSAGES, metavar="N",
+                      help=f"draw the bars of the first N messages by doorbell (default: "
+                           f"{TIMELINE_MESSAGES}); the histogram counts them all")
+    plot.set_defaults(func=cmd_plot)
 
     soak = commands.add_parser("soak", help="random N-node runs with injected link faults, "
                                "scored; many seeds side by side",

@@ -1,10 +1,15 @@
 """The smtni command line: what it prints, its exit status, and one-line errors on bad input."""
 
+import contextlib
+import io
 import json
+import struct
+from collections import Counter
 
 import pytest
 
 from tb import cli, runner
+from tb.experiments import plots
 
 
 def smtni(capsys, *argv):
@@ -109,12 +114,23 @@ def test_demo_verdicts_compare_the_medians_with_the_targets():
                                                       "branch and spawn): NOT met (target <= 30)")
 
 
-def test_run_writes_records_and_summary(capsys, tmp_path):
-    out_json = tmp_path / "run.json"
-    status, out, _ = smtni(capsys, "run", str(runner.PROJECT_ROOT / "examples" / "pingpong.toml"),
-                           "--sim", "icarus", "--seed", "3", "--json", str(out_json))
+@pytest.fixture(scope="module")
+def pingpong_run(tmp_path_factory):
+    """``smtni run examples/pingpong.toml`` on Icarus with ``--json`` and ``--plot``, once for the
+    module: its status, its output, and the paths of the JSON and the picture it wrote."""
+    directory = tmp_path_factory.mktemp("pingpong")
+    run_json, picture = directory / "run.json", directory / "run.png"
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        status = cli.main(["run", str(runner.PROJECT_ROOT / "examples" / "pingpong.toml"),
+                           "--sim", "icarus", "--seed", "3", "--json", str(run_json),
+                           "--plot", str(picture)])
+    return status, out.getvalue(), run_json, picture
+
+
+def test_run_writes_records_and_summary(pingpong_run):
+    status, out, run_json, _ = pingpong_run
     assert status == 0, out
-    result = json.loads(out_json.read_text())
+    result = json.loads(run_json.read_text())
     assert result["summary"]["mismatches"] == 0 and result["summary"]["delivered"] == 8
     assert result["summary"]["cycles_per_s"] > 0
     record = result["messages"][0]
@@ -122,6 +138,92 @@ def test_run_writes_records_and_summary(capsys, tmp_path):
                 "t_first_flit", "t_last_flit_in", "t_completion", "t_notified", "t_handler"):
         assert key in record, record
     assert "seed 3" in out and "0 mismatches" in out
+
+
+#: The stamps of a message's record (tb/system_tb.py) from doorbell to handler, and the stages a
+#: timeline draws between them, named after the stamp each ends at.
+STAMPS = ("t_doorbell", "t_first_flit", "t_first_flit_in", "t_last_flit_in", "t_completion",
+          "t_notified", "t_handler")
+STAGES = ("doorbell \u2192 first flit out", "\u2192 first flit in", "\u2192 last flit in",
+          "\u2192 completion", "\u2192 notified", "\u2192 handler")
+
+
+def png_size(path):
+    """Return the width and height of the PNG at ``path`` (its IHDR chunk)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", data[:16]
+    return struct.unpack(">II", data[16:24])
+
+
+def test_run_plots_every_message_stage_by_stage(pingpong_run, tmp_path):
+    status, out, run_json, picture = pingpong_run
+    assert f"timeline: {picture}: the stages of the first 8 messages; latencies of 8 (lock 4, " \
+           f"none 4)" in out
+    width, height = png_size(picture)
+    assert 800 <= width <= 1600 and 300 <= height <= 1200, (width, height)
+    assert picture.stat().st_size < 150_000
+    records = json.loads(run_json.read_text())["messages"]
+    drawn = plots.timeline(records, tmp_path / "again.png", messages=40, title="pingpong")
+    assert drawn.messages == 8
+    assert drawn.bars == {name: 8 for name in STAGES}
+    assert drawn.histogram == Counter(record["notify"] for record in records) == {"lock": 4,
+                                                                                 "none": 4}
+    assert drawn.rows == ("client \u2192 server", "server \u2192 client")
+
+
+def test_plot_draws_the_first_messages_and_counts_them_all(pingpong_run, capsys, tmp_path):
+    picture = tmp_path / "timeline.png"
+    status, out, _ = smtni(capsys, "plot", str(pingpong_run[2]), "-o", str(picture),
+                           "--messages", "3")
+    assert status == 0
+    assert out == f"{picture}: the stages of the first 3 messages; latencies of 8 (lock 4, " \
+                  f"none 4)\n"
+    assert png_size(picture)[0] > 0
+
+
+def test_timeline_lanes_and_stamps_missing_or_out_of_order(tmp_path):
+    def record(id, start, to="b", notify="lock", **changed):
+        stamped = {stamp: start + 10 * step for step, stamp in enumerate(STAMPS)}
+        stamped.update(changed)
+        return {"id": id, "from": "a", "to": to, "notify": notify,
+                **{stamp: cycle for stamp, cycle in stamped.items() if cycle is not None}}
+
+    records = [record(0, 100), record(1, 120, notify="spawn", t_notified=None),
+               record(2, 500, t_notified=900), record(3, 110, to="c", notify="none"),
+               record(4, 2000, to="c", notify="none"), {"id": 5, "from": "a", "to": "b",
+                                                        "notify": "lock"}]
+    drawn = plots.timeline(records, tmp_path / "t.png", messages=4, title="lanes")
+    # The first 4 by doorbell: 0 and 1 overlap (two lanes), 2 takes the first lane again.
+    assert drawn.messages == 4
+    assert drawn.rows == ("a \u2192 b", "a \u2192 b", "a \u2192 c")
+    # 1 has no t_notified and 2 one after its handler: each has one stage in place of two.
+    assert drawn.bars == {**{name: 4 for name in STAGES[:4]}, STAGES[4]: 2, STAGES[5]: 2,
+                          "stamp missing or out of order": 2}
+    assert drawn.histogram == {"lock": 2, "spawn": 1, "none": 2}
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["plot", "{tmp}/none.json"], ["cannot read {tmp}/none.json: No such file"]),
+    (["plot", "{tmp}/scenario.toml"], ["{tmp}/scenario.toml is not JSON", "smtni run"]),
+    (["plot", "{tmp}/summary.json"], ["{tmp}/summary.json has no per-message records",
+                                       "smtni run SCENARIO --json"]),
+    (["plot", "{tmp}/empty.json"], ["{tmp}/empty.json records no message"]),
+    (["plot", "{tmp}/run.json", "-o", "{tmp}/no/t.png"],
+     ["--output {tmp}/no/t.png: folder {tmp}/no does not exist"]),
+    (["plot", "{tmp}/run.json", "-o", "{tmp}/t.svg"], ["{tmp}/t.svg", "ending in .png"]),
+    (["plot", "{tmp}/run.json", "--messages", "0"], ["--messages: '0' is not a positive"]),
+    (["run", str(runner.PROJECT_ROOT / "examples" / "pingpong.toml"), "--plot", "{tmp}/no/t.png"],
+     ["--plot {tmp}/no/t.png: folder {tmp}/no does not exist"]),
+])
+def test_bad_plot_input_is_one_line_and_status_2(capsys, tmp_path, argv, fragments):
+    (tmp_path / "scenario.toml").write_text("[system]\nnodes = 2\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"delivered": 8, "mismatches": 0}))
+    (tmp_path / "empty.json").write_text(json.dumps({"messages": [], "summary": {}}))
+    (tmp_path / "run.json").write_text(json.dumps({"messages": [
+        {"id": 0, "from": "a", "to": "b", "notify": "lock", "t_doorbell": 5}]}))
+    status, _, err = smtni(capsys, *(arg.format(tmp=tmp_path) for arg in argv))
+    assert_one_line_error(status, err, *(text.format(tmp=tmp_path) for text in fragments))
+    assert not list(tmp_path.glob("*.png")) and not list(tmp_path.glob("*.svg"))
 
 
 @pytest.mark.parametrize("text, fragments", [

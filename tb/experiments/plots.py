@@ -1,5 +1,8 @@
-"""The experiments' plots (matplotlib, written as PNG beside ``points.csv``); each function
-returns the names of the files it wrote."""
+"""The experiments' plots (matplotlib, written as PNG beside ``points.csv``), each function
+returning the names of the files it wrote; and :func:`timeline`, a run's messages stage by stage
+(``smtni plot``)."""
+
+from dataclasses import dataclass
 
 import matplotlib
 
@@ -7,7 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (the backend is chosen first)
 
 __all__ = ["pio_dma", "message_cache", "working_set", "send_buffering", "interrupt_baseline",
-           "notification"]
+           "notification", "timeline", "Timeline", "TIMELINE_STAGES"]
+
+#: A colour per notification mechanism, as scenarios name them (the notification experiment's
+#: ``MODES``), the same in every plot.
+_MODE_COLOURS = {"none": "tab:grey", "lock": "tab:blue", "branch": "tab:orange",
+                 "spawn": "tab:green", "interrupt": "tab:red"}
 
 
 def _save(figure, directory, name):
@@ -207,7 +215,6 @@ def notification(rows, directory, *, config):
 
     from .notification import CORE_GHZ, MODES, REFERENCES
 
-    colours = dict(zip(MODES, ("tab:grey", "tab:blue", "tab:orange", "tab:green", "tab:red")))
     # (LOCK, BRANCH and SPAWN often coincide: they stay apart by their width)
     widths = dict(zip(MODES, (1.5, 6, 4, 2, 1.5)))
     figure, axes = plt.subplots(1, 3, figsize=(17, 5))
@@ -218,7 +225,7 @@ def notification(rows, directory, *, config):
             continue
         latencies = np.sort(np.array(str(row["latencies"]).split(), dtype=float))
         shares = np.arange(1, len(latencies) + 1) / len(latencies)
-        axes[0].step(latencies, shares, where="post", color=colours[row["mode"]],
+        axes[0].step(latencies, shares, where="post", color=_MODE_COLOURS[row["mode"]],
                      linestyle="--" if row["compute"] else "-", linewidth=widths[row["mode"]],
                      alpha=0.7,
                      label=f"{row['mode']}{', compute thread' if row['compute'] else ''}")
@@ -242,7 +249,7 @@ def notification(rows, directory, *, config):
                                 if row["mode"] == mode and row["compute"] == compute
                                 and row.get(figure_name) is not None and row["gap"] in offered)
                 if points:
-                    axis.plot(*zip(*points), style, marker="o", color=colours[mode],
+                    axis.plot(*zip(*points), style, marker="o", color=_MODE_COLOURS[mode],
                               label=f"{mode}{', compute thread' if compute else ''}")
         axis.set_xscale("log")
         axis.set_xlabel("offered rate (messages per us: the sender's pace)")
@@ -261,3 +268,165 @@ def notification(rows, directory, *, config):
     figure.suptitle(f"Notification mechanisms, 8 B PIO messages ({config})\n{sources}",
                     fontsize=9)
     return [_save(figure, directory, "notification.png")]
+
+
+#: A message's stages, each named after the stamp of the system testbench's record
+#: (:mod:`tb.system_tb`) it ends at and drawn from the stamp before it: stamp -> name. Their
+#: colours run through viridis in this order, apart from the mechanisms' colours.
+TIMELINE_STAGES = {"t_first_flit": "doorbell \u2192 first flit out",
+                   "t_first_flit_in": "\u2192 first flit in",
+                   "t_last_flit_in": "\u2192 last flit in",
+                   "t_completion": "\u2192 completion",
+                   "t_notified": "\u2192 notified",
+                   "t_handler": "\u2192 handler"}
+_STAMPS = ("t_doorbell", *TIMELINE_STAGES)
+#: Two stages drawn as one where the stamp between them is missing or later than the next.
+_MERGED = "stamp missing or out of order"
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """What :func:`timeline` drew.
+
+    Attributes
+    ----------
+    messages : int
+        Messages drawn as bars.
+    bars : dict
+        Stage name -> bars drawn in that stage's colour.
+    histogram : dict
+        Notification mode -> messages counted in its histogram.
+    rows : tuple of str
+        The timeline's rows, top to bottom: ``sender \u2192 receiver``, once per lane.
+    """
+    messages: int
+    bars: dict
+    histogram: dict
+    rows: tuple
+
+
+def timeline(records, path, *, messages, title):
+    """Draw ``records`` (the per-message records ``smtni run --json`` writes) into the PNG
+    ``path`` and return the :class:`Timeline` drawn.
+
+    On the left, the first ``messages`` messages by doorbell, each a bar from its doorbell to its
+    handler's first instruction, a colour per stage, a row per sender and receiver (the
+    processes), in as many lanes as the row's bars need not to overlap. On the right, over every
+    message, a histogram per notification mode of last flit in to handler.
+    """
+    doorbelled = sorted((record for record in records if "t_doorbell" in record),
+                        key=lambda record: (record["t_doorbell"], record["id"]))[:messages]
+    lanes, rows = _lanes(doorbelled)
+    figure, (bars_axis, histogram_axis) = plt.subplots(
+        1, 2, figsize=(14, max(4.5, 2.6 + 0.3 * len(rows))), width_ratios=(2.3, 1),
+        layout="constrained")
+    bars = _draw_bars(bars_axis, doorbelled, lanes, rows)
+    bars_axis.set_title(f"the first {len(doorbelled)} of {len(records)} messages by doorbell "
+                        f"(rows: sender \u2192 receiver)", fontsize=10)
+    histogram = _draw_histogram(histogram_axis, records)
+    figure.legend(*bars_axis.get_legend_handles_labels(), loc="outside lower center", ncols=4,
+                  fontsize=8, title="stage, from the stamp before", title_fontsize=8)
+    figure.suptitle(title, fontsize=11)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return Timeline(messages=len(doorbelled), bars=bars, histogram=histogram, rows=tuple(rows))
+
+
+def _draw_bars(axis, records, lanes, rows):
+    """Draw a bar per record in its lane (of :func:`_lanes`), a colour per stage; return the bars
+    per stage."""
+    stages = {}
+    for record, lane in zip(records, lanes):
+        for stage, start, end in _stages(record):
+            stages.setdefault(stage, []).append((lane, start, end - start))
+    colours = plt.get_cmap("viridis")(
+        [index / (len(TIMELINE_STAGES) - 1) for index in range(len(TIMELINE_STAGES))])
+    for name, colour in (*zip(TIMELINE_STAGES.values(), colours), (_MERGED, "lightgrey")):
+        if name in stages:
+            y, left, width = zip(*stages[name])
+            axis.barh(y, width, left=left, height=0.7, color=colour, label=name)
+    # A row's name once, at its first lane; a line between rows.
+    named = [row if row != above else "" for row, above in zip(rows, ("", *rows))]
+    axis.set_yticks(range(len(rows)), named, fontsize=8)
+    axis.tick_params(axis="y", length=0)
+    for lane, name in enumerate(named[1:], 1):
+        if name:
+            axis.axhline(lane - 0.5, color="grey", linewidth=0.5)
+    axis.set_ylim(max(len(rows), 1) - 0.5, -0.5)   # (one empty row if none was sent)
+    axis.margins(x=0.02)
+    axis.set_xlabel("cycle")
+    axis.grid(True, axis="x", alpha=0.3)
+    return {name: len(bars) for name, bars in stages.items()}
+
+
+def _draw_histogram(axis, records):
+    """Draw a histogram per notification mode of every record's last flit in to handler,
+    stacked; return the messages counted per mode."""
+    import numpy as np
+    from matplotlib.ticker import LogFormatter, MaxNLocator
+
+    latencies = {}
+    for record in records:
+        if "t_last_flit_in" in record and "t_handler" in record:
+            latencies.setdefault(record["notify"], []).append(
+                record["t_handler"] - record["t_last_flit_in"])
+    modes = sorted(latencies, key=lambda mode: (mode not in _MODE_COLOURS, mode))
+    counted = {}
+    if modes:
+        # Mechanisms differ by orders of magnitude (the OS's path against the NI's): log bins,
+        # a latency under a cycle counted in the first.
+        values = [np.maximum(latencies[mode], 1) for mode in modes]
+        everything = np.concatenate(values)
+        bins = np.geomspace(everything.min() / 1.5, everything.max() * 1.5, 25)
+        counts, _, _ = axis.hist(values, bins=bins, stacked=True,
+                                 color=[_MODE_COLOURS.get(mode, "black") for mode in modes],
+                                 label=[f"{mode} ({len(latencies[mode])})" for mode in modes])
+        # (stacked: each mode's counts are on top of the modes before it)
+        totals = [0, *(int(np.sum(layer)) for layer in np.atleast_2d(counts))]
+        counted = {mode: high - low for mode, low, high in zip(modes, totals, totals[1:])}
+        axis.set_xscale("log")
+        # (plain numbers; the minor ticks' too where the range is narrow)
+        axis.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+        axis.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False,
+                                                    minor_thresholds=(1, 0.4)))
+        axis.legend(fontsize=8, title="notify (messages)", title_fontsize=8)
+    axis.yaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.set_xlabel("last flit in \u2192 handler (cycles)")
+    axis.set_ylabel("messages")
+    axis.set_title("every message, stacked by notification mode", fontsize=10)
+    axis.grid(True, alpha=0.3)
+    return counted
+
+
+def _lanes(records):
+    """Return each record's row and the rows' names: a row per sender and receiver, in order of
+    their first message, as many lanes (rows) each as its messages need for their bars not to
+    overlap."""
+    ends = {}               # (sender, receiver) -> the cycle each of its lanes is busy until
+    placed = []
+    for record in records:
+        pair = (record["from"], record["to"])
+        busy = ends.setdefault(pair, [])
+        lane = next((lane for lane, end in enumerate(busy) if end < record["t_doorbell"]),
+                    len(busy))
+        busy[lane:lane + 1] = [max((end for _, _, end in _stages(record)),
+                                   default=record["t_doorbell"])]
+        placed.append((pair, lane))
+    first, row = {}, 0
+    for pair, busy in ends.items():
+        first[pair], row = row, row + len(busy)
+    rows = [f"{sender} \u2192 {receiver}" for (sender, receiver), busy in ends.items()
+            for _ in busy]
+    return [first[pair] + lane for pair, lane in placed], rows
+
+
+def _stages(record):
+    """Return a record's stages as ``(name, start, end)``: from stamp to stamp among those it
+    has, a stamp later than one after it left out (a LOCK message's ``t_notified`` can be the
+    release a later message caused, its own signal having been counted before its thread
+    waited), and two stages drawn as one where a stamp is missing or left out."""
+    present = [stamp for stamp in _STAMPS if stamp in record]
+    kept = [stamp for index, stamp in enumerate(present)
+            if all(record[stamp] <= record[later] for later in present[index + 1:])]
+    return [(TIMELINE_STAGES[end] if _STAMPS.index(end) == _STAMPS.index(start) + 1
+             else _MERGED, record[start], record[end]) for start, end in zip(kept, kept[1:])]
