@@ -521,18 +521,20 @@ class NetworkInterfacesAXI(wiring.Component):
     ----------
     nodes : int
         Nodes, 2 to 16; node ``i`` is number ``i`` of ``nodes``.
-    endpoints, contexts, asid_bits, lines, rx_lines : int
+    endpoints, contexts, asid_bits, lines, tx_lines, rx_lines, lock_entries, lock_waiters : int
         As for :class:`NetworkInterfaceAXI` (every node the same).
     """
 
-    def __init__(self, *, nodes=2, endpoints=8, contexts=4, asid_bits=8, lines=64, rx_lines=48):
+    def __init__(self, *, nodes=2, endpoints=8, contexts=4, asid_bits=8, lines=64, tx_lines=16,
+                 rx_lines=48, lock_entries=32, lock_waiters=32):
         self._nodes = check_int(self, "nodes", nodes, 2, 16)
         self._shells = []
         try:
             for index in range(nodes):
                 self._shells.append(NetworkInterfaceAXI(
                     node=index, nodes=nodes, endpoints=endpoints, contexts=contexts,
-                    asid_bits=asid_bits, lines=lines, rx_lines=rx_lines))
+                    asid_bits=asid_bits, lines=lines, tx_lines=tx_lines, rx_lines=rx_lines,
+                    lock_entries=lock_entries, lock_waiters=lock_waiters))
         except (TypeError, ValueError):
             silence_unused(self)
             for shell in self._shells:

@@ -81,6 +81,14 @@ TESTBENCHES = {
         },
         summary="corrupted, truncated and overlong messages among good ones straight onto the "
                 "RX engine's link, against the reference NI"),
+    "ni_axi": Testbench(
+        component="ni_axi_nodes",
+        module="tb.axi_tests",
+        options={
+            "lengths": 3,              # payload lengths per mode and path: 8, 64, 200, 2048 B
+        },
+        summary="two NIs in their AXI shells driven by cocotbext-axi only: messages in every "
+                "mode, PIO and DMA, against the reference NI; SLVERR for refused accesses"),
     "system": Testbench(
         component="system",
         module="tb.system_tests",
