@@ -16,7 +16,7 @@ from behavioral import scenario as scenario_module
 from rtl import components
 from rtl.layouts import FLIT_BYTES, HEADER_FLITS, TRAILER_FLITS
 
-from . import experiments as experiments_module, runner, soak as soak_module, synth
+from . import experiments as experiments_module, gtkw, runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main", "plan"]
@@ -127,6 +127,8 @@ def _print_summary(result):
     passed = sum(status == "PASS" for status in result.tests.values())
     print(f"{verdict}: {passed} passed, {len(result.tests) - passed} failed; log {result.log}")
     print(f"waveform: {result.waves}" if result.waves else "waveform: none (add --waves)")
+    if result.view:
+        print(f"GTKWave view: {result.view}")
 
 
 def cmd_sim(args):
@@ -219,8 +221,18 @@ def _run_scenario(document, scenario, *, sim, seed, waves, label, options=None):
     result = runner.run(build, get_testbench("system").module, seed=seed, waves=waves,
                         options={"scenario": document, **(options or {})}, label=label)
     figures = result.results.get("scenario", {})
+    if result.view:
+        gtkw.write_view(result.waves, component="system", sim=sim, markers=stamp_markers(
+            figures.get("messages", [])), verilog=build.directory / "system.v")
     return result, figures.get("messages", []), figures.get("summary", {}), \
         figures.get("first_mismatches", [])
+
+
+def stamp_markers(records):
+    """Return GTKWave markers ``(label, cycle)`` for the stamps of the first messages of
+    ``records``, message by message, each message's in the order they happen."""
+    return [(f"message {record['id']} {stamp}", record[stamp]) for record in records
+            for stamp in gtkw.STAMPS if stamp in record]
 
 
 def cmd_run(args):
@@ -505,7 +517,7 @@ def _parser():
                               + "; ".join(f"{k}: {v.summary}" for k, v in TESTBENCHES.items()))
     sim.add_argument("testbench", help=f"one of {', '.join(sorted(TESTBENCHES))}")
     _add_sim_options(sim)
-    sim.add_argument("--waves", action="store_true", help="write a VCD waveform")
+    _add_waves_option(sim, "write a waveform and its GTKWave view")
     sim.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="component parameter or testbench knob (repeatable)")
     sim.add_argument("--test", metavar="NAME", help="run only the tests whose name contains NAME")
@@ -529,7 +541,8 @@ def _parser():
                               "the reference NI. Exit status 1 on any mismatch.")
     run.add_argument("scenario", help="scenario file (TOML)")
     _add_sim_options(run)
-    run.add_argument("--waves", action="store_true", help="write a VCD waveform")
+    _add_waves_option(run, "write a waveform and its GTKWave view, the first messages' stamps "
+                           "marked")
     run.add_argument("--json", metavar="OUT", help="write the per-message records and summary")
     run.add_argument("--lockstep", action="store_true",
                      help="step every core at every cycle (slow; must give the same records)")
@@ -538,7 +551,7 @@ def _parser():
     demo = commands.add_parser("demo", help="2-node ping-pong in every notification mode: "
                                "latency table")
     _add_sim_options(demo)
-    demo.add_argument("--waves", action="store_true", help="write a VCD waveform per run")
+    _add_waves_option(demo, "write a waveform and its GTKWave view per run")
     demo.add_argument("--count", type=_positive, default=8,
                       help="round trips per mode (default 8)")
     demo.add_argument("--bytes", type=_payload_bytes, default=8,
@@ -600,6 +613,11 @@ def _parser():
     synthesis.add_argument("--json", metavar="OUT", help="also write the figures to OUT as JSON")
     synthesis.set_defaults(func=cmd_synth)
     return parser
+
+
+def _add_waves_option(parser, text):
+    parser.add_argument("--waves", nargs="?", const="vcd", choices=runner.WAVE_FORMATS,
+                        help=f"{text}: VCD (the default) or FST")
 
 
 def _add_sim_options(parser):
