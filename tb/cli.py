@@ -16,7 +16,7 @@ from behavioral import scenario as scenario_module
 from rtl import components
 from rtl.layouts import FLIT_BYTES, HEADER_FLITS, TRAILER_FLITS
 
-from . import experiments as experiments_module, gtkw, runner, soak as soak_module, synth
+from . import experiments as experiments_module, fusesoc, gtkw, runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main", "plan"]
@@ -93,6 +93,8 @@ def cmd_verilog(args):
     _check(args.component, params)
     path = runner.write_verilog(args.component, params, Path(args.output) / f"{args.component}.v")
     print(path)
+    if args.fusesoc:
+        print(fusesoc.write_core(args.component, path))
     return 0
 
 
@@ -502,12 +504,16 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     verilog = commands.add_parser("verilog", help="write a component's Verilog",
-                                  description="Write DIR/COMPONENT.v.")
+                                  description="Write DIR/COMPONENT.v (and with --fusesoc "
+                                  "DIR/COMPONENT.core).")
     verilog.add_argument("component", nargs="?", help="component name (see --list)")
     verilog.add_argument("--list", action="store_true", help="list components and parameters")
     verilog.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                          help="elaboration parameter (repeatable)")
     verilog.add_argument("--nodes", type=int, help="shorthand for --param nodes=N")
+    verilog.add_argument("--fusesoc", action="store_true",
+                         help="also write DIR/COMPONENT.core, a FuseSoC core with lint and sim "
+                              "targets")
     verilog.add_argument("-o", "--output", default=str(runner.SIM_BUILD / "verilog"),
                          metavar="DIR", help="output folder (default: sim_build/verilog)")
     verilog.set_defaults(func=cmd_verilog)
