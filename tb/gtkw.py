@@ -15,6 +15,7 @@ from the Verilog by each simulator's rule: Icarus keeps the backslash of an esca
 (``fabric.\\inputs__0__payload.data``, a struct field's view), Verilator drops it.
 """
 
+import math
 import re
 from pathlib import Path
 
@@ -30,6 +31,8 @@ TICKS_PER_NS = 1000
 STAMPS = ("t_doorbell", "t_first_flit", "t_last_flit_out", "t_first_flit_in", "t_last_flit_in",
           "t_completion", "t_notified", "t_handler")
 _MARKERS = "abcdefghijklmnopqrstuvwxyz"
+#: Up to this many stream interfaces, their groups start open; more start closed.
+_OPEN_STREAMS = 8
 _STREAM_ENDS = ("__payload", "__valid", "__ready")
 _PORT = re.compile(r"^\s*(?:input|output|inout)\s+(\[[^\]]*\])?\s*(\\?\S+)\s*;", re.MULTILINE)
 _WIRE = re.compile(r"^\s*(?:wire|reg)\s+(\[[^\]]*\])?\s*(\\\S+)\s*(?:=[^;]*)?;", re.MULTILINE)
@@ -64,7 +67,7 @@ def write_view(wave, *, component, verilog, sim, markers=()):
         marked = list(markers)[:len(_MARKERS)]
         for letter, (label, when) in zip(_MARKERS, marked):
             save.comment(f"marker {letter.upper()}: {label} (cycle {when})")
-        save.zoom_markers(**{letter: when * TICKS_PER_NS
+        save.zoom_markers(zoom=_zoom(wave, marked), **{letter: when * TICKS_PER_NS
                              for letter, (_, when) in zip(_MARKERS, marked)})
         for title, closed, members in port_groups(ports, fields):
             traced = [names[member] for member in members if member in names]
@@ -80,7 +83,7 @@ def port_groups(ports, fields=()):
     """Group ``ports`` for display; return ``[(title, closed, members)]`` in display order.
 
     A stream interface ``m`` (ports ``m__payload``, ``m__valid``, ``m__ready``) is one group
-    titled ``m``: the payload's struct fields (those of ``fields`` named ``m__payload.*``, in
+    titled ``m`` (closed when there are more than eight): the payload's struct fields (those of ``fields`` named ``m__payload.*``, in
     their order) or else the payload, then ``valid``, then ``ready``. Then ``clk`` and ``rst``,
     the counters (``count_*``, closed) and the other ports, each kind in a group of its own.
     """
@@ -96,7 +99,8 @@ def port_groups(ports, fields=()):
         payload = ends.get("__payload")
         inner = [field for field in fields if payload and field.startswith(payload + ".")]
         body = inner or ([payload] if payload else [])
-        groups.append((member, False, body + [ends["__valid"], ends["__ready"]]))
+        groups.append((member, len(streams) > _OPEN_STREAMS,
+                       body + [ends["__valid"], ends["__ready"]]))
     grouped = {port for ends in streams.values() for port in ends.values()}
     rest = [port for port in ports if port not in grouped]
     clock = [port for port in rest if port in ("clk", "rst")]
@@ -105,6 +109,16 @@ def port_groups(ports, fields=()):
     groups += [("clock and reset", False, clock), ("counters", True, counters),
                ("other ports", False, other)]
     return [group for group in groups if group[2]]
+
+
+def _zoom(wave, markers):
+    """GTKWave's zoom (a power of 2; at 0 a time step is about 200 pixels wide) that shows about
+    the whole of a VCD, or the markers of an FST, in a window some 800 pixels wide."""
+    if wave.suffix == ".vcd":
+        end = Waves(wave).end_time
+    else:
+        end = max((when for _, when in markers), default=0) + 10
+    return math.log2(4 / max(1, end * TICKS_PER_NS))
 
 
 def _declared(text, component):
