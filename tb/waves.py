@@ -92,6 +92,10 @@ class Waves:
         except OSError as error:
             raise WavesError(f"no waveform at '{self.path}': {error.strerror or error}; check the "
                              "path (the testbenches write one with --waves)") from None
+        if head[:1] == b"\x00" or self.path.suffix == ".fst":
+            raise WavesError(f"'{self.path}' is an FST file, and smtni waves reads VCD only; "
+                             "open it in GTKWave (with the .gtkw beside it), or run again with "
+                             "--waves for a VCD")
         # Check before vcdvcd, which would read a large non-VCD file to its end looking for $var.
         if not head.lstrip().startswith(b"$"):
             self._not_vcd("it does not start with a $ declaration such as $date or $timescale")
@@ -155,6 +159,11 @@ class Waves:
                 chunk *= 4
 
     # Names -----------------------------------------------------------------------------------
+
+    def declared_name(self, name):
+        """Return signal ``name`` as the file declares it, which is what GTKWave calls it: the
+        backslash of a Verilog escaped name kept, a vector's range appended (``[63:0]``)."""
+        return self._refs[name]
 
     def select(self, patterns):
         """Return the signals that any of ``patterns`` matches, in the order of :attr:`signals`.

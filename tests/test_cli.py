@@ -8,8 +8,9 @@ from collections import Counter
 
 import pytest
 
-from tb import cli, runner
+from tb import cli, gtkw, runner
 from tb.experiments import plots
+from tb.waves import Waves
 
 
 def smtni(capsys, *argv):
@@ -66,8 +67,62 @@ def test_sim_passes_prints_seed_summary_and_waveform(capsys):
     assert status == 0, out
     assert "seed 7" in out
     assert "PASS  full_contention" in out and "PASS: 1 passed, 0 failed" in out
-    wave = out.split("waveform: ")[1].strip()
+    wave = out.split("waveform: ")[1].split()[0]
     assert wave.endswith("fabric.vcd") and open(wave).read(200).strip()
+    view = out.split("GTKWave view: ")[1].strip()
+    assert view == wave.removesuffix(".vcd") + ".gtkw"
+    groups = check_view(view, wave, streams=4)
+    dumped = Waves(wave)
+    assert {name for _, names in groups for name in names} <= {
+        dumped.declared_name(signal) for signal in dumped.signals}
+
+
+def read_view(path):
+    """Return the dump file and ``[(group, [signal names])]`` of a GTKWave save file."""
+    dumpfile, groups, current = None, [], None
+    for line in open(path).read().splitlines():
+        if line.startswith("[dumpfile]"):
+            dumpfile = line.split('"')[1]
+        elif line.startswith("-") and current is None:
+            current = (line[1:], [])
+        elif line.startswith("-"):
+            assert line[1:] == current[0], line
+            groups.append(current)
+            current = None
+        elif line and line[0] not in "[*@":
+            assert current is not None, f"{line} outside a group"
+            current[1].append(line)
+    return dumpfile, groups
+
+
+def check_view(view, wave, *, streams):
+    """Check that ``view`` names ``wave`` and groups each of ``streams`` stream interfaces as its
+    payload (or payload fields), valid, ready; return its groups."""
+    dumpfile, groups = read_view(view)
+    assert dumpfile == wave
+    stream_groups = [(title, names) for title, names in groups
+                     if any(name.endswith("__valid") for name in names)]
+    assert len(stream_groups) == streams, groups
+    for title, names in stream_groups:
+        *payload, valid, ready = [name.split(".", 1)[1].lstrip("\\") for name in names]
+        assert (valid, ready) == (f"{title}__valid", f"{title}__ready"), names
+        assert payload and all(name.startswith(f"{title}__payload") for name in payload), names
+    assert ("clock and reset", ["fabric.clk", "fabric.rst"]) in groups
+    return groups
+
+
+def test_sim_writes_fst_from_verilator_on_request(capsys):
+    status, out, _ = smtni(capsys, "sim", "fabric", "--sim", "verilator", "--seed", "7",
+                           "--param", "messages=6", "--test", "full_contention", "--waves=fst")
+    assert status == 0, out
+    wave = out.split("waveform: ")[1].split()[0]
+    assert wave.endswith("fabric.fst")
+    header = open(wave, "rb").read(9)
+    assert header == bytes([0]) + (329).to_bytes(8, "big")      # FST's header block
+    assert not list(runner.Path(wave).parent.glob("*.vcd"))
+    check_view(out.split("GTKWave view: ")[1].strip(), wave, streams=4)
+    status, _, err = smtni(capsys, "waves", wave)
+    assert_one_line_error(status, err, "is an FST file, and smtni waves reads VCD only")
 
 
 def test_sim_failure_exits_1(capsys, monkeypatch, tmp_path):
@@ -116,14 +171,15 @@ def test_demo_verdicts_compare_the_medians_with_the_targets():
 
 @pytest.fixture(scope="module")
 def pingpong_run(tmp_path_factory):
-    """``smtni run examples/pingpong.toml`` on Icarus with ``--json`` and ``--plot``, once for the
+    """``smtni run examples/pingpong.toml`` on Icarus with ``--json``, ``--plot`` and an FST
+    waveform (``--waves=fst``), once for the
     module: its status, its output, and the paths of the JSON and the picture it wrote."""
     directory = tmp_path_factory.mktemp("pingpong")
     run_json, picture = directory / "run.json", directory / "run.png"
     with contextlib.redirect_stdout(io.StringIO()) as out:
         status = cli.main(["run", str(runner.PROJECT_ROOT / "examples" / "pingpong.toml"),
                            "--sim", "icarus", "--seed", "3", "--json", str(run_json),
-                           "--plot", str(picture)])
+                           "--plot", str(picture), "--waves=fst"])
     return status, out.getvalue(), run_json, picture
 
 
@@ -138,6 +194,13 @@ def test_run_writes_records_and_summary(pingpong_run):
                 "t_first_flit", "t_last_flit_in", "t_completion", "t_notified", "t_handler"):
         assert key in record, record
     assert "seed 3" in out and "0 mismatches" in out
+    # The view marks the first messages' stamps, A at the first message's doorbell.
+    lines = open(out.split("GTKWave view: ")[1].strip()).read().splitlines()
+    markers = next(line for line in lines if line.startswith("*")).split()[2:]
+    assert int(markers[0]) == record["t_doorbell"] * gtkw.TICKS_PER_NS
+    assert all(int(marker) > 0 for marker in markers[:24]), markers
+    first = f"message {record['id']} t_doorbell (cycle {record['t_doorbell']})"
+    assert f"[*] marker A: {first}" in lines
 
 
 #: The stamps of a message's record (tb/system_tb.py) from doorbell to handler, and the stages a
