@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 	@command -v iverilog >/dev/null || { apt-get update -qq && apt-get install -y -qq iverilog; }
 	@command -v make >/dev/null && command -v g++ >/dev/null && command -v perl >/dev/null \
 		|| { apt-get update -qq && apt-get install -y -qq make g++ perl; }
+	@test -f /usr/include/lz4.h || { apt-get update -qq && apt-get install -y -qq liblz4-dev; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
