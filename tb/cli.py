@@ -712,9 +712,18 @@ def _add_sim_options(parser):
     parser.add_argument("--seed", type=int, help="random seed (default: a new one, printed)")
 
 
+def _bare_waves(argv):
+    """Return ``argv`` with each ``--waves`` not followed by a format written ``--waves=vcd``, so
+    that the argument after it (``smtni run --waves scenario.toml``) is not taken as its value."""
+    return [f"--waves={runner.WAVE_FORMATS[0]}"
+            if arg == "--waves" and argv[index + 1:index + 2] not in
+            [[name] for name in runner.WAVE_FORMATS] else arg
+            for index, arg in enumerate(argv)]
+
+
 def main(argv=None):
     try:
-        args = _parser().parse_args(argv)
+        args = _parser().parse_args(_bare_waves(sys.argv[1:] if argv is None else list(argv)))
         return args.func(args)
     except UsageError as error:
         print(f"smtni: {error}", file=sys.stderr)

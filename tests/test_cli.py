@@ -327,3 +327,13 @@ def test_component_verilog_has_no_source_paths_and_the_system_one_ni_module():
     assert "src =" not in components.to_verilog("arbiter")
     text = components.to_verilog("system", {"nodes": 2})
     assert text.count("module system_ni(") == 1 and "module system(" in text
+
+
+@pytest.mark.parametrize("argv, waves", [
+    (["run", "--waves", "x.toml"], "vcd"), (["run", "x.toml", "--waves"], "vcd"),
+    (["run", "--waves", "fst", "x.toml"], "fst"), (["run", "--waves=fst", "x.toml"], "fst"),
+    (["run", "x.toml"], None)])
+def test_waves_before_a_scenario_is_not_its_format(argv, waves):
+    """A bare ``--waves`` means VCD wherever it stands; a format follows it only if named."""
+    args = cli._parser().parse_args(cli._bare_waves(argv))
+    assert (args.waves, args.scenario) == (waves, "x.toml")
