@@ -21,6 +21,7 @@ and the events the cores got, and at the end adds each message's ``t_notified`` 
 completion entries' stamps against the cycles the last flits came in.
 """
 
+import math
 from collections import Counter, defaultdict, deque
 from dataclasses import replace
 
@@ -92,16 +93,23 @@ class LatencyRecorder:
             # The stamp is the receiving NI's cycle count when the last flit came in.
             mismatch(f"completion stamps are not the last flit's cycle at a fixed offset: "
                      f"{sorted(offsets)}")
+        # Each event notifies one message, between its completion and its handler: a release
+        # names no entry, and a thread that WAITs after its lock was signalled is released by
+        # none (its WAIT consumes the signal), so the next release is another message's.
+        used = set()
         for message_id, record in self.records.items():
             if "t_notified" in record or "t_completion" not in record:
                 continue
             dst = scenario.processes[record["to"]]
             kind = _NOTIFY_EVENTS.get(dst.notify)
-            for node, when, event, fields in self.events:
-                if (node == dst.node and event == kind and when >= record["t_completion"]
+            latest = record.get("t_handler", math.inf)
+            for position, (node, when, event, fields) in enumerate(self.events):
+                if (position not in used and node == dst.node and event == kind
+                        and record["t_completion"] <= when <= latest
                         and (kind == "released"
                              or fields["entry"] == self.entry_va.get(message_id))):
                     record["t_notified"] = when
+                    used.add(position)
                     break
 
 

@@ -192,3 +192,25 @@ def test_a_discard_the_rx_engine_does_not_count_is_a_mismatch(board):
                                 "cycle 0: node 1 faults {}, the model says "
                                 "{(<NiFaultKind.BAD_CRC: 6>, 0, 0): 1}"]
     assert board.records[0]["status"] is MessageStatus.DISCARDED_BAD_CRC
+
+
+def lock_scenario():
+    window = Window(WINDOW_VA, 4096)
+    processes = {"a": Process("a", 0, 0, NotifyMode.NONE, window, Window(0x2000_0000, 4096)),
+                 "b": Process("b", 1, 0, NotifyMode.LOCK, window, Window(0x2000_0000, 4096))}
+    messages = [PlannedMessage(id=index, src="a", dst="b", bytes=8, send="pio", notify=True,
+                               va_offset=0, key=0) for index in range(2)]
+    return Scenario(2, {}, processes, messages)
+
+
+def test_a_release_notifies_one_message_before_its_handler():
+    """Message 0's thread WAITed after its lock was signalled: no release is its; the release at
+    cycle 300 is message 1's, whose handler follows it."""
+    workload = FakeWorkload(lock_scenario())
+    recorder = LatencyRecorder(workload)
+    workload.records[0].update(to="b", t_last_flit_in=90, t_completion=100, t_handler=150)
+    workload.records[1].update(to="b", t_last_flit_in=290, t_completion=295, t_handler=310)
+    recorder.on_event(1, "released", {}, 300)
+    recorder.finish(workload.scenario, pytest.fail)
+    assert "t_notified" not in workload.records[0]
+    assert workload.records[1]["t_notified"] == 300
