@@ -7,7 +7,8 @@ Drivers put :class:`behavioral.memory.MemoryHierarchy` on the buffer's core side
 
 Scoreboard: a flat reference memory takes every write when it happens (a store when the core
 performs it, a fill when its last word is taken, or, if the caches still own the line then, when
-its coherence request is taken), and every read is checked against it when it
+they give it up: as its coherence request is taken, or, for a request that waits for a miss whose
+probe was taken before it, once that miss is done), and every read is checked against it when it
 happens (a load when performed, a probe hit or an NI read when its last word is taken, a line
 written back when its last word is taken). :class:`behavioral.msgbuf.MessageBufferModel` checks
 which lines the buffer holds: probe hits and misses, and write-backs oldest first.
@@ -88,8 +89,8 @@ class MessageBufferTB(ComponentTB):
         self._probe_taken = set()           # lines whose core miss has had its probe taken
         self._deferred = set()              # coherence requests waiting for such a miss
         self._coherence_requests = []       # taken at this edge
-        # Lines allocated for a fill whose coherence request has not been taken: the caches
-        # still own them, so a fill that ends meanwhile takes effect as the request is taken.
+        # Lines allocated for a fill whose coherence request has not been answered: the caches
+        # still own them, so a fill that ends meanwhile takes effect as they give the line up.
         self._unasked = set()
         self._filled_unasked = {}           # line -> the fill's words
         self._write_back = []
@@ -211,9 +212,6 @@ class MessageBufferTB(ComponentTB):
 
     def _order_coherence(self, now):
         for line in self._coherence_requests:
-            self._unasked.discard(line)
-            if line in self._filled_unasked:
-                self._commit(line, self._filled_unasked.pop(line))
             if self.hierarchy.pending(line) and line in self._probe_taken:
                 self._deferred.add(line)
                 self.counts["coherence_deferred"] += 1
@@ -222,6 +220,11 @@ class MessageBufferTB(ComponentTB):
         self._coherence_requests.clear()
 
     def _answer_coherence(self, line):
+        # The caches give the line up now (a request deferred behind a miss: once the miss is
+        # done, which reads the line as it was): a fill that ended before takes effect.
+        self._unasked.discard(line)
+        if line in self._filled_unasked:
+            self._commit(line, self._filled_unasked.pop(line))
         dirty = self.hierarchy.invalidate(line, miss_ordered_after=True)
         if dirty is None:
             beats = [codec(CohResponse).pack(dirty=0, last=1)]

@@ -58,6 +58,16 @@ def test_small_buffer_probe_after_retag(sim):
 
 
 @pytest.mark.parametrize("sim", SIMULATORS)
+def test_small_buffer_fill_behind_a_deferred_request(sim):
+    """Seed 267757981 makes a partial fill end while its line's coherence request waits for a
+    core miss whose probe was taken before it: the miss reads the line as it was, the fill takes
+    effect once the caches give the line up (the scoreboard once took it at the request)."""
+    result = run_msgbuf(sim, dict(lines=8, tx_lines=2, rx_lines=3), 267757981,
+                        options={"operations": 20_000}, only="random_operations/backpressure=T")
+    assert result.results["random_operations/backpressure=True"]["mismatches"] == 0
+
+
+@pytest.mark.parametrize("sim", SIMULATORS)
 def test_buffer_off(sim, seed):
     """rx_lines=0: no stale read, every arriving line goes to memory at a line per 8 cycles, and
     reading a message of k lines costs k DRAM reads."""
