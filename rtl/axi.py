@@ -14,13 +14,13 @@ from .layouts import (ASID_BITS, AXI_DATA_BITS, LINE_BYTES, LINE_WORDS, MMIO_ADD
                       OS_COMMAND_WORDS, OS_COUNTERS, OS_EVENT_WORDS, PA_BITS, PAGE_BITS,
                       AxiLiteAnswer, AxiResp, CohResponse, HandlerReturn, LineBeat,
                       LineRequest, LockReleased, LockRequest, LockResponse, MessageHeader,
-                      MmioStatus, NotifyEvent, OsReg, axi_lite_access_layout, axis_data_bits,
-                      ni_os_command_layout)
+                      MmioRequest, MmioResponse, MmioStatus, NotifyEvent, OsReg,
+                      axi_lite_access_layout, axis_data_bits, ni_os_command_layout)
 from .ni import NetworkInterface
 from .params import check_int, silence_unused
 
-__all__ = ["AxiLiteTarget", "NetworkInterfaceAXI", "NetworkInterfacesAXI", "CORE_STREAMS",
-           "axi_lite_members", "axi_members", "axis_members"]
+__all__ = ["AxiLiteTarget", "UserPageBridge", "NetworkInterfaceAXI", "NetworkInterfacesAXI",
+           "CORE_STREAMS", "axi_lite_members", "axi_members", "axis_members"]
 
 #: The AXI4-Lite signals, each with whether a target (slave) takes it in and its width (None: the
 #: address; 0: the data; -1: the strobes).
@@ -203,6 +203,73 @@ class AxiLiteTarget(wiring.Component):
         return m
 
 
+class UserPageBridge(wiring.Component):
+    """Hands the user pages' AXI4-Lite accesses to the NI's MMIO port, or refuses them.
+
+    Part of :class:`NetworkInterfaceAXI`. An access at ``asid << 16 | endpoint << 12 | offset``
+    becomes the MMIO request of ``asid`` at ``endpoint << 12 | offset``; its answer is the
+    access's, an error unless OK, a read's data 0 unless OK. A write whose strobes are not all
+    set, or an address that is not a whole word, is answered with an error in the cycle after it
+    is taken, and never reaches ``cpu_request``. One access at a time: the next is offered once
+    the answer is taken (as :class:`AxiLiteTarget` does).
+
+    Parameters
+    ----------
+    asid_bits : int
+        Width of the ASIDs in the address, 1 to :data:`rtl.layouts.ASID_BITS`.
+
+    Members
+    -------
+    access : In(stream.Signature(axi_lite_access_layout(asid_bits + 16)))
+    answer : Out(stream.Signature(AxiLiteAnswer))
+        The AXI4-Lite side.
+    cpu_request : Out(stream.Signature(MmioRequest))
+    cpu_response : In(stream.Signature(MmioResponse))
+        The NI's user-level MMIO port.
+    """
+
+    def __init__(self, *, asid_bits=8):
+        self._asid_bits = check_int(self, "asid_bits", asid_bits, 1, ASID_BITS)
+        super().__init__({
+            "access": In(stream.Signature(axi_lite_access_layout(asid_bits + MMIO_ADDR_BITS))),
+            "answer": Out(stream.Signature(AxiLiteAnswer)),
+            "cpu_request": Out(stream.Signature(MmioRequest)),
+            "cpu_response": In(stream.Signature(MmioResponse)),
+        })
+
+    @property
+    def asid_bits(self):
+        return self._asid_bits
+
+    def elaborate(self, platform):
+        m = Module()
+        access = self.access.payload
+        response = self.cpu_response.payload
+        # ``refused``: the access taken was not the NI's to see; its answer is an error.
+        refused = Signal(name="refused")
+        bad = Signal(name="bad")
+        failed = Signal(name="failed")
+        m.d.comb += [
+            bad.eq((access.write & (access.strb != 0xFF)) | (access.addr[:3] != 0)),
+            self.cpu_request.payload.write.eq(access.write),
+            self.cpu_request.payload.asid.eq(access.addr[MMIO_ADDR_BITS:]),
+            self.cpu_request.payload.addr.eq(access.addr[:MMIO_ADDR_BITS]),
+            self.cpu_request.payload.data.eq(access.data),
+            self.cpu_request.valid.eq(self.access.valid & ~bad),
+            self.access.ready.eq(bad | self.cpu_request.ready),
+            failed.eq(refused | (response.status != MmioStatus.OK)),
+            self.answer.valid.eq(refused | self.cpu_response.valid),
+            self.answer.payload.error.eq(failed),
+            self.answer.payload.data.eq(Mux(failed, 0, response.data)),
+            self.cpu_response.ready.eq(self.answer.ready & ~refused),
+        ]
+        with m.If(self.access.valid & bad):
+            m.d.sync += refused.eq(1)
+        with m.Elif(self.answer.valid & self.answer.ready):
+            m.d.sync += refused.eq(0)
+        return m
+
+
 def _wire(m, outer, outer_prefix, inner, inner_prefix):
     """Join the members ``<inner_prefix>_<signal>`` of ``inner`` to ``<outer_prefix>_<signal>``
     of ``outer`` (which has the same members, in the same directions)."""
@@ -290,6 +357,7 @@ class NetworkInterfaceAXI(wiring.Component):
             silence_unused(self)
             raise
         self._user = AxiLiteTarget(addr_width=asid_bits + MMIO_ADDR_BITS)
+        self._bridge = UserPageBridge(asid_bits=asid_bits)
         self._os = AxiLiteTarget(addr_width=PAGE_BITS)
         members = {
             **axi_lite_members("s_axil", asid_bits + MMIO_ADDR_BITS),
@@ -312,16 +380,21 @@ class NetworkInterfaceAXI(wiring.Component):
     def elaborate(self, platform):
         m = Module()
 
-        # Submodules: the NI and the two register pages' AXI4-Lite targets.
+        # Submodules: the NI, the two register pages' AXI4-Lite targets and the user pages' bridge
+        # to the NI's MMIO port.
         m.submodules.ni = ni = self._ni
         m.submodules.user = user = self._user
+        m.submodules.user_bridge = bridge = self._bridge
         m.submodules.os = os = self._os
         _wire(m, self, "s_axil", user, "axil")
         _wire(m, self, "s_axil_os", os, "axil")
 
         # The AXI responses other than OKAY the memory port got (read in the OS page).
         axi_errors = Signal(32, name="axi_errors")
-        self._user_pages(m, ni, user)
+        wiring.connect(m, user.request, bridge.access)
+        wiring.connect(m, bridge.answer, user.answer)
+        wiring.connect(m, bridge.cpu_request, ni.cpu_request)
+        wiring.connect(m, ni.cpu_response, bridge.cpu_response)
         self._os_page(m, ni, os, axi_errors)
         self._link(m, ni)
         for name, (from_ni, _) in CORE_STREAMS.items():
@@ -335,33 +408,6 @@ class NetworkInterfaceAXI(wiring.Component):
                              axis.tready.eq(port.ready)]
         self._memory(m, ni, axi_errors)
         return m
-
-    def _user_pages(self, m, ni, user):
-        """Hand each user-page access to the NI's MMIO port, or refuse it."""
-        access = user.request.payload
-        # ``refused``: the access taken was not the NI's to see; its answer is SLVERR.
-        refused = Signal(name="user_refused")
-        bad = Signal(name="user_bad")
-        m.d.comb += [
-            bad.eq((access.write & (access.strb != 0xFF)) | (access.addr[:3] != 0)),
-            ni.cpu_request.payload.write.eq(access.write),
-            ni.cpu_request.payload.asid.eq(access.addr[MMIO_ADDR_BITS:]),
-            ni.cpu_request.payload.addr.eq(access.addr[:MMIO_ADDR_BITS]),
-            ni.cpu_request.payload.data.eq(access.data),
-            ni.cpu_request.valid.eq(user.request.valid & ~bad),
-            user.request.ready.eq(bad | ni.cpu_request.ready),
-            user.answer.valid.eq(refused | ni.cpu_response.valid),
-            user.answer.payload.error.eq(
-                refused | (ni.cpu_response.payload.status != MmioStatus.OK)),
-            user.answer.payload.data.eq(Mux(refused | (ni.cpu_response.payload.status
-                                                       != MmioStatus.OK),
-                                            0, ni.cpu_response.payload.data)),
-            ni.cpu_response.ready.eq(user.answer.ready & ~refused),
-        ]
-        with m.If(user.request.valid & bad):
-            m.d.sync += refused.eq(1)
-        with m.Elif(user.answer.valid & user.answer.ready):
-            m.d.sync += refused.eq(0)
 
     def _os_page(self, m, ni, os, axi_errors):
         """Decode the OS page: the command's words, its issue, the events and the counters

@@ -5,7 +5,7 @@ import inspect
 from amaranth.back import verilog
 
 from .arbiter import RoundRobinArbiter
-from .axi import AxiLiteTarget, NetworkInterfaceAXI, NetworkInterfacesAXI
+from .axi import AxiLiteTarget, NetworkInterfaceAXI, NetworkInterfacesAXI, UserPageBridge
 from .fabric import Fabric
 from .faults import LinkFaultInjector
 from .fetcher import PayloadFetcher
@@ -51,6 +51,7 @@ COMPONENTS = {
     "ni_axi": NetworkInterfaceAXI,
     "ni_axi_nodes": NetworkInterfacesAXI,
     "axil_target": AxiLiteTarget,
+    "user_bridge": UserPageBridge,
     "system": System,
     "linkfault": LinkFaultInjector,
 }

@@ -30,17 +30,17 @@ from cocotbext.axi.constants import AxiResp as BusResp
 from behavioral.message import Message
 from behavioral.refni import ReferenceNI, RxResult
 from rtl.axi import CORE_STREAMS
-from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_BYTES, LINE_WORDS, MMIO_ADDR_BITS, OS_COMMAND_WORDS,
-                         OS_COUNTERS, PAGE_BITS, CohResponse, LineBeat, LineRequest,
-                         LockOsEvent, LockRequest, LockResponse, MessageHeader, MmioStatus,
-                         NiFault, NotifyOsEvent, OsReg, SendDescriptor, UserReg,
-                         axis_data_bits, codec,
-                         ni_os_command_layout)
+from rtl.layouts import (DESCRIPTOR_WORDS, FLIT_BYTES, LINE_BYTES, LINE_WORDS, MMIO_ADDR_BITS,
+                         OS_COMMAND_WORDS, OS_COUNTERS, PAGE_BITS, CohResponse, LineBeat,
+                         LineRequest, LockOsEvent, LockRequest, LockResponse, MessageHeader,
+                         MmioStatus, NiFault, NotifyOsEvent, OsReg, SendDescriptor, UserReg,
+                         axis_data_bits, codec, ni_os_command_layout)
 
 from .component_tb import ComponentTB
 from .runner import CLOCK_PERIOD_NS
+from .system_scoreboard import ExpectedWords
 
-__all__ = ["AxiNodesTB", "ANSWER_CYCLES", "MEMORY_BYTES"]
+__all__ = ["AxiNodesTB", "ANSWER_CYCLES", "MEMORY_BYTES", "axis_pack", "axis_unpack"]
 
 # (cocotbext-axi 0.1.28 still uses what cocotb 2 deprecates: its warnings are not ours)
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"cocotbext\.axi")
@@ -54,12 +54,12 @@ _EVENTS = {OsReg.FAULT: NiFault, OsReg.LOCK_EVENT: LockOsEvent,
            OsReg.NOTIFY_EVENT: NotifyOsEvent}
 
 
-def _pack(layout, **fields):
+def axis_pack(layout, **fields):
     """Return ``fields`` of ``layout`` as the ``TDATA`` bytes of the shell's stream ports."""
     return codec(layout).pack(**fields).to_bytes(axis_data_bits(layout) // 8, "little")
 
 
-def _unpack(layout, frame):
+def axis_unpack(layout, frame):
     """Return the fields of ``layout`` a one-beat frame carries."""
     bits = int.from_bytes(bytes(frame.tdata), "little")
     return codec(layout).unpack(bits & ((1 << codec(layout).width) - 1))
@@ -144,15 +144,15 @@ class _Node:
         up), else "not held"."""
         requests, answers = self.streams["coh_req"], self.streams["coh_resp"]
         while True:
-            line = _unpack(LineRequest, await requests.recv())["addr"]
+            line = axis_unpack(LineRequest, await requests.recv())["addr"]
             self.coherence_requests += 1
             words = self.cache.pop(line, None)
             if words is None:
-                await answers.send(_pack(CohResponse, dirty=0, last=1))
+                await answers.send(axis_pack(CohResponse, dirty=0, last=1))
                 continue
             self.dirty_answers += 1
             for index, word in enumerate(words):
-                await answers.send(_pack(CohResponse, dirty=1, data=word,
+                await answers.send(axis_pack(CohResponse, dirty=1, data=word,
                                          last=int(index == LINE_WORDS - 1)))
 
     async def read_line(self, line):
@@ -161,14 +161,15 @@ class _Node:
         from memory."""
         if line in self.cache:
             return list(self.cache[line])
-        await self.streams["mc_lookup"].send(_pack(LineRequest, addr=line))
-        beat = _unpack(LineBeat, await self.answer(self.streams["mc_data"].recv(), "mc_data"))
+        await self.streams["mc_lookup"].send(axis_pack(LineRequest, addr=line))
+        answers = self.streams["mc_data"]
+        beat = axis_unpack(LineBeat, await self.answer(answers.recv(), "mc_data"))
         if not beat["hit"]:
             self.tb.check(beat["last"], f"node {self.index}: a miss of line {line:#x} is one beat")
             return list(self.memory_words(line))
         words = [beat["data"]]
         while not beat["last"]:
-            beat = _unpack(LineBeat, await self.answer(self.streams["mc_data"].recv(), "mc_data"))
+            beat = axis_unpack(LineBeat, await self.answer(answers.recv(), "mc_data"))
             words.append(beat["data"])
         self.tb.check(len(words) == LINE_WORDS, f"node {self.index}: a hit of line {line:#x} "
                       f"gave {len(words)} words")
@@ -183,10 +184,10 @@ class _Node:
 
     async def lock(self, op, asid, addr, thread):
         """Send a lock operation; return the lock table's answer."""
-        await self.streams["lock_request"].send(_pack(LockRequest, op=op, asid=asid, addr=addr,
-                                                      thread=thread))
-        return _unpack(LockResponse, await self.answer(self.streams["lock_response"].recv(),
-                                                         "lock_response"))
+        await self.streams["lock_request"].send(axis_pack(LockRequest, op=op, asid=asid,
+                                                          addr=addr, thread=thread))
+        answer = await self.answer(self.streams["lock_response"].recv(), "lock_response")
+        return axis_unpack(LockResponse, answer)
 
     # The user pages and the OS page -------------------------------------------------------------
 
@@ -313,7 +314,7 @@ class AxiNodesTB(ComponentTB):
     def _expect(self, node, outcome):
         """Keep what a message the model took should leave: its words and its notification."""
         if outcome.result in (RxResult.DELIVERED, RxResult.REJECTED):
-            words = _Words()
+            words = ExpectedWords()
             outcome.apply(words)
             node.expected.update(words)
             node.written = {pa // LINE_BYTES for pa in words}
@@ -396,9 +397,3 @@ class AxiNodesTB(ComponentTB):
                 left.append(f"node {node.index}: link out has frames not forwarded")
         return left
 
-
-class _Words(dict):
-    """Expected memory: physical address -> word."""
-
-    def write_word(self, pa, value):
-        self[pa] = value

@@ -10,9 +10,9 @@ from cocotbext.axi.constants import AxiResp as BusResp
 
 from rtl.layouts import (FLIT_BYTES, LINE_BYTES, PAGE_BITS, HandlerReturn, HandlerReturnOp,
                          LockOp, LockReleased, LockStatus, NiFaultKind, NiOsOp, NotifyEvent,
-                         NotifyMode, OsReg, SendFlags, TlbOp, UserReg, codec)
+                         NotifyMode, OsReg, SendFlags, TlbOp, UserReg)
 
-from .axi_tb import AxiNodesTB, _pack, _unpack
+from .axi_tb import AxiNodesTB, axis_pack, axis_unpack
 from .component_tb import knobs, seed_for
 from .runner import record_result
 
@@ -107,19 +107,19 @@ async def _deliver(tb, sender, receiver, mode, length, offset, dma, rng):
         tb.check(seen == tail, f"node {receiver.index}: tail {seen} after {_POLLS} polls, the "
                  f"model's {tail}")
     elif mode is NotifyMode.LOCK:
-        seen = _unpack(LockReleased, await receiver.answer(
+        seen = axis_unpack(LockReleased, await receiver.answer(
             receiver.streams["lock_released"].recv(), "lock_released"))
         kind, expected = receiver.notifications.popleft()
         tb.check(kind == "signal" and seen == dict(context=0, thread=_THREAD, **expected),
                  f"node {receiver.index}: released {seen}, the model signalled {expected}")
     elif mode in (NotifyMode.BRANCH, NotifyMode.SPAWN):
-        seen = _unpack(NotifyEvent, await receiver.answer(receiver.streams["notify"].recv(),
-                                                           "notify"))
+        seen = axis_unpack(NotifyEvent, await receiver.answer(
+            receiver.streams["notify"].recv(), "notify"))
         kind, expected = receiver.notifications.popleft()
         tb.check(kind == "event" and seen == expected,
                  f"node {receiver.index}: notified {seen}, the model {expected}")
         op = HandlerReturnOp.RETURN if mode is NotifyMode.BRANCH else HandlerReturnOp.EXIT
-        await receiver.streams["handler_return"].send(_pack(
+        await receiver.streams["handler_return"].send(axis_pack(
             HandlerReturn, op=op, endpoint=endpoint, context=seen["context"]))
         result = receiver.model.notifier.handler_return(op, endpoint, seen["context"])
         tb.check(result.event is None, f"a handler return released {result.event}")

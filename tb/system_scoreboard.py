@@ -34,7 +34,7 @@ from rtl.layouts import (FLIT_BYTES, PAGE_BITS, Completion, LinkFault, MmioReque
 
 from .stream import cycle
 
-__all__ = ["SystemScoreboard", "LatencyRecorder"]
+__all__ = ["SystemScoreboard", "LatencyRecorder", "ExpectedWords"]
 
 _PAGE_WORDS = (1 << PAGE_BITS) // FLIT_BYTES
 #: The longest an MMIO access may wait for its answer at the end of a run.
@@ -52,8 +52,9 @@ _NOTIFY_EVENTS = {NotifyMode.LOCK: "released", NotifyMode.BRANCH: "notify",
                   NotifyMode.SPAWN: "notify", NotifyMode.INTERRUPT: "notify_os"}
 
 
-class _Words(dict):
-    """Expected memory: physical address -> word, written through ``write_word``."""
+class ExpectedWords(dict):
+    """Expected memory: physical address -> word, written through ``write_word`` (what
+    :meth:`behavioral.refni.RxOutcome.apply` writes into)."""
 
     def write_word(self, pa, value):
         self[pa] = value
@@ -155,7 +156,7 @@ class SystemScoreboard:
         self._refusals = {}                         # message id -> predicted TxError
         self._seq = Counter()                       # (src, dst) -> next sequence number
         self._held = defaultdict(deque)             # node -> messages held for ring space
-        self.expected_memory = defaultdict(_Words)  # node -> words the NI writes
+        self.expected_memory = defaultdict(ExpectedWords)  # node -> words the NI writes
         self.expected_entries = {}                  # message id -> entry (stamp left out)
         self._entry_owner = defaultdict(deque)      # (node, entry VA) -> message ids in order
         self.expected_written = Counter()

@@ -1,12 +1,13 @@
-"""Unit tests of the AXI4-Lite target of the NI's AXI shell (rtl/axi.py) in the Amaranth
-simulator: a write taken whichever of its address and data comes first, a read, the answer's
-error as SLVERR, and one access at a time. The shell as a whole runs under cocotbext-axi
+"""Unit tests of the parts of the NI's AXI shell (rtl/axi.py) in the Amaranth simulator: the
+AXI4-Lite target (a write taken whichever of its address and data comes first, a read, the
+answer's error as SLVERR, one access at a time) and the user pages' bridge to the NI's MMIO port
+(what it refuses itself). The shell as a whole runs under cocotbext-axi
 (tests/test_axi_cocotb.py)."""
 
 import pytest
 
-from rtl.axi import AxiLiteTarget
-from rtl.layouts import AxiResp
+from rtl.axi import AxiLiteTarget, UserPageBridge
+from rtl.layouts import AxiResp, MmioStatus
 from tests.sim import run, stream_get, stream_put, waiting
 
 DEADLINE = 200
@@ -104,3 +105,29 @@ def test_one_access_at_a_time():
 def test_address_width_is_checked():
     with pytest.raises(ValueError, match="addr_width must be between 3 and 48, not 2"):
         AxiLiteTarget(addr_width=2)
+
+
+def test_user_bridge_refuses_what_the_ni_must_not_see():
+    """A write with strobes missing and an address that is not a whole word are answered with an
+    error and never offered to the NI; an access is the MMIO request of the ASID above the pages,
+    its answer an error unless OK, a refused read's data 0."""
+    dut = UserPageBridge(asid_bits=4)
+    answers, requests = [], []
+
+    async def bus(ctx):
+        for write, addr, strb in ((1, 0x3_1030, 0x0F), (0, 0x3_1034, 0), (1, 0x3_1030, 0xFF),
+                                  (0, 0x5_2028, 0), (0, 0x5_2028, 0)):
+            await stream_put(ctx, dut.access, {"write": write, "addr": addr, "data": 7 * write,
+                                               "strb": strb})
+            answer = await stream_get(ctx, dut.answer)
+            answers.append((answer.error, answer.data))
+
+    async def ni(ctx):
+        for status in (MmioStatus.OK, MmioStatus.OK, MmioStatus.FOREIGN_ASID):
+            request = await stream_get(ctx, dut.cpu_request)
+            requests.append((request.write, request.asid, request.addr, request.data))
+            await stream_put(ctx, dut.cpu_response, {"status": status, "data": 0x55})
+
+    run(dut, bus, ni, deadline_cycles=DEADLINE)
+    assert requests == [(1, 3, 0x1030, 7), (0, 5, 0x2028, 0), (0, 5, 0x2028, 0)]
+    assert answers == [(1, 0), (1, 0), (0, 0x55), (0, 0x55), (1, 0)]
