@@ -64,13 +64,13 @@ CORE_STREAMS = {
 }
 
 
-def axi_lite_members(prefix, addr_width, *, target=True):
-    """Return the signature members of an AXI4-Lite port named ``<prefix>_<signal>``, 64-bit
-    data: a target's (slave's) if ``target``, else an initiator's."""
+def axi_lite_members(prefix, addr_width):
+    """Return the signature members of an AXI4-Lite target (slave) port named
+    ``<prefix>_<signal>``, 64-bit data."""
     members = {}
     for name, taken_in, width in _AXI_LITE:
         width = {None: addr_width, 0: AXI_DATA_BITS, -1: AXI_DATA_BITS // 8}.get(width, width)
-        members[f"{prefix}_{name}"] = (In if taken_in == target else Out)(width)
+        members[f"{prefix}_{name}"] = (In if taken_in else Out)(width)
     return members
 
 
@@ -270,12 +270,12 @@ class UserPageBridge(wiring.Component):
         return m
 
 
-def _wire(m, outer, outer_prefix, inner, inner_prefix):
-    """Join the members ``<inner_prefix>_<signal>`` of ``inner`` to ``<outer_prefix>_<signal>``
-    of ``outer`` (which has the same members, in the same directions)."""
+def _wire(m, outer, outer_prefix, inner, inner_prefix=""):
+    """Join each member of ``inner`` named ``<inner_prefix><signal>`` to the member of ``outer``
+    named ``<outer_prefix><signal>`` (of the same shape and direction)."""
     for path, member in inner.signature.members.flatten():
         name = path[0]
-        if not name.startswith(f"{inner_prefix}_"):
+        if not name.startswith(inner_prefix):
             continue
         outer_signal = getattr(outer, outer_prefix + name[len(inner_prefix):])
         inner_signal = getattr(inner, name)
@@ -386,8 +386,8 @@ class NetworkInterfaceAXI(wiring.Component):
         m.submodules.user = user = self._user
         m.submodules.user_bridge = bridge = self._bridge
         m.submodules.os = os = self._os
-        _wire(m, self, "s_axil", user, "axil")
-        _wire(m, self, "s_axil_os", os, "axil")
+        _wire(m, self, "s_axil_", user, "axil_")
+        _wire(m, self, "s_axil_os_", os, "axil_")
 
         # The AXI responses other than OKAY the memory port got (read in the OS page).
         axi_errors = Signal(32, name="axi_errors")
@@ -600,11 +600,5 @@ class NetworkInterfacesAXI(wiring.Component):
         m = Module()
         for index, shell in enumerate(self._shells):
             m.submodules[f"node{index}"] = shell
-            for path, member in shell.signature.members.flatten():
-                outer = getattr(self, f"n{index}_{path[0]}")
-                inner = getattr(shell, path[0])
-                if member.flow == In:
-                    m.d.comb += inner.eq(outer)
-                else:
-                    m.d.comb += outer.eq(inner)
+            _wire(m, self, f"n{index}_", shell)
         return m

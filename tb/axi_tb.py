@@ -272,6 +272,8 @@ class AxiNodesTB(ComponentTB):
         self.mismatches = []
         self.nodes = [_Node(self, index) for index in range(self.params.get("nodes", 2))]
         self.forwarded = 0
+        #: Words read back and compared with what the model wrote.
+        self.compared = 0
 
     def check(self, condition, what):
         """Record ``what`` as a mismatch unless ``condition`` holds."""
@@ -361,25 +363,20 @@ class AxiNodesTB(ComponentTB):
 
     async def check_lines(self, node, lines):
         """Read ``lines`` through ``node``'s core path and compare every word in them the model
-        wrote; return how many were compared."""
-        compared = 0
+        wrote (counted in :attr:`compared`)."""
         for line in sorted(lines):
             words = await node.read_line(line)
             for index, word in enumerate(words):
                 pa = line * LINE_BYTES + FLIT_BYTES * index
                 if pa in node.expected:
-                    compared += 1
+                    self.compared += 1
                     self.check(word == node.expected[pa], f"node {node.index}: word at {pa:#x} "
                                f"is {word:#x}, the model wrote {node.expected[pa]:#x}")
-        return compared
 
     async def check_memory(self):
-        """Read back every word the model wrote, through each node's core path; return how many
-        were compared."""
-        compared = 0
+        """Read back every word the model wrote, through each node's core path."""
         for node in self.nodes:
-            compared += await self.check_lines(node, {pa // LINE_BYTES for pa in node.expected})
-        return compared
+            await self.check_lines(node, {pa // LINE_BYTES for pa in node.expected})
 
     def leftovers(self):
         """Return what is left over: predictions not met, frames or answers nobody took."""
